@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the loom models (tests/loom*.rs) of every crate that has them, in their own
+# target directory since `--cfg loom` rebuilds every dependency.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_LOOM:-target/loom}"
+crates=()
+for dir in crates/*/; do
+    if compgen -G "${dir}tests/loom*.rs" >/dev/null; then
+        crates+=("$(basename "$dir")")
+    fi
+done
+if [ ${#crates[@]} -eq 0 ]; then
+    echo "no loom models yet"
+    exit 0
+fi
+for c in "${crates[@]}"; do
+    echo "loom: $c"
+    # Only the loom test targets: the rest of a crate's tests are not written for loom.
+    targets=()
+    for f in crates/"$c"/tests/loom*.rs; do targets+=(--test "$(basename "$f" .rs)"); done
+    cargo test --release --locked -p "$c" "${targets[@]}"
+done

@@ -1,0 +1,1 @@
+//! `memory_manager`: placeholder crate, filled in by its issue.

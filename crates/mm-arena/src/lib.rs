@@ -1,0 +1,1 @@
+//! `mm_arena`: placeholder crate, filled in by its issue.

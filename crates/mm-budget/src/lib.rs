@@ -1,0 +1,1 @@
+//! `mm_budget`: placeholder crate, filled in by its issue.

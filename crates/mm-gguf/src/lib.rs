@@ -1,0 +1,1 @@
+//! `mm_gguf`: placeholder crate, filled in by its issue.

@@ -1,0 +1,1 @@
+//! `mm_intern`: placeholder crate, filled in by its issue.

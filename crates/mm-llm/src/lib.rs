@@ -1,0 +1,1 @@
+//! `mm_llm`: placeholder crate, filled in by its issue.

@@ -1,0 +1,1 @@
+//! `mm_mmap`: placeholder crate, filled in by its issue.

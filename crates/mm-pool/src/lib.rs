@@ -1,0 +1,1 @@
+//! `mm_pool`: placeholder crate, filled in by its issue.

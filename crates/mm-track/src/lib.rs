@@ -1,0 +1,1 @@
+//! `mm_track`: placeholder crate, filled in by its issue.

@@ -1,0 +1,2 @@
+//! `mm-stress`: filled in by its issue.
+fn main() {}
