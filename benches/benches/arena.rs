@@ -1,0 +1,2 @@
+//! Criterion bench for `arena` (written by its issue).
+fn main() {}

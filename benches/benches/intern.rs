@@ -1,0 +1,2 @@
+//! Criterion bench for `intern` (written by its issue).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Criterion bench for `mmap` (written by its issue).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Criterion bench for `sse` (written by its issue).
+fn main() {}
