@@ -1,1 +1,4 @@
-//! `mm_gguf`: placeholder crate, filled in by its issue.
+//! `mm_gguf`: GGUF model loader (being filled in by its issue).
+
+pub mod quant;
+pub mod types;

@@ -1,0 +1,1 @@
+//! The table of ggml tensor types (being filled in by its issue).
