@@ -277,7 +277,7 @@ impl GgmlType {
     /// overflows `u64`. O(1).
     pub fn row_bytes(self, n_elements: u64) -> Option<u64> {
         let bs = u64::from(self.block_size());
-        if n_elements % bs != 0 {
+        if !n_elements.is_multiple_of(bs) {
             return None;
         }
         (n_elements / bs).checked_mul(u64::from(self.type_size()))
