@@ -1,0 +1,184 @@
+//! [`Arena`]: the allocation handle shared by thread scopes and [`RequestArena`](crate::RequestArena).
+
+use std::alloc::Layout;
+use std::fmt;
+
+use bumpalo::Bump;
+
+use crate::ArenaError;
+
+/// A handle to allocate from a bump arena for as long as `'a`.
+///
+/// Obtained from [`scope`](crate::scope) (thread arena) or
+/// [`RequestArena::arena`](crate::RequestArena::arena). Everything it returns borrows for
+/// `'a`, which the borrow checker ends before the arena can be reset, so no reference into
+/// the arena outlives a reset.
+///
+/// Values with a destructor are refused at compile time: a bump arena never runs `Drop`,
+/// so a `String` or `Vec` stored in it would leak its heap buffer at every reset.
+///
+/// ```compile_fail,E0080
+/// mm_arena::scope(|arena| {
+///     // error: `String` needs `Drop`, the arena would leak its buffer.
+///     let _ = arena.alloc(String::from("leak"));
+/// });
+/// ```
+///
+/// Every allocation returns `Result`: an arena with an allocation limit returns
+/// [`ArenaError::LimitExceeded`] instead of growing past it.
+#[derive(Clone, Copy)]
+pub struct Arena<'a> {
+    bump: &'a Bump,
+}
+
+impl<'a> Arena<'a> {
+    pub(crate) fn new(bump: &'a Bump) -> Self {
+        Self { bump }
+    }
+
+    /// Moves `val` into the arena and returns a mutable reference to it.
+    ///
+    /// Cost: a pointer bump when the current chunk has room; otherwise one new chunk from the
+    /// global allocator (twice the previous chunk, so rare after warm-up).
+    ///
+    /// # Errors
+    /// [`ArenaError::LimitExceeded`] if a new chunk would pass the limit,
+    /// [`ArenaError::OutOfMemory`] if the system allocator fails.
+    #[inline]
+    pub fn alloc<T>(&self, val: T) -> Result<&'a mut T, ArenaError> {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "mm-arena never runs Drop: store values without a destructor"
+            )
+        };
+        match self.bump.try_alloc(val) {
+            Ok(r) => Ok(r),
+            Err(_) => Err(self.failure(size_of::<T>())),
+        }
+    }
+
+    /// Copies `s` into the arena.
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc).
+    #[inline]
+    pub fn alloc_str(&self, s: &str) -> Result<&'a mut str, ArenaError> {
+        self.bump
+            .try_alloc_str(s)
+            .map_err(|_| self.failure(s.len()))
+    }
+
+    /// Copies the slice `src` into the arena.
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc).
+    #[inline]
+    pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> Result<&'a mut [T], ArenaError> {
+        self.bump
+            .try_alloc_slice_copy(src)
+            .map_err(|_| self.failure(size_of_val(src)))
+    }
+
+    /// Allocates `len` copies of `value`.
+    ///
+    /// `len` may come from untrusted input: the size is checked for overflow and the
+    /// arena's limit bounds it.
+    ///
+    /// # Errors
+    /// [`ArenaError::SizeOverflow`] if `len * size_of::<T>()` overflows, otherwise as
+    /// [`alloc`](Self::alloc).
+    #[inline]
+    pub fn alloc_slice_fill_copy<T: Copy>(
+        &self,
+        len: usize,
+        value: T,
+    ) -> Result<&'a mut [T], ArenaError> {
+        let bytes = Self::slice_bytes::<T>(len)?;
+        self.bump
+            .try_alloc_slice_fill_copy(len, value)
+            .map_err(|_| self.failure(bytes))
+    }
+
+    /// Allocates `len` elements, the `i`-th initialised with `f(i)`.
+    ///
+    /// # Errors
+    /// As [`alloc_slice_fill_copy`](Self::alloc_slice_fill_copy).
+    #[inline]
+    pub fn alloc_slice_fill_with<T, F>(&self, len: usize, f: F) -> Result<&'a mut [T], ArenaError>
+    where
+        F: FnMut(usize) -> T,
+    {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "mm-arena never runs Drop: store values without a destructor"
+            )
+        };
+        let bytes = Self::slice_bytes::<T>(len)?;
+        self.bump
+            .try_alloc_slice_fill_with(len, f)
+            .map_err(|_| self.failure(bytes))
+    }
+
+    /// The underlying [`bumpalo::Bump`], for `bumpalo::collections::{Vec, String}`.
+    ///
+    /// Those collections grow by reallocating inside the arena (the old copy stays until the
+    /// reset) and their infallible methods panic when a limit is hit; prefer their
+    /// `try_reserve` where the size comes from input. `Bump::reset` needs `&mut`, which this
+    /// shared reference cannot give, so the scope's guarantees hold.
+    #[inline]
+    pub fn bump(&self) -> &'a Bump {
+        self.bump
+    }
+
+    /// Bytes consumed in the arena so far, including alignment padding and the unused tails
+    /// of earlier chunks. O(1).
+    pub fn consumed_bytes(&self) -> usize {
+        consumed(self.bump)
+    }
+
+    /// Bytes of chunks the arena holds from the global allocator. O(1).
+    pub fn allocated_bytes(&self) -> usize {
+        self.bump.allocated_bytes()
+    }
+
+    fn slice_bytes<T>(len: usize) -> Result<usize, ArenaError> {
+        Layout::array::<T>(len)
+            .map(|l| l.size())
+            .map_err(|_| ArenaError::SizeOverflow {
+                len,
+                elem_size: size_of::<T>(),
+            })
+    }
+
+    #[cold]
+    fn failure(&self, requested: usize) -> ArenaError {
+        let allocated = self.bump.allocated_bytes();
+        match self.bump.allocation_limit() {
+            // With a limit set, bumpalo retries with smaller chunks down to the smallest that
+            // fits the request before giving up, so a failure means no chunk fits the limit.
+            Some(limit) => ArenaError::LimitExceeded {
+                requested,
+                allocated,
+                limit,
+            },
+            None => ArenaError::OutOfMemory { requested },
+        }
+    }
+}
+
+/// Bytes consumed: chunk bytes minus the free room left in the current chunk.
+pub(crate) fn consumed(bump: &Bump) -> usize {
+    bump.allocated_bytes().saturating_sub(bump.chunk_capacity())
+}
+
+impl fmt::Debug for Arena<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Arena")
+            .field("allocated_bytes", &self.bump.allocated_bytes())
+            .field("consumed_bytes", &consumed(self.bump))
+            .field("allocation_limit", &self.bump.allocation_limit())
+            .finish()
+    }
+}
