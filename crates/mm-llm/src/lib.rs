@@ -1,1 +1,7 @@
-//! `mm_llm`: placeholder crate, filled in by its issue.
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod json;
+pub mod sse;
+
+pub use error::LlmError;
