@@ -402,14 +402,21 @@ impl MmapCache {
             let victim = {
                 let mut queue = lock(&self.queue);
                 loop {
-                    let Some(record) = queue.pop() else { return false };
-                    let Some(file) = record.file.upgrade() else { continue };
+                    let Some(record) = queue.pop() else {
+                        return false;
+                    };
+                    let Some(file) = record.file.upgrade() else {
+                        continue;
+                    };
                     if !file.charge.is_held() {
                         continue; // replaced, removed or already evicted
                     }
                     let now = file.stamp.load(Ordering::Relaxed);
                     if now > record.stamp {
-                        queue.push(Queued { stamp: now, file: record.file });
+                        queue.push(Queued {
+                            stamp: now,
+                            file: record.file,
+                        });
                         continue;
                     }
                     break file;
@@ -426,7 +433,10 @@ impl MmapCache {
     /// Removes exactly this map from the index (not a newer one at the same path) and
     /// moves its bytes to outstanding. `true` if this call did it; bumps `counter`.
     fn remove_exact(&self, file: &Arc<MappedFile>, counter: &AtomicU64) -> bool {
-        let removed = self.index.remove_if(file.path(), |_, v| Arc::ptr_eq(v, file)).is_some();
+        let removed = self
+            .index
+            .remove_if(file.path(), |_, v| Arc::ptr_eq(v, file))
+            .is_some();
         if removed && file.charge.release_from_cache() {
             counter.fetch_add(1, Ordering::Relaxed);
             return true;
@@ -450,7 +460,11 @@ impl MmapCache {
     /// Evicts down to `fraction` of the budget (clamped to 0..=1; `0.5` is what a
     /// memory-pressure handler should ask for). Returns the bytes released.
     pub fn evict_to_fraction(&self, fraction: f64) -> u64 {
-        let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+        let fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         // Exact enough: budgets are far below 2^53 bytes.
         let target = (self.ledger.budget() as f64 * fraction) as u64;
         self.trim_to(target)
@@ -477,7 +491,10 @@ impl MmapCache {
 
     /// The cached files and their lengths, in no particular order. O(n), allocates.
     pub fn cached_files(&self) -> Vec<(PathBuf, u64)> {
-        self.index.iter().map(|r| (r.key().clone(), r.value().charge.len())).collect()
+        self.index
+            .iter()
+            .map(|r| (r.key().clone(), r.value().charge.len()))
+            .collect()
     }
 
     /// The current counters. O(number of lookup shards).
@@ -508,5 +525,7 @@ impl Drop for MmapCache {
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the data valid
 /// (a heap or map whose records are checked when used).
 fn lock<T>(mutex: &Mutex<T>) -> crate::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -95,7 +95,10 @@ impl MmapError {
         match source.kind() {
             io::ErrorKind::NotFound => Self::NotFound { path },
             io::ErrorKind::PermissionDenied => Self::PermissionDenied { path },
-            io::ErrorKind::IsADirectory => Self::NotRegularFile { path, kind: "directory" },
+            io::ErrorKind::IsADirectory => Self::NotRegularFile {
+                path,
+                kind: "directory",
+            },
             _ => Self::Io { path, op, source },
         }
     }

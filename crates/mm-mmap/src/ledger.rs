@@ -39,7 +39,11 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger that lets the cache hold at most `budget` bytes.
     pub fn new(budget: u64) -> Self {
-        Self { budget, held: AtomicU64::new(0), outstanding: AtomicU64::new(0) }
+        Self {
+            budget,
+            held: AtomicU64::new(0),
+            outstanding: AtomicU64::new(0),
+        }
     }
 
     /// The most bytes the cache may hold.
@@ -100,7 +104,11 @@ pub struct Charge {
 impl Charge {
     /// A charge for a map of `len` bytes that no counter includes yet.
     pub fn uncharged(ledger: Arc<Ledger>, len: u64) -> Self {
-        Self { ledger, len, state: AtomicU8::new(UNCHARGED) }
+        Self {
+            ledger,
+            len,
+            state: AtomicU8::new(UNCHARGED),
+        }
     }
 
     /// The map's length in bytes.
@@ -161,7 +169,9 @@ impl Charge {
     }
 
     fn transition(&self, from: u8, to: u8) -> bool {
-        self.state.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -187,7 +197,10 @@ mod tests {
         assert!(ledger.try_reserve(4));
         assert_eq!(ledger.held(), 10);
         assert!(!ledger.try_reserve(1));
-        assert!(!ledger.try_reserve(u64::MAX), "overflow must be refused, not wrapped");
+        assert!(
+            !ledger.try_reserve(u64::MAX),
+            "overflow must be refused, not wrapped"
+        );
     }
 
     #[test]
@@ -199,7 +212,10 @@ mod tests {
         assert!(!charge.commit_held());
         assert_eq!((ledger.held(), ledger.outstanding()), (40, 0));
         assert!(charge.release_from_cache());
-        assert!(!charge.release_from_cache(), "second release must not move bytes twice");
+        assert!(
+            !charge.release_from_cache(),
+            "second release must not move bytes twice"
+        );
         assert_eq!((ledger.held(), ledger.outstanding()), (0, 40));
         assert!(charge.is_outstanding() && !charge.is_held());
         drop(charge);

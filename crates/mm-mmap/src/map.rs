@@ -134,24 +134,32 @@ impl MappedFile {
     /// Applies an access hint to the whole map (`madvise`). One system call; the hint
     /// affects every holder of this map. Fails only if the kernel rejects the hint.
     pub fn advise(&self, access: Access) -> Result<(), MmapError> {
-        self.map.advise(access.advice()).map_err(|source| MmapError::Advise {
-            path: self.path.clone(),
-            advice: access,
-            source,
-        })
+        self.map
+            .advise(access.advice())
+            .map_err(|source| MmapError::Advise {
+                path: self.path.clone(),
+                advice: access,
+                source,
+            })
     }
 
     /// Applies an access hint to `len` bytes from `offset` (rounded out to pages by the
     /// kernel). A range outside the map is reported as [`MmapError::Advise`] (`EINVAL`)
     /// rather than passed to the kernel.
     pub fn advise_range(&self, access: Access, offset: usize, len: usize) -> Result<(), MmapError> {
-        let in_bounds = offset.checked_add(len).is_some_and(|end| end <= self.map.len());
+        let in_bounds = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.map.len());
         let result = if in_bounds {
             self.map.advise_range(access.advice(), offset, len)
         } else {
             Err(std::io::Error::from_raw_os_error(libc::EINVAL))
         };
-        result.map_err(|source| MmapError::Advise { path: self.path.clone(), advice: access, source })
+        result.map_err(|source| MmapError::Advise {
+            path: self.path.clone(),
+            advice: access,
+            source,
+        })
     }
 }
 
@@ -204,9 +212,14 @@ pub(crate) fn open_checked(path: &Path) -> Result<OpenedFile, MmapError> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| MmapError::from_io(path, "open", e))?;
-    let meta = file.metadata().map_err(|e| MmapError::from_io(path, "stat", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| MmapError::from_io(path, "stat", e))?;
     check_regular(path, &meta)?;
-    Ok(OpenedFile { file, identity: FileIdentity::from_metadata(&meta) })
+    Ok(OpenedFile {
+        file,
+        identity: FileIdentity::from_metadata(&meta),
+    })
 }
 
 fn check_regular(path: &Path, meta: &Metadata) -> Result<(), MmapError> {
@@ -227,10 +240,15 @@ fn check_regular(path: &Path, meta: &Metadata) -> Result<(), MmapError> {
         Some("special file")
     };
     if let Some(kind) = kind {
-        return Err(MmapError::NotRegularFile { path: path.to_path_buf(), kind });
+        return Err(MmapError::NotRegularFile {
+            path: path.to_path_buf(),
+            kind,
+        });
     }
     if meta.len() == 0 {
-        return Err(MmapError::EmptyFile { path: path.to_path_buf() });
+        return Err(MmapError::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
