@@ -1,4 +1,21 @@
-//! `mm_gguf`: GGUF model loader (being filled in by its issue).
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod mapped;
+mod parse;
+mod reader;
+mod value;
+mod writer;
 
 pub mod quant;
 pub mod types;
+
+pub use error::{GgufError, Result};
+pub use mapped::MappedGguf;
+pub use mm_mmap::{Access, MmapCache, MmapCacheConfig};
+pub use parse::{
+    ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, Gguf, Inspection, MAX_DIMS, MetadataEntry, TensorInfo, TensorView,
+    inspect,
+};
+pub use value::{ArrayIter, ArrayView, MAX_ARRAY_DEPTH, Value, ValueType};
+pub use writer::{GgufWriter, MetaValue};
