@@ -1,1 +1,161 @@
-//! `mm_track`: placeholder crate, filled in by its issue.
+#![doc = include_str!("../README.md")]
+
+mod counters;
+mod global;
+mod sync;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+pub use counters::{LIVE_SLACK_BYTES, OP_BATCH, ScopeStats, Snapshot};
+
+/// A [`GlobalAlloc`] that forwards every call to `A` and counts it.
+///
+/// Install it with `#[global_allocator]`. All `TrackedAlloc` values count into the same
+/// process-wide figures (read with [`snapshot`]) and the same per-thread counters (read with
+/// [`count`]); normally there is exactly one, the global allocator.
+///
+/// Cost per call: a few loads and stores to this thread's counters and one or two
+/// compares; every [`OP_BATCH`] calls, or when the thread's live bytes moved by more than
+/// [`LIVE_SLACK_BYTES`], a fold of about seven relaxed atomic adds. It never allocates,
+/// panics or locks; the inner allocator's failures (null) are passed on and not counted.
+///
+/// Sizes counted are the [`Layout`] sizes callers ask for, not what `A` rounds them up to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrackedAlloc<A: GlobalAlloc = System> {
+    inner: A,
+}
+
+impl<A: GlobalAlloc> TrackedAlloc<A> {
+    /// Wraps `inner`. `const`, so it can initialise a `static`.
+    pub const fn new(inner: A) -> Self {
+        Self { inner }
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+// SAFETY: every method forwards to `inner` with the caller's arguments unchanged and returns
+// its result unchanged, so `inner`'s guarantees are ours. The counting around the calls does
+// not allocate, unwind or touch the returned memory.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's own guarantees about `layout`.
+        let ptr = unsafe { self.inner.alloc(layout) };
+        if !ptr.is_null() {
+            global::on_alloc(layout.size());
+        }
+        ptr
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's own guarantees about `layout`.
+        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            global::on_alloc_zeroed(layout.size());
+        }
+        ptr
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `inner`)
+        // with `layout`.
+        unsafe { self.inner.dealloc(ptr, layout) };
+        global::on_dealloc(layout.size());
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged; the caller's guarantees about `ptr`, `layout` and
+        // `new_size` are the ones `inner.realloc` needs.
+        let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            global::on_realloc(layout.size(), new_size);
+        }
+        new
+    }
+}
+
+/// Runs `f` and returns its result with the allocator calls *this thread* made inside it.
+///
+/// Scopes nest freely (each is a difference of this thread's cumulative counters, taken
+/// before and after), cost two reads of a few thread-local cells, and never allocate.
+/// Allocations made by other threads on `f`'s behalf are not included. When no
+/// [`TrackedAlloc`] is the global allocator every figure is 0: assert [`is_active`] too, or
+/// a "makes no allocation" test passes for the wrong reason.
+///
+/// ```
+/// let ((), stats) = mm_track::count(|| {
+///     let x = 1 + 1;
+///     assert_eq!(x, 2);
+/// });
+/// assert_eq!(stats.allocs, 0);
+/// ```
+pub fn count<R>(f: impl FnOnce() -> R) -> (R, ScopeStats) {
+    let before = global::thread_totals();
+    let result = f();
+    let stats = global::thread_totals().since(before);
+    (result, stats)
+}
+
+/// True when a [`TrackedAlloc`] is the global allocator (and so has served a call).
+///
+/// It checks by making one 8-byte allocation through the global allocator and watching this
+/// thread's counters move; the probe is then taken back out of every figure, so calling it
+/// inside a [`count`] scope does not change the scope's result. Cost: one malloc/free pair.
+pub fn is_active() -> bool {
+    let layout = Layout::new::<u64>();
+    let before = global::thread_totals().allocs;
+    // SAFETY: `layout` has a non-zero size.
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    if ptr.is_null() {
+        return false;
+    }
+    // Keeps the optimiser from removing the allocation pair.
+    let ptr = std::hint::black_box(ptr);
+    let after = global::thread_totals().allocs;
+    // SAFETY: `ptr` was allocated just above by the global allocator with `layout`.
+    unsafe { std::alloc::dealloc(ptr, layout) };
+    let active = after != before;
+    if active {
+        global::forget_probe(layout.size());
+    }
+    active
+}
+
+/// The process-wide figures, or `None` when no [`TrackedAlloc`] is the global allocator.
+///
+/// Folds the calling thread's pending deltas first, so after every other thread has exited
+/// (or called [`flush`]) the figures are exact; see [`Snapshot`] for the error bound while
+/// threads run. Cost: one [`is_active`] probe and about a dozen relaxed atomic loads.
+pub fn snapshot() -> Option<Snapshot> {
+    is_active().then(global::snapshot)
+}
+
+/// Folds the calling thread's pending deltas into the process-wide figures now.
+///
+/// A thread folds by itself every [`OP_BATCH`] calls, when its live bytes move by more than
+/// [`LIVE_SLACK_BYTES`], and when it exits; a long-lived thread that goes idle can call this
+/// so that [`snapshot`] taken elsewhere is exact for it. Cost: up to seven atomic adds.
+pub fn flush() {
+    global::flush();
+}
+
+/// Sets the peak to the current live bytes (after folding this thread), to measure the peak
+/// of one phase of a program.
+pub fn reset_peak() {
+    global::reset_peak();
+}
+
+/// The counting core, exposed for the loom models in `tests/loom.rs` only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod model {
+    pub use crate::counters::{Local, Shared};
+    pub use crate::sync::Atom;
+}

@@ -1,0 +1,103 @@
+//! Loom models of the counting core: per-thread `Local` counters folded into `Shared`.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::AtomicU64;
+use loom::thread;
+use mm_track::model::{Local, Shared};
+
+fn shared() -> Arc<Shared<AtomicU64>> {
+    Arc::new(Shared::with(|| AtomicU64::new(0)))
+}
+
+/// Plays one thread's calls, folding whenever a call asks for it, and once more at the end
+/// (what the thread-exit hook does).
+fn run(shared: &Shared<AtomicU64>, calls: &[(char, u64, u64)]) {
+    let local = Local::new(16, 2);
+    for &(op, a, b) in calls {
+        let due = match op {
+            'a' => local.record_alloc(a),
+            'z' => local.record_alloc_zeroed(a),
+            'd' => local.record_dealloc(a),
+            _ => local.record_realloc(a, b),
+        };
+        if due {
+            local.fold(shared, true);
+        }
+    }
+    local.fold(shared, false);
+}
+
+/// Whatever the interleaving of two threads' batched folds, the totals after both threads
+/// have finished are exactly the sum of their calls (no delta lost or folded twice).
+#[test]
+fn folded_totals_are_exact_after_join() {
+    loom::model(|| {
+        let s = shared();
+        let s2 = Arc::clone(&s);
+        let t = thread::spawn(move || {
+            run(
+                &s2,
+                &[('a', 10, 0), ('z', 20, 0), ('d', 10, 0), ('r', 20, 40)],
+            );
+        });
+        run(&s, &[('a', 30, 0), ('a', 4, 0), ('d', 4, 0)]);
+        t.join().unwrap();
+        let snap = s.snapshot();
+        assert_eq!(snap.allocs, 4);
+        assert_eq!(snap.zeroed_allocs, 1);
+        assert_eq!(snap.deallocs, 2);
+        assert_eq!(snap.reallocs, 1);
+        assert_eq!(snap.total_alloc_bytes, 10 + 20 + 40 + 30 + 4);
+        assert_eq!(snap.live_bytes, 40 + 30);
+        assert_eq!(s.folded_live(), 70);
+        assert!(snap.peak_bytes >= 70);
+    });
+}
+
+/// When one thread frees a block another allocated, the raw folded total may dip below zero
+/// for a moment, but a concurrent snapshot never shows a negative (wrapped-around) live
+/// figure and never a peak below live; after both fold, live is exactly zero again.
+#[test]
+fn cross_thread_free_never_shows_a_wrapped_live_figure() {
+    loom::model(|| {
+        let s = shared();
+        let (sa, sb) = (Arc::clone(&s), Arc::clone(&s));
+        let a = thread::spawn(move || run(&sa, &[('a', 100, 0)]));
+        let b = thread::spawn(move || run(&sb, &[('d', 100, 0)]));
+        let seen = s.snapshot();
+        assert!(seen.live_bytes <= 100, "wrapped live: {seen:?}");
+        assert!(seen.peak_bytes >= seen.live_bytes);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(s.folded_live(), 0);
+        assert_eq!(s.snapshot().live_bytes, 0);
+    });
+}
+
+/// The peak is the largest folded live value: two threads each holding 100 bytes at once
+/// can fold to a peak of 100 or 200 depending on the order, never less than 100, and every
+/// snapshot taken meanwhile has `peak_bytes >= live_bytes`.
+#[test]
+fn peak_is_the_folded_maximum() {
+    loom::model(|| {
+        let s = shared();
+        let (s1, s2) = (Arc::clone(&s), Arc::clone(&s));
+        let hold = |s: &Shared<AtomicU64>| {
+            let l = Local::new(0, u32::MAX);
+            l.record_alloc(100);
+            l.fold(s, true);
+            l.record_dealloc(100);
+            l.fold(s, true);
+        };
+        let t1 = thread::spawn(move || hold(&s1));
+        let t2 = thread::spawn(move || hold(&s2));
+        let seen = s.snapshot();
+        assert!(seen.peak_bytes >= seen.live_bytes, "{seen:?}");
+        t1.join().unwrap();
+        t2.join().unwrap();
+        let end = s.snapshot();
+        assert_eq!(end.live_bytes, 0);
+        assert!(end.peak_bytes == 100 || end.peak_bytes == 200, "{end:?}");
+    });
+}

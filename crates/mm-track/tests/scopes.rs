@@ -1,0 +1,125 @@
+//! Per-thread scope counting under a real `#[global_allocator]`.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+
+use mm_track::{ScopeStats, TrackedAlloc};
+
+#[global_allocator]
+static GLOBAL: TrackedAlloc = TrackedAlloc::new(std::alloc::System);
+
+#[test]
+fn tracking_is_live() {
+    assert!(mm_track::is_active());
+    assert!(mm_track::snapshot().is_some());
+}
+
+#[test]
+fn exact_counts_for_a_known_pattern() {
+    assert!(mm_track::is_active());
+    let ((), s) = mm_track::count(|| {
+        let mut boxes = Vec::with_capacity(10); // 1 alloc of 10 pointers, 80 bytes
+        for i in 0..10u8 {
+            boxes.push(black_box(Box::new([i + 1; 24]))); // 10 allocs of 24 bytes
+        }
+        drop(black_box(boxes)); // 11 deallocs
+    });
+    assert_eq!(
+        s,
+        ScopeStats {
+            allocs: 11,
+            deallocs: 11,
+            reallocs: 0,
+            alloc_bytes: 80 + 240,
+            dealloc_bytes: 80 + 240,
+        }
+    );
+    assert_eq!(s.net_bytes(), 0);
+}
+
+#[test]
+fn realloc_and_alloc_zeroed_are_counted() {
+    assert!(mm_track::is_active());
+    let (v, s) = mm_track::count(|| {
+        let mut v: Vec<u8> = Vec::with_capacity(16);
+        v.reserve_exact(64); // realloc 16 -> 64
+        black_box(v)
+    });
+    assert_eq!(v.capacity(), 64);
+    assert_eq!((s.allocs, s.reallocs, s.deallocs), (1, 1, 0));
+    assert_eq!((s.alloc_bytes, s.dealloc_bytes), (16 + 64, 16));
+    assert_eq!(s.net_bytes(), 64);
+    let ((), s) = mm_track::count(|| drop(black_box(v)));
+    assert_eq!((s.deallocs, s.dealloc_bytes), (1, 64));
+
+    let (z, s) = mm_track::count(|| black_box(vec![0u8; 4096])); // alloc_zeroed
+    assert!(z.iter().all(|&b| b == 0));
+    assert_eq!((s.allocs, s.alloc_bytes), (1, 4096));
+    drop(z);
+}
+
+#[test]
+fn nested_scopes_each_see_their_own_calls() {
+    assert!(mm_track::is_active());
+    let ((inner, middle), outer) = mm_track::count(|| {
+        let a = black_box(Box::new(1u64));
+        let (inner_and_b, middle) = mm_track::count(|| {
+            let b = black_box(Box::new([2u32; 4]));
+            let ((), inner) = mm_track::count(|| drop(black_box(Box::new(3u16))));
+            (inner, b)
+        });
+        drop(a);
+        drop(inner_and_b.1);
+        (inner_and_b.0, middle)
+    });
+    assert_eq!((inner.allocs, inner.deallocs, inner.alloc_bytes), (1, 1, 2));
+    assert_eq!(
+        (middle.allocs, middle.deallocs, middle.alloc_bytes),
+        (2, 1, 18)
+    );
+    assert_eq!((outer.allocs, outer.deallocs), (3, 3));
+    assert_eq!(
+        (outer.alloc_bytes, outer.dealloc_bytes),
+        (8 + 16 + 2, 8 + 16 + 2)
+    );
+}
+
+#[test]
+fn a_scope_does_not_see_other_threads() {
+    assert!(mm_track::is_active());
+    let start = Arc::new(Barrier::new(2));
+    let end = Arc::new(Barrier::new(2));
+    let (s2, e2) = (Arc::clone(&start), Arc::clone(&end));
+    let noisy = std::thread::spawn(move || {
+        s2.wait();
+        let mut keep = Vec::new();
+        for i in 0..10_000usize {
+            keep.push(black_box(vec![1u8; 1 + i % 100]));
+        }
+        e2.wait();
+        keep.len()
+    });
+    let ((), quiet) = mm_track::count(|| {
+        start.wait();
+        end.wait();
+    });
+    assert_eq!(noisy.join().unwrap(), 10_000);
+    assert!(quiet.allocs < 10, "quiet thread saw {quiet:?}");
+    // The noisy thread's work, counted in its own scope, is all there.
+    let (n, s) = mm_track::count(|| {
+        std::thread::scope(|sc| {
+            sc.spawn(|| mm_track::count(|| black_box(vec![7u8; 3]).len()).1)
+                .join()
+                .unwrap()
+        })
+    });
+    assert_eq!((n.allocs, n.alloc_bytes, n.deallocs), (1, 3, 1));
+    assert!(s.allocs >= 1, "spawning a thread allocates on the caller");
+}
+
+#[test]
+fn is_active_is_invisible_to_scopes() {
+    let (active, s) = mm_track::count(mm_track::is_active);
+    assert!(active);
+    assert!(s.is_empty(), "the probe leaked into the scope: {s:?}");
+}
