@@ -1,1 +1,15 @@
-//! `mm_pool`: placeholder crate, filled in by its issue.
+#![doc = include_str!("../README.md")]
+
+mod buffer;
+mod error;
+mod object;
+mod stats;
+mod sync;
+
+pub use buffer::{BufferPool, BufferPoolConfig, PooledBuffer, TierConfig};
+pub use error::PoolError;
+pub use object::{ObjectPool, Pooled};
+pub use stats::PoolStats;
+
+/// Re-export of the `bytes` version whose `BytesMut` the buffer pool hands out.
+pub use bytes;

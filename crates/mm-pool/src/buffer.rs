@@ -1,0 +1,507 @@
+//! [`BufferPool`]: tiers of `BytesMut`, with a one-buffer LIFO per thread and tier.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+use bytes::BytesMut;
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, PerThread, Queue};
+use crate::{PoolError, PoolStats};
+
+/// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierConfig {
+    /// Capacity of every buffer of the tier, in bytes.
+    pub size: usize,
+    /// Most idle buffers of the tier the pool keeps.
+    pub max_idle: usize,
+}
+
+/// Tiers and limits of a [`BufferPool`].
+///
+/// The default is 4 KiB x 64, 64 KiB x 16 and 1 MiB x 2 (a bound of 3.25 MiB held, all
+/// filled lazily), with a per-thread cache and a 64 MiB `max_request` for
+/// [`BufferPool::try_acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferPoolConfig {
+    tiers: Vec<TierConfig>,
+    max_request: usize,
+    thread_cache: bool,
+}
+
+impl Default for BufferPoolConfig {
+    fn default() -> Self {
+        Self {
+            tiers: vec![
+                TierConfig {
+                    size: 4 * 1024,
+                    max_idle: 64,
+                },
+                TierConfig {
+                    size: 64 * 1024,
+                    max_idle: 16,
+                },
+                TierConfig {
+                    size: 1024 * 1024,
+                    max_idle: 2,
+                },
+            ],
+            max_request: 64 * 1024 * 1024,
+            thread_cache: true,
+        }
+    }
+}
+
+impl BufferPoolConfig {
+    /// Tiers from `(size, max_idle)` pairs, smallest first; other settings as the default.
+    pub fn with_tiers(tiers: impl IntoIterator<Item = (usize, usize)>) -> Self {
+        Self {
+            tiers: tiers
+                .into_iter()
+                .map(|(size, max_idle)| TierConfig { size, max_idle })
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Largest request [`BufferPool::try_acquire`] accepts.
+    pub fn max_request(mut self, bytes: usize) -> Self {
+        self.max_request = bytes;
+        self
+    }
+
+    /// Whether each thread keeps its last returned buffer of each tier (a one-deep LIFO in
+    /// front of the FIFO queue, so the hottest buffer is reused). On by default.
+    pub fn thread_cache(mut self, on: bool) -> Self {
+        self.thread_cache = on;
+        self
+    }
+
+    /// The tiers.
+    pub fn tiers(&self) -> &[TierConfig] {
+        &self.tiers
+    }
+
+    /// Checks the tiers; returns the pool's bound in bytes.
+    ///
+    /// # Errors
+    /// [`PoolError::NoTiers`], [`PoolError::ZeroSizedTier`], [`PoolError::ZeroCapacity`],
+    /// [`PoolError::TiersNotIncreasing`], [`PoolError::BoundOverflow`].
+    pub fn validate(&self) -> Result<usize, PoolError> {
+        if self.tiers.is_empty() {
+            return Err(PoolError::NoTiers);
+        }
+        let mut bound = 0usize;
+        for (index, tier) in self.tiers.iter().enumerate() {
+            if tier.size == 0 {
+                return Err(PoolError::ZeroSizedTier { index });
+            }
+            if tier.max_idle == 0 {
+                return Err(PoolError::ZeroCapacity { index });
+            }
+            if index > 0 && tier.size <= self.tiers[index - 1].size {
+                return Err(PoolError::TiersNotIncreasing {
+                    index,
+                    previous: self.tiers[index - 1].size,
+                    size: tier.size,
+                });
+            }
+            bound = tier
+                .size
+                .checked_mul(tier.max_idle)
+                .and_then(|b| b.checked_add(bound))
+                .ok_or(PoolError::BoundOverflow)?;
+        }
+        Ok(bound)
+    }
+}
+
+struct Tier {
+    size: usize,
+    max_idle: usize,
+    queue: Queue<BytesMut>,
+    /// Buffers held idle in `queue` and in the thread caches, plus returns in flight that
+    /// have reserved a place. Never above `max_idle` for long, and the buffers actually held
+    /// never exceed `max_idle`: a return reserves here first and backs out if over.
+    idle: CachePadded<AtomicUsize>,
+}
+
+/// Per-thread state: one cached buffer per tier and this thread's counters.
+struct Local {
+    slots: Box<[Queue<BytesMut>]>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    returns: AtomicU64,
+    discards: AtomicU64,
+    oversize: AtomicU64,
+}
+
+impl Local {
+    fn new(tiers: usize) -> Self {
+        Self {
+            slots: (0..tiers).map(|_| Queue::new(1)).collect(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            returns: AtomicU64::new(0),
+            discards: AtomicU64::new(0),
+            oversize: AtomicU64::new(0),
+        }
+    }
+
+    fn counts(&self) -> PoolStats {
+        PoolStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            returns: self.returns.load(Ordering::Relaxed),
+            discards: self.discards.load(Ordering::Relaxed),
+            oversize: self.oversize.load(Ordering::Relaxed),
+            ..PoolStats::default()
+        }
+    }
+}
+
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Shared {
+    tiers: Box<[Tier]>,
+    locals: PerThread<Local>,
+    thread_cache: bool,
+    max_request: usize,
+    bound: usize,
+}
+
+impl Shared {
+    #[inline]
+    fn tier_for(&self, min_len: usize) -> Option<usize> {
+        self.tiers.iter().position(|t| t.size >= min_len)
+    }
+
+    fn take(&self, t: usize, local: &Local) -> Option<BytesMut> {
+        let tier = &self.tiers[t];
+        let found = if self.thread_cache {
+            local.slots[t].pop().or_else(|| tier.queue.pop())
+        } else {
+            tier.queue.pop()
+        };
+        let found = found.or_else(|| self.steal(t));
+        if found.is_some() {
+            tier.idle.fetch_sub(1, Ordering::AcqRel);
+        }
+        found
+    }
+
+    /// On a miss, takes a buffer cached by another (maybe exited) thread before allocating.
+    /// O(threads), but only on the path that would otherwise allocate a whole tier buffer.
+    fn steal(&self, t: usize) -> Option<BytesMut> {
+        if !self.thread_cache {
+            return None;
+        }
+        self.locals.iter().find_map(|l| l.slots[t].pop())
+    }
+
+    fn give_back(&self, t: usize, mut buf: BytesMut) {
+        let local = self.locals.get();
+        let tier = &self.tiers[t];
+        if buf.capacity() != tier.size {
+            // Grown past the tier, split, or swapped for another buffer: not ours to keep.
+            bump(&local.discards);
+            return;
+        }
+        if tier.idle.fetch_add(1, Ordering::AcqRel) >= tier.max_idle {
+            tier.idle.fetch_sub(1, Ordering::AcqRel);
+            bump(&local.discards);
+            return;
+        }
+        buf.clear();
+        // A place is reserved: the queue has room for `max_idle` and holds at most `idle`.
+        let pushed = if self.thread_cache {
+            self.stash(t, local, buf)
+        } else {
+            tier.queue.push(buf)
+        };
+        match pushed {
+            Ok(()) => bump(&local.returns),
+            Err(_dropped) => {
+                tier.idle.fetch_sub(1, Ordering::AcqRel);
+                bump(&local.discards);
+            }
+        }
+    }
+
+    /// Puts `buf` in this thread's slot; a buffer already there moves to the shared queue,
+    /// so the slot always holds the most recently returned (hottest) buffer.
+    fn stash(&self, t: usize, local: &Local, buf: BytesMut) -> Result<(), BytesMut> {
+        let slot = &local.slots[t];
+        let queue = &self.tiers[t].queue;
+        let buf = match slot.push(buf) {
+            Ok(()) => return Ok(()),
+            Err(buf) => buf,
+        };
+        let Some(older) = slot.pop() else {
+            return slot.push(buf).or_else(|b| queue.push(b));
+        };
+        // Only this thread pushes to its slot (others only pop), so this push succeeds in
+        // the real build; under loom the slot is shared, hence the fallback.
+        if let Err(buf) = slot.push(buf) {
+            queue.push(buf)?;
+        }
+        // `older` was already counted in `idle`; the queue has room for every counted buffer.
+        if let Err(lost) = queue.push(older) {
+            self.tiers[t].idle.fetch_sub(1, Ordering::AcqRel);
+            drop(lost);
+        }
+        Ok(())
+    }
+}
+
+/// A pool of `BytesMut` buffers in size tiers.
+///
+/// [`acquire(n)`](Self::acquire) hands out a buffer from the smallest tier whose size is at
+/// least `n` (capacity exactly the tier size, length 0); dropping the [`PooledBuffer`] clears
+/// it and returns it, unless its tier is full or its capacity changed (it grew, or was
+/// split), in which case it is dropped. A request above the largest tier is a plain
+/// allocation, counted in [`PoolStats::oversize`] and never pooled.
+///
+/// Tiers fill lazily: the pool allocates no buffer until asked. The buffers held idle never
+/// exceed each tier's `max_idle` (so never the config's bound, 3.25 MiB by default).
+///
+/// Each thread keeps its last returned buffer of each tier and gets it back first: the
+/// shared queue is FIFO and would hand out the coldest buffer. Those cached buffers count
+/// in `held` and in the bound; a buffer cached by a thread that exits stays held until
+/// another thread misses on that tier (it is then taken before allocating) or
+/// [`trim`](Self::trim) runs.
+///
+/// ```
+/// use mm_pool::BufferPool;
+///
+/// let pool = BufferPool::new(Default::default())?;
+/// for _ in 0..100 {
+///     let mut buf = pool.acquire(1500);
+///     buf.extend_from_slice(b"data: {\"token\":\"hi\"}\n\n");
+///     assert_eq!(buf.capacity(), 4096);
+/// }
+/// let stats = pool.stats();
+/// assert_eq!((stats.misses, stats.hits), (1, 99));
+/// assert!(stats.held_bytes <= stats.bound_bytes);
+/// # Ok::<(), mm_pool::PoolError>(())
+/// ```
+///
+/// A pool's main win is bounded, predictable memory, not speed: a warm glibc or mimalloc
+/// recycles a freed buffer in tens of nanoseconds too (see `docs/benchmarks.md`).
+#[derive(Clone)]
+pub struct BufferPool {
+    shared: Arc<Shared>,
+}
+
+impl BufferPool {
+    /// Builds the pool; allocates the queues' slots, no buffer.
+    ///
+    /// # Errors
+    /// Whatever [`BufferPoolConfig::validate`] reports.
+    pub fn new(config: BufferPoolConfig) -> Result<Self, PoolError> {
+        let bound = config.validate()?;
+        let tiers = config
+            .tiers
+            .iter()
+            .map(|t| Tier {
+                size: t.size,
+                max_idle: t.max_idle,
+                queue: Queue::new(t.max_idle),
+                idle: CachePadded::new(AtomicUsize::new(0)),
+            })
+            .collect();
+        let slots = if config.thread_cache {
+            config.tiers.len()
+        } else {
+            0
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                tiers,
+                locals: PerThread::new(Local::new, slots),
+                thread_cache: config.thread_cache,
+                max_request: config.max_request,
+                bound,
+            }),
+        })
+    }
+
+    /// A buffer with `capacity() >= min_len` and `len() == 0`.
+    ///
+    /// Cost at steady state: a thread-local lookup, a pop from this thread's cache (or the
+    /// tier's queue) and two atomic updates. A miss allocates the tier size; an oversize
+    /// request allocates `min_len` bytes: use [`try_acquire`](Self::try_acquire) when
+    /// `min_len` comes from untrusted input.
+    #[inline]
+    pub fn acquire(&self, min_len: usize) -> PooledBuffer {
+        let shared = &*self.shared;
+        let local = shared.locals.get();
+        match shared.tier_for(min_len) {
+            Some(t) => {
+                let buf = match shared.take(t, local) {
+                    Some(buf) => {
+                        bump(&local.hits);
+                        buf
+                    }
+                    None => {
+                        bump(&local.misses);
+                        BytesMut::with_capacity(shared.tiers[t].size)
+                    }
+                };
+                PooledBuffer {
+                    buf,
+                    tier: Some(t),
+                    pool: Arc::clone(&self.shared),
+                }
+            }
+            None => {
+                bump(&local.oversize);
+                PooledBuffer {
+                    buf: BytesMut::with_capacity(min_len),
+                    tier: None,
+                    pool: Arc::clone(&self.shared),
+                }
+            }
+        }
+    }
+
+    /// As [`acquire`](Self::acquire), refusing requests above the configured `max_request`.
+    ///
+    /// # Errors
+    /// [`PoolError::TooLarge`].
+    pub fn try_acquire(&self, min_len: usize) -> Result<PooledBuffer, PoolError> {
+        if min_len > self.shared.max_request {
+            return Err(PoolError::TooLarge {
+                requested: min_len,
+                max: self.shared.max_request,
+            });
+        }
+        Ok(self.acquire(min_len))
+    }
+
+    /// Drops every idle buffer (queues and thread caches); returns the bytes released.
+    /// The memory-pressure handler calls this. Buffers in use are untouched.
+    pub fn trim(&self) -> usize {
+        let shared = &*self.shared;
+        let mut released = 0;
+        for (t, tier) in shared.tiers.iter().enumerate() {
+            let mut drop_one = |buf: Option<BytesMut>| match buf {
+                Some(_) => {
+                    tier.idle.fetch_sub(1, Ordering::AcqRel);
+                    released += tier.size;
+                    true
+                }
+                None => false,
+            };
+            while drop_one(tier.queue.pop()) {}
+            if shared.thread_cache {
+                for local in shared.locals.iter() {
+                    drop_one(local.slots[t].pop());
+                }
+            }
+        }
+        released
+    }
+
+    /// Counters summed over threads, and what is held now.
+    pub fn stats(&self) -> PoolStats {
+        let shared = &*self.shared;
+        let mut stats = PoolStats::default();
+        for local in shared.locals.iter() {
+            stats.add(&local.counts());
+        }
+        for tier in shared.tiers.iter() {
+            // A return in flight may count one over for an instant; what is held never is.
+            let held = tier.idle.load(Ordering::Acquire).min(tier.max_idle);
+            stats.held += held as u64;
+            stats.held_bytes += (held * tier.size) as u64;
+        }
+        stats.bound_bytes = shared.bound as u64;
+        stats
+    }
+
+    /// Idle buffers per tier right now (queue plus thread caches), smallest tier first.
+    pub fn held_per_tier(&self) -> Vec<usize> {
+        self.shared
+            .tiers
+            .iter()
+            .map(|t| t.idle.load(Ordering::Acquire).min(t.max_idle))
+            .collect()
+    }
+
+    /// The tier sizes, smallest first.
+    pub fn tier_sizes(&self) -> Vec<usize> {
+        self.shared.tiers.iter().map(|t| t.size).collect()
+    }
+}
+
+impl fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("tiers", &self.tier_sizes())
+            .field("thread_cache", &self.shared.thread_cache)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A buffer checked out of a [`BufferPool`]; derefs to `BytesMut`, returns on drop.
+///
+/// `Send`: it may be dropped on another thread (it then lands in that thread's cache). It
+/// holds the pool's shared state, so it may outlive every `BufferPool` handle.
+pub struct PooledBuffer {
+    buf: BytesMut,
+    /// `None` for an oversize buffer, or after `detach`.
+    tier: Option<usize>,
+    pool: Arc<Shared>,
+}
+
+impl PooledBuffer {
+    /// Keeps the buffer; it will not return to the pool.
+    pub fn detach(mut self) -> BytesMut {
+        self.tier = None;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Whether the buffer came from a tier (false for an oversize plain allocation).
+    pub fn is_pooled(&self) -> bool {
+        self.tier.is_some()
+    }
+}
+
+impl Deref for PooledBuffer {
+    type Target = BytesMut;
+    #[inline]
+    fn deref(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl DerefMut for PooledBuffer {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(t) = self.tier {
+            self.pool.give_back(t, std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl fmt::Debug for PooledBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBuffer")
+            .field("len", &self.buf.len())
+            .field("capacity", &self.buf.capacity())
+            .field("tier", &self.tier)
+            .finish()
+    }
+}

@@ -1,0 +1,245 @@
+//! [`ObjectPool<T>`] and its guard [`Pooled<T>`].
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{Arc, AtomicU64, Ordering, Queue};
+use crate::{PoolError, PoolStats};
+
+type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
+type ResetHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
+
+struct Shared<T> {
+    idle: Queue<T>,
+    max_idle: usize,
+    factory: Factory<T>,
+    reset: Option<ResetHook<T>>,
+    counters: CachePadded<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    returns: AtomicU64,
+    discards: AtomicU64,
+}
+
+/// A bounded pool of reusable `T`s: at most `max_idle` are kept idle; beyond that, returned
+/// objects are dropped.
+///
+/// [`acquire`](Self::acquire) pops an idle object or builds one with the factory;
+/// dropping the [`Pooled`] guard runs the reset hook and pushes it back. The guard owns an
+/// `Arc` to the pool's shared state, so it may be sent to and dropped on another thread,
+/// and may outlive the `ObjectPool` handle (the object is then freed with the last guard).
+/// `ObjectPool` is `Clone` (another handle to the same pool), `Send` and `Sync`.
+///
+/// ```
+/// let pool = mm_pool::ObjectPool::with_reset(8, Vec::<u32>::new, Vec::clear)?;
+/// {
+///     let mut v = pool.acquire();
+///     v.extend([1, 2, 3]);
+/// } // cleared and returned here
+/// let v = pool.acquire();
+/// assert!(v.is_empty() && v.capacity() >= 3);
+/// assert_eq!(pool.stats().hits, 1);
+/// # Ok::<(), mm_pool::PoolError>(())
+/// ```
+///
+/// Costs: acquire is an `ArrayQueue` pop and two relaxed counter updates (plus the factory
+/// on a miss); return runs the reset hook, then a push. Idle objects are kept in FIFO order.
+/// It does not bound the number of objects *in use*: that is the caller's concurrency.
+pub struct ObjectPool<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Send + 'static> ObjectPool<T> {
+    /// A pool keeping up to `max_idle` idle objects, built by `factory`. Nothing is
+    /// allocated for objects until the first acquire (the queue's `max_idle` slots are).
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroCapacity`] for `max_idle == 0`.
+    pub fn new(
+        max_idle: usize,
+        factory: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Result<Self, PoolError> {
+        Self::build(max_idle, Box::new(factory), None)
+    }
+
+    /// As [`new`](Self::new), with `reset` run on every returned object (clear a buffer,
+    /// zero a struct) before it is pooled. A reset hook that panics drops the object.
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroCapacity`] for `max_idle == 0`.
+    pub fn with_reset(
+        max_idle: usize,
+        factory: impl Fn() -> T + Send + Sync + 'static,
+        reset: impl Fn(&mut T) + Send + Sync + 'static,
+    ) -> Result<Self, PoolError> {
+        Self::build(max_idle, Box::new(factory), Some(Box::new(reset)))
+    }
+
+    fn build(
+        max_idle: usize,
+        factory: Factory<T>,
+        reset: Option<ResetHook<T>>,
+    ) -> Result<Self, PoolError> {
+        if max_idle == 0 {
+            return Err(PoolError::ZeroCapacity { index: 0 });
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                idle: Queue::new(max_idle),
+                max_idle,
+                factory,
+                reset,
+                counters: CachePadded::new(Counters::default()),
+            }),
+        })
+    }
+}
+
+impl<T> ObjectPool<T> {
+    /// An idle object, or a new one from the factory when none is idle.
+    #[inline]
+    pub fn acquire(&self) -> Pooled<T> {
+        let counters = &self.shared.counters;
+        let value = match self.shared.idle.pop() {
+            Some(v) => {
+                counters.hits.fetch_add(1, Ordering::Relaxed);
+                v
+            }
+            None => {
+                counters.misses.fetch_add(1, Ordering::Relaxed);
+                (self.shared.factory)()
+            }
+        };
+        Pooled {
+            value: Some(value),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Drops every idle object; returns how many. For a memory-pressure handler.
+    pub fn trim(&self) -> usize {
+        let mut n = 0;
+        while self.shared.idle.pop().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Counters and the idle count.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.shared.counters;
+        let held = self.shared.idle.len() as u64;
+        let size = size_of::<T>() as u64;
+        PoolStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            returns: c.returns.load(Ordering::Relaxed),
+            discards: c.discards.load(Ordering::Relaxed),
+            oversize: 0,
+            held,
+            held_bytes: held * size,
+            bound_bytes: self.shared.max_idle as u64 * size,
+        }
+    }
+
+    /// The most idle objects this pool keeps.
+    pub fn max_idle(&self) -> usize {
+        self.shared.max_idle
+    }
+}
+
+impl<T> Shared<T> {
+    fn give_back(&self, mut value: T) {
+        let counters = &self.counters;
+        // Skip the reset hook when the pool is visibly full; the push below is the real check.
+        if self.idle.is_full() {
+            counters.discards.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(reset) = &self.reset {
+            reset(&mut value);
+        }
+        match self.idle.push(value) {
+            Ok(()) => counters.returns.fetch_add(1, Ordering::Relaxed),
+            Err(_dropped) => counters.discards.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+impl<T> Clone for ObjectPool<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ObjectPool<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectPool")
+            .field("max_idle", &self.shared.max_idle)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// An object checked out of an [`ObjectPool`]; returns it on drop.
+///
+/// `Send` when `T` is, so it can be dropped on another thread; it keeps the pool's shared
+/// state alive, so it can outlive every `ObjectPool` handle.
+pub struct Pooled<T> {
+    value: Option<T>,
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Pooled<T> {
+    /// Keeps the object: it will not go back to the pool (counted neither as a return nor
+    /// as a discard).
+    pub fn detach(mut self) -> T {
+        match self.value.take() {
+            Some(v) => v,
+            None => unreachable!("a Pooled guard holds its value until drop"),
+        }
+    }
+}
+
+impl<T> Deref for Pooled<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        match &self.value {
+            Some(v) => v,
+            None => unreachable!("a Pooled guard holds its value until drop"),
+        }
+    }
+}
+
+impl<T> DerefMut for Pooled<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.value {
+            Some(v) => v,
+            None => unreachable!("a Pooled guard holds its value until drop"),
+        }
+    }
+}
+
+impl<T> Drop for Pooled<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.take() {
+            self.shared.give_back(value);
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Pooled<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Pooled").field(&**self).finish()
+    }
+}

@@ -1,0 +1,44 @@
+//! [`PoolStats`].
+
+/// Counters of an [`ObjectPool`](crate::ObjectPool) or a [`BufferPool`](crate::BufferPool).
+///
+/// Counters are read with relaxed loads while other threads may be updating them, so a
+/// snapshot taken under load can be off by the operations in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Acquires served from the pool.
+    pub hits: u64,
+    /// Acquires that had to allocate a new object or buffer (pool empty).
+    pub misses: u64,
+    /// Objects or buffers taken back into the pool.
+    pub returns: u64,
+    /// Objects or buffers dropped on return: pool full, or a buffer that no longer has its
+    /// tier's capacity (grown, split, swapped out).
+    pub discards: u64,
+    /// `BufferPool` requests above the largest tier: plain allocations, never pooled.
+    pub oversize: u64,
+    /// Objects or buffers held idle right now.
+    pub held: u64,
+    /// Bytes held idle right now (`ObjectPool`: `held * size_of::<T>()`, the shallow size).
+    pub held_bytes: u64,
+    /// Most bytes the pool may hold idle, by construction.
+    pub bound_bytes: u64,
+}
+
+impl PoolStats {
+    /// `hits / (hits + misses)`, or `None` before the first pooled acquire. Oversize requests
+    /// are not counted: the pool never serves them.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+
+    pub(crate) fn add(&mut self, other: &PoolStats) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.returns += other.returns;
+        self.discards += other.discards;
+        self.oversize += other.oversize;
+    }
+}

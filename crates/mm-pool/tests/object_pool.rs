@@ -1,0 +1,144 @@
+//! ObjectPool behaviour: bound, reset hook, detach, cross-thread drops, pool dropped first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mm_pool::{ObjectPool, PoolError};
+
+/// Counts live instances, to prove nothing leaks.
+struct Tracked(Arc<AtomicUsize>);
+impl Tracked {
+    fn new(live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(live))
+    }
+}
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+fn assert_send<T: Send>() {}
+
+#[test]
+fn pool_and_guard_are_thread_safe_types() {
+    assert_send_sync::<ObjectPool<Vec<u8>>>();
+    assert_send::<mm_pool::Pooled<Vec<u8>>>();
+}
+
+#[test]
+fn zero_capacity_is_a_typed_error() {
+    assert_eq!(
+        ObjectPool::new(0, || 0u8).unwrap_err(),
+        PoolError::ZeroCapacity { index: 0 }
+    );
+}
+
+#[test]
+fn reset_hook_runs_on_return_and_objects_are_reused() {
+    let pool = ObjectPool::with_reset(2, || Vec::<u8>::with_capacity(64), Vec::clear).unwrap();
+    let ptr = {
+        let mut v = pool.acquire();
+        v.extend_from_slice(b"abc");
+        v.as_ptr()
+    };
+    let v = pool.acquire();
+    assert!(v.is_empty(), "reset hook cleared it");
+    assert_eq!(v.as_ptr(), ptr, "same allocation reused");
+    let s = pool.stats();
+    assert_eq!((s.hits, s.misses, s.returns), (1, 1, 1));
+}
+
+#[test]
+fn bound_is_kept_and_excess_is_dropped() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = ObjectPool::new(3, move || Tracked::new(&l)).unwrap();
+    let guards: Vec<_> = (0..10).map(|_| pool.acquire()).collect();
+    assert_eq!(live.load(Ordering::SeqCst), 10);
+    drop(guards);
+    let s = pool.stats();
+    assert_eq!(s.held, 3);
+    assert_eq!((s.returns, s.discards), (3, 7));
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        3,
+        "only the bound is kept alive"
+    );
+    assert!(s.held_bytes <= s.bound_bytes);
+    assert_eq!(pool.trim(), 3);
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn detach_keeps_the_object_out_of_the_pool() {
+    let pool = ObjectPool::new(4, || String::from("x")).unwrap();
+    let s: String = pool.acquire().detach();
+    assert_eq!(s, "x");
+    let st = pool.stats();
+    assert_eq!((st.returns, st.discards, st.held), (0, 0, 0));
+}
+
+#[test]
+fn guard_dropped_on_another_thread_returns_to_the_pool() {
+    let pool = ObjectPool::new(4, || vec![0u8; 16]).unwrap();
+    let g = pool.acquire();
+    std::thread::spawn(move || drop(g)).join().unwrap();
+    assert_eq!(pool.stats().returns, 1);
+    assert_eq!(pool.stats().held, 1);
+}
+
+#[test]
+fn pool_dropped_while_guards_are_alive() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = ObjectPool::new(4, move || Tracked::new(&l)).unwrap();
+    let a = pool.acquire();
+    let b = pool.acquire();
+    drop(pool);
+    assert_eq!(live.load(Ordering::SeqCst), 2);
+    std::thread::spawn(move || drop(a)).join().unwrap();
+    // `a` went back into the (now handle-less) pool's queue: still alive until `b` drops.
+    assert_eq!(live.load(Ordering::SeqCst), 2);
+    drop(b);
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "last guard freed the shared state"
+    );
+}
+
+#[test]
+fn a_panicking_reset_hook_drops_the_object_without_leaking() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool =
+        ObjectPool::with_reset(4, move || Tracked::new(&l), |_| panic!("bad reset")).unwrap();
+    let g = pool.acquire();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(g)));
+    assert!(r.is_err());
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.stats().held, 0);
+}
+
+#[test]
+fn steady_state_reuse_is_above_95_percent() {
+    let pool = ObjectPool::with_reset(8, || Vec::<u64>::with_capacity(128), Vec::clear).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for i in 0..5_000u64 {
+                    let mut v = pool.acquire();
+                    v.push(i);
+                }
+            });
+        }
+    });
+    let st = pool.stats();
+    assert_eq!(st.hits + st.misses, 10_000);
+    let rate = st.hit_rate().unwrap();
+    assert!(rate > 0.95, "hit rate {rate}");
+    assert!(st.held <= 8);
+}
