@@ -55,7 +55,10 @@ pub enum GgufError {
         missing: u64,
     },
     /// A count (tensors, key-value pairs, array elements) that cannot fit in what remains.
-    #[error("{field} at offset {offset} claims {count} entries, but only {remaining} bytes remain (at most {max} entries fit)")]
+    #[error(
+        "{field} at offset {offset} claims {count} entries, but only {remaining} bytes remain \
+         (at most {max} entries fit): the file is truncated or the count is corrupt"
+    )]
     CountTooLarge {
         /// Offset of the count.
         offset: u64,
@@ -67,6 +70,8 @@ pub enum GgufError {
         remaining: u64,
         /// The largest count that could fit.
         max: u64,
+        /// Bytes the claimed entries need at least (saturating).
+        needed: u64,
     },
     /// A string that is not valid UTF-8.
     #[error("{field} at offset {offset} is not valid UTF-8")]
@@ -215,16 +220,19 @@ impl GgufError {
         GgufError::Io { path: Some(path.into()), source }
     }
 
-    /// True when the error says the file ends early (an interrupted download); the file
-    /// may still be inspected with [`crate::inspect`].
+    /// True when the file ends before what it declares: [`GgufError::Truncated`], or a
+    /// [`GgufError::CountTooLarge`] (a cut inside an array looks like a count that cannot
+    /// fit). The file may still be inspected with [`crate::inspect`].
     pub fn is_truncated(&self) -> bool {
-        matches!(self, GgufError::Truncated { .. })
+        matches!(self, GgufError::Truncated { .. } | GgufError::CountTooLarge { .. })
     }
 
-    /// Bytes missing at the end of a truncated file, if that is the error.
+    /// Bytes missing at the end of a truncated file: exact when tensor data runs past the
+    /// end, a lower bound when the header is cut (what the field being read needs).
     pub fn missing_bytes(&self) -> Option<u64> {
         match self {
             GgufError::Truncated { missing, .. } => Some(*missing),
+            GgufError::CountTooLarge { remaining, needed, .. } => Some(needed.saturating_sub(*remaining)),
             _ => None,
         }
     }

@@ -202,6 +202,7 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
             count: n_tensors,
             remaining: r.remaining() as u64,
             max: max_tensors,
+            needed: n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES),
         });
     }
     out.tensors.reserve(bounded(n_tensors, r.remaining(), MIN_TENSOR_INFO_BYTES));

@@ -94,7 +94,8 @@ impl<'a> Reader<'a> {
         let remaining = self.remaining() as u64;
         let max = remaining / min_elem.max(1);
         if count > max {
-            return Err(GgufError::CountTooLarge { offset: at, field: field(), count, remaining, max });
+            let needed = count.saturating_mul(min_elem.max(1));
+            return Err(GgufError::CountTooLarge { offset: at, field: field(), count, remaining, max, needed });
         }
         Ok(count)
     }
