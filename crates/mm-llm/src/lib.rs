@@ -1,7 +1,18 @@
 #![doc = include_str!("../README.md")]
 
+mod conversation;
 mod error;
 mod json;
+mod names;
 pub mod sse;
+mod tokens;
+mod windows;
 
+pub use conversation::{
+    ABORTED_RESULT, AssembleReport, Compactor, Conversation, ConversationSetup, ConversationStats,
+    DroppedMessages, FitPolicy, FitReport, MessageView, ResultOutcome, Role,
+};
 pub use error::LlmError;
+pub use names::{Interner, Symbol};
+pub use tokens::{ByteEstimate, TokenCounter};
+pub use windows::ContextWindows;
