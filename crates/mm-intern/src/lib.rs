@@ -1,1 +1,13 @@
-//! `mm_intern`: placeholder crate, filled in by its issue.
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod interner;
+mod stats;
+mod store;
+mod symbol;
+mod sync;
+
+pub use error::InternError;
+pub use interner::{FrozenInterner, Interner, InternerConfig};
+pub use stats::InternStats;
+pub use symbol::Symbol;

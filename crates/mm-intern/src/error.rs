@@ -1,0 +1,51 @@
+//! The crate's error type.
+
+/// Why a string could not be interned or an interner could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InternError {
+    /// The interner already holds `limit` unique strings ([`InternerConfig::max_strings`]).
+    ///
+    /// [`InternerConfig::max_strings`]: crate::InternerConfig::max_strings
+    #[error(
+        "the interner already holds its limit of {limit} unique strings; raise \
+         InternerConfig::max_strings or intern fewer distinct strings"
+    )]
+    TooManyStrings {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// Storing `len` more bytes would pass [`InternerConfig::max_bytes`].
+    ///
+    /// [`InternerConfig::max_bytes`]: crate::InternerConfig::max_bytes
+    #[error(
+        "storing a new {len}-byte string would exceed the limit of {limit} bytes of string \
+         data ({stored} stored); raise InternerConfig::max_bytes or intern shorter strings"
+    )]
+    TooManyBytes {
+        /// Length of the string that was refused.
+        len: u64,
+        /// Bytes of unique strings stored when it was refused.
+        stored: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A shard holds as many strings as a 32-bit [`Symbol`](crate::Symbol) can address with
+    /// this many shards (`2^(32 - log2(shards)) - 1` per shard).
+    #[error(
+        "shard {shard} of {shards} is full ({capacity} strings, the most a 32-bit symbol can \
+         address with {shards} shards); use fewer shards"
+    )]
+    SymbolSpaceExhausted {
+        /// The full shard.
+        shard: usize,
+        /// Number of shards.
+        shards: usize,
+        /// Strings per shard.
+        capacity: u64,
+    },
+    /// [`InternerConfig::shards`](crate::InternerConfig::shards) is not a power of two in
+    /// `1..=256`.
+    #[error("invalid shard count {0}: use a power of two from 1 to 256")]
+    InvalidShardCount(usize),
+}
