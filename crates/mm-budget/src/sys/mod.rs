@@ -323,4 +323,64 @@ mod tests {
         let m = mount("/", "/sys/fs/cgroup");
         assert_eq!(cgroup_dir(&m, "/../.."), Path::new("/sys/fs/cgroup"));
     }
+
+    /// A fake v2 hierarchy: the effective limit is the smallest along the path, the walk stops
+    /// at the mount point, and "max" everywhere means no limit.
+    #[test]
+    fn v2_tree_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("cg");
+        let leaf = top.join("a/b");
+        std::fs::create_dir_all(&leaf).unwrap();
+        // Above the mount point: must be ignored.
+        std::fs::write(tmp.path().join("memory.max"), "1\n").unwrap();
+        std::fs::write(top.join("a/memory.max"), "2048\n").unwrap();
+        std::fs::write(leaf.join("memory.max"), "max\n").unwrap();
+        std::fs::write(leaf.join("memory.current"), "512\n").unwrap();
+        let m = parse::CgroupMount {
+            root: Cow::Borrowed("/"),
+            mount_point: Cow::Owned(top.to_str().unwrap().to_owned()),
+        };
+        let c = read_cgroup(CgroupVersion::V2, &m, "/a/b").unwrap().unwrap();
+        assert_eq!((c.limit, c.current), (Some(2048), Some(512)));
+        assert_eq!(c.path, leaf);
+
+        std::fs::write(top.join("a/memory.max"), "max\n").unwrap();
+        let c = read_cgroup(CgroupVersion::V2, &m, "/a/b").unwrap().unwrap();
+        assert_eq!(c.limit, None, "max everywhere is no limit, not 0");
+
+        // A cgroup with no memory files: the controller is not enabled there.
+        std::fs::create_dir_all(top.join("plain")).unwrap();
+        assert_eq!(read_cgroup(CgroupVersion::V2, &m, "/plain").unwrap(), None);
+
+        // A corrupt file is an error, not a guess.
+        std::fs::write(leaf.join("memory.current"), "lots\n").unwrap();
+        assert!(matches!(
+            read_cgroup(CgroupVersion::V2, &m, "/a/b"),
+            Err(BudgetError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn v1_unlimited_is_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().to_path_buf();
+        std::fs::create_dir_all(top.join("svc")).unwrap();
+        std::fs::write(top.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        std::fs::write(
+            top.join("svc/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        std::fs::write(top.join("svc/memory.usage_in_bytes"), "4096\n").unwrap();
+        let m = parse::CgroupMount {
+            root: Cow::Borrowed("/"),
+            mount_point: Cow::Owned(top.to_str().unwrap().to_owned()),
+        };
+        let c = read_cgroup(CgroupVersion::V1, &m, "/svc").unwrap().unwrap();
+        assert_eq!((c.limit, c.current), (None, Some(4096)));
+        std::fs::write(top.join("memory.limit_in_bytes"), "1073741824\n").unwrap();
+        let c = read_cgroup(CgroupVersion::V1, &m, "/svc").unwrap().unwrap();
+        assert_eq!(c.limit, Some(1 << 30), "an ancestor's limit applies");
+    }
 }
