@@ -21,9 +21,9 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 /// Capacity of a shard's first regular chunk.
 const FIRST_CHUNK: usize = 256;
 /// Regular chunks double up to this capacity, so an offset in one fits in 16 bits.
-const MAX_CHUNK: usize = 1 << 16;
+const MAX_CHUNK: usize = 1 << 13;
 /// Strings longer than this get a chunk of their own, exactly their size.
-pub(crate) const MAX_SMALL: usize = 4096;
+pub(crate) const MAX_SMALL: usize = 1024;
 /// The `len` field of a [`Span`] for a string that fills its own chunk.
 const LARGE: u64 = 0xFFFF;
 

@@ -1,0 +1,3 @@
+//! Helpers shared by the behaviour tests.
+
+pub mod corpus;
