@@ -2,8 +2,10 @@
 //!
 //! Every tensor type id the current GGUF format knows has one row here: its name, how many
 //! elements one block holds and how many bytes that block takes. The table matches gguf-py
-//! 0.19 (`GGMLQuantizationType` and `GGML_QUANT_SIZES`); a unit test and
-//! `scripts/dequant_ref.py` check it.
+//! 0.19 (`GGMLQuantizationType` and `GGML_QUANT_SIZES`), checked by
+//! `tests/dequant_fixtures.rs` against a list written by `scripts/dequant_ref.py`, with one
+//! deliberate exception: Q8_1 is 36 bytes per block, as in ggml's C code, where gguf-py has
+//! a stale 40.
 //!
 //! Ids that ggml once used and has since removed (Q4_2, Q4_3, the interleaved Q4_0_x_x and
 //! IQ4_NL_x_x repacks) are not types: [`GgmlType::from_id`] refuses them with an
@@ -38,6 +40,9 @@ pub enum GgmlType {
     /// 32 weights: f16 scale, 8-bit signed quants.
     Q8_0 = 8,
     /// 32 weights: f16 scale and sum, 8-bit quants (an intermediate type for dot products).
+    ///
+    /// 36 bytes per block, as ggml's `block_q8_1` (`static_assert`ed in ggml-common.h).
+    /// gguf-py 0.19 still lists 40, a leftover from when the scale and sum were f32.
     Q8_1 = 9,
     /// 256-weight super-block, 2-bit quants with 4-bit scales and minimums.
     Q2_K = 10,
@@ -104,7 +109,7 @@ const TABLE: &[Row] = &[
     (GgmlType::Q5_0, "Q5_0", 32, 22),
     (GgmlType::Q5_1, "Q5_1", 32, 24),
     (GgmlType::Q8_0, "Q8_0", 32, 34),
-    (GgmlType::Q8_1, "Q8_1", 32, 40),
+    (GgmlType::Q8_1, "Q8_1", 32, 36),
     (GgmlType::Q2_K, "Q2_K", 256, 84),
     (GgmlType::Q3_K, "Q3_K", 256, 110),
     (GgmlType::Q4_K, "Q4_K", 256, 144),

@@ -122,6 +122,14 @@ fn type_table_matches_gguf_py() {
         let ty = GgmlType::from_id(id).unwrap_or_else(|e| panic!("gguf-py type {}: {e}", f[1]));
         assert_eq!(ty.name(), f[1]);
         assert_eq!(ty.block_size().to_string(), f[2], "{ty} block size");
+        if ty == GgmlType::Q8_1 {
+            // gguf-py 0.19 lists 40 bytes (f32 scale and sum, an old layout); ggml's C code
+            // defines and static_asserts 36 (two f16 and 32 quants), which is what files use.
+            // If gguf-py is fixed, this fails and the exception should go.
+            assert_eq!((ty.type_size(), f[3]), (36, "40"), "Q8_1 type size");
+            seen.push(ty);
+            continue;
+        }
         assert_eq!(ty.type_size().to_string(), f[3], "{ty} type size");
         seen.push(ty);
     }

@@ -165,7 +165,7 @@ pub(crate) fn q8_0(src: &[u8], dst: &mut [f32]) {
 /// Q8_1 is an intermediate type of ggml's dot products; gguf-py has no dequantizer for it.
 /// Its value is `d * q` (the stored sum `s` is redundant).
 pub(crate) fn q8_1(src: &[u8], dst: &mut [f32]) {
-    blocks::<40, 32>(src, dst, |b, y| {
+    blocks::<36, 32>(src, dst, |b, y| {
         let d = f16_at(b, 0);
         for j in 0..32 {
             y[j] = d * f32::from(b[4 + j] as i8);
