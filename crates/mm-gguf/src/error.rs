@@ -170,6 +170,19 @@ pub enum GgufError {
         /// The name.
         name: String,
     },
+    /// A string longer than the streaming reader handles for that field (keys and tensor
+    /// names must fit in one 64 KiB read; GGUF caps keys at 65,535 bytes).
+    #[error("{field} at offset {offset} is {len} bytes long; at most {max} are supported here")]
+    TooLong {
+        /// Offset of the string's length.
+        offset: u64,
+        /// Which string.
+        field: String,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A value of another type was found where a specific type was asked for.
     #[error("metadata key '{key}' has type {found}, expected {expected}")]
     WrongType {
@@ -250,7 +263,8 @@ impl GgufError {
             | GgufError::BadAlignment { offset, .. }
             | GgufError::MisalignedTensor { offset, .. }
             | GgufError::DuplicateKey { offset, .. }
-            | GgufError::DuplicateTensor { offset, .. } => Some(*offset),
+            | GgufError::DuplicateTensor { offset, .. }
+            | GgufError::TooLong { offset, .. } => Some(*offset),
             GgufError::BadMagic { .. } => Some(0),
             GgufError::BigEndian { .. } | GgufError::UnsupportedVersion { .. } => Some(4),
             _ => None,

@@ -4,6 +4,7 @@ mod error;
 mod mapped;
 mod parse;
 mod reader;
+mod stream;
 mod value;
 mod writer;
 
@@ -17,5 +18,6 @@ pub use parse::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, Gguf, Inspection, MAX_DIMS, MetadataEntry, TensorInfo, TensorView,
     inspect,
 };
+pub use stream::{INLINE_STRING_MAX, STREAM_CHUNK, StreamTensor, StreamValue, StreamingGguf};
 pub use value::{ArrayIter, ArrayView, MAX_ARRAY_DEPTH, Value, ValueType};
 pub use writer::{GgufWriter, MetaValue};

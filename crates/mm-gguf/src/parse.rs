@@ -23,9 +23,9 @@ pub const MAX_DIMS: usize = 4;
 pub const ALIGNMENT_KEY: &str = "general.alignment";
 
 /// Fewest bytes one key-value pair takes: key length, type id, a one-byte value.
-const MIN_KV_BYTES: u64 = 8 + 4 + 1;
+pub(crate) const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 /// Fewest bytes one tensor info takes: name length, n_dims, type id, offset.
-const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
+pub(crate) const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
 
 /// One metadata key-value pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,13 +41,13 @@ pub struct MetadataEntry<'a> {
 /// A tensor's description from the header (no data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorInfo<'a> {
-    name: &'a str,
-    dims: [u64; MAX_DIMS],
-    n_dims: u8,
-    ggml_type: GgmlType,
-    offset: u64,
-    n_bytes: u64,
-    info_offset: u64,
+    pub(crate) name: &'a str,
+    pub(crate) dims: [u64; MAX_DIMS],
+    pub(crate) n_dims: u8,
+    pub(crate) ggml_type: GgmlType,
+    pub(crate) offset: u64,
+    pub(crate) n_bytes: u64,
+    pub(crate) info_offset: u64,
 }
 
 impl<'a> TensorInfo<'a> {
@@ -223,7 +223,7 @@ fn bounded(count: u64, remaining: usize, min: u64) -> usize {
     usize::try_from(count.min(remaining as u64 / min)).unwrap_or(0)
 }
 
-fn read_magic(r: &mut Reader<'_>) -> Result<()> {
+pub(crate) fn read_magic(r: &mut Reader<'_>) -> Result<()> {
     let head = &r.whole()[..r.remaining().min(4)];
     if head.len() < 4 {
         return Err(if GGUF_MAGIC.starts_with(head) {
@@ -244,7 +244,7 @@ fn read_magic(r: &mut Reader<'_>) -> Result<()> {
     Err(GgufError::BadMagic { found: magic.to_vec() })
 }
 
-fn read_version(r: &mut Reader<'_>) -> Result<u32> {
+pub(crate) fn read_version(r: &mut Reader<'_>) -> Result<u32> {
     let version = r.u32(|| "version".into())?;
     match version {
         2 | 3 => Ok(version),
@@ -263,7 +263,7 @@ fn read_kv<'a>(r: &mut Reader<'a>, i: u64) -> Result<MetadataEntry<'a>> {
     Ok(MetadataEntry { key, value, offset })
 }
 
-fn alignment_of(entry: &MetadataEntry<'_>) -> Result<u64> {
+pub(crate) fn alignment_of(entry: &MetadataEntry<'_>) -> Result<u64> {
     let offset = entry.offset;
     match entry.value {
         Value::U32(a) if a != 0 && a.is_power_of_two() => Ok(a.into()),
@@ -318,7 +318,7 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
     Ok(TensorInfo { name, dims, n_dims: n_dims as u8, ggml_type, offset, n_bytes, info_offset })
 }
 
-fn tensor_bytes(ty: GgmlType, shape: &[u64]) -> std::result::Result<u64, String> {
+pub(crate) fn tensor_bytes(ty: GgmlType, shape: &[u64]) -> std::result::Result<u64, String> {
     let n: Option<u64> = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
     let Some(n) = n.filter(|&n| n <= i64::MAX as u64) else {
         return Err(format!("element count of shape {shape:?} overflows"));
@@ -338,7 +338,7 @@ fn tensor_bytes(ty: GgmlType, shape: &[u64]) -> std::result::Result<u64, String>
 }
 
 /// Checks every tensor's range lies in the file and no two overlap.
-fn check_tensor_ranges(tensors: &[TensorInfo<'_>], data_offset: u64, file_len: u64) -> Result<()> {
+pub(crate) fn check_tensor_ranges(tensors: &[TensorInfo<'_>], data_offset: u64, file_len: u64) -> Result<()> {
     let mut furthest: Option<(u64, &TensorInfo<'_>)> = None;
     for t in tensors {
         let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
@@ -384,7 +384,7 @@ pub(crate) fn align_up(x: u64, align: u64) -> Option<u64> {
 }
 
 /// Shortens a name for an error message (a crafted name can be megabytes long).
-fn clip(s: &str) -> &str {
+pub(crate) fn clip(s: &str) -> &str {
     match s.char_indices().nth(120) {
         Some((i, _)) => &s[..i],
         None => s,

@@ -1,0 +1,538 @@
+//! Streaming GGUF reading over `Read + Seek`, in bounded working memory.
+//!
+//! For hosts where mapping is not wanted (a network filesystem, a sandbox without `mmap`, a
+//! 2 GB container that must not fault a whole model into its page cache). The header is
+//! parsed with 64 KiB reads into one reused buffer; scalars and short strings are kept,
+//! arrays and long strings are recorded by position and skipped (the 262k-entry vocabulary
+//! is never held); tensor data is handed to a callback in chunks of whole blocks. Working
+//! memory is the 64 KiB buffer plus the index (about 150 bytes per tensor and key), and it
+//! is charged to an `mm-budget` [`Reservation`] when a budget is given.
+//!
+//! The same checks as [`Gguf::parse`](crate::Gguf::parse) apply: every count and length is
+//! compared with the bytes left in the stream before it is used.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use mm_budget::{MemoryBudget, Reservation};
+
+use crate::error::{GgufError, Result};
+use crate::parse::{
+    DEFAULT_ALIGNMENT, MAX_DIMS, MIN_KV_BYTES, MIN_TENSOR_INFO_BYTES, MetadataEntry, TensorInfo, align_up,
+    alignment_of, check_tensor_ranges, clip, read_magic, read_version, tensor_bytes,
+};
+use crate::reader::Reader;
+use crate::types::GgmlType;
+use crate::value::{MAX_ARRAY_DEPTH, Value, ValueType};
+use crate::writer::MetaValue;
+
+/// Size of each read, and of the one buffer the streaming reader holds.
+pub const STREAM_CHUNK: usize = 64 * 1024;
+/// Strings up to this length are kept in the index; longer ones are recorded by position.
+pub const INLINE_STRING_MAX: u64 = 4096;
+
+/// A metadata value as the streaming reader keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamValue {
+    /// A scalar or a string of at most [`INLINE_STRING_MAX`] bytes.
+    Inline(MetaValue),
+    /// An array or a long string, left in the file.
+    Deferred {
+        /// `String` or `Array`.
+        value_type: ValueType,
+        /// Element type for arrays.
+        element_type: Option<ValueType>,
+        /// Element count (string length in bytes for strings).
+        len: u64,
+        /// File offset of the first element (of the string's bytes).
+        offset: u64,
+        /// Encoded size in bytes from `offset`.
+        byte_len: u64,
+    },
+}
+
+/// An owned tensor description (the streaming reader cannot borrow from a stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTensor {
+    name: String,
+    dims: [u64; MAX_DIMS],
+    n_dims: u8,
+    ggml_type: GgmlType,
+    offset: u64,
+    n_bytes: u64,
+    info_offset: u64,
+}
+
+impl StreamTensor {
+    /// A borrowed [`TensorInfo`] view, the same type the mapped parser returns.
+    pub fn info(&self) -> TensorInfo<'_> {
+        TensorInfo {
+            name: &self.name,
+            dims: self.dims,
+            n_dims: self.n_dims,
+            ggml_type: self.ggml_type,
+            offset: self.offset,
+            n_bytes: self.n_bytes,
+            info_offset: self.info_offset,
+        }
+    }
+}
+
+/// A 64 KiB window over the stream with the file offset of its first byte.
+struct Window<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[start]`.
+    pos: u64,
+    file_len: u64,
+}
+
+impl<R: Read + Seek> Window<R> {
+    fn remaining(&self) -> u64 {
+        self.file_len.saturating_sub(self.pos)
+    }
+
+    fn io(e: std::io::Error) -> GgufError {
+        GgufError::Io { path: None, source: e }
+    }
+
+    /// Makes at least `n` (<= STREAM_CHUNK) bytes available, or reports how many are missing.
+    fn fill(&mut self, n: usize, field: &dyn Fn() -> String) -> Result<&[u8]> {
+        if self.end - self.start < n {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            while self.end < n {
+                let got = self.inner.read(&mut self.buf[self.end..]).map_err(Self::io)?;
+                if got == 0 {
+                    return Err(GgufError::Truncated {
+                        offset: self.pos,
+                        field: field(),
+                        missing: (n - self.end) as u64,
+                    });
+                }
+                self.end += got;
+            }
+        }
+        Ok(&self.buf[self.start..self.start + n])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.pos += n as u64;
+    }
+
+    fn array<const N: usize>(&mut self, field: &dyn Fn() -> String) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.fill(N, field)?);
+        self.consume(N);
+        Ok(out)
+    }
+
+    fn u32(&mut self, field: &dyn Fn() -> String) -> Result<u32> {
+        self.array(field).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, field: &dyn Fn() -> String) -> Result<u64> {
+        self.array(field).map(u64::from_le_bytes)
+    }
+
+    /// Skips `n` bytes, checked against the stream's length; seeks past what is not buffered.
+    fn skip(&mut self, n: u64, field: &dyn Fn() -> String) -> Result<()> {
+        if n > self.remaining() {
+            return Err(GgufError::Truncated { offset: self.pos, field: field(), missing: n - self.remaining() });
+        }
+        let buffered = (self.end - self.start) as u64;
+        if n <= buffered {
+            self.consume(n as usize);
+        } else {
+            self.pos += n;
+            self.start = 0;
+            self.end = 0;
+            self.inner.seek(SeekFrom::Start(self.pos)).map_err(Self::io)?;
+        }
+        Ok(())
+    }
+
+    fn seek_to(&mut self, pos: u64) -> Result<()> {
+        self.start = 0;
+        self.end = 0;
+        self.pos = pos;
+        self.inner.seek(SeekFrom::Start(pos)).map_err(Self::io)?;
+        Ok(())
+    }
+
+    /// A count checked against the bytes left, like `Reader::count`.
+    fn count(&mut self, min_elem: u64, field: &dyn Fn() -> String) -> Result<u64> {
+        let at = self.pos;
+        let count = self.u64(field)?;
+        let remaining = self.remaining();
+        let max = remaining / min_elem.max(1);
+        if count > max {
+            let needed = count.saturating_mul(min_elem.max(1));
+            return Err(GgufError::CountTooLarge { offset: at, field: field(), count, remaining, max, needed });
+        }
+        Ok(count)
+    }
+
+    /// A string of at most `max` bytes, read and validated.
+    fn short_str(&mut self, max: u64, field: &dyn Fn() -> String) -> Result<String> {
+        let at = self.pos;
+        let len = self.u64(&|| format!("{} length", field()))?;
+        if len > max {
+            return Err(GgufError::TooLong { offset: at, field: field(), len, max });
+        }
+        let bytes_at = self.pos;
+        // `len <= max <= STREAM_CHUNK`.
+        let s = std::str::from_utf8(self.fill(len as usize, field)?)
+            .map_err(|_| GgufError::InvalidUtf8 { offset: bytes_at, field: field() })?
+            .to_owned();
+        self.consume(len as usize);
+        Ok(s)
+    }
+}
+
+/// A GGUF file read through `Read + Seek` with bounded memory. See the module docs.
+pub struct StreamingGguf<R> {
+    window: Window<R>,
+    version: u32,
+    alignment: u64,
+    data_offset: u64,
+    metadata: Vec<(String, StreamValue)>,
+    tensors: Vec<StreamTensor>,
+    reservation: Option<Reservation>,
+}
+
+impl<R> std::fmt::Debug for StreamingGguf<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingGguf")
+            .field("version", &self.version)
+            .field("file_len", &self.window.file_len)
+            .field("metadata", &self.metadata.len())
+            .field("tensors", &self.tensors.len())
+            .field("reserved", &self.reservation.as_ref().map(Reservation::bytes))
+            .finish()
+    }
+}
+
+impl<R: Read + Seek> StreamingGguf<R> {
+    /// Reads and validates the header from `inner` (from its start), with no budget.
+    pub fn open(inner: R) -> Result<Self> {
+        Self::open_with(inner, None)
+    }
+
+    /// Like [`open`](Self::open), charging the working memory (the buffer, then the
+    /// index) to `budget`; [`GgufError::Budget`] if the budget refuses. The reservation is
+    /// held until the reader drops.
+    pub fn open_with(mut inner: R, budget: Option<&MemoryBudget>) -> Result<Self> {
+        let reservation = match budget {
+            Some(b) => Some(b.try_reserve(STREAM_CHUNK as u64).map_err(|e| GgufError::Budget {
+                bytes: STREAM_CHUNK as u64,
+                what: "the streaming read buffer",
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let file_len = inner.seek(SeekFrom::End(0)).map_err(Window::<R>::io)?;
+        inner.seek(SeekFrom::Start(0)).map_err(Window::<R>::io)?;
+        let window = Window { inner, buf: vec![0u8; STREAM_CHUNK].into_boxed_slice(), start: 0, end: 0, pos: 0, file_len };
+        let mut s = StreamingGguf {
+            window,
+            version: 0,
+            alignment: DEFAULT_ALIGNMENT,
+            data_offset: 0,
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+            reservation,
+        };
+        s.read_header()?;
+        let index = s.index_heap_bytes();
+        if let Some(r) = s.reservation.as_mut() {
+            r.try_grow(index).map_err(|e| GgufError::Budget {
+                bytes: index,
+                what: "the streamed header index",
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(s)
+    }
+
+    fn read_header(&mut self) -> Result<()> {
+        let w = &mut self.window;
+        let head_len = w.file_len.min(8) as usize;
+        let head = w.fill(head_len, &|| "magic".into())?.to_vec();
+        let mut r = Reader::new(&head);
+        read_magic(&mut r)?;
+        self.version = read_version(&mut r)?;
+        w.consume(8);
+        let n_tensors = w.u64(&|| "header tensor count".into())?;
+        let n_kv = w.count(MIN_KV_BYTES, &|| "header metadata count".into())?;
+        self.metadata.reserve(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
+        for i in 0..n_kv {
+            let entry_at = w.pos;
+            let key = w.short_str(STREAM_CHUNK as u64, &|| format!("metadata #{i} key"))?;
+            let field = || format!("metadata #{i} '{}'", clip(&key));
+            let value = read_stream_value(w, 0, &field)?;
+            if key == crate::parse::ALIGNMENT_KEY {
+                let v = match &value {
+                    StreamValue::Inline(MetaValue::U32(a)) => Value::U32(*a),
+                    _ => Value::Bool(false),
+                };
+                self.alignment = alignment_of(&MetadataEntry { key: &key, value: v, offset: entry_at })?;
+            }
+            self.metadata.push((key, value));
+        }
+        let max_tensors = w.remaining() / MIN_TENSOR_INFO_BYTES;
+        if n_tensors > max_tensors {
+            return Err(GgufError::CountTooLarge {
+                offset: 8,
+                field: "header tensor count".into(),
+                count: n_tensors,
+                remaining: w.remaining(),
+                max: max_tensors,
+                needed: n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES),
+            });
+        }
+        self.tensors.reserve(bounded(n_tensors, w.remaining(), MIN_TENSOR_INFO_BYTES));
+        for i in 0..n_tensors {
+            let t = read_stream_tensor(w, i, self.alignment)?;
+            self.tensors.push(t);
+        }
+        self.data_offset = align_up(w.pos, self.alignment)
+            .ok_or_else(|| GgufError::BadAlignment { offset: w.pos, reason: "data section offset overflows".into() })?;
+        let infos: Vec<TensorInfo<'_>> = self.tensors.iter().map(StreamTensor::info).collect();
+        check_tensor_ranges(&infos, self.data_offset, w.file_len)?;
+        check_unique(self.metadata.iter().map(|(k, _)| k.as_str()), |k| GgufError::DuplicateKey {
+            offset: 0,
+            key: clip(k).into(),
+        })?;
+        check_unique(self.tensors.iter().map(|t| t.name.as_str()), |n| GgufError::DuplicateTensor {
+            offset: 0,
+            name: clip(n).into(),
+        })?;
+        Ok(())
+    }
+
+    /// The format version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The data alignment.
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// File offset of the data section.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// Length of the stream.
+    pub fn file_len(&self) -> u64 {
+        self.window.file_len
+    }
+
+    /// Metadata in file order.
+    pub fn metadata(&self) -> &[(String, StreamValue)] {
+        &self.metadata
+    }
+
+    /// The value of `key`. O(n) (files have tens of keys).
+    pub fn get(&self, key: &str) -> Option<&StreamValue> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Tensors in file order.
+    pub fn tensors(&self) -> &[StreamTensor] {
+        &self.tensors
+    }
+
+    /// Bytes currently charged to the budget (0 without one).
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reservation.as_ref().map_or(0, Reservation::bytes)
+    }
+
+    /// Heap held by the buffer and the index (capacity-based estimate).
+    pub fn index_heap_bytes(&self) -> u64 {
+        let meta: usize = self
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                k.capacity()
+                    + match v {
+                        StreamValue::Inline(MetaValue::String(s)) => s.capacity(),
+                        _ => 0,
+                    }
+            })
+            .sum();
+        let names: usize = self.tensors.iter().map(|t| t.name.capacity()).sum();
+        (meta
+            + names
+            + self.metadata.capacity() * std::mem::size_of::<(String, StreamValue)>()
+            + self.tensors.capacity() * std::mem::size_of::<StreamTensor>()) as u64
+    }
+
+    /// Streams tensor `index`'s bytes to `sink` in chunks of whole blocks (at most 64 KiB
+    /// each), in order. `sink` gets the byte offset within the tensor and the chunk.
+    pub fn read_tensor(&mut self, index: usize, mut sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let t = self.tensors.get(index).ok_or_else(|| GgufError::NotFound {
+            what: "tensor",
+            name: format!("#{index}"),
+        })?;
+        let (start, len, block) = (self.data_offset + t.offset, t.n_bytes, u64::from(t.ggml_type.type_size()));
+        let name = t.name.clone();
+        let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
+        let w = &mut self.window;
+        if w.pos != start {
+            w.seek_to(start)?;
+        }
+        let mut done = 0u64;
+        while done < len {
+            let n = chunk.min(len - done) as usize;
+            let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(&name)))?;
+            sink(done, bytes)?;
+            w.consume(n);
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Streams every tensor in file-offset order (one forward pass over the data section).
+    pub fn for_each_tensor(&mut self, mut sink: impl FnMut(&TensorInfo<'_>, u64, &[u8]) -> Result<()>) -> Result<()> {
+        let mut order: Vec<usize> = (0..self.tensors.len()).collect();
+        order.sort_unstable_by_key(|&i| self.tensors[i].offset);
+        for i in order {
+            let t = self.tensors[i].clone();
+            let info = t.info();
+            self.read_tensor(i, |off, bytes| sink(&info, off, bytes))?;
+        }
+        Ok(())
+    }
+}
+
+fn bounded(count: u64, remaining: u64, min: u64) -> usize {
+    usize::try_from(count.min(remaining / min)).unwrap_or(0)
+}
+
+fn check_unique<'s>(names: impl Iterator<Item = &'s str>, err: impl Fn(&str) -> GgufError) -> Result<()> {
+    let mut v: Vec<&str> = names.collect();
+    v.sort_unstable();
+    match v.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(err(w[0])),
+        None => Ok(()),
+    }
+}
+
+fn read_stream_value<R: Read + Seek>(
+    w: &mut Window<R>,
+    depth: u32,
+    field: &dyn Fn() -> String,
+) -> Result<StreamValue> {
+    let ty = read_stream_type(w, field)?;
+    Ok(match ty {
+        ValueType::String => {
+            let at = w.pos;
+            let len = w.u64(&|| format!("{} length", field()))?;
+            if len <= INLINE_STRING_MAX {
+                let bytes_at = w.pos;
+                let s = std::str::from_utf8(w.fill(len as usize, field)?)
+                    .map_err(|_| GgufError::InvalidUtf8 { offset: bytes_at, field: field() })?
+                    .to_owned();
+                w.consume(len as usize);
+                StreamValue::Inline(MetaValue::String(s))
+            } else {
+                let offset = w.pos;
+                w.skip(len, field)?;
+                let _ = at;
+                StreamValue::Deferred { value_type: ty, element_type: None, len, offset, byte_len: len }
+            }
+        }
+        ValueType::Array => {
+            let (elem, len, offset, byte_len) = skip_array(w, depth + 1, field)?;
+            StreamValue::Deferred { value_type: ty, element_type: Some(elem), len, offset, byte_len }
+        }
+        scalar => {
+            // Scalars are at most 8 bytes: decode them with the slice reader.
+            let size = scalar.fixed_size().unwrap_or(8) as usize;
+            let bytes = w.fill(size, field)?;
+            let v = MetaValue::from_value(crate::value::read_value(&mut Reader::new(bytes), scalar, &field)?)?;
+            w.consume(size);
+            StreamValue::Inline(v)
+        }
+    })
+}
+
+fn read_stream_type<R: Read + Seek>(w: &mut Window<R>, field: &dyn Fn() -> String) -> Result<ValueType> {
+    let at = w.pos;
+    let id = w.u32(&|| format!("{} type", field()))?;
+    ValueType::from_id(id).ok_or_else(|| GgufError::UnknownValueType { offset: at, field: field(), type_id: id })
+}
+
+/// Validates and skips an array's payload; returns (element type, count, offset, bytes).
+fn skip_array<R: Read + Seek>(
+    w: &mut Window<R>,
+    depth: u32,
+    field: &dyn Fn() -> String,
+) -> Result<(ValueType, u64, u64, u64)> {
+    if depth > MAX_ARRAY_DEPTH {
+        return Err(GgufError::NestingTooDeep { offset: w.pos, field: field(), max: MAX_ARRAY_DEPTH });
+    }
+    let elem = read_stream_type(w, &|| format!("{} element", field()))?;
+    let len = w.count(elem.min_size(), &|| format!("{} length", field()))?;
+    let offset = w.pos;
+    match elem.fixed_size() {
+        Some(size) => w.skip(len * size, field)?,
+        None if elem == ValueType::String => {
+            for _ in 0..len {
+                let n = w.u64(&|| format!("{} length", field()))?;
+                w.skip(n, field)?;
+            }
+        }
+        None => {
+            for i in 0..len {
+                skip_array(w, depth + 1, &|| format!("{}[{i}]", field()))?;
+            }
+        }
+    }
+    Ok((elem, len, offset, w.pos - offset))
+}
+
+fn read_stream_tensor<R: Read + Seek>(w: &mut Window<R>, i: u64, alignment: u64) -> Result<StreamTensor> {
+    let info_offset = w.pos;
+    let name = w.short_str(STREAM_CHUNK as u64, &|| format!("tensor #{i} name"))?;
+    let field = |part: &str| format!("tensor #{i} '{}' {part}", clip(&name));
+    let dims_at = w.pos;
+    let n_dims = w.u32(&|| field("n_dims"))?;
+    if n_dims as usize > MAX_DIMS {
+        return Err(GgufError::BadShape {
+            offset: dims_at,
+            field: field("n_dims"),
+            reason: format!("{n_dims} dimensions, ggml allows at most {MAX_DIMS}"),
+        });
+    }
+    let mut dims = [1u64; MAX_DIMS];
+    for (d, dim) in dims.iter_mut().enumerate().take(n_dims as usize) {
+        *dim = w.u64(&|| field(&format!("dims[{d}]")))?;
+        if *dim > i64::MAX as u64 {
+            return Err(GgufError::BadShape {
+                offset: dims_at,
+                field: field(&format!("dims[{d}]")),
+                reason: format!("dimension {dim} exceeds i64::MAX"),
+            });
+        }
+    }
+    let type_at = w.pos;
+    let type_id = w.u32(&|| field("type"))?;
+    let ggml_type = GgmlType::from_id(type_id)
+        .map_err(|_| GgufError::UnknownTensorType { offset: type_at, field: field("type"), type_id })?;
+    let n_bytes = tensor_bytes(ggml_type, &dims[..n_dims as usize])
+        .map_err(|reason| GgufError::BadShape { offset: dims_at, field: field("shape"), reason })?;
+    let off_at = w.pos;
+    let offset = w.u64(&|| field("offset"))?;
+    if !offset.is_multiple_of(alignment) {
+        return Err(GgufError::MisalignedTensor { offset: off_at, field: field("offset"), data_offset: offset, alignment });
+    }
+    Ok(StreamTensor { name, dims, n_dims: n_dims as u8, ggml_type, offset, n_bytes, info_offset })
+}
