@@ -151,29 +151,39 @@ fn bytes_per_unique_string_against_lasso_and_string_interner() {
 
     let (ours, ours_bytes) = net(|| {
         let i = Interner::new();
-        words.iter().for_each(|w| drop(i.get_or_intern(w)));
+        words.iter().for_each(|w| {
+            i.get_or_intern(w);
+        });
         i
     });
     let (_ours1, ours1_bytes) = net(|| {
         let i = Interner::with_config(InternerConfig::default().shards(1)).unwrap();
-        words.iter().for_each(|w| drop(i.get_or_intern(w)));
+        words.iter().for_each(|w| {
+            i.get_or_intern(w);
+        });
         i
     });
     let (_frozen, freeze) = mm_track::count(|| ours.freeze());
     let frozen_bytes = (ours_bytes as i64 + freeze.net_bytes()) as u64;
     let (_rodeo, rodeo_bytes) = net(|| {
         let mut r = lasso::Rodeo::default();
-        words.iter().for_each(|w| drop(r.get_or_intern(w)));
+        words.iter().for_each(|w| {
+            r.get_or_intern(w);
+        });
         r
     });
     let (_threaded, threaded_bytes) = net(|| {
         let r = lasso::ThreadedRodeo::default();
-        words.iter().for_each(|w| drop(r.get_or_intern(w)));
+        words.iter().for_each(|w| {
+            r.get_or_intern(w);
+        });
         r
     });
     let (_si, si_bytes) = net(|| {
         let mut r = string_interner::DefaultStringInterner::default();
-        words.iter().for_each(|w| drop(r.get_or_intern(w)));
+        words.iter().for_each(|w| {
+            r.get_or_intern(w);
+        });
         r
     });
     println!(
