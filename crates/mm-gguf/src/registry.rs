@@ -1,0 +1,368 @@
+//! A model registry: lazy loading, `Arc` sharing, idle unload, unload on memory pressure.
+//!
+//! Register models by name and path; the first [`ModelRegistry::get`] maps and parses the
+//! file, later ones return the same `Arc<MappedGguf>` to every thread. A model that nobody
+//! else holds and that has not been asked for within the idle timeout is dropped by
+//! [`ModelRegistry::unload_idle`] (call it from a timer, or let
+//! [`ModelRegistry::spawn_reaper`] do so); [`ModelRegistry::handle_pressure`] drops models
+//! when a memory budget reports pressure. Every load and unload is reported as a
+//! [`RegistryEvent`] to subscribers.
+//!
+//! What it does not do: it never takes a model away from a caller. Unloading drops the
+//! registry's reference; a caller's `Arc` keeps its map alive until it is dropped, so the
+//! memory comes back only then. Pressure unloading therefore skips models still in use and
+//! says so in its result.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use mm_budget::{MemoryBudget, PressureLevel, SubscriberId};
+use mm_mmap::MmapCache;
+
+use crate::error::{GgufError, Result};
+use crate::mapped::MappedGguf;
+
+/// How a [`ModelRegistry`] behaves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RegistryConfig {
+    /// A loaded model not asked for within this time, and not held elsewhere, is unloaded
+    /// by the next idle sweep. Default 5 minutes.
+    pub idle_timeout: Duration,
+    /// The map cache models are opened through (`None`: the crate's process-wide one).
+    pub cache: Option<Arc<MmapCache>>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { idle_timeout: Duration::from_secs(300), cache: None }
+    }
+}
+
+impl RegistryConfig {
+    /// Sets the idle timeout.
+    pub fn with_idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// Opens models through `cache`.
+    pub fn with_cache(mut self, cache: Arc<MmapCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+}
+
+/// Why a model was unloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnloadReason {
+    /// Not used within the idle timeout.
+    Idle,
+    /// A memory-pressure signal.
+    Pressure(PressureLevel),
+    /// [`ModelRegistry::unload`] or re-registration.
+    Explicit,
+}
+
+/// Something that happened in a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryEvent {
+    /// A model was mapped and parsed.
+    Loaded {
+        /// Its registered name.
+        name: String,
+        /// Mapped file size.
+        mapped_bytes: u64,
+        /// Heap of its index.
+        heap_bytes: u64,
+        /// Time the load took.
+        took: Duration,
+    },
+    /// A load failed (the error is returned to the caller too).
+    LoadFailed {
+        /// Its registered name.
+        name: String,
+        /// The error message.
+        error: String,
+    },
+    /// The registry dropped its reference to a model.
+    Unloaded {
+        /// Its registered name.
+        name: String,
+        /// Why.
+        reason: UnloadReason,
+        /// Mapped file size.
+        mapped_bytes: u64,
+    },
+}
+
+/// Figures for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    /// Models registered.
+    pub registered: usize,
+    /// Models loaded now.
+    pub loaded: usize,
+    /// Bytes of loaded models' maps.
+    pub mapped_bytes: u64,
+    /// Heap of loaded models' indexes.
+    pub heap_bytes: u64,
+    /// Loads since creation.
+    pub loads: u64,
+    /// Unloads since creation.
+    pub unloads: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    path: PathBuf,
+    model: Option<Arc<MappedGguf>>,
+    last_used: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: HashMap<String, Slot>,
+    subscribers: Vec<Sender<RegistryEvent>>,
+    loads: u64,
+    unloads: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: RegistryConfig,
+    state: Mutex<State>,
+}
+
+/// Named models loaded on first use and shared as `Arc<MappedGguf>`. Cheap to clone (an
+/// `Arc`); `Send + Sync`.
+///
+/// One mutex guards the table; a load (map + header parse, milliseconds) happens under it,
+/// so concurrent first uses of a model load it once.
+#[derive(Debug, Clone)]
+pub struct ModelRegistry {
+    inner: Arc<Inner>,
+}
+
+impl Default for ModelRegistry {
+    fn default() -> Self {
+        Self::new(RegistryConfig::default())
+    }
+}
+
+impl ModelRegistry {
+    /// An empty registry.
+    pub fn new(config: RegistryConfig) -> Self {
+        ModelRegistry { inner: Arc::new(Inner { config, state: Mutex::new(State::default()) }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the table consistent (every mutation is
+        // a single insert/remove), so a poisoned lock is still usable.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers `name` for the file at `path` (not opened until first use). Re-registering
+    /// a name unloads the old model.
+    pub fn register(&self, name: impl Into<String>, path: impl AsRef<Path>) {
+        let name = name.into();
+        let mut st = self.lock();
+        let old = st.slots.insert(name.clone(), Slot { path: path.as_ref().to_path_buf(), model: None, last_used: Instant::now() });
+        if let Some(m) = old.and_then(|s| s.model) {
+            st.unloads += 1;
+            emit(&mut st, RegistryEvent::Unloaded { name, reason: UnloadReason::Explicit, mapped_bytes: m.mapped_bytes() });
+        }
+    }
+
+    /// The model `name`, loading it on first use. O(1) once loaded.
+    ///
+    /// # Errors
+    /// [`GgufError::NotFound`] for an unregistered name; any error of
+    /// [`MappedGguf::open`] on load (reported as [`RegistryEvent::LoadFailed`] too; the
+    /// next `get` tries again).
+    pub fn get(&self, name: &str) -> Result<Arc<MappedGguf>> {
+        let mut st = self.lock();
+        let slot = st.slots.get_mut(name).ok_or_else(|| GgufError::NotFound { what: "model", name: name.into() })?;
+        slot.last_used = Instant::now();
+        if let Some(m) = &slot.model {
+            return Ok(Arc::clone(m));
+        }
+        let path = slot.path.clone();
+        let t0 = Instant::now();
+        let loaded = match &self.inner.config.cache {
+            Some(c) => MappedGguf::open_in(c, &path),
+            None => MappedGguf::open(&path),
+        };
+        match loaded {
+            Ok(m) => {
+                let m = Arc::new(m);
+                if let Some(slot) = st.slots.get_mut(name) {
+                    slot.model = Some(Arc::clone(&m));
+                }
+                st.loads += 1;
+                let ev = RegistryEvent::Loaded {
+                    name: name.into(),
+                    mapped_bytes: m.mapped_bytes(),
+                    heap_bytes: m.index_heap_bytes(),
+                    took: t0.elapsed(),
+                };
+                emit(&mut st, ev);
+                Ok(m)
+            }
+            Err(e) => {
+                emit(&mut st, RegistryEvent::LoadFailed { name: name.into(), error: e.to_string() });
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether `name` is loaded now.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.lock().slots.get(name).is_some_and(|s| s.model.is_some())
+    }
+
+    /// Drops the registry's reference to `name`; true if it was loaded.
+    pub fn unload(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        let Some(m) = st.slots.get_mut(name).and_then(|s| s.model.take()) else { return false };
+        st.unloads += 1;
+        emit(&mut st, RegistryEvent::Unloaded { name: name.into(), reason: UnloadReason::Explicit, mapped_bytes: m.mapped_bytes() });
+        true
+    }
+
+    /// Unloads models idle for at least the timeout as of now; returns how many.
+    pub fn unload_idle(&self) -> usize {
+        self.unload_idle_at(Instant::now())
+    }
+
+    /// Unloads models whose last use is at least the idle timeout before `now` and that
+    /// no one else holds. Taking the time as an argument makes the policy testable.
+    pub fn unload_idle_at(&self, now: Instant) -> usize {
+        let timeout = self.inner.config.idle_timeout;
+        self.unload_where(UnloadReason::Idle, |s| {
+            now.saturating_duration_since(s.last_used) >= timeout
+        })
+    }
+
+    /// Reacts to memory pressure: at `Critical`, unloads every model no one else holds; at
+    /// `Warning`, those idle for at least half the idle timeout; at `Normal`, nothing.
+    /// Returns how many were unloaded.
+    pub fn handle_pressure(&self, level: PressureLevel) -> usize {
+        let now = Instant::now();
+        let half = self.inner.config.idle_timeout / 2;
+        match level {
+            PressureLevel::Normal => 0,
+            PressureLevel::Warning => {
+                self.unload_where(UnloadReason::Pressure(level), |s| now.saturating_duration_since(s.last_used) >= half)
+            }
+            PressureLevel::Critical => self.unload_where(UnloadReason::Pressure(level), |_| true),
+        }
+    }
+
+    fn unload_where(&self, reason: UnloadReason, pick: impl Fn(&Slot) -> bool) -> usize {
+        let mut st = self.lock();
+        let mut dropped = Vec::new();
+        for (name, slot) in st.slots.iter_mut() {
+            let unused = slot.model.as_ref().is_some_and(|m| Arc::strong_count(m) == 1);
+            if unused && pick(slot)
+                && let Some(m) = slot.model.take()
+            {
+                dropped.push((name.clone(), m.mapped_bytes()));
+            }
+        }
+        st.unloads += dropped.len() as u64;
+        let n = dropped.len();
+        for (name, mapped_bytes) in dropped {
+            emit(&mut st, RegistryEvent::Unloaded { name, reason, mapped_bytes });
+        }
+        n
+    }
+
+    /// A receiver of every later [`RegistryEvent`]. Events are sent without blocking; a
+    /// dropped receiver is forgotten at the next event.
+    pub fn subscribe(&self) -> Receiver<RegistryEvent> {
+        let (tx, rx) = channel();
+        self.lock().subscribers.push(tx);
+        rx
+    }
+
+    /// Unloads models whenever `budget` reports rising pressure (see
+    /// [`handle_pressure`](Self::handle_pressure)). The subscription holds only a weak
+    /// reference to the registry; remove it with `budget.unsubscribe(id)`.
+    ///
+    /// The handler runs on the thread whose reservation crossed the threshold; it takes the
+    /// registry's lock, so do not reserve from that budget while holding a registry lock.
+    pub fn attach_budget(&self, budget: &MemoryBudget) -> SubscriberId {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        budget.subscribe(move |ev| {
+            if ev.is_rising()
+                && let Some(inner) = weak.upgrade()
+            {
+                ModelRegistry { inner }.handle_pressure(ev.level);
+            }
+        })
+    }
+
+    /// A pressure handler for any hook that reports a [`PressureLevel`] (such as the
+    /// `memory-manager` facade's); holds a weak reference to the registry.
+    pub fn pressure_hook(&self) -> impl Fn(PressureLevel) -> usize + Send + Sync + 'static {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        move |level| weak.upgrade().map_or(0, |inner| ModelRegistry { inner }.handle_pressure(level))
+    }
+
+    /// Starts a thread that calls [`unload_idle`](Self::unload_idle) every `interval`; it
+    /// stops when the returned handle is dropped (or the registry is gone).
+    pub fn spawn_reaper(&self, interval: Duration) -> Reaper {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (stop, stopped) = channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("mm-gguf-reaper".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let Some(inner) = weak.upgrade() else { break };
+                    ModelRegistry { inner }.unload_idle();
+                }
+            })
+            .ok();
+        Reaper { stop: Some(stop), thread }
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> RegistryStats {
+        let st = self.lock();
+        let loaded: Vec<&Arc<MappedGguf>> = st.slots.values().filter_map(|s| s.model.as_ref()).collect();
+        RegistryStats {
+            registered: st.slots.len(),
+            loaded: loaded.len(),
+            mapped_bytes: loaded.iter().map(|m| m.mapped_bytes()).sum(),
+            heap_bytes: loaded.iter().map(|m| m.index_heap_bytes()).sum(),
+            loads: st.loads,
+            unloads: st.unloads,
+        }
+    }
+}
+
+fn emit(st: &mut State, ev: RegistryEvent) {
+    st.subscribers.retain(|tx| tx.send(ev.clone()).is_ok());
+}
+
+/// Stops the idle-unload thread started by [`ModelRegistry::spawn_reaper`] when dropped.
+#[derive(Debug)]
+pub struct Reaper {
+    stop: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
