@@ -219,11 +219,13 @@ fn read_cgroup(
         .transpose()?;
     let mut limit: Option<u64> = None;
     let mut any_limit_file = false;
-    // Walk up to the mount point, stopping early where the limit file is absent (the root of
-    // a v2 hierarchy has no `memory.max`).
+    // Walk up to the mount point (never above it). A directory without the limit file is
+    // skipped, not the end: the root of a v2 hierarchy has no `memory.max`, and a child whose
+    // parent did not enable the memory controller has no memory files while the parent's
+    // limit still applies to it.
     for d in dir.ancestors().take_while(|d| d.starts_with(top)) {
         let Some(text) = read_optional(&d.join(limit_file))? else {
-            break;
+            continue;
         };
         any_limit_file = true;
         let l = match version {
@@ -349,9 +351,19 @@ mod tests {
         let c = read_cgroup(CgroupVersion::V2, &m, "/a/b").unwrap().unwrap();
         assert_eq!(c.limit, None, "max everywhere is no limit, not 0");
 
-        // A cgroup with no memory files: the controller is not enabled there.
+        // A cgroup with no memory files anywhere up to the mount: no memory controller.
         std::fs::create_dir_all(top.join("plain")).unwrap();
         assert_eq!(read_cgroup(CgroupVersion::V2, &m, "/plain").unwrap(), None);
+
+        // A child without memory files under a limited parent: the parent's limit applies,
+        // the child's usage is unknown (None, not 0).
+        std::fs::write(top.join("a/memory.max"), "4096\n").unwrap();
+        std::fs::create_dir_all(leaf.join("c")).unwrap();
+        let c = read_cgroup(CgroupVersion::V2, &m, "/a/b/c")
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.limit, c.current), (Some(4096), None));
+        std::fs::write(top.join("a/memory.max"), "max\n").unwrap();
 
         // A corrupt file is an error, not a guess.
         std::fs::write(leaf.join("memory.current"), "lots\n").unwrap();
