@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use mm_pool::{BufferPool, ObjectPool, PooledBuffer};
 
 use crate::LlmError;
 use crate::json::{Sink, write_str, write_str_body};
@@ -739,6 +740,54 @@ impl<C: TokenCounter> Conversation<C> {
         out.put(b"}");
         report.bytes = out.len() - start;
         Ok(report)
+    }
+
+    /// As [`Conversation::assemble`], into a buffer taken from `pool` and sized from the
+    /// history (an estimate: if escaping makes the prompt larger, the buffer grows).
+    ///
+    /// # Errors
+    /// As [`Conversation::assemble`].
+    pub fn assemble_pooled(
+        &self,
+        pool: &BufferPool,
+        stream: bool,
+    ) -> Result<(PooledBuffer, AssembleReport), LlmError> {
+        let mut buf = pool.acquire(self.prompt_size_hint());
+        let report = self.assemble(&mut buf, stream)?;
+        Ok((buf, report))
+    }
+
+    /// A pool of conversations sharing `setup`: a returned conversation is cleared (keeping
+    /// its buffers) and handed out again, so starting a conversation allocates nothing once
+    /// the pool is warm. At most `max_idle` idle conversations are kept.
+    ///
+    /// # Errors
+    /// [`LlmError::Pool`] for `max_idle == 0`.
+    pub fn pool(
+        setup: Arc<ConversationSetup>,
+        counter: C,
+        max_idle: usize,
+    ) -> Result<ObjectPool<Conversation<C>>, LlmError>
+    where
+        C: Clone + Send + Sync + 'static,
+    {
+        let pool = ObjectPool::with_reset(
+            max_idle,
+            move || Conversation::new(Arc::clone(&setup), counter.clone()),
+            Conversation::clear,
+        )?;
+        Ok(pool)
+    }
+
+    /// Bytes the assembled prompt is expected to take.
+    fn prompt_size_hint(&self) -> usize {
+        let dead = self
+            .items
+            .front()
+            .map_or(0, |f| (f.call_id.start - self.origin) as usize);
+        let text = self.text.len() - dead;
+        let raw = self.system.len() + self.summary.len() + self.tools.len() + text;
+        (raw + raw / 8).saturating_add(self.items.len() * 96 + 256)
     }
 
     fn write_call_group(

@@ -72,7 +72,18 @@ pub enum LlmError {
         /// The configured bound.
         max: u64,
     },
-    // BUDGET-VARIANT
+    /// The memory budget refused the bytes an insert needed, even after evicting everything.
+    #[error("memory budget refused {bytes} bytes for the embedding cache: {source}")]
+    Budget {
+        /// Bytes that were requested.
+        bytes: u64,
+        /// The budget's refusal.
+        #[source]
+        source: mm_budget::BudgetError,
+    },
+    /// Building a pool failed.
+    #[error("pool setup failed: {0}")]
+    Pool(#[from] mm_pool::PoolError),
     /// Reading or writing a stream failed (the `mm sse` dump).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

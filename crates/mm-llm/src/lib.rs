@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 mod conversation;
+mod embedding;
 mod error;
 mod json;
 mod names;
+pub mod simulate;
 pub mod sse;
 mod tokens;
 mod windows;
@@ -11,6 +13,9 @@ mod windows;
 pub use conversation::{
     ABORTED_RESULT, AssembleReport, Compactor, Conversation, ConversationSetup, ConversationStats,
     DroppedMessages, FitPolicy, FitReport, MessageView, ResultOutcome, Role,
+};
+pub use embedding::{
+    ENTRY_OVERHEAD, EmbeddingCache, EmbeddingCacheConfig, EmbeddingKey, EmbeddingStats,
 };
 pub use error::LlmError;
 pub use names::{Interner, Symbol};

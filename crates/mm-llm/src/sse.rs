@@ -25,6 +25,7 @@
 use std::fmt;
 
 use bytes::BytesMut;
+use mm_pool::{BufferPool, PooledBuffer};
 
 use crate::LlmError;
 
@@ -32,6 +33,9 @@ use crate::LlmError;
 pub const DEFAULT_INITIAL_BUFFER: usize = 64 * 1024;
 /// Default limit on one line and on one event's data: 16 MiB.
 pub const DEFAULT_MAX_BUFFER: usize = 16 * 1024 * 1024;
+
+/// Event data buffers larger than this are shrunk back after their event.
+const SHRINK_ABOVE: usize = 1024 * 1024;
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
@@ -133,6 +137,10 @@ impl Fields {
 
     fn clear_block(&mut self) {
         self.data.clear();
+        // One huge event should not pin its buffer for the rest of the stream.
+        if self.data.capacity() > SHRINK_ABOVE {
+            self.data.shrink_to(DEFAULT_INITIAL_BUFFER);
+        }
         self.event_type.clear();
         self.block_retry = None;
         self.clear_pending = false;
@@ -225,14 +233,52 @@ fn push_lossy(dst: &mut String, bytes: &[u8]) {
     }
 }
 
+/// Storage of the partial-line buffer: from a [`BufferPool`] when the parser has one.
+enum Backing {
+    Owned(BytesMut),
+    Pooled(PooledBuffer),
+}
+
+impl Backing {
+    fn new(pool: Option<&BufferPool>, capacity: usize) -> Self {
+        match pool {
+            Some(p) => Backing::Pooled(p.acquire(capacity)),
+            None => Backing::Owned(BytesMut::with_capacity(capacity)),
+        }
+    }
+}
+
+impl std::ops::Deref for Backing {
+    type Target = BytesMut;
+    fn deref(&self) -> &BytesMut {
+        match self {
+            Backing::Owned(b) => b,
+            Backing::Pooled(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Backing {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        match self {
+            Backing::Owned(b) => b,
+            Backing::Pooled(b) => b,
+        }
+    }
+}
+
 /// The partial-line buffer: a line that straddles chunks is gathered here.
 ///
-/// It starts at the configured initial capacity; a line that outgrows it moves to a buffer
-/// twice as large (repeatedly, up to the maximum), and once that line is processed the large
-/// buffer is dropped and the initial-size one is used again, so a single 10 MiB
-/// `response.completed` line does not pin 16 MiB for the rest of the stream.
+/// It starts at the configured initial capacity (a pool tier when there is a pool); a line
+/// that outgrows it moves to a buffer at least twice as large (the next pool tier, then plain
+/// allocations past the largest tier), repeatedly, up to the maximum. Once that line is
+/// processed the large buffer goes back and an initial-size one is used again, so a single
+/// 10 MiB `response.completed` line does not pin 16 MiB for the rest of the stream.
 struct LineBuffer {
-    buf: BytesMut,
+    buf: Backing,
+    pool: Option<BufferPool>,
+    /// Capacity of the buffer taken at creation; anything larger is a spill.
+    base: usize,
     initial: usize,
     max: usize,
 }
@@ -242,15 +288,19 @@ impl fmt::Debug for LineBuffer {
         f.debug_struct("LineBuffer")
             .field("len", &self.buf.len())
             .field("capacity", &self.buf.capacity())
+            .field("pooled", &self.pool.is_some())
             .field("max", &self.max)
             .finish()
     }
 }
 
 impl LineBuffer {
-    fn new(initial: usize, max: usize) -> Self {
+    fn new(initial: usize, max: usize, pool: Option<BufferPool>) -> Self {
+        let buf = Backing::new(pool.as_ref(), initial);
         Self {
-            buf: BytesMut::with_capacity(initial),
+            base: buf.capacity(),
+            buf,
+            pool,
             initial,
             max,
         }
@@ -268,7 +318,7 @@ impl LineBuffer {
             while cap < need {
                 cap = cap.saturating_mul(2);
             }
-            let mut bigger = BytesMut::with_capacity(cap.min(self.max));
+            let mut bigger = Backing::new(self.pool.as_ref(), cap.min(self.max));
             bigger.extend_from_slice(&self.buf);
             self.buf = bigger;
             spilled = true;
@@ -277,10 +327,11 @@ impl LineBuffer {
         Ok(spilled)
     }
 
-    /// Empties the buffer, returning to the initial capacity if a long line spilled it.
+    /// Empties the buffer, going back to the initial size if a long line spilled it.
     fn clear(&mut self) {
-        if self.buf.capacity() > self.initial {
-            self.buf = BytesMut::with_capacity(self.initial);
+        if self.buf.capacity() > self.base {
+            self.buf = Backing::new(self.pool.as_ref(), self.initial);
+            self.base = self.buf.capacity();
         } else {
             self.buf.clear();
         }
@@ -336,6 +387,20 @@ impl SseParser {
     /// # Errors
     /// [`LlmError::InvalidConfig`] when `max_buffer` is 0 or smaller than `initial_buffer`.
     pub fn with_config(config: SseConfig) -> Result<Self, LlmError> {
+        Self::build(config, None)
+    }
+
+    /// A parser whose partial-line buffer comes from `pool` (64 KiB tier by default) and
+    /// spills into the pool's larger tiers for long lines; buffers go back to the pool when
+    /// the long line is done and when the parser is dropped.
+    ///
+    /// # Errors
+    /// As [`SseParser::with_config`].
+    pub fn with_pool(config: SseConfig, pool: BufferPool) -> Result<Self, LlmError> {
+        Self::build(config, Some(pool))
+    }
+
+    fn build(config: SseConfig, pool: Option<BufferPool>) -> Result<Self, LlmError> {
         if config.max_buffer == 0 {
             return Err(LlmError::InvalidConfig(
                 "SseConfig::max_buffer must be at least 1",
@@ -347,7 +412,7 @@ impl SseParser {
             ));
         }
         Ok(Self {
-            line: LineBuffer::new(config.initial_buffer, config.max_buffer),
+            line: LineBuffer::new(config.initial_buffer, config.max_buffer, pool),
             fields: Fields::new(config.max_buffer),
             bom: Bom::Matching(0),
             skip_lf: false,
@@ -815,6 +880,30 @@ mod tests {
         assert_eq!(got, 1);
         assert!(p.stats().spills > 0);
         assert!(p.line.buf.capacity() <= 16);
+    }
+
+    #[test]
+    fn pooled_buffer_spills_through_tiers_and_returns() {
+        let pool = BufferPool::new(mm_pool::BufferPoolConfig::default()).unwrap();
+        let mut p = SseParser::with_pool(SseConfig::default(), pool.clone()).unwrap();
+        assert_eq!(p.line.buf.capacity(), 64 * 1024);
+        let mut input = b"data: ".to_vec();
+        input.extend(std::iter::repeat_n(b'y', 3 << 20));
+        input.extend(b"\n\n");
+        let mut n = 0;
+        for c in input.chunks(4096) {
+            p.feed(c, |e| {
+                assert_eq!(e.data.len(), 3 << 20);
+                n += 1
+            })
+            .unwrap();
+        }
+        assert_eq!(n, 1);
+        assert!(p.stats().spills >= 2); // 64 KiB -> 1 MiB tier -> beyond the tiers
+        assert_eq!(p.line.buf.capacity(), 64 * 1024);
+        let before = pool.stats();
+        drop(p);
+        assert!(pool.stats().returns > before.returns);
     }
 
     #[test]

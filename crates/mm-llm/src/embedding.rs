@@ -1,0 +1,575 @@
+//! A byte-bounded LRU cache of embedding vectors.
+//!
+//! Layout: vectors live in one contiguous `Vec<f32>` per vector length ("dimension class"),
+//! in fixed slots, so an entry is not a separate heap allocation and an evicted slot is
+//! reused by the next vector of the same length. Entries are small records in a slab, linked
+//! into an intrusive doubly linked LRU list by index; a `HashMap` maps the key to the slab
+//! index. Once the cache is full, an insert evicts the least recently used entries and
+//! reuses their slots: no allocation at steady state.
+//!
+//! Bounds: at most `max_entries` entries and at most `max_bytes` bytes, counting for each
+//! entry its vector (`4 * dims`) plus [`ENTRY_OVERHEAD`] for its slab record and index slot.
+//! Slot storage grows in steps capped by what `max_bytes` allows for that vector length, so
+//! the memory held stays close to the bound. With a [`MemoryBudget`], the same bytes are
+//! charged to it; when the budget refuses, the cache evicts more and retries before giving up.
+//!
+//! What it does not do: it is not thread-safe on its own (wrap it in a `Mutex`: the critical
+//! sections are a hash lookup and a vector copy); it does not compress vectors (no f16 or int8
+//! quantisation); and free slots of a vector length no longer used stay allocated until
+//! [`EmbeddingCache::clear`] (mixing many vector lengths in one cache wastes memory).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use mm_budget::{MemoryBudget, Reservation};
+
+use crate::LlmError;
+use crate::names::Symbol;
+
+/// Bytes counted per entry on top of its vector: the slab record and the index slot.
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+const NIL: u32 = u32::MAX;
+
+/// Bounds of an [`EmbeddingCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingCacheConfig {
+    /// Byte bound (default 512 MiB).
+    pub max_bytes: u64,
+    /// Entry bound (default 10,000).
+    pub max_entries: usize,
+}
+
+impl Default for EmbeddingCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 512 * 1024 * 1024,
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// A cache key: the model and a 64-bit keyed hash of the text.
+///
+/// The hash is SipHash-1-3 with a key drawn at random per cache, so keys from one cache mean
+/// nothing to another and an outsider cannot build colliding texts. Two different texts
+/// sharing a key (probability about `n^2 / 2^65` for `n` cached texts, ~3e-12 at 10,000)
+/// would return one text's vector for the other; store the text yourself if that is not
+/// acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EmbeddingKey {
+    /// The model id (interned).
+    pub model: Symbol,
+    /// The keyed hash of the text.
+    pub text_hash: u64,
+}
+
+/// Counters and sizes of an [`EmbeddingCache`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbeddingStats {
+    /// Lookups that found their key.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Vectors inserted (new keys and replacements).
+    pub inserts: u64,
+    /// Entries evicted to make room (by bounds or budget).
+    pub evictions: u64,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes counted against the bound (vectors plus per-entry overhead).
+    pub bytes: u64,
+    /// Bytes of vector storage allocated (all slots, used or free).
+    pub storage_bytes: u64,
+}
+
+impl EmbeddingStats {
+    /// `hits / (hits + misses)`, or `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: EmbeddingKey,
+    class: u32,
+    slot: u32,
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Debug)]
+struct DimClass {
+    dims: usize,
+    data: Vec<f32>,
+    free: Vec<u32>,
+    /// Most slots the byte bound allows for this length.
+    max_slots: usize,
+}
+
+impl DimClass {
+    fn slot(&self, slot: u32) -> &[f32] {
+        let start = slot as usize * self.dims;
+        &self.data[start..start + self.dims]
+    }
+
+    fn slot_mut(&mut self, slot: u32) -> &mut [f32] {
+        let start = slot as usize * self.dims;
+        &mut self.data[start..start + self.dims]
+    }
+
+    fn take_slot(&mut self) -> u32 {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        let slots = self.data.len() / self.dims;
+        if self.data.len() + self.dims > self.data.capacity() {
+            // Grow by half (at least 16 slots), never past what the byte bound allows.
+            let want = (slots + slots / 2)
+                .max(slots + 16)
+                .min(self.max_slots.max(slots + 1));
+            self.data.reserve_exact(want * self.dims - self.data.len());
+        }
+        self.data.resize(self.data.len() + self.dims, 0.0);
+        slots as u32
+    }
+}
+
+/// The cache; see the [module docs](self).
+///
+/// ```
+/// use mm_llm::{EmbeddingCache, EmbeddingCacheConfig, Interner};
+/// let names = Interner::default();
+/// let model = names.get_or_intern("nomic-embed-text");
+/// let mut cache = EmbeddingCache::new(EmbeddingCacheConfig::default(), None);
+/// let key = cache.key(model, "hello world");
+/// assert!(cache.get(&key).is_none());
+/// cache.insert(key, &[0.1, 0.2, 0.3])?;
+/// assert_eq!(cache.get(&key), Some(&[0.1, 0.2, 0.3][..]));
+/// assert_eq!(cache.stats().hit_rate(), Some(0.5));
+/// # Ok::<(), mm_llm::LlmError>(())
+/// ```
+#[derive(Debug)]
+pub struct EmbeddingCache {
+    config: EmbeddingCacheConfig,
+    hasher: RandomState,
+    index: HashMap<EmbeddingKey, u32>,
+    entries: Vec<Entry>,
+    free_entries: Vec<u32>,
+    classes: Vec<DimClass>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+    bytes: u64,
+    reservation: Option<Reservation>,
+    budget: Option<MemoryBudget>,
+    stats: EmbeddingStats,
+}
+
+impl EmbeddingCache {
+    /// An empty cache; allocates nothing until the first insert. With a `budget`, the bytes
+    /// counted against the bound are also charged to it.
+    pub fn new(config: EmbeddingCacheConfig, budget: Option<MemoryBudget>) -> Self {
+        Self {
+            config,
+            hasher: RandomState::new(),
+            index: HashMap::new(),
+            entries: Vec::new(),
+            free_entries: Vec::new(),
+            classes: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            bytes: 0,
+            reservation: None,
+            budget,
+            stats: EmbeddingStats::default(),
+        }
+    }
+
+    /// The key for `text` under `model`. Hashes the text once (SipHash, about 1 GB/s).
+    pub fn key(&self, model: Symbol, text: &str) -> EmbeddingKey {
+        EmbeddingKey {
+            model,
+            text_hash: self.hasher.hash_one(text),
+        }
+    }
+
+    /// The vector for `key`, marking it most recently used. O(1).
+    pub fn get(&mut self, key: &EmbeddingKey) -> Option<&[f32]> {
+        match self.index.get(key) {
+            Some(&idx) => {
+                self.stats.hits += 1;
+                self.unlink(idx);
+                self.push_front(idx);
+                let e = self.entries[idx as usize];
+                Some(self.classes[e.class as usize].slot(e.slot))
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// The vector for `key` without touching recency or counters.
+    pub fn peek(&self, key: &EmbeddingKey) -> Option<&[f32]> {
+        let e = self.entries[*self.index.get(key)? as usize];
+        Some(self.classes[e.class as usize].slot(e.slot))
+    }
+
+    /// Whether `key` is cached (no recency change).
+    pub fn contains(&self, key: &EmbeddingKey) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// Stores a copy of `vector` under `key` (replacing an older vector), evicting least
+    /// recently used entries until both bounds and the budget allow it. O(1) amortised plus
+    /// the copy and the evictions.
+    ///
+    /// # Errors
+    /// [`LlmError::EmbeddingTooLarge`] when one entry exceeds `max_bytes`;
+    /// [`LlmError::InvalidConfig`] for an empty vector or a cache with `max_entries == 0`;
+    /// [`LlmError::Budget`] when the budget refuses even with the cache emptied. On error the
+    /// key is not cached (an older vector under it is gone too).
+    pub fn insert(&mut self, key: EmbeddingKey, vector: &[f32]) -> Result<(), LlmError> {
+        if vector.is_empty() {
+            return Err(LlmError::InvalidConfig(
+                "an embedding must have at least one dimension",
+            ));
+        }
+        if self.config.max_entries == 0 {
+            return Err(LlmError::InvalidConfig(
+                "EmbeddingCacheConfig::max_entries is 0",
+            ));
+        }
+        let need = entry_bytes(vector.len());
+        if need > self.config.max_bytes {
+            return Err(LlmError::EmbeddingTooLarge {
+                bytes: need,
+                max: self.config.max_bytes,
+            });
+        }
+        if let Some(&idx) = self.index.get(&key) {
+            let e = self.entries[idx as usize];
+            let class = &mut self.classes[e.class as usize];
+            if class.dims == vector.len() {
+                class.slot_mut(e.slot).copy_from_slice(vector);
+                self.unlink(idx);
+                self.push_front(idx);
+                self.stats.inserts += 1;
+                return Ok(());
+            }
+            self.remove_idx(idx);
+        }
+        while self.index.len() >= self.config.max_entries
+            || self.bytes + need > self.config.max_bytes
+        {
+            self.evict_lru();
+        }
+        self.charge(need)?;
+        let class = self.class_for(vector.len());
+        let slot = self.classes[class].take_slot();
+        self.classes[class].slot_mut(slot).copy_from_slice(vector);
+        let entry = Entry {
+            key,
+            class: class as u32,
+            slot,
+            prev: NIL,
+            next: NIL,
+        };
+        let idx = match self.free_entries.pop() {
+            Some(i) => {
+                self.entries[i as usize] = entry;
+                i
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.push_front(idx);
+        self.index.insert(key, idx);
+        self.bytes += need;
+        self.stats.inserts += 1;
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was cached.
+    pub fn remove(&mut self, key: &EmbeddingKey) -> bool {
+        match self.index.get(key) {
+            Some(&idx) => {
+                self.remove_idx(idx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every entry and all storage, and releases the budget.
+    pub fn clear(&mut self) {
+        self.index = HashMap::new();
+        self.entries = Vec::new();
+        self.free_entries = Vec::new();
+        self.classes = Vec::new();
+        self.head = NIL;
+        self.tail = NIL;
+        self.bytes = 0;
+        self.reservation = None;
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Bytes counted against the bound.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The bounds.
+    pub fn config(&self) -> EmbeddingCacheConfig {
+        self.config
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> EmbeddingStats {
+        EmbeddingStats {
+            entries: self.index.len() as u64,
+            bytes: self.bytes,
+            storage_bytes: self
+                .classes
+                .iter()
+                .map(|c| c.data.capacity() as u64 * 4)
+                .sum(),
+            ..self.stats
+        }
+    }
+
+    fn charge(&mut self, need: u64) -> Result<(), LlmError> {
+        loop {
+            let result = match (&mut self.reservation, &self.budget) {
+                (Some(r), _) => r.try_grow(need),
+                (None, Some(budget)) => match budget.try_reserve(need) {
+                    Ok(r) => {
+                        self.reservation = Some(r);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                (None, None) => return Ok(()),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(source) if self.index.is_empty() => {
+                    return Err(LlmError::Budget {
+                        bytes: need,
+                        source,
+                    });
+                }
+                Err(_) => self.evict_lru(),
+            }
+        }
+    }
+
+    fn class_for(&mut self, dims: usize) -> usize {
+        if let Some(i) = self.classes.iter().position(|c| c.dims == dims) {
+            return i;
+        }
+        let max_slots = (self.config.max_bytes / entry_bytes(dims)) as usize;
+        self.classes.push(DimClass {
+            dims,
+            data: Vec::new(),
+            free: Vec::new(),
+            max_slots: max_slots.min(self.config.max_entries),
+        });
+        self.classes.len() - 1
+    }
+
+    fn evict_lru(&mut self) {
+        if self.tail != NIL {
+            self.remove_idx(self.tail);
+            self.stats.evictions += 1;
+        }
+    }
+
+    fn remove_idx(&mut self, idx: u32) {
+        self.unlink(idx);
+        let e = self.entries[idx as usize];
+        self.index.remove(&e.key);
+        let class = &mut self.classes[e.class as usize];
+        class.free.push(e.slot);
+        let freed = entry_bytes(class.dims);
+        self.bytes -= freed;
+        if let Some(r) = &mut self.reservation {
+            r.shrink(freed);
+        }
+        self.free_entries.push(idx);
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let Entry { prev, next, .. } = self.entries[idx as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+    }
+
+    fn push_front(&mut self, idx: u32) {
+        let old = self.head;
+        {
+            let e = &mut self.entries[idx as usize];
+            e.prev = NIL;
+            e.next = old;
+        }
+        if old != NIL {
+            self.entries[old as usize].prev = idx;
+        }
+        self.head = idx;
+        if self.tail == NIL {
+            self.tail = idx;
+        }
+    }
+}
+
+/// Bytes one entry of `dims` dimensions counts against the bound.
+fn entry_bytes(dims: usize) -> u64 {
+    dims as u64 * 4 + ENTRY_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Interner;
+
+    fn vec_of(v: f32, dims: usize) -> Vec<f32> {
+        vec![v; dims]
+    }
+
+    #[test]
+    fn lru_order_and_entry_bound() {
+        let names = Interner::default();
+        let m = names.get_or_intern("m");
+        let cfg = EmbeddingCacheConfig {
+            max_bytes: 1 << 30,
+            max_entries: 3,
+        };
+        let mut c = EmbeddingCache::new(cfg, None);
+        let k: Vec<_> = (0..4).map(|i| c.key(m, &format!("t{i}"))).collect();
+        for (i, key) in k.iter().take(3).enumerate() {
+            c.insert(*key, &vec_of(i as f32, 8)).unwrap();
+        }
+        assert!(c.get(&k[0]).is_some()); // k0 now most recent; k1 is LRU
+        c.insert(k[3], &vec_of(3.0, 8)).unwrap();
+        assert!(!c.contains(&k[1]));
+        assert!(c.contains(&k[0]) && c.contains(&k[2]) && c.contains(&k[3]));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.stats().evictions, 1);
+        assert_eq!(c.peek(&k[3]).unwrap(), &vec_of(3.0, 8)[..]);
+    }
+
+    #[test]
+    fn byte_bound_holds_and_slots_are_reused() {
+        let names = Interner::default();
+        let m = names.get_or_intern("m");
+        let per = entry_bytes(768);
+        let cfg = EmbeddingCacheConfig {
+            max_bytes: per * 10,
+            max_entries: 1000,
+        };
+        let mut c = EmbeddingCache::new(cfg, None);
+        for i in 0..100 {
+            let key = c.key(m, &i.to_string());
+            c.insert(key, &vec_of(i as f32, 768)).unwrap();
+            assert!(c.bytes() <= cfg.max_bytes);
+        }
+        assert_eq!(c.len(), 10);
+        // Storage never passed the slots the bound allows.
+        assert!(c.stats().storage_bytes <= 10 * 768 * 4, "{:?}", c.stats());
+        let last = c.key(m, "99");
+        assert_eq!(c.get(&last).unwrap()[0], 99.0);
+        let big = vec_of(0.0, 10_000);
+        assert!(matches!(
+            c.insert(last, &big),
+            Err(LlmError::EmbeddingTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn replace_and_mixed_dims() {
+        let names = Interner::default();
+        let m = names.get_or_intern("m");
+        let mut c = EmbeddingCache::new(EmbeddingCacheConfig::default(), None);
+        let k = c.key(m, "x");
+        c.insert(k, &[1.0, 2.0]).unwrap();
+        c.insert(k, &[3.0, 4.0]).unwrap();
+        assert_eq!(c.peek(&k).unwrap(), &[3.0, 4.0]);
+        c.insert(k, &[5.0, 6.0, 7.0]).unwrap();
+        assert_eq!(c.peek(&k).unwrap(), &[5.0, 6.0, 7.0]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.bytes(), entry_bytes(3));
+        assert!(c.remove(&k));
+        assert_eq!(c.bytes(), 0);
+        assert!(c.insert(k, &[]).is_err());
+    }
+
+    #[test]
+    fn keys_separate_models_and_texts() {
+        let names = Interner::default();
+        let (a, b) = (names.get_or_intern("a"), names.get_or_intern("b"));
+        let c = EmbeddingCache::new(EmbeddingCacheConfig::default(), None);
+        assert_ne!(c.key(a, "t"), c.key(b, "t"));
+        assert_ne!(c.key(a, "t"), c.key(a, "u"));
+        assert_eq!(c.key(a, "t"), c.key(a, "t"));
+    }
+
+    #[test]
+    fn budget_is_charged_and_refusal_evicts() {
+        let names = Interner::default();
+        let m = names.get_or_intern("m");
+        let per = entry_bytes(100);
+        let budget = MemoryBudget::with_limit(per * 5).unwrap();
+        let mut c = EmbeddingCache::new(EmbeddingCacheConfig::default(), Some(budget.clone()));
+        for i in 0..20 {
+            let key = c.key(m, &i.to_string());
+            c.insert(key, &vec_of(1.0, 100)).unwrap();
+            assert_eq!(budget.used(), c.bytes());
+        }
+        assert_eq!(c.len(), 5);
+        assert_eq!(c.stats().evictions, 15);
+        // Something else holds part of the budget: the cache keeps to what is left.
+        c.clear();
+        assert_eq!(budget.used(), 0);
+        let hog = budget.try_reserve(per * 3).unwrap();
+        for i in 0..5 {
+            let key = c.key(m, &format!("h{i}"));
+            c.insert(key, &vec_of(1.0, 100)).unwrap();
+        }
+        assert_eq!(c.len(), 2);
+        // With the budget all taken, an insert into an emptied cache is refused, typed.
+        c.clear();
+        let blocker = budget.try_reserve(budget.limit() - budget.used()).unwrap();
+        let key = c.key(m, "refused");
+        assert!(matches!(
+            c.insert(key, &vec_of(1.0, 100)),
+            Err(LlmError::Budget { .. })
+        ));
+        assert!(c.is_empty());
+        drop((hog, blocker));
+        assert_eq!(budget.used(), 0);
+    }
+}
