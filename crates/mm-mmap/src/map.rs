@@ -303,7 +303,10 @@ pub(crate) fn map_opened(
 }
 
 impl MappedFile {
+    /// Records a hit at `stamp`. A plain store, not `fetch_max`: two threads hitting the
+    /// same file at once may leave the smaller of their two stamps, which only reorders
+    /// hits that were concurrent anyway.
     pub(crate) fn touch(&self, stamp: u64) {
-        self.stamp.fetch_max(stamp, Ordering::Relaxed);
+        self.stamp.store(stamp, Ordering::Relaxed);
     }
 }
