@@ -59,7 +59,7 @@ impl ScopeStats {
 ///
 /// These are the *folded* totals: each thread keeps its own counters and adds them to the
 /// process-wide atomics once its pending live-byte change exceeds a slack of
-/// [`LIVE_SLACK_BYTES`] either way, once it has made [`OP_BATCH`] calls, and when it exits.
+/// [`LIVE_SLACK_BYTES`] either way, every [`OP_BATCH`] calls of one kind, and when it exits.
 /// `snapshot()` folds the calling thread first. So, with `threads` other threads running:
 ///
 /// - `live_bytes` is within `threads x LIVE_SLACK_BYTES` of the true live heap (see
@@ -68,7 +68,8 @@ impl ScopeStats {
 /// - `peak_bytes` is the largest value the folded live total has taken since start (or the
 ///   last [`crate::reset_peak`]), so it is within the same bound of the true peak, and never
 ///   less than `live_bytes`.
-/// - the counts lag the truth by fewer than `OP_BATCH` calls per running thread.
+/// - the counts lag the truth by fewer than `OP_BATCH` calls of each kind (alloc, dealloc,
+///   realloc) per running thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -217,17 +218,20 @@ impl<A: Atom> Shared<A> {
 /// One thread's counters: plain `Cell`s, no `Drop`, `const`-constructible, so a
 /// `thread_local!` of it needs no lazy initialisation and no destructor.
 ///
-/// The `record_*` methods are the hot path: a handful of loads and stores in one cache line
-/// and one or two compares. They return `true` when the caller must take its slow path
-/// (fold via [`Local::fold`], and whatever else it does on that path).
+/// The `record_*` methods are the hot path: a few loads and stores in one cache line and two
+/// compares. They return `true` when the caller must take its slow path (fold via
+/// [`Local::fold`], and whatever else it does on that path). A fold is due when the pending
+/// live bytes leave `lo..=hi`, or when the call's own counter reaches a multiple of
+/// [`OP_BATCH`]. While folding is not wanted to be batched (before the first call, and after
+/// the thread's exit hook ran) `hi` and `lo` are set so that every call is due.
 #[derive(Debug)]
 pub struct Local {
-    /// Calls left before the next fold; 0 forces the slow path on the next call.
-    ops_left: Cell<u32>,
-    /// Owned by the caller (the thread-exit state machine); opaque here.
-    state: Cell<u8>,
     /// Live bytes changed since the last fold.
     pending_live: Cell<i64>,
+    /// A fold is due when `pending_live > hi` ...
+    hi: Cell<i64>,
+    /// ... or `pending_live < lo`.
+    lo: Cell<i64>,
     allocs: Cell<u64>,
     alloc_bytes: Cell<u64>,
     deallocs: Cell<u64>,
@@ -240,19 +244,32 @@ pub struct Local {
     folded_deallocs: Cell<u64>,
     folded_reallocs: Cell<u64>,
     folded_zeroed: Cell<u64>,
-    /// Fold thresholds (fields rather than constants so loom can use tiny ones).
+    /// Owned by the caller (the thread-exit state machine); opaque here.
+    state: Cell<u8>,
+    /// The live-byte slack (a field rather than a constant so loom can use tiny ones).
     slack: i64,
-    batch: u32,
 }
 
+/// `OP_BATCH - 1`: a call whose counter has these bits clear is due for a fold.
+const BATCH_MASK: u64 = OP_BATCH as u64 - 1;
+const _: () = assert!(OP_BATCH.is_power_of_two());
+
 impl Local {
-    /// Fresh counters with the given fold thresholds. `ops_left` starts at 0, so the first
-    /// call takes the slow path (where the exit hook gets registered).
-    pub const fn new(slack: i64, batch: u32) -> Self {
+    /// Fresh counters folding at `slack` live bytes either way (clamped to `0..=i64::MAX-1`).
+    /// The first call is due for a fold, so it takes the slow path (where the caller
+    /// registers its exit hook).
+    pub const fn new(slack: i64) -> Self {
+        let slack = if slack < 0 {
+            0
+        } else if slack == i64::MAX {
+            i64::MAX - 1
+        } else {
+            slack
+        };
         Self {
-            ops_left: Cell::new(0),
-            state: Cell::new(0),
             pending_live: Cell::new(0),
+            hi: Cell::new(i64::MIN),
+            lo: Cell::new(i64::MAX),
             allocs: Cell::new(0),
             alloc_bytes: Cell::new(0),
             deallocs: Cell::new(0),
@@ -264,30 +281,28 @@ impl Local {
             folded_deallocs: Cell::new(0),
             folded_reallocs: Cell::new(0),
             folded_zeroed: Cell::new(0),
+            state: Cell::new(0),
             slack,
-            batch,
         }
     }
 
-    /// Counts one call and reports whether a fold is due.
+    /// Adds one to `counter`; true when it reached a multiple of the batch.
     #[inline(always)]
-    fn tick(&self, pending: i64) -> bool {
-        self.pending_live.set(pending);
-        let left = self.ops_left.get();
-        if left == 0 || pending > self.slack || pending < -self.slack {
-            return true;
-        }
-        self.ops_left.set(left - 1);
-        false
+    fn bump(counter: &Cell<u64>) -> bool {
+        let n = counter.get().wrapping_add(1);
+        counter.set(n);
+        n & BATCH_MASK == 0
     }
 
     /// Records a successful alloc of `size` bytes.
     #[inline(always)]
     pub fn record_alloc(&self, size: u64) -> bool {
-        self.allocs.set(self.allocs.get().wrapping_add(1));
+        let batch_due = Self::bump(&self.allocs);
         self.alloc_bytes
             .set(self.alloc_bytes.get().wrapping_add(size));
-        self.tick(self.pending_live.get().wrapping_add(size as i64))
+        let pending = self.pending_live.get().wrapping_add(size as i64);
+        self.pending_live.set(pending);
+        batch_due | (pending > self.hi.get())
     }
 
     /// Records a successful `alloc_zeroed` of `size` bytes.
@@ -300,22 +315,26 @@ impl Local {
     /// Records a dealloc of `size` bytes.
     #[inline(always)]
     pub fn record_dealloc(&self, size: u64) -> bool {
-        self.deallocs.set(self.deallocs.get().wrapping_add(1));
+        let batch_due = Self::bump(&self.deallocs);
         self.dealloc_bytes
             .set(self.dealloc_bytes.get().wrapping_add(size));
-        self.tick(self.pending_live.get().wrapping_sub(size as i64))
+        let pending = self.pending_live.get().wrapping_sub(size as i64);
+        self.pending_live.set(pending);
+        batch_due | (pending < self.lo.get())
     }
 
     /// Records a successful realloc from `old` to `new` bytes.
     #[inline(always)]
     pub fn record_realloc(&self, old: u64, new: u64) -> bool {
-        self.reallocs.set(self.reallocs.get().wrapping_add(1));
+        let batch_due = Self::bump(&self.reallocs);
         self.alloc_bytes
             .set(self.alloc_bytes.get().wrapping_add(new));
         self.dealloc_bytes
             .set(self.dealloc_bytes.get().wrapping_add(old));
         let delta = new.wrapping_sub(old) as i64;
-        self.tick(self.pending_live.get().wrapping_add(delta))
+        let pending = self.pending_live.get().wrapping_add(delta);
+        self.pending_live.set(pending);
+        batch_due | (pending > self.hi.get()) | (pending < self.lo.get())
     }
 
     /// This thread's cumulative totals (for scope counting by difference).
@@ -342,8 +361,9 @@ impl Local {
             .set(self.dealloc_bytes.get().wrapping_sub(size));
     }
 
-    /// Adds everything not yet folded to `shared` and sets the fold marks. `ops_left` is set
-    /// to the batch when `keep_batching`, else to 0 (every later call takes the slow path).
+    /// Adds everything not yet folded to `shared` and sets the fold marks. With
+    /// `keep_batching` later calls fold by the slack and the batch; without, every later
+    /// call is due for a fold.
     pub fn fold<A: Atom>(&self, shared: &Shared<A>, keep_batching: bool) {
         // Take every delta and move the marks *before* touching the atomics, so a fold
         // re-entered from anywhere below sees nothing left to fold twice.
@@ -353,8 +373,13 @@ impl Local {
         let deallocs = take(&self.deallocs, &self.folded_deallocs);
         let reallocs = take(&self.reallocs, &self.folded_reallocs);
         let zeroed = take(&self.zeroed, &self.folded_zeroed);
-        self.ops_left
-            .set(if keep_batching { self.batch } else { 0 });
+        if keep_batching {
+            self.hi.set(self.slack);
+            self.lo.set(-self.slack);
+        } else {
+            self.hi.set(i64::MIN);
+            self.lo.set(i64::MAX);
+        }
         add_nonzero(&shared.allocs, allocs);
         add_nonzero(&shared.total_alloc_bytes, alloc_bytes);
         add_nonzero(&shared.deallocs, deallocs);
@@ -401,20 +426,27 @@ mod tests {
 
     #[test]
     fn first_call_takes_the_slow_path_then_batches() {
-        let l = Local::new(1000, 3);
-        assert!(l.record_alloc(10), "ops_left starts at 0");
+        let l = Local::new(i64::MAX);
+        assert!(l.record_alloc(10), "the first call is due");
         let s = Shared::new();
         l.fold(&s, true);
-        assert!(!l.record_alloc(10));
-        assert!(!l.record_alloc(10));
-        assert!(!l.record_alloc(10));
-        assert!(l.record_alloc(10), "batch of 3 used up");
+        for i in 2..OP_BATCH {
+            assert!(!l.record_alloc(1), "alloc {i} not due");
+            assert!(!l.record_dealloc(1));
+            assert!(!l.record_realloc(1, 1));
+        }
+        assert!(l.record_alloc(1), "a batch of allocs is due");
+        assert!(!l.record_dealloc(1));
+        assert!(l.record_dealloc(1), "a batch of deallocs is due");
+        l.fold(&s, false);
+        assert!(l.record_dealloc(0), "unbatched: every call is due");
+        assert!(l.record_realloc(0, 0));
     }
 
     #[test]
     fn slack_triggers_a_fold_both_ways() {
         let s = Shared::new();
-        let l = Local::new(100, 1000);
+        let l = Local::new(100);
         l.fold(&s, true);
         assert!(!l.record_alloc(100));
         assert!(l.record_alloc(1), "101 pending > 100");
@@ -428,7 +460,7 @@ mod tests {
     #[test]
     fn folded_totals_are_exact() {
         let s = Shared::new();
-        let l = Local::new(1 << 20, 1 << 20);
+        let l = Local::new(1 << 20);
         l.record_alloc(100);
         l.record_alloc_zeroed(50);
         l.record_realloc(100, 300);
@@ -448,7 +480,7 @@ mod tests {
     #[test]
     fn peak_tracks_the_folded_maximum_and_resets() {
         let s = Shared::new();
-        let l = Local::new(0, 1 << 20);
+        let l = Local::new(0);
         l.record_alloc(1000);
         l.fold(&s, true);
         l.record_dealloc(600);
@@ -461,8 +493,8 @@ mod tests {
     #[test]
     fn cross_thread_free_can_dip_the_raw_view_but_never_the_snapshot() {
         let s = Shared::new();
-        let a = Local::new(1 << 20, 1 << 20);
-        let b = Local::new(1 << 20, 1 << 20);
+        let a = Local::new(1 << 20);
+        let b = Local::new(1 << 20);
         a.record_alloc(500); // not folded yet
         b.record_dealloc(500); // b frees a's block and folds first
         b.fold(&s, true);
@@ -474,7 +506,7 @@ mod tests {
 
     #[test]
     fn scope_difference_and_forget_pair() {
-        let l = Local::new(1 << 20, 1 << 20);
+        let l = Local::new(1 << 20);
         let before = l.totals();
         l.record_alloc(8);
         l.record_dealloc(8);
@@ -499,7 +531,7 @@ mod tests {
     #[test]
     fn counters_wrap_instead_of_overflowing() {
         let s = Shared::new();
-        let l = Local::new(i64::MAX, u32::MAX);
+        let l = Local::new(i64::MAX);
         l.allocs.set(u64::MAX);
         l.folded_allocs.set(u64::MAX);
         l.record_alloc(1);

@@ -20,7 +20,7 @@
 //! Only `ALIVE` threads hold unfolded deltas, and each holds at most the slack, which is what
 //! bounds the error of the process-wide view.
 
-use crate::counters::{LIVE_SLACK_BYTES, Local, OP_BATCH, ScopeStats, Shared, Snapshot};
+use crate::counters::{LIVE_SLACK_BYTES, Local, ScopeStats, Shared, Snapshot};
 
 const UNINIT: u8 = 0;
 const REGISTERING: u8 = 1;
@@ -30,7 +30,7 @@ const DESTROYED: u8 = 3;
 static SHARED: Shared = Shared::new();
 
 thread_local! {
-    static LOCAL: Local = const { Local::new(LIVE_SLACK_BYTES, OP_BATCH) };
+    static LOCAL: Local = const { Local::new(LIVE_SLACK_BYTES) };
     static EXIT: ExitFold = const { ExitFold };
 }
 

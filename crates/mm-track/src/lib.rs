@@ -63,10 +63,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Counted first so the forwarding call can be a tail call.
+        global::on_dealloc(layout.size());
         // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `inner`)
         // with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) };
-        global::on_dealloc(layout.size());
+        unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     #[inline]

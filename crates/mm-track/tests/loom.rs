@@ -13,7 +13,7 @@ fn shared() -> Arc<Shared<AtomicU64>> {
 /// Plays one thread's calls, folding whenever a call asks for it, and once more at the end
 /// (what the thread-exit hook does).
 fn run(shared: &Shared<AtomicU64>, calls: &[(char, u64, u64)]) {
-    let local = Local::new(16, 2);
+    let local = Local::new(16);
     for &(op, a, b) in calls {
         let due = match op {
             'a' => local.record_alloc(a),
@@ -84,7 +84,7 @@ fn peak_is_the_folded_maximum() {
         let s = shared();
         let (s1, s2) = (Arc::clone(&s), Arc::clone(&s));
         let hold = |s: &Shared<AtomicU64>| {
-            let l = Local::new(0, u32::MAX);
+            let l = Local::new(0);
             l.record_alloc(100);
             l.fold(s, true);
             l.record_dealloc(100);

@@ -1,0 +1,284 @@
+//! mm-track: is the tracker live and exact on a real workload, and what does it cost?
+//!
+//! - A *counted pass*: the service workload on 2 threads under `TrackedAlloc`, between two
+//!   snapshots. Checks the allocation count, that live bytes return to their baseline once
+//!   the threads have exited, that the peak saw what the workers held, and that the
+//!   per-thread scope counts agree with the process-wide counts.
+//! - *Overhead*: the same service workload timed with tracking on and off (see
+//!   [`crate::gate`]), at 1 and 2 threads, and the pure churn called directly on `System`
+//!   and on `TrackedAlloc<System>`. Each pass is timed in thread CPU time; passes alternate
+//!   (off, on, on, off, ...) and the ratio is taken between the fastest pass of each kind,
+//!   the one least disturbed by other work on the machine.
+
+use std::alloc::System;
+use std::time::Duration;
+
+use mm_track::{ScopeStats, TrackedAlloc};
+
+use crate::Options;
+use crate::check::{Check, Report, fmt_num};
+use crate::clock::cpu_timed;
+use crate::gate::Gate;
+use crate::workload::{ServiceConfig, ServiceOutcome, churn, serve};
+
+const PART: &str = "mm-track";
+
+struct Plan {
+    /// The counted pass: sized for at least `min_allocs` allocations on 2 threads.
+    counted: ServiceConfig,
+    min_allocs: f64,
+    /// Each timed service pass (shorter: many alternating passes beat a few long ones).
+    timed: ServiceConfig,
+    rounds: usize,
+    churn_pairs: u64,
+}
+
+impl Plan {
+    fn new(opts: &Options) -> Self {
+        let users = 1_024;
+        if opts.quick {
+            Plan {
+                counted: ServiceConfig {
+                    requests: 1_300,
+                    users,
+                },
+                min_allocs: 100_000.0,
+                timed: ServiceConfig {
+                    requests: 300,
+                    users,
+                },
+                rounds: 3,
+                churn_pairs: 200_000,
+            }
+        } else {
+            Plan {
+                counted: ServiceConfig {
+                    requests: 12_500,
+                    users,
+                },
+                min_allocs: 1_000_000.0,
+                timed: ServiceConfig {
+                    requests: 2_500,
+                    users,
+                },
+                rounds: 11,
+                churn_pairs: 1_000_000,
+            }
+        }
+    }
+}
+
+/// Runs the mm-track checks.
+pub fn run(opts: &Options, report: &mut Report) {
+    let plan = Plan::new(opts);
+    Gate::set_tracking(true);
+    let active = mm_track::is_active();
+    report.push(Check::holds(
+        PART,
+        "TrackedAlloc is the global allocator",
+        active,
+        "yes",
+    ));
+    if !active {
+        return;
+    }
+    counted_pass(&plan, report);
+    for threads in [1, 2] {
+        let timing = alternate(plan.rounds, |tracking| {
+            Gate::set_tracking(tracking);
+            let t = service_pass(&plan.timed, threads).1;
+            Gate::set_tracking(true);
+            t
+        });
+        report.push(overhead(
+            &format!("tracker overhead, service workload, {threads} thread(s)"),
+            &timing,
+            1.0,
+            opts.quick,
+        ));
+    }
+    for threads in [1, 2] {
+        let tracker = TrackedAlloc::new(System);
+        let timing = alternate(plan.rounds, |tracking| {
+            on_threads(threads, |w| {
+                if tracking {
+                    churn(&tracker, plan.churn_pairs, w)
+                } else {
+                    churn(&System, plan.churn_pairs, w)
+                }
+            })
+            .1
+        });
+        report.push(overhead(
+            &format!("tracker overhead, alloc/free churn, {threads} thread(s)"),
+            &timing,
+            15.0,
+            opts.quick,
+        ));
+    }
+}
+
+/// The service workload on 2 threads between two snapshots.
+fn counted_pass(plan: &Plan, report: &mut Report) {
+    // A small pass first, so what std sets up once per process (the main thread's handle,
+    // for one) is in the baseline rather than counted as a leak of this pass.
+    service_pass(
+        &ServiceConfig {
+            requests: 10,
+            users: 4,
+        },
+        2,
+    );
+    let (Some(base), ()) = (mm_track::snapshot(), mm_track::reset_peak()) else {
+        return;
+    };
+    let (outcomes, cpu) = service_pass(&plan.counted, 2);
+    let held = outcomes.iter().map(|o| o.0.held_bytes).max().unwrap_or(0);
+    let scoped: u64 = outcomes.iter().map(|o| o.1.allocs).sum();
+    drop(outcomes); // its 128 bytes would otherwise show as live
+    let Some(after) = mm_track::snapshot() else {
+        return;
+    };
+    let allocs = after.allocs - base.allocs;
+    report.push(
+        Check::at_least(
+            PART,
+            "allocations in the counted pass",
+            allocs as f64,
+            "allocs",
+            plan.min_allocs,
+        )
+        .detail(format!(
+            "{} reallocs, {} MB requested, {:.0} ns of CPU per allocation",
+            fmt_num((after.reallocs - base.reallocs) as f64),
+            fmt_num(((after.total_alloc_bytes - base.total_alloc_bytes) / 1_000_000) as f64),
+            cpu.as_secs_f64() * 1e9 / allocs.max(1) as f64
+        )),
+    );
+    let leaked = after.live_bytes as f64 - base.live_bytes as f64;
+    report.push(
+        Check::equals(
+            PART,
+            "live heap back to baseline after threads exit",
+            leaked,
+            "bytes",
+            0.0,
+        )
+        .detail(format!(
+            "baseline {} B, after {} B",
+            base.live_bytes, after.live_bytes
+        )),
+    );
+    let bound = after
+        .live_error_bound_bytes()
+        .max(base.live_error_bound_bytes());
+    let peak_rise = after.peak_bytes.saturating_sub(base.live_bytes);
+    report.push(
+        Check::at_least(
+            PART,
+            "peak rise covers a worker's session cache",
+            peak_rise as f64,
+            "bytes",
+            held.saturating_sub(bound) as f64,
+        )
+        .detail(format!("largest cache {held} B, error bound {bound} B")),
+    );
+    let agree = scoped <= allocs && allocs - scoped <= 1_000;
+    report.push(
+        Check::holds(
+            PART,
+            "per-thread scopes add up to the global count",
+            agree,
+            "sum <= global <= sum + 1,000",
+        )
+        .detail(format!("scopes {scoped}, global {allocs}")),
+    );
+}
+
+/// The service workload on `threads` threads, each inside a `count` scope; returns each
+/// worker's outcome and scope, and the sum of the workers' CPU times.
+fn service_pass(
+    cfg: &ServiceConfig,
+    threads: u64,
+) -> (Vec<(ServiceOutcome, ScopeStats)>, Duration) {
+    on_threads(threads, |w| mm_track::count(|| serve(cfg, w)))
+}
+
+/// Runs `work(worker)` on `threads` fresh threads; returns the results and the sum of the
+/// threads' CPU times spent in `work`.
+fn on_threads<R: Send>(threads: u64, work: impl Fn(u64) -> R + Sync) -> (Vec<R>, Duration) {
+    let work = &work;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|w| s.spawn(move || cpu_timed(|| work(w))))
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        let mut total = Duration::ZERO;
+        for h in handles {
+            // A worker that panicked has already printed why; count its time as zero.
+            if let Ok((r, t)) = h.join() {
+                out.push(r);
+                total += t;
+            }
+        }
+        (out, total)
+    })
+}
+
+/// Paired timings of bare and tracked passes.
+struct Timing {
+    /// `tracked / bare` of each round.
+    ratios: Vec<f64>,
+    bare: Duration,
+    tracked: Duration,
+}
+
+/// Runs `pass(false)` and `pass(true)` once per round, alternating which goes first, and
+/// keeps each round's ratio: the two passes of a round run seconds apart at most, so they
+/// see the same load from the rest of the machine.
+fn alternate(rounds: usize, mut pass: impl FnMut(bool) -> Duration) -> Timing {
+    let mut t = Timing {
+        ratios: Vec::with_capacity(rounds),
+        bare: Duration::ZERO,
+        tracked: Duration::ZERO,
+    };
+    for r in 0..rounds {
+        let order = if r % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let (mut bare, mut tracked) = (Duration::ZERO, Duration::ZERO);
+        for tracking in order {
+            let spent = pass(tracking);
+            *(if tracking { &mut tracked } else { &mut bare }) = spent;
+        }
+        t.bare += bare;
+        t.tracked += tracked;
+        t.ratios
+            .push(tracked.as_secs_f64() / bare.as_secs_f64().max(1e-9));
+    }
+    t
+}
+
+/// The overhead check: the median of the rounds' ratios, as a percentage.
+fn overhead(name: &str, timing: &Timing, limit_pct: f64, quick: bool) -> Check {
+    let mut ratios = timing.ratios.clone();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    let pct = (median - 1.0) * 100.0;
+    let (lo, hi) = (
+        ratios.first().copied().unwrap_or(f64::NAN),
+        ratios.last().copied().unwrap_or(f64::NAN),
+    );
+    Check::at_most(PART, name, (pct * 100.0).round() / 100.0, "%", limit_pct)
+        .detail(format!(
+            "median of {} paired rounds (range {:+.2} % .. {:+.2} %); CPU time bare {:.0} ms, tracked {:.0} ms",
+            ratios.len(),
+            (lo - 1.0) * 100.0,
+            (hi - 1.0) * 100.0,
+            timing.bare.as_secs_f64() * 1e3,
+            timing.tracked.as_secs_f64() * 1e3
+        ))
+        .soft(quick)
+}
