@@ -113,8 +113,8 @@ impl MemoryBudget {
     /// Cost: one compare-and-swap on the shared counter (retried only when another thread
     /// changed it in between), an `Arc` clone, and a few comparisons. If the reservation
     /// crosses a threshold, this call may also run the subscribers (see
-    /// [`subscribe`](Self::subscribe)). Never blocks, never allocates (except inside
-    /// subscribers). Reserving 0 bytes always succeeds.
+    /// [`subscribe`](Self::subscribe)). Never waits for other reservations, never allocates
+    /// (except inside subscribers). Reserving 0 bytes always succeeds.
     ///
     /// # Errors
     /// [`BudgetError::RequestTooLarge`] if `bytes > limit` (it can never fit);
@@ -343,9 +343,9 @@ impl Inner {
     /// Marks the level dirty and, unless another call (on any thread, or further up this
     /// thread's stack) is already delivering, delivers until the level is settled.
     ///
-    /// Never blocks: the deliverer role is taken with one atomic `fetch_or`, and a thread that
-    /// does not get it leaves `DIRTY` behind for the deliverer, which re-reads `used` before
-    /// giving the role up.
+    /// Never waits for another deliverer: the role is taken with one atomic `fetch_or`, and a
+    /// thread that does not get it leaves `DIRTY` behind for the deliverer, which re-reads
+    /// `used` before giving the role up.
     fn request_delivery(&self) {
         let prev = self.notify.fetch_or(DELIVERING | DIRTY, Ordering::AcqRel);
         if prev & DELIVERING != 0 {
