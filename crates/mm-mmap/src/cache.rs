@@ -122,7 +122,7 @@ impl MmapCacheConfig {
 pub struct CacheStats {
     /// `get`s answered from the cache (including live uncached oversized maps).
     pub hits: u64,
-    /// `get`s that mapped the file.
+    /// `get`s that mapped the file (failed `get`s count as neither hit nor miss).
     pub misses: u64,
     /// Maps removed to make room or by [`MmapCache::trim_to`].
     pub evictions: u64,
@@ -308,8 +308,8 @@ impl MmapCache {
         if len > self.ledger.budget() {
             return self.load_oversized(path, opened);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
         let file = Arc::new(map::map_opened(path, opened, self.settings, &self.ledger)?);
+        self.misses.fetch_add(1, Ordering::Relaxed);
         if !self.reserve(len) {
             file.charge.charge_outstanding();
             self.uncached.fetch_add(1, Ordering::Relaxed);
@@ -364,8 +364,8 @@ impl MmapCache {
             self.hits.incr();
             return Ok(file);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
         let file = Arc::new(map::map_opened(path, opened, self.settings, &self.ledger)?);
+        self.misses.fetch_add(1, Ordering::Relaxed);
         file.charge.charge_outstanding();
         self.uncached.fetch_add(1, Ordering::Relaxed);
         live.retain(|_, weak| weak.strong_count() > 0);
