@@ -406,3 +406,61 @@ fn oversized_file_rejected_when_configured() {
 fn default_budget_is_100_mib() {
     assert_eq!(MmapCache::default().stats().budget_bytes, 100 * 1024 * 1024);
 }
+
+/// Readers, a writer that replaces files by rename, and a pressure handler that trims,
+/// all at once: every map handed out is a whole version of its file, the held bytes stay
+/// within the budget, and the counters settle to exactly what is cached.
+#[test]
+fn concurrent_replacements_trims_and_gets_keep_accounting_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let files: Vec<PathBuf> = (0..12)
+        .map(|i| write(dir.path(), &format!("f{i}"), p, 0))
+        .collect();
+    let budget = 8 * p;
+    let c = MmapCache::new(MmapCacheConfig::default().with_budget(budget));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|t| {
+                let (c, files, stop) = (&c, &files, &stop);
+                s.spawn(move || {
+                    let mut rng = Rng(77 + t);
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = rng.below(files.len() as u64) as usize;
+                        let map = c.get(&files[i]).unwrap();
+                        let version = map[0];
+                        assert!(map.iter().all(|&b| b == version), "torn map of file {i}");
+                        assert_eq!(map.len() as u64, p * (1 + u64::from(version % 3)));
+                        assert!(c.stats().held_bytes <= budget);
+                    }
+                })
+            })
+            .collect();
+        let trimmer = s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                c.evict_to_fraction(0.5);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let mut rng = Rng(5);
+        for version in 1..=120u8 {
+            let i = rng.below(files.len() as u64) as usize;
+            let len = p * (1 + u64::from(version % 3));
+            let tmp = write(dir.path(), &format!("tmp{i}"), len, version);
+            std::fs::rename(&tmp, &files[i]).unwrap();
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        trimmer.join().unwrap();
+    });
+    let s = c.stats();
+    assert!(s.remaps > 0 && s.evictions > 0, "{s:?}");
+    let listed: u64 = c.cached_files().iter().map(|(_, len)| len).sum();
+    assert_eq!(s.held_bytes, listed);
+    assert_eq!(s.outstanding_bytes, 0);
+    assert_eq!(mapped_bytes_under(dir.path()), s.held_bytes);
+}

@@ -257,3 +257,23 @@ fn lock_failure_is_a_typed_error_and_caches_nothing() {
         "the failed map must be unmapped"
     );
 }
+
+#[test]
+fn unmappable_regular_file_is_an_io_error_naming_mmap() {
+    // sysfs attributes are regular files with a nominal 4096-byte size but no mmap
+    // support: the kernel answers ENODEV.
+    let path = Path::new("/sys/kernel/mm/transparent_hugepage/enabled");
+    if !path.exists() {
+        eprintln!("skipped: {} does not exist on this kernel", path.display());
+        return;
+    }
+    let c = MmapCache::default();
+    match c.get(path) {
+        Err(MmapError::Io { op, source, .. }) => {
+            assert_eq!(op, "mmap");
+            assert_eq!(source.raw_os_error(), Some(libc::ENODEV));
+        }
+        other => panic!("expected an Io error from mmap, got {other:?}"),
+    }
+    assert_nothing_cached(&c);
+}
