@@ -1,1 +1,26 @@
-//! `memory_manager`: placeholder crate, filled in by its issue.
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod manager;
+mod report;
+mod sampler;
+
+pub use config::{
+    DEFAULT_ARENA_INITIAL_BYTES, DEFAULT_ARENA_LIMIT_BYTES, DEFAULT_LEAK_WINDOW,
+    DEFAULT_MMAP_CACHE_BYTES, DEFAULT_POOL_TIERS, DEFAULT_SAMPLER_CAPACITY, MemoryConfig, SETTINGS,
+};
+pub use error::{ConfigError, MemoryError};
+pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext};
+pub use report::{
+    AllocatorReport, ArenaReport, BudgetReport, ComponentReport, InternerReport, MemoryReport,
+    MmapReport, PressureReport, ProcessReport,
+};
+pub use sampler::{SAMPLED, Sample, Sampler, SamplerThread};
+
+pub use mm_arena::Arena;
+pub use mm_budget::{MemoryBudget, PressureEvent, PressureLevel, Reservation};
+pub use mm_intern::{Interner, Symbol};
+pub use mm_mmap::{MappedFile, MmapCache};
+pub use mm_pool::{BufferPool, ObjectPool, PooledBuffer};
+pub use mm_track::TrackedAlloc;

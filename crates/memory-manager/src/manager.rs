@@ -1,0 +1,544 @@
+//! [`MemoryManager`]: the composition of the budget, pools, arenas, interner and mmap cache.
+
+use std::cell::Cell;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use mm_arena::Arena;
+use mm_budget::{MemoryBudget, PressureEvent, PressureLevel, Reservation, SubscriberId};
+use mm_intern::{Interner, InternerConfig};
+use mm_mmap::{MappedFile, MmapCache, MmapCacheConfig};
+use mm_pool::bytes::BytesMut;
+use mm_pool::{BufferPool, ObjectPool, PoolStats, PooledBuffer};
+
+use crate::config::MemoryConfig;
+use crate::error::{ConfigError, MemoryError};
+use crate::report::MemoryReport;
+
+/// Gives every manager a distinct id, so a thread knows whether its arena was configured by
+/// the manager it is serving now.
+static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Id of the manager that last configured this thread's arena (0: none).
+    static ARENA_CONFIGURED_BY: Cell<u64> = const { Cell::new(0) };
+}
+
+/// One place to get bounded, accounted memory from: a budget with pressure handling, a
+/// buffer pool, request arenas, an interner and an mmap cache, created lazily.
+///
+/// Cloning is cheap (an `Arc`); clones share everything. `Send + Sync`.
+///
+/// # What is charged to the budget
+/// * Buffers handed out by [`buffer`](Self::buffer) are charged while in use (a request that
+///   would pass the hard limit fails with [`MemoryError::Budget`]).
+/// * Memory the components *hold* between uses (idle pooled buffers and objects, the
+///   interner's storage, cached maps, the arenas' retained chunks) is charged at sync points:
+///   [`sync`](Self::sync), [`report`](Self::report), [`map`](Self::map) and after pressure
+///   handlers ran. Between two sync points that figure may lag by what changed since.
+///
+/// # Pressure
+/// Crossing the warning threshold runs the handlers registered for
+/// [`PressureLevel::Warning`]: built in, trimming the buffer and object pools and asking the
+/// thread arenas to drop their retained chunks. Crossing the critical threshold runs those
+/// and the critical ones: built in, evicting the mmap cache down to half its budget.
+/// [`on_pressure`](Self::on_pressure) adds more (the GGUF model registry unloads idle
+/// models this way). Handlers run on the thread whose reservation crossed the threshold,
+/// with no lock of the manager or the budget held, so they may free memory charged to the
+/// same budget.
+#[derive(Clone)]
+pub struct MemoryManager {
+    inner: Arc<Inner>,
+}
+
+type HandlerFn = dyn Fn(&PressureContext<'_>) -> u64 + Send + Sync;
+
+struct Handler {
+    id: HandlerId,
+    name: String,
+    min_level: PressureLevel,
+    run: Arc<HandlerFn>,
+}
+
+/// Identifies a registered pressure handler, for [`MemoryManager::remove_pressure_handler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HandlerId(u64);
+
+/// What a pressure handler is told.
+#[derive(Debug)]
+pub struct PressureContext<'a> {
+    /// The level reached.
+    pub level: PressureLevel,
+    /// The budget's figures when the level changed.
+    pub event: &'a PressureEvent,
+    /// The manager, to trim or unload through.
+    pub manager: &'a MemoryManager,
+}
+
+/// Type-erased view of a registered object pool, for trimming and the report.
+trait TrimPool: Send + Sync {
+    fn trim(&self) -> usize;
+    fn stats(&self) -> PoolStats;
+}
+
+impl<T: Send + 'static> TrimPool for ObjectPool<T> {
+    fn trim(&self) -> usize {
+        ObjectPool::trim(self)
+    }
+    fn stats(&self) -> PoolStats {
+        ObjectPool::stats(self)
+    }
+}
+
+/// The reservations that charge held (idle) memory of each component to the budget.
+#[derive(Default)]
+struct Charges {
+    buffers: Option<Reservation>,
+    objects: Option<Reservation>,
+    interner: Option<Reservation>,
+    mmap: Option<Reservation>,
+    arenas: Option<Reservation>,
+}
+
+pub(crate) struct Inner {
+    id: u64,
+    pub(crate) config: MemoryConfig,
+    pub(crate) budget: MemoryBudget,
+    pub(crate) buffers: OnceLock<BufferPool>,
+    pub(crate) interner: OnceLock<Interner>,
+    pub(crate) mmap: OnceLock<MmapCache>,
+    object_pools: Mutex<Vec<(String, Arc<dyn TrimPool>)>>,
+    charges: Mutex<Charges>,
+    /// Set when a sync was skipped because another was running; the running one repeats.
+    dirty: AtomicBool,
+    handlers: Mutex<Vec<Handler>>,
+    next_handler: AtomicU64,
+    pub(crate) handler_runs: AtomicU64,
+    pub(crate) freed_by_handlers: AtomicU64,
+    subscriber: OnceLock<SubscriberId>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(id) = self.subscriber.get() {
+            self.budget.unsubscribe(*id);
+        }
+    }
+}
+
+impl fmt::Debug for MemoryManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryManager")
+            .field("limit", &self.inner.budget.limit())
+            .field("used", &self.inner.budget.used())
+            .field("buffers", &self.inner.buffers.get().is_some())
+            .field("interner", &self.inner.interner.get().is_some())
+            .field("mmap", &self.inner.mmap.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves the data consistent (each critical
+    // section is a single push, retain or resize), so poisoning is ignored.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemoryManager {
+    /// A manager for `config` (validated). Only the budget is created now; every other
+    /// component is created on first use.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`]; [`ConfigError::NoSystemLimit`] when no limit is configured and
+    /// none can be read from the system.
+    pub fn new(config: MemoryConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let limit = match config.max_memory_bytes {
+            Some(limit) => limit,
+            None => mm_budget::sys::default_limit()
+                .map_err(|source| ConfigError::NoSystemLimit { source })?,
+        };
+        if config.mmap_cache_bytes > limit {
+            return Err(ConfigError::Invalid {
+                field: "mmap_cache",
+                value: config.mmap_cache_bytes.to_string(),
+                reason: format!("larger than the derived memory limit ({limit} bytes)"),
+            });
+        }
+        let budget =
+            MemoryBudget::new(config.budget_config(limit)).map_err(|e| ConfigError::Invalid {
+                field: "max_memory",
+                value: limit.to_string(),
+                reason: e.to_string(),
+            })?;
+        let inner = Arc::new(Inner {
+            id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            budget,
+            buffers: OnceLock::new(),
+            interner: OnceLock::new(),
+            mmap: OnceLock::new(),
+            object_pools: Mutex::new(Vec::new()),
+            charges: Mutex::new(Charges::default()),
+            dirty: AtomicBool::new(false),
+            handlers: Mutex::new(Vec::new()),
+            next_handler: AtomicU64::new(1),
+            handler_runs: AtomicU64::new(0),
+            freed_by_handlers: AtomicU64::new(0),
+            subscriber: OnceLock::new(),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let id = inner.budget.subscribe(move |event| {
+            if let Some(inner) = weak.upgrade() {
+                MemoryManager { inner }.on_event(event);
+            }
+        });
+        let _ = inner.subscriber.set(id);
+        let manager = MemoryManager { inner };
+        manager.register_builtin_handlers();
+        Ok(manager)
+    }
+
+    /// A manager built from [`MemoryConfig::from_env`].
+    ///
+    /// # Errors
+    /// As [`MemoryConfig::from_env`] and [`new`](Self::new).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::new(MemoryConfig::from_env()?)
+    }
+
+    /// The configuration this manager was built from.
+    pub fn config(&self) -> &MemoryConfig {
+        &self.inner.config
+    }
+
+    /// The memory budget everything is charged to. Reserve from it for memory of your own.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.inner.budget
+    }
+
+    /// Runs `f` in a request scope of this thread's bump arena: everything allocated from the
+    /// arena is freed at once when the outermost scope ends, and the arena keeps its chunk,
+    /// so a request that fits makes no heap allocation after warm-up.
+    ///
+    /// The first scope a thread runs for this manager applies the manager's arena settings
+    /// (initial capacity, per-request limit) to the thread's arena. Scopes nest.
+    pub fn scope<R>(&self, f: impl for<'a> FnOnce(&Arena<'a>) -> R) -> R {
+        let id = self.inner.id;
+        if ARENA_CONFIGURED_BY.get() != id && !mm_arena::in_scope() {
+            // Settings were validated with the config; an error here means the thread's
+            // arena is inside a scope of another manager or short of memory, and the arena
+            // then keeps its previous settings, which is safe.
+            if mm_arena::configure_thread(&self.inner.config.arena_config()).is_ok() {
+                ARENA_CONFIGURED_BY.set(id);
+            }
+        }
+        mm_arena::scope(f)
+    }
+
+    /// The buffer pool (created on first use, filled lazily).
+    pub fn buffer_pool(&self) -> &BufferPool {
+        self.inner.buffers.get_or_init(|| {
+            // The tiers were validated with the config, so this cannot fail; if it ever did,
+            // a single-tier pool of the smallest size keeps the manager usable.
+            BufferPool::new(self.inner.config.buffer_pool_config()).unwrap_or_else(|_| {
+                BufferPool::new(mm_pool::BufferPoolConfig::with_tiers([(4096, 1)]))
+                    .expect("a one-tier pool of 4 KiB is valid")
+            })
+        })
+    }
+
+    /// A buffer of at least `min_len` bytes of capacity from the pool, charged to the budget
+    /// while it is in use.
+    ///
+    /// # Errors
+    /// [`MemoryError::Budget`] when the charge would pass the hard limit;
+    /// [`MemoryError::Pool`] for a request above the pool's `max_request`.
+    pub fn buffer(&self, min_len: usize) -> Result<ManagedBuffer, MemoryError> {
+        let buf = self.buffer_pool().try_acquire(min_len)?;
+        let charge = self.inner.budget.try_reserve(buf.capacity() as u64)?;
+        Ok(ManagedBuffer { buf, charge })
+    }
+
+    /// An object pool registered with this manager: it is trimmed under pressure and appears
+    /// in the report as `pool:<name>` (its held bytes are the shallow `size_of::<T>()` of the
+    /// idle objects; heap memory the objects own is not seen).
+    ///
+    /// # Errors
+    /// [`MemoryError::Pool`] for `max_idle == 0`.
+    pub fn object_pool<T: Send + 'static>(
+        &self,
+        name: &str,
+        max_idle: usize,
+        factory: impl Fn() -> T + Send + Sync + 'static,
+        reset: impl Fn(&mut T) + Send + Sync + 'static,
+    ) -> Result<ObjectPool<T>, MemoryError> {
+        let pool = ObjectPool::with_reset(max_idle, factory, reset)?;
+        lock(&self.inner.object_pools).push((name.to_owned(), Arc::new(pool.clone())));
+        Ok(pool)
+    }
+
+    /// The interner (created on first use with the configured limits).
+    pub fn interner(&self) -> &Interner {
+        self.inner.interner.get_or_init(|| {
+            let c = &self.inner.config;
+            let mut config = InternerConfig::default();
+            if let Some(n) = c.intern_max_strings {
+                config = config.max_strings(n);
+            }
+            if let Some(n) = c.intern_max_bytes {
+                config = config.max_bytes(n);
+            }
+            Interner::with_config(config).unwrap_or_default()
+        })
+    }
+
+    /// The mmap cache (created on first use with the configured budget).
+    pub fn mmap_cache(&self) -> &MmapCache {
+        self.inner.mmap.get_or_init(|| {
+            MmapCache::new(
+                MmapCacheConfig::default().with_budget(self.inner.config.mmap_cache_bytes),
+            )
+        })
+    }
+
+    /// Maps `path` through the cache; the cache's held bytes are charged to the budget.
+    ///
+    /// # Errors
+    /// [`MemoryError::Mmap`] as [`MmapCache::get`].
+    pub fn map(&self, path: impl AsRef<Path>) -> Result<Arc<MappedFile>, MemoryError> {
+        let file = self.mmap_cache().get(path.as_ref())?;
+        self.sync();
+        Ok(file)
+    }
+
+    /// Registers a pressure handler run when the level rises to `min_level` or above. It
+    /// returns the bytes it freed (an estimate, for the report and the log).
+    pub fn on_pressure(
+        &self,
+        name: &str,
+        min_level: PressureLevel,
+        handler: impl Fn(&PressureContext<'_>) -> u64 + Send + Sync + 'static,
+    ) -> HandlerId {
+        let id = HandlerId(self.inner.next_handler.fetch_add(1, Ordering::Relaxed));
+        lock(&self.inner.handlers).push(Handler {
+            id,
+            name: name.to_owned(),
+            min_level,
+            run: Arc::new(handler),
+        });
+        id
+    }
+
+    /// Removes a pressure handler; returns whether it was registered.
+    pub fn remove_pressure_handler(&self, id: HandlerId) -> bool {
+        let mut handlers = lock(&self.inner.handlers);
+        let before = handlers.len();
+        handlers.retain(|h| h.id != id);
+        handlers.len() != before
+    }
+
+    /// Names of the registered pressure handlers with their levels, in run order.
+    pub fn pressure_handlers(&self) -> Vec<(String, PressureLevel)> {
+        lock(&self.inner.handlers)
+            .iter()
+            .map(|h| (h.name.clone(), h.min_level))
+            .collect()
+    }
+
+    /// Releases idle memory of every component now: pools, arenas (at their next request
+    /// end) and the mmap cache down to `mmap_fraction` of its budget. Returns the bytes freed
+    /// (the arenas' share is freed later and not counted).
+    pub fn trim(&self, mmap_fraction: f64) -> u64 {
+        let mut freed = self.trim_pools();
+        mm_arena::request_trim();
+        if let Some(cache) = self.inner.mmap.get() {
+            freed += cache.evict_to_fraction(mmap_fraction);
+        }
+        self.sync();
+        freed
+    }
+
+    fn trim_pools(&self) -> u64 {
+        let mut freed = 0u64;
+        if let Some(pool) = self.inner.buffers.get() {
+            freed += pool.trim() as u64;
+        }
+        let pools: Vec<Arc<dyn TrimPool>> = lock(&self.inner.object_pools)
+            .iter()
+            .map(|(_, p)| Arc::clone(p))
+            .collect();
+        for pool in pools {
+            let before = pool.stats().held_bytes;
+            pool.trim();
+            freed += before;
+        }
+        freed
+    }
+
+    fn register_builtin_handlers(&self) {
+        self.on_pressure("trim-pools", PressureLevel::Warning, |cx| {
+            cx.manager.trim_pools()
+        });
+        self.on_pressure("trim-arenas", PressureLevel::Warning, |_| {
+            mm_arena::request_trim();
+            0
+        });
+        self.on_pressure("evict-mmap-cache", PressureLevel::Critical, |cx| {
+            match cx.manager.inner.mmap.get() {
+                Some(cache) => cache.evict_to_fraction(0.5),
+                None => 0,
+            }
+        });
+    }
+
+    fn on_event(&self, event: &PressureEvent) {
+        if !event.is_rising() {
+            tracing::info!(level = %event.level, used = event.used, limit = event.limit, "memory pressure eased");
+            return;
+        }
+        tracing::warn!(level = %event.level, used = event.used, limit = event.limit, "memory pressure rose");
+        // Copy the handlers out so none runs under the list's lock: a handler may register
+        // or remove handlers, or free memory whose release delivers another event.
+        let handlers: Vec<(String, Arc<HandlerFn>)> = lock(&self.inner.handlers)
+            .iter()
+            .filter(|h| h.min_level <= event.level)
+            .map(|h| (h.name.clone(), Arc::clone(&h.run)))
+            .collect();
+        let cx = PressureContext {
+            level: event.level,
+            event,
+            manager: self,
+        };
+        for (name, run) in handlers {
+            let freed = run(&cx);
+            self.inner.handler_runs.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .freed_by_handlers
+                .fetch_add(freed, Ordering::Relaxed);
+            tracing::info!(handler = %name, freed, "pressure handler ran");
+        }
+        self.sync();
+    }
+
+    /// Brings the budget's charges for held memory up to date with what each component holds
+    /// now. Cheap (a few atomic reads); never blocks: when another thread (or a pressure
+    /// handler called from inside this one) is already syncing, that sync repeats instead.
+    pub fn sync(&self) {
+        let inner = &self.inner;
+        let Ok(mut charges) = inner.charges.try_lock() else {
+            inner.dirty.store(true, Ordering::Release);
+            return;
+        };
+        // Each round may cross a threshold and run handlers that free memory; a bounded number
+        // of rounds keeps a handler that frees nothing from looping.
+        for _ in 0..3 {
+            inner.dirty.store(false, Ordering::Release);
+            let held = self.held_bytes();
+            let budget = &inner.budget;
+            resize(budget, &mut charges.buffers, held.buffers);
+            resize(budget, &mut charges.objects, held.objects);
+            resize(budget, &mut charges.interner, held.interner);
+            resize(budget, &mut charges.mmap, held.mmap);
+            resize(budget, &mut charges.arenas, held.arenas);
+            if !inner.dirty.load(Ordering::Acquire) {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn held_bytes(&self) -> HeldBytes {
+        let inner = &self.inner;
+        HeldBytes {
+            buffers: inner.buffers.get().map_or(0, |p| p.stats().held_bytes),
+            objects: lock(&inner.object_pools)
+                .iter()
+                .map(|(_, p)| p.stats().held_bytes)
+                .sum(),
+            interner: inner.interner.get().map_or(0, |i| i.stats().held_bytes()),
+            mmap: inner.mmap.get().map_or(0, |c| c.stats().held_bytes),
+            arenas: mm_arena::global_stats().retained_bytes,
+        }
+    }
+
+    pub(crate) fn object_pool_stats(&self) -> Vec<(String, PoolStats)> {
+        lock(&self.inner.object_pools)
+            .iter()
+            .map(|(n, p)| (n.clone(), p.stats()))
+            .collect()
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// A report of every figure: allocator, budget, process, each component. Syncs the
+    /// budget's charges first. See [`MemoryReport`] for its renderings.
+    pub fn report(&self) -> MemoryReport {
+        self.sync();
+        MemoryReport::collect(self)
+    }
+}
+
+/// Bytes each component holds idle.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HeldBytes {
+    pub(crate) buffers: u64,
+    pub(crate) objects: u64,
+    pub(crate) interner: u64,
+    pub(crate) mmap: u64,
+    pub(crate) arenas: u64,
+}
+
+/// Sets the charge in `slot` to `bytes`, forcing growth past the limit (the memory is held
+/// already; refusing to count it would only hide it).
+fn resize(budget: &MemoryBudget, slot: &mut Option<Reservation>, bytes: u64) {
+    let current = slot.as_ref().map_or(0, Reservation::bytes);
+    if bytes < current {
+        if let Some(r) = slot.as_mut() {
+            r.shrink(current - bytes);
+        }
+    } else if bytes > current {
+        match budget.force_reserve(bytes - current) {
+            Ok(extra) => match slot {
+                Some(r) => {
+                    // Both come from the same budget, so merge cannot fail; if it did, the
+                    // extra charge is released on drop, which under-counts rather than leaks.
+                    let _ = r.merge(extra);
+                }
+                None => *slot = Some(extra),
+            },
+            Err(e) => tracing::error!(error = %e, "cannot charge held memory to the budget"),
+        }
+    }
+}
+
+/// A pooled buffer charged to the manager's budget while in use; both are given back on drop.
+#[derive(Debug)]
+pub struct ManagedBuffer {
+    buf: PooledBuffer,
+    charge: Reservation,
+}
+
+impl ManagedBuffer {
+    /// The bytes charged to the budget for this buffer (its capacity when acquired).
+    pub fn charged_bytes(&self) -> u64 {
+        self.charge.bytes()
+    }
+}
+
+impl Deref for ManagedBuffer {
+    type Target = BytesMut;
+    fn deref(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl DerefMut for ManagedBuffer {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+}

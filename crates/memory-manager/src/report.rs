@@ -1,0 +1,626 @@
+//! [`MemoryReport`]: every figure in one struct, rendered as a table, JSON or Prometheus text.
+
+use std::fmt::{self, Write as _};
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use crate::manager::MemoryManager;
+
+/// The single source of figures: allocator, budget, process and each component.
+///
+/// Render it with [`Display`](fmt::Display) (a table for people), [`to_json`](Self::to_json)
+/// or [`to_prometheus`](Self::to_prometheus). The JSON schema is documented in
+/// `docs/report-schema.md`. A figure that does not exist (no cgroup limit, an allocator that
+/// is not tracked) is `None`/`null`, never a made-up 0.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MemoryReport {
+    /// The global allocator's figures, when [`mm_track::TrackedAlloc`] is installed.
+    pub allocator: AllocatorReport,
+    /// The memory budget.
+    pub budget: BudgetReport,
+    /// Process and system memory read from `/proc` and the cgroup.
+    pub process: ProcessReport,
+    /// One row per component that exists (components not used yet are absent).
+    pub components: Vec<ComponentReport>,
+    /// Interner figures, once the interner exists.
+    pub interner: Option<InternerReport>,
+    /// Mmap cache figures, once the cache exists.
+    pub mmap: Option<MmapReport>,
+    /// Thread arenas, summed over threads.
+    pub arenas: ArenaReport,
+    /// Pressure handling.
+    pub pressure: PressureReport,
+}
+
+/// The global allocator's figures.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct AllocatorReport {
+    /// Whether `TrackedAlloc` is the global allocator (all other fields are `None` if not).
+    pub tracked: bool,
+    /// Live heap bytes.
+    pub live_bytes: Option<u64>,
+    /// Peak live heap bytes.
+    pub peak_bytes: Option<u64>,
+    /// How far `live_bytes` and `peak_bytes` may be from exact (unfolded per-thread deltas).
+    pub error_bound_bytes: Option<u64>,
+    /// Bytes allocated since start.
+    pub total_alloc_bytes: Option<u64>,
+    /// Allocations since start.
+    pub allocs: Option<u64>,
+    /// Deallocations since start.
+    pub deallocs: Option<u64>,
+    /// Reallocations since start.
+    pub reallocs: Option<u64>,
+}
+
+/// The memory budget's figures.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct BudgetReport {
+    /// Hard limit.
+    pub limit_bytes: u64,
+    /// Bytes reserved now.
+    pub used_bytes: u64,
+    /// Most bytes ever reserved at once.
+    pub peak_bytes: u64,
+    /// `used / limit`, in percent.
+    pub used_percent: f64,
+    /// `normal`, `warning` or `critical`.
+    pub level: String,
+    /// Warning threshold, percent.
+    pub warn_percent: u8,
+    /// Critical threshold, percent.
+    pub critical_percent: u8,
+    /// Reservations refused.
+    pub denied: u64,
+    /// Level changes delivered.
+    pub events: u64,
+}
+
+/// Process and system memory.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ProcessReport {
+    /// Resident set size (`/proc/self/statm`).
+    pub rss_bytes: Option<u64>,
+    /// Resident anonymous memory (`RssAnon`).
+    pub rss_anon_bytes: Option<u64>,
+    /// Resident file-backed memory (`RssFile`), mapped models among it.
+    pub rss_file_bytes: Option<u64>,
+    /// Machine memory (`MemTotal`).
+    pub mem_total_bytes: Option<u64>,
+    /// Memory available without swapping (`MemAvailable`).
+    pub mem_available_bytes: Option<u64>,
+    /// The cgroup's memory limit, when it has one.
+    pub cgroup_limit_bytes: Option<u64>,
+    /// The cgroup's usage, including page cache.
+    pub cgroup_usage_bytes: Option<u64>,
+}
+
+/// One component's figures, uniform across components.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ComponentReport {
+    /// `buffer-pool`, `pool:<name>`, `interner`, `mmap-cache` or `arenas`.
+    pub name: String,
+    /// Bytes the component holds between uses (idle buffers, stored strings, cached maps,
+    /// retained arena chunks).
+    pub held_bytes: u64,
+    /// The most it may hold by construction, when bounded.
+    pub bound_bytes: Option<u64>,
+    /// Idle items held (buffers, objects, strings, maps, threads).
+    pub items: u64,
+    /// Requests served from what was held.
+    pub hits: Option<u64>,
+    /// Requests that had to allocate or map.
+    pub misses: Option<u64>,
+    /// `hits / (hits + misses)`.
+    pub hit_rate: Option<f64>,
+    /// Highest use seen (arenas: most bytes one request used).
+    pub high_water_bytes: Option<u64>,
+}
+
+/// The interner's accounting.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct InternerReport {
+    /// Distinct strings.
+    pub strings: u64,
+    /// Intern calls.
+    pub calls: u64,
+    /// Bytes callers asked to intern, over all calls.
+    pub requested_bytes: u64,
+    /// Bytes the interner holds (strings, index, fixed parts).
+    pub held_bytes: u64,
+    /// `requested - held`: negative while strings repeat too little to pay off.
+    pub saved_bytes: i64,
+}
+
+/// The mmap cache's figures.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MmapReport {
+    /// Bytes of maps the cache holds (never above the budget).
+    pub held_bytes: u64,
+    /// Bytes of maps no longer (or never) cached that callers still hold.
+    pub outstanding_bytes: u64,
+    /// The cache's budget.
+    pub budget_bytes: u64,
+    /// Cached files.
+    pub entries: u64,
+    /// Gets served from the cache.
+    pub hits: u64,
+    /// Gets that mapped a file.
+    pub misses: u64,
+    /// Maps evicted.
+    pub evictions: u64,
+}
+
+/// Thread arenas, summed over threads.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ArenaReport {
+    /// Threads whose arena is alive.
+    pub threads: u64,
+    /// Most bytes one request used.
+    pub high_water_bytes: u64,
+    /// Chunk bytes kept between requests.
+    pub retained_bytes: u64,
+    /// Requests completed (outermost scopes).
+    pub resets: u64,
+    /// Chunks requested from the allocator; flat at steady state.
+    pub chunk_allocations: u64,
+}
+
+/// Pressure handling figures.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PressureReport {
+    /// Registered handlers, in run order.
+    pub handlers: Vec<String>,
+    /// Handler runs so far.
+    pub handler_runs: u64,
+    /// Bytes the handlers reported freeing.
+    pub freed_bytes: u64,
+}
+
+impl MemoryReport {
+    pub(crate) fn collect(manager: &MemoryManager) -> Self {
+        let inner = manager.inner();
+        let allocator = match mm_track::snapshot() {
+            Some(s) => AllocatorReport {
+                tracked: true,
+                live_bytes: Some(s.live_bytes),
+                peak_bytes: Some(s.peak_bytes),
+                error_bound_bytes: Some(s.live_error_bound_bytes()),
+                total_alloc_bytes: Some(s.total_alloc_bytes),
+                allocs: Some(s.allocs),
+                deallocs: Some(s.deallocs),
+                reallocs: Some(s.reallocs),
+            },
+            None => AllocatorReport {
+                tracked: false,
+                live_bytes: None,
+                peak_bytes: None,
+                error_bound_bytes: None,
+                total_alloc_bytes: None,
+                allocs: None,
+                deallocs: None,
+                reallocs: None,
+            },
+        };
+        let b = inner.budget.stats();
+        let budget = BudgetReport {
+            limit_bytes: b.limit,
+            used_bytes: b.used,
+            peak_bytes: b.peak,
+            used_percent: b.used as f64 * 100.0 / b.limit.max(1) as f64,
+            level: b.level.to_string(),
+            warn_percent: inner.config.warn_percent,
+            critical_percent: inner.config.critical_percent,
+            denied: b.denied,
+            events: b.events,
+        };
+        let status = mm_budget::sys::status_memory().ok();
+        let meminfo = mm_budget::sys::meminfo().ok();
+        let cgroup = mm_budget::sys::cgroup_memory().ok().flatten();
+        let process = ProcessReport {
+            rss_bytes: mm_budget::sys::rss_bytes().ok(),
+            rss_anon_bytes: status.as_ref().and_then(|s| s.rss_anon),
+            rss_file_bytes: status.as_ref().and_then(|s| s.rss_file),
+            mem_total_bytes: meminfo.as_ref().map(|m| m.total),
+            mem_available_bytes: meminfo.as_ref().and_then(|m| m.available),
+            cgroup_limit_bytes: cgroup.as_ref().and_then(|c| c.limit),
+            cgroup_usage_bytes: cgroup.as_ref().and_then(|c| c.current),
+        };
+
+        let mut components = Vec::new();
+        if let Some(pool) = inner.buffers.get() {
+            components.push(pool_row("buffer-pool".to_owned(), pool.stats()));
+        }
+        for (name, stats) in manager.object_pool_stats() {
+            components.push(pool_row(format!("pool:{name}"), stats));
+        }
+        let interner = inner.interner.get().map(|i| {
+            let s = i.stats();
+            components.push(ComponentReport {
+                name: "interner".to_owned(),
+                held_bytes: s.held_bytes(),
+                bound_bytes: inner.config.intern_max_bytes,
+                items: s.strings,
+                hits: Some(s.calls.saturating_sub(s.strings)),
+                misses: Some(s.strings),
+                hit_rate: (s.calls > 0)
+                    .then(|| s.calls.saturating_sub(s.strings) as f64 / s.calls as f64),
+                high_water_bytes: None,
+            });
+            InternerReport {
+                strings: s.strings,
+                calls: s.calls,
+                requested_bytes: s.requested_bytes,
+                held_bytes: s.held_bytes(),
+                saved_bytes: s.saved_bytes(),
+            }
+        });
+        let mmap = inner.mmap.get().map(|c| {
+            let s = c.stats();
+            components.push(ComponentReport {
+                name: "mmap-cache".to_owned(),
+                held_bytes: s.held_bytes,
+                bound_bytes: Some(s.budget_bytes),
+                items: s.entries,
+                hits: Some(s.hits),
+                misses: Some(s.misses),
+                hit_rate: rate(s.hits, s.misses),
+                high_water_bytes: None,
+            });
+            MmapReport {
+                held_bytes: s.held_bytes,
+                outstanding_bytes: s.outstanding_bytes,
+                budget_bytes: s.budget_bytes,
+                entries: s.entries,
+                hits: s.hits,
+                misses: s.misses,
+                evictions: s.evictions,
+            }
+        });
+        let a = mm_arena::global_stats();
+        let arenas = ArenaReport {
+            threads: a.threads as u64,
+            high_water_bytes: a.high_water_bytes,
+            retained_bytes: a.retained_bytes,
+            resets: a.resets,
+            chunk_allocations: a.chunk_allocations,
+        };
+        if a.threads > 0 || a.resets > 0 {
+            components.push(ComponentReport {
+                name: "arenas".to_owned(),
+                held_bytes: a.retained_bytes,
+                bound_bytes: None,
+                items: a.threads as u64,
+                hits: Some(a.resets.saturating_sub(a.chunk_allocations)),
+                misses: Some(a.chunk_allocations),
+                hit_rate: None,
+                high_water_bytes: Some(a.high_water_bytes),
+            });
+        }
+        let pressure = PressureReport {
+            handlers: manager
+                .pressure_handlers()
+                .into_iter()
+                .map(|(name, level)| format!("{name} ({level})"))
+                .collect(),
+            handler_runs: inner.handler_runs.load(Ordering::Relaxed),
+            freed_bytes: inner.freed_by_handlers.load(Ordering::Relaxed),
+        };
+        MemoryReport {
+            allocator,
+            budget,
+            process,
+            components,
+            interner,
+            mmap,
+            arenas,
+            pressure,
+        }
+    }
+
+    /// The report as pretty-printed JSON (schema in `docs/report-schema.md`).
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report in the Prometheus text exposition format (version 0.0.4): gauges named
+    /// `mm_*`, component figures labelled `component="..."`. Absent figures are left out.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, samples: &[(Option<&str>, Option<f64>)]| {
+            let samples: Vec<_> = samples
+                .iter()
+                .filter_map(|(l, v)| v.map(|v| (l, v)))
+                .collect();
+            if samples.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (label, value) in samples {
+                match label {
+                    Some(c) => {
+                        let _ =
+                            writeln!(out, "{name}{{component=\"{}\"}} {value}", escape_label(c));
+                    }
+                    None => {
+                        let _ = writeln!(out, "{name} {value}");
+                    }
+                }
+            }
+        };
+        let f = |v: u64| Some(v as f64);
+        let fo = |v: Option<u64>| v.map(|v| v as f64);
+        let a = &self.allocator;
+        gauge(
+            "mm_allocator_tracked",
+            "1 when TrackedAlloc is the global allocator.",
+            &[(None, Some(a.tracked as u8 as f64))],
+        );
+        gauge(
+            "mm_allocator_live_bytes",
+            "Live heap bytes.",
+            &[(None, fo(a.live_bytes))],
+        );
+        gauge(
+            "mm_allocator_peak_bytes",
+            "Peak live heap bytes.",
+            &[(None, fo(a.peak_bytes))],
+        );
+        gauge(
+            "mm_allocator_allocs",
+            "Allocations since start.",
+            &[(None, fo(a.allocs))],
+        );
+        let b = &self.budget;
+        gauge(
+            "mm_budget_limit_bytes",
+            "Hard memory limit.",
+            &[(None, f(b.limit_bytes))],
+        );
+        gauge(
+            "mm_budget_used_bytes",
+            "Bytes reserved from the budget.",
+            &[(None, f(b.used_bytes))],
+        );
+        gauge(
+            "mm_budget_peak_bytes",
+            "Most bytes reserved at once.",
+            &[(None, f(b.peak_bytes))],
+        );
+        let level = match b.level.as_str() {
+            "warning" => 1.0,
+            "critical" => 2.0,
+            _ => 0.0,
+        };
+        gauge(
+            "mm_budget_pressure_level",
+            "0 normal, 1 warning, 2 critical.",
+            &[(None, Some(level))],
+        );
+        gauge(
+            "mm_budget_denied",
+            "Reservations refused.",
+            &[(None, f(b.denied))],
+        );
+        let p = &self.process;
+        gauge(
+            "mm_process_rss_bytes",
+            "Resident set size.",
+            &[(None, fo(p.rss_bytes))],
+        );
+        gauge(
+            "mm_process_rss_anon_bytes",
+            "Resident anonymous memory.",
+            &[(None, fo(p.rss_anon_bytes))],
+        );
+        gauge(
+            "mm_process_rss_file_bytes",
+            "Resident file-backed memory.",
+            &[(None, fo(p.rss_file_bytes))],
+        );
+        gauge(
+            "mm_system_mem_available_bytes",
+            "MemAvailable.",
+            &[(None, fo(p.mem_available_bytes))],
+        );
+        gauge(
+            "mm_cgroup_limit_bytes",
+            "cgroup memory limit.",
+            &[(None, fo(p.cgroup_limit_bytes))],
+        );
+        gauge(
+            "mm_cgroup_usage_bytes",
+            "cgroup memory usage.",
+            &[(None, fo(p.cgroup_usage_bytes))],
+        );
+        let rows =
+            |pick: &dyn Fn(&ComponentReport) -> Option<f64>| -> Vec<(Option<&str>, Option<f64>)> {
+                self.components
+                    .iter()
+                    .map(|c| (Some(c.name.as_str()), pick(c)))
+                    .collect()
+            };
+        gauge(
+            "mm_component_held_bytes",
+            "Bytes a component holds between uses.",
+            &rows(&|c| Some(c.held_bytes as f64)),
+        );
+        gauge(
+            "mm_component_items",
+            "Idle items a component holds.",
+            &rows(&|c| Some(c.items as f64)),
+        );
+        gauge(
+            "mm_component_hit_ratio",
+            "Requests served from held memory.",
+            &rows(&|c| c.hit_rate),
+        );
+        gauge(
+            "mm_component_high_water_bytes",
+            "Highest use seen.",
+            &rows(&|c| c.high_water_bytes.map(|v| v as f64)),
+        );
+        if let Some(m) = &self.mmap {
+            gauge(
+                "mm_mmap_outstanding_bytes",
+                "Evicted or uncached maps still referenced.",
+                &[(None, f(m.outstanding_bytes))],
+            );
+        }
+        if let Some(i) = &self.interner {
+            gauge(
+                "mm_interner_saved_bytes",
+                "Bytes saved against owned strings.",
+                &[(None, Some(i.saved_bytes as f64))],
+            );
+        }
+        gauge(
+            "mm_pressure_handler_runs",
+            "Pressure handler runs.",
+            &[(None, f(self.pressure.handler_runs))],
+        );
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn rate(hits: u64, misses: u64) -> Option<f64> {
+    let total = hits + misses;
+    (total > 0).then(|| hits as f64 / total as f64)
+}
+
+fn pool_row(name: String, s: mm_pool::PoolStats) -> ComponentReport {
+    ComponentReport {
+        name,
+        held_bytes: s.held_bytes,
+        bound_bytes: Some(s.bound_bytes),
+        items: s.held,
+        hits: Some(s.hits),
+        misses: Some(s.misses),
+        hit_rate: s.hit_rate(),
+        high_water_bytes: None,
+    }
+}
+
+/// Bytes in a unit a person reads at a glance.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), human)
+}
+
+impl fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.allocator;
+        if a.tracked {
+            writeln!(
+                f,
+                "heap       live {} (±{}), peak {}, {} allocs",
+                opt(a.live_bytes),
+                opt(a.error_bound_bytes),
+                opt(a.peak_bytes),
+                a.allocs.unwrap_or(0)
+            )?;
+        } else {
+            writeln!(
+                f,
+                "heap       not tracked (install mm_track::TrackedAlloc as #[global_allocator])"
+            )?;
+        }
+        let b = &self.budget;
+        writeln!(
+            f,
+            "budget     {} of {} ({:.1}%, {}), peak {}, {} denied",
+            human(b.used_bytes),
+            human(b.limit_bytes),
+            b.used_percent,
+            b.level,
+            human(b.peak_bytes),
+            b.denied
+        )?;
+        let p = &self.process;
+        writeln!(
+            f,
+            "process    rss {} (anon {}, file {}), available {}, cgroup limit {}",
+            opt(p.rss_bytes),
+            opt(p.rss_anon_bytes),
+            opt(p.rss_file_bytes),
+            opt(p.mem_available_bytes),
+            opt(p.cgroup_limit_bytes)
+        )?;
+        writeln!(
+            f,
+            "{:<22} {:>11} {:>11} {:>8} {:>9} {:>11}",
+            "component", "held", "bound", "items", "hit rate", "high water"
+        )?;
+        for c in &self.components {
+            writeln!(
+                f,
+                "{:<22} {:>11} {:>11} {:>8} {:>9} {:>11}",
+                c.name,
+                human(c.held_bytes),
+                opt(c.bound_bytes),
+                c.items,
+                c.hit_rate
+                    .map_or_else(|| "n/a".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                opt(c.high_water_bytes)
+            )?;
+        }
+        if let Some(i) = &self.interner {
+            writeln!(
+                f,
+                "interner   {} strings, {} asked, {} held, {} saved",
+                i.strings,
+                human(i.requested_bytes),
+                human(i.held_bytes),
+                i.saved_bytes
+            )?;
+        }
+        if let Some(m) = &self.mmap {
+            writeln!(
+                f,
+                "mmap       {} held of {}, {} outstanding, {} evictions",
+                human(m.held_bytes),
+                human(m.budget_bytes),
+                human(m.outstanding_bytes),
+                m.evictions
+            )?;
+        }
+        write!(
+            f,
+            "pressure   {} handler runs, {} freed",
+            self.pressure.handler_runs,
+            human(self.pressure.freed_bytes)
+        )
+    }
+}
