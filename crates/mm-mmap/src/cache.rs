@@ -388,13 +388,15 @@ impl MmapCache {
     }
 
     fn enqueue(&self, file: &Arc<MappedFile>) {
+        // Read before locking the queue: no shard lock is ever taken under the queue lock.
+        let entries = self.index.len();
         let mut queue = lock(&self.queue);
         queue.push(Queued {
             stamp: file.stamp.load(Ordering::Relaxed),
             file: Arc::downgrade(file),
         });
         // Records of replaced or removed maps linger until popped; compact if they pile up.
-        if queue.len() > 2 * self.index.len() + 64 {
+        if queue.len() > 2 * entries + 64 {
             queue.retain(|q| q.file.upgrade().is_some_and(|f| f.charge.is_held()));
         }
     }
@@ -536,4 +538,52 @@ fn lock<T>(mutex: &Mutex<T>) -> crate::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_of_replaced_maps_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let cache = MmapCache::new(MmapCacheConfig::default());
+        for version in 0..500u32 {
+            let tmp = dir.path().join("tmp");
+            std::fs::write(&tmp, version.to_le_bytes()).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+            let map = cache.get(&path).unwrap();
+            assert_eq!(map[..], version.to_le_bytes());
+        }
+        assert_eq!(cache.stats().remaps, 499);
+        assert_eq!(cache.stats().entries, 1);
+        let queued = lock(&cache.queue).len();
+        assert!(queued <= 2 + 64, "{queued} queue records for one entry");
+    }
+
+    #[test]
+    fn popped_stale_records_are_requeued_with_current_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = (0..3)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}"));
+                std::fs::write(&p, [i as u8; 100]).unwrap();
+                p
+            })
+            .collect();
+        let cache = MmapCache::new(MmapCacheConfig::default().with_budget(300));
+        for p in &paths {
+            cache.get(p).unwrap();
+        }
+        // Touch f0 and f1 again: their queued records are now stale.
+        cache.get(&paths[0]).unwrap();
+        cache.get(&paths[1]).unwrap();
+        assert!(cache.evict_one());
+        assert!(!cache.contains(&paths[2]));
+        assert!(cache.evict_one());
+        assert!(!cache.contains(&paths[0]), "f0 was touched before f1");
+        assert!(cache.contains(&paths[1]));
+        assert_eq!(lock(&cache.queue).len(), 1);
+    }
 }
