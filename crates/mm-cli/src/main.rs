@@ -1,2 +1,133 @@
-//! `mm`: command-line tool (filled in by its issue).
-fn main() {}
+//! `mm`: inspect, verify and dequantize GGUF model files, and report memory figures.
+//!
+//! Every command prints a table for people, or JSON with `--json`. A bad file or a bad
+//! argument gives one line on stderr and a non-zero exit status (1 for a bad file or a
+//! failed check, 2 for bad usage).
+
+mod commands;
+mod show;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mm_track::TrackedAlloc = mm_track::TrackedAlloc::new(std::alloc::System);
+
+/// Inspect, verify and dequantize GGUF model files; report memory figures.
+#[derive(Debug, Parser)]
+#[command(name = "mm", version, about)]
+struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Header, metadata (long arrays elided), tensor table and memory plan. A damaged or
+    /// truncated file shows what could be read, then says what is wrong.
+    Inspect {
+        /// The GGUF file.
+        file: std::path::PathBuf,
+        /// Array elements to show per key.
+        #[arg(long, default_value_t = 4)]
+        array_items: usize,
+    },
+    /// Full validation: parses strictly and reads every tensor's bytes (with `--dequant`,
+    /// dequantizes every tensor too).
+    Verify {
+        /// The GGUF file.
+        file: std::path::PathBuf,
+        /// Also dequantize every tensor to f32 and count non-finite values.
+        #[arg(long)]
+        dequant: bool,
+        /// Read through the streaming reader (64 KiB reads) instead of mapping the file.
+        #[arg(long)]
+        stream: bool,
+    },
+    /// Dequantize one tensor to f32: summary statistics, or raw little-endian f32 to `--out`.
+    Dequant {
+        /// The GGUF file.
+        file: std::path::PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// Write the values (f32, little-endian) to this file.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Memory figures of this process and machine; with a FILE, what loading it costs.
+    Report {
+        /// A GGUF file to load (mapped) and account for.
+        file: Option<std::path::PathBuf>,
+    },
+}
+
+/// A command's failure: the one line for stderr and the exit status.
+#[derive(Debug)]
+pub struct Fail {
+    msg: String,
+    code: u8,
+}
+
+impl Fail {
+    /// A bad file or a failed check (exit status 1).
+    pub fn file(msg: impl std::fmt::Display) -> Self {
+        Fail {
+            msg: msg.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<mm_gguf::GgufError> for Fail {
+    fn from(e: mm_gguf::GgufError) -> Self {
+        Fail::file(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let what: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "mm: {} (see `mm --help`)",
+                what.join(" ").trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let out = match cli.command {
+        Command::Inspect { file, array_items } => commands::inspect(&file, array_items, cli.json),
+        Command::Verify {
+            file,
+            dequant,
+            stream,
+        } => commands::verify(&file, dequant, stream, cli.json),
+        Command::Dequant { file, tensor, out } => {
+            commands::dequant(&file, &tensor, out.as_deref(), cli.json)
+        }
+        Command::Report { file } => commands::report(file.as_deref(), cli.json),
+    };
+    match out {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("mm: {}", f.msg.replace('\n', " "));
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -45,7 +45,9 @@ pub enum GgufError {
     #[error(transparent)]
     Map(#[from] mm_mmap::MmapError),
     /// The file ends before a field (or a tensor's data) that it declares.
-    #[error("truncated file: {field} at offset {offset} needs {missing} more byte(s) than the file has")]
+    #[error(
+        "truncated file: {field} at offset {offset} needs {missing} more byte(s) than the file has"
+    )]
     Truncated {
         /// Offset of the field that could not be read.
         offset: u64,
@@ -131,7 +133,9 @@ pub enum GgufError {
         reason: String,
     },
     /// A tensor's offset is not a multiple of the file's alignment.
-    #[error("{field} at offset {offset}: data offset {data_offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "{field} at offset {offset}: data offset {data_offset} is not a multiple of the alignment {alignment}"
+    )]
     MisalignedTensor {
         /// Offset of the tensor info's offset field.
         offset: u64,
@@ -143,7 +147,9 @@ pub enum GgufError {
         alignment: u64,
     },
     /// Two tensors' byte ranges overlap.
-    #[error("tensors '{first}' and '{second}' overlap in the data section (bytes {first_end} > {second_start})")]
+    #[error(
+        "tensors '{first}' and '{second}' overlap in the data section (bytes {first_end} > {second_start})"
+    )]
     OverlappingTensors {
         /// The tensor that starts first.
         first: String,
@@ -230,14 +236,20 @@ pub enum GgufError {
 impl GgufError {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        GgufError::Io { path: Some(path.into()), source }
+        GgufError::Io {
+            path: Some(path.into()),
+            source,
+        }
     }
 
     /// True when the file ends before what it declares: [`GgufError::Truncated`], or a
     /// [`GgufError::CountTooLarge`] (a cut inside an array looks like a count that cannot
     /// fit). The file may still be inspected with [`crate::inspect`].
     pub fn is_truncated(&self) -> bool {
-        matches!(self, GgufError::Truncated { .. } | GgufError::CountTooLarge { .. })
+        matches!(
+            self,
+            GgufError::Truncated { .. } | GgufError::CountTooLarge { .. }
+        )
     }
 
     /// Bytes missing at the end of a truncated file: exact when tensor data runs past the
@@ -245,7 +257,9 @@ impl GgufError {
     pub fn missing_bytes(&self) -> Option<u64> {
         match self {
             GgufError::Truncated { missing, .. } => Some(*missing),
-            GgufError::CountTooLarge { remaining, needed, .. } => Some(needed.saturating_sub(*remaining)),
+            GgufError::CountTooLarge {
+                remaining, needed, ..
+            } => Some(needed.saturating_sub(*remaining)),
             _ => None,
         }
     }

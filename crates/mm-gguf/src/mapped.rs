@@ -60,9 +60,11 @@ impl MappedGguf {
     /// parses it.
     pub fn open_in(cache: &MmapCache, path: impl AsRef<Path>) -> Result<Self> {
         let file = cache.get(path.as_ref()).map_err(|e| match e {
-            MmapError::EmptyFile { .. } => {
-                GgufError::Truncated { offset: 0, field: "magic".into(), missing: 4 }
-            }
+            MmapError::EmptyFile { .. } => GgufError::Truncated {
+                offset: 0,
+                field: "magic".into(),
+                missing: 4,
+            },
             e => GgufError::Map(e),
         })?;
         Self::from_mapped(file)
@@ -76,7 +78,8 @@ impl MappedGguf {
         // drops. We keep a clone of that `Arc` in the same struct, declared after `gguf`
         // so it drops after it, and never mutate the map. The `'static` lifetime is never
         // exposed: `gguf()` re-borrows it for `&self`'s lifetime only.
-        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let bytes: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
         let gguf = Gguf::parse(bytes)?;
         Ok(MappedGguf { gguf, file })
     }

@@ -185,7 +185,8 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
     let n_kv = r.count(MIN_KV_BYTES, || "header metadata count".into())?;
     out.declared_kv = Some(n_kv);
     // Capacity bounded by what the remaining bytes can hold, not by the claim alone.
-    out.metadata.reserve(bounded(n_kv, r.remaining(), MIN_KV_BYTES));
+    out.metadata
+        .reserve(bounded(n_kv, r.remaining(), MIN_KV_BYTES));
     for i in 0..n_kv {
         let entry = read_kv(&mut r, i)?;
         if entry.key == ALIGNMENT_KEY {
@@ -205,15 +206,17 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
             needed: n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES),
         });
     }
-    out.tensors.reserve(bounded(n_tensors, r.remaining(), MIN_TENSOR_INFO_BYTES));
+    out.tensors
+        .reserve(bounded(n_tensors, r.remaining(), MIN_TENSOR_INFO_BYTES));
     for i in 0..n_tensors {
         let info = read_tensor_info(&mut r, i, out.alignment)?;
         out.tensors.push(info);
     }
-    let data_offset = align_up(r.offset(), out.alignment).ok_or_else(|| GgufError::BadAlignment {
-        offset: r.offset(),
-        reason: "data section offset overflows".into(),
-    })?;
+    let data_offset =
+        align_up(r.offset(), out.alignment).ok_or_else(|| GgufError::BadAlignment {
+            offset: r.offset(),
+            reason: "data section offset overflows".into(),
+        })?;
     out.data_offset = Some(data_offset);
     check_tensor_ranges(&out.tensors, data_offset, out.file_len)?;
     Ok(())
@@ -227,9 +230,15 @@ pub(crate) fn read_magic(r: &mut Reader<'_>) -> Result<()> {
     let head = &r.whole()[..r.remaining().min(4)];
     if head.len() < 4 {
         return Err(if GGUF_MAGIC.starts_with(head) {
-            GgufError::Truncated { offset: 0, field: "magic".into(), missing: (4 - head.len()) as u64 }
+            GgufError::Truncated {
+                offset: 0,
+                field: "magic".into(),
+                missing: (4 - head.len()) as u64,
+            }
         } else {
-            GgufError::BadMagic { found: head.to_vec() }
+            GgufError::BadMagic {
+                found: head.to_vec(),
+            }
         });
     }
     let magic: [u8; 4] = r.array(|| "magic".into())?;
@@ -238,10 +247,15 @@ pub(crate) fn read_magic(r: &mut Reader<'_>) -> Result<()> {
     }
     if magic == *b"FUGG" {
         // gguf-py writes the magic as a u32 in the file's byte order.
-        let version = r.array::<4>(|| "version".into()).map(u32::from_be_bytes).unwrap_or(0);
+        let version = r
+            .array::<4>(|| "version".into())
+            .map(u32::from_be_bytes)
+            .unwrap_or(0);
         return Err(GgufError::BigEndian { version });
     }
-    Err(GgufError::BadMagic { found: magic.to_vec() })
+    Err(GgufError::BadMagic {
+        found: magic.to_vec(),
+    })
 }
 
 pub(crate) fn read_version(r: &mut Reader<'_>) -> Result<u32> {
@@ -249,7 +263,9 @@ pub(crate) fn read_version(r: &mut Reader<'_>) -> Result<u32> {
     match version {
         2 | 3 => Ok(version),
         // A big-endian file written with the little-endian magic (as llama.cpp does).
-        v if v & 0xFFFF == 0 && v != 0 => Err(GgufError::BigEndian { version: v.swap_bytes() }),
+        v if v & 0xFFFF == 0 && v != 0 => Err(GgufError::BigEndian {
+            version: v.swap_bytes(),
+        }),
         v => Err(GgufError::UnsupportedVersion { version: v }),
     }
 }
@@ -267,7 +283,10 @@ pub(crate) fn alignment_of(entry: &MetadataEntry<'_>) -> Result<u64> {
     let offset = entry.offset;
     match entry.value {
         Value::U32(a) if a != 0 && a.is_power_of_two() => Ok(a.into()),
-        Value::U32(a) => Err(GgufError::BadAlignment { offset, reason: format!("{a} is not a non-zero power of two") }),
+        Value::U32(a) => Err(GgufError::BadAlignment {
+            offset,
+            reason: format!("{a} is not a non-zero power of two"),
+        }),
         v => Err(GgufError::BadAlignment {
             offset,
             reason: format!("type is {}, must be uint32", v.value_type().name()),
@@ -301,8 +320,11 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
     }
     let type_at = r.offset();
     let type_id = r.u32(|| field("type"))?;
-    let ggml_type = GgmlType::from_id(type_id)
-        .map_err(|_| GgufError::UnknownTensorType { offset: type_at, field: field("type"), type_id })?;
+    let ggml_type = GgmlType::from_id(type_id).map_err(|_| GgufError::UnknownTensorType {
+        offset: type_at,
+        field: field("type"),
+        type_id,
+    })?;
     let shape = &dims[..n_dims as usize];
     let n_bytes = tensor_bytes(ggml_type, shape).map_err(|reason| GgufError::BadShape {
         offset: dims_at,
@@ -312,10 +334,23 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
     let off_at = r.offset();
     let offset = r.u64(|| field("offset"))?;
     if !offset.is_multiple_of(alignment) {
-        return Err(GgufError::MisalignedTensor { offset: off_at, field: field("offset"), data_offset: offset, alignment });
+        return Err(GgufError::MisalignedTensor {
+            offset: off_at,
+            field: field("offset"),
+            data_offset: offset,
+            alignment,
+        });
     }
     // `n_dims <= 4` was checked above.
-    Ok(TensorInfo { name, dims, n_dims: n_dims as u8, ggml_type, offset, n_bytes, info_offset })
+    Ok(TensorInfo {
+        name,
+        dims,
+        n_dims: n_dims as u8,
+        ggml_type,
+        offset,
+        n_bytes,
+        info_offset,
+    })
 }
 
 pub(crate) fn tensor_bytes(ty: GgmlType, shape: &[u64]) -> std::result::Result<u64, String> {
@@ -331,17 +366,26 @@ pub(crate) fn tensor_bytes(ty: GgmlType, shape: &[u64]) -> std::result::Result<u
             ty.block_size()
         ));
     }
-    let bytes = ty.tensor_bytes(shape).ok_or_else(|| format!("byte size of {n} {} elements overflows", ty.name()))?;
+    let bytes = ty
+        .tensor_bytes(shape)
+        .ok_or_else(|| format!("byte size of {n} {} elements overflows", ty.name()))?;
     // Must be addressable on this machine to be sliced.
-    usize::try_from(bytes).map_err(|_| format!("{bytes} bytes do not fit in memory on this machine"))?;
+    usize::try_from(bytes)
+        .map_err(|_| format!("{bytes} bytes do not fit in memory on this machine"))?;
     Ok(bytes)
 }
 
 /// Checks every tensor's range lies in the file and no two overlap.
-pub(crate) fn check_tensor_ranges(tensors: &[TensorInfo<'_>], data_offset: u64, file_len: u64) -> Result<()> {
+pub(crate) fn check_tensor_ranges(
+    tensors: &[TensorInfo<'_>],
+    data_offset: u64,
+    file_len: u64,
+) -> Result<()> {
     let mut furthest: Option<(u64, &TensorInfo<'_>)> = None;
     for t in tensors {
-        let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
+        let end = data_offset
+            .checked_add(t.offset)
+            .and_then(|s| s.checked_add(t.n_bytes));
         let Some(end) = end else {
             return Err(GgufError::BadShape {
                 offset: t.info_offset,
@@ -392,10 +436,17 @@ pub(crate) fn clip(s: &str) -> &str {
 }
 
 /// Sorted indices of `items` by `key`, or the first duplicate `(earlier, later)`.
-fn sorted_unique<T>(items: &[T], key: impl Fn(&T) -> &str) -> std::result::Result<Vec<u32>, (usize, usize)> {
+fn sorted_unique<T>(
+    items: &[T],
+    key: impl Fn(&T) -> &str,
+) -> std::result::Result<Vec<u32>, (usize, usize)> {
     // At most u32::MAX items: each takes >= 13 bytes of a slice.
     let mut order: Vec<u32> = (0..items.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| key(&items[a as usize]).cmp(key(&items[b as usize])).then(a.cmp(&b)));
+    order.sort_unstable_by(|&a, &b| {
+        key(&items[a as usize])
+            .cmp(key(&items[b as usize]))
+            .then(a.cmp(&b))
+    });
     for w in order.windows(2) {
         if key(&items[w[0] as usize]) == key(&items[w[1] as usize]) {
             return Err((w[0] as usize, w[1] as usize));
@@ -416,13 +467,16 @@ impl<'a> Gguf<'a> {
         if let Some(e) = ins.error {
             return Err(e);
         }
-        let key_order = sorted_unique(&ins.metadata, |m| m.key).map_err(|(_, b)| GgufError::DuplicateKey {
-            offset: ins.metadata[b].offset,
-            key: clip(ins.metadata[b].key).into(),
-        })?;
-        let name_order = sorted_unique(&ins.tensors, |t| t.name).map_err(|(_, b)| GgufError::DuplicateTensor {
-            offset: ins.tensors[b].info_offset,
-            name: clip(ins.tensors[b].name).into(),
+        let key_order =
+            sorted_unique(&ins.metadata, |m| m.key).map_err(|(_, b)| GgufError::DuplicateKey {
+                offset: ins.metadata[b].offset,
+                key: clip(ins.metadata[b].key).into(),
+            })?;
+        let name_order = sorted_unique(&ins.tensors, |t| t.name).map_err(|(_, b)| {
+            GgufError::DuplicateTensor {
+                offset: ins.tensors[b].info_offset,
+                name: clip(ins.tensors[b].name).into(),
+            }
         })?;
         Ok(Gguf {
             bytes,
@@ -463,7 +517,10 @@ impl<'a> Gguf<'a> {
 
     /// The value of `key`, if present. O(log n).
     pub fn get(&self, key: &str) -> Option<Value<'a>> {
-        let i = self.key_order.binary_search_by(|&i| self.metadata[i as usize].key.cmp(key)).ok()?;
+        let i = self
+            .key_order
+            .binary_search_by(|&i| self.metadata[i as usize].key.cmp(key))
+            .ok()?;
         Some(self.metadata[self.key_order[i] as usize].value)
     }
 
@@ -486,7 +543,10 @@ impl<'a> Gguf<'a> {
     }
 
     fn require(&self, key: &str) -> Result<Value<'a>> {
-        self.get(key).ok_or_else(|| GgufError::NotFound { what: "metadata key", name: key.into() })
+        self.get(key).ok_or_else(|| GgufError::NotFound {
+            what: "metadata key",
+            name: key.into(),
+        })
     }
 
     /// Tensor infos in file order.
@@ -506,7 +566,10 @@ impl<'a> Gguf<'a> {
 
     /// The tensor named `name`. O(log n).
     pub fn tensor(&self, name: &str) -> Option<TensorView<'a>> {
-        let i = self.name_order.binary_search_by(|&i| self.tensors[i as usize].name.cmp(name)).ok()?;
+        let i = self
+            .name_order
+            .binary_search_by(|&i| self.tensors[i as usize].name.cmp(name))
+            .ok()?;
         Some(self.view(self.tensors[self.name_order[i] as usize]))
     }
 
@@ -520,7 +583,11 @@ impl<'a> Gguf<'a> {
         let r = self.data_range(&info);
         // In bounds: `check_tensor_ranges` verified every range against the length.
         let data = &self.bytes[r.start as usize..r.end as usize];
-        TensorView { info, data, file_offset: r.start }
+        TensorView {
+            info,
+            data,
+            file_offset: r.start,
+        }
     }
 
     /// Heap held by this index (vector capacities; the bytes it borrows are not counted).
@@ -528,7 +595,8 @@ impl<'a> Gguf<'a> {
         use std::mem::size_of;
         (self.metadata.capacity() * size_of::<MetadataEntry<'_>>()
             + self.tensors.capacity() * size_of::<TensorInfo<'_>>()
-            + (self.key_order.capacity() + self.name_order.capacity()) * size_of::<u32>()) as u64
+            + (self.key_order.capacity() + self.name_order.capacity()) * size_of::<u32>())
+            as u64
     }
 
     /// Total bytes of tensor data.
@@ -538,5 +606,9 @@ impl<'a> Gguf<'a> {
 }
 
 fn wrong(key: &str, expected: &'static str, v: Value<'_>) -> GgufError {
-    GgufError::WrongType { key: key.into(), expected, found: v.value_type().name() }
+    GgufError::WrongType {
+        key: key.into(),
+        expected,
+        found: v.value_type().name(),
+    }
 }

@@ -17,7 +17,11 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0, base: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            base: 0,
+        }
     }
 
     pub(crate) fn with_base(buf: &'a [u8], base: u64) -> Self {
@@ -46,7 +50,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn take(&mut self, n: u64, field: impl FnOnce() -> String) -> Result<&'a [u8]> {
         let rem = self.remaining() as u64;
         if n > rem {
-            return Err(GgufError::Truncated { offset: self.offset(), field: field(), missing: n - rem });
+            return Err(GgufError::Truncated {
+                offset: self.offset(),
+                field: field(),
+                missing: n - rem,
+            });
         }
         // `n <= remaining`, which is a `usize`, so the cast is lossless.
         let n = n as usize;
@@ -55,7 +63,10 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, field: impl FnOnce() -> String) -> Result<[u8; N]> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: impl FnOnce() -> String,
+    ) -> Result<[u8; N]> {
         let b = self.take(N as u64, field)?;
         let mut out = [0u8; N];
         out.copy_from_slice(b);
@@ -77,7 +88,10 @@ impl<'a> Reader<'a> {
     /// A GGUF string: `u64` length then that many bytes, validated as UTF-8.
     pub(crate) fn str(&mut self, field: impl Fn() -> String) -> Result<&'a str> {
         let (bytes, at) = self.str_bytes(&field)?;
-        std::str::from_utf8(bytes).map_err(|_| GgufError::InvalidUtf8 { offset: at, field: field() })
+        std::str::from_utf8(bytes).map_err(|_| GgufError::InvalidUtf8 {
+            offset: at,
+            field: field(),
+        })
     }
 
     /// A GGUF string's raw bytes and the file offset where they start, not validated.
@@ -95,7 +109,14 @@ impl<'a> Reader<'a> {
         let max = remaining / min_elem.max(1);
         if count > max {
             let needed = count.saturating_mul(min_elem.max(1));
-            return Err(GgufError::CountTooLarge { offset: at, field: field(), count, remaining, max, needed });
+            return Err(GgufError::CountTooLarge {
+                offset: at,
+                field: field(),
+                count,
+                remaining,
+                max,
+                needed,
+            });
         }
         Ok(count)
     }
@@ -117,10 +138,21 @@ mod tests {
     #[test]
     fn counts_are_checked_against_remaining_bytes() {
         let mut bytes = 3u64.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&[0; 23]);
-        assert_eq!(Reader::new(&bytes).count(8, || "n".into()).unwrap(), 2);
+        bytes.extend_from_slice(&[0; 24]);
+        assert_eq!(Reader::new(&bytes).count(8, || "n".into()).unwrap(), 3);
         let err = Reader::new(&bytes).count(12, || "n".into()).unwrap_err();
-        assert!(matches!(err, GgufError::CountTooLarge { count: 3, max: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                GgufError::CountTooLarge {
+                    count: 3,
+                    max: 2,
+                    needed: 36,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -128,6 +160,9 @@ mod tests {
         let mut bytes = 2u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0xff, 0xfe]);
         let err = Reader::new(&bytes).str(|| "s".into()).unwrap_err();
-        assert!(matches!(err, GgufError::InvalidUtf8 { offset: 8, .. }), "{err}");
+        assert!(
+            matches!(err, GgufError::InvalidUtf8 { offset: 8, .. }),
+            "{err}"
+        );
     }
 }

@@ -38,7 +38,10 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { idle_timeout: Duration::from_secs(300), cache: None }
+        RegistryConfig {
+            idle_timeout: Duration::from_secs(300),
+            cache: None,
+        }
     }
 }
 
@@ -158,7 +161,12 @@ impl Default for ModelRegistry {
 impl ModelRegistry {
     /// An empty registry.
     pub fn new(config: RegistryConfig) -> Self {
-        ModelRegistry { inner: Arc::new(Inner { config, state: Mutex::new(State::default()) }) }
+        ModelRegistry {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -172,10 +180,24 @@ impl ModelRegistry {
     pub fn register(&self, name: impl Into<String>, path: impl AsRef<Path>) {
         let name = name.into();
         let mut st = self.lock();
-        let old = st.slots.insert(name.clone(), Slot { path: path.as_ref().to_path_buf(), model: None, last_used: Instant::now() });
+        let old = st.slots.insert(
+            name.clone(),
+            Slot {
+                path: path.as_ref().to_path_buf(),
+                model: None,
+                last_used: Instant::now(),
+            },
+        );
         if let Some(m) = old.and_then(|s| s.model) {
             st.unloads += 1;
-            emit(&mut st, RegistryEvent::Unloaded { name, reason: UnloadReason::Explicit, mapped_bytes: m.mapped_bytes() });
+            emit(
+                &mut st,
+                RegistryEvent::Unloaded {
+                    name,
+                    reason: UnloadReason::Explicit,
+                    mapped_bytes: m.mapped_bytes(),
+                },
+            );
         }
     }
 
@@ -187,7 +209,10 @@ impl ModelRegistry {
     /// next `get` tries again).
     pub fn get(&self, name: &str) -> Result<Arc<MappedGguf>> {
         let mut st = self.lock();
-        let slot = st.slots.get_mut(name).ok_or_else(|| GgufError::NotFound { what: "model", name: name.into() })?;
+        let slot = st.slots.get_mut(name).ok_or_else(|| GgufError::NotFound {
+            what: "model",
+            name: name.into(),
+        })?;
         slot.last_used = Instant::now();
         if let Some(m) = &slot.model {
             return Ok(Arc::clone(m));
@@ -215,7 +240,13 @@ impl ModelRegistry {
                 Ok(m)
             }
             Err(e) => {
-                emit(&mut st, RegistryEvent::LoadFailed { name: name.into(), error: e.to_string() });
+                emit(
+                    &mut st,
+                    RegistryEvent::LoadFailed {
+                        name: name.into(),
+                        error: e.to_string(),
+                    },
+                );
                 Err(e)
             }
         }
@@ -223,15 +254,27 @@ impl ModelRegistry {
 
     /// Whether `name` is loaded now.
     pub fn is_loaded(&self, name: &str) -> bool {
-        self.lock().slots.get(name).is_some_and(|s| s.model.is_some())
+        self.lock()
+            .slots
+            .get(name)
+            .is_some_and(|s| s.model.is_some())
     }
 
     /// Drops the registry's reference to `name`; true if it was loaded.
     pub fn unload(&self, name: &str) -> bool {
         let mut st = self.lock();
-        let Some(m) = st.slots.get_mut(name).and_then(|s| s.model.take()) else { return false };
+        let Some(m) = st.slots.get_mut(name).and_then(|s| s.model.take()) else {
+            return false;
+        };
         st.unloads += 1;
-        emit(&mut st, RegistryEvent::Unloaded { name: name.into(), reason: UnloadReason::Explicit, mapped_bytes: m.mapped_bytes() });
+        emit(
+            &mut st,
+            RegistryEvent::Unloaded {
+                name: name.into(),
+                reason: UnloadReason::Explicit,
+                mapped_bytes: m.mapped_bytes(),
+            },
+        );
         true
     }
 
@@ -257,9 +300,9 @@ impl ModelRegistry {
         let half = self.inner.config.idle_timeout / 2;
         match level {
             PressureLevel::Normal => 0,
-            PressureLevel::Warning => {
-                self.unload_where(UnloadReason::Pressure(level), |s| now.saturating_duration_since(s.last_used) >= half)
-            }
+            PressureLevel::Warning => self.unload_where(UnloadReason::Pressure(level), |s| {
+                now.saturating_duration_since(s.last_used) >= half
+            }),
             PressureLevel::Critical => self.unload_where(UnloadReason::Pressure(level), |_| true),
         }
     }
@@ -268,8 +311,12 @@ impl ModelRegistry {
         let mut st = self.lock();
         let mut dropped = Vec::new();
         for (name, slot) in st.slots.iter_mut() {
-            let unused = slot.model.as_ref().is_some_and(|m| Arc::strong_count(m) == 1);
-            if unused && pick(slot)
+            let unused = slot
+                .model
+                .as_ref()
+                .is_some_and(|m| Arc::strong_count(m) == 1);
+            if unused
+                && pick(slot)
                 && let Some(m) = slot.model.take()
             {
                 dropped.push((name.clone(), m.mapped_bytes()));
@@ -278,7 +325,14 @@ impl ModelRegistry {
         st.unloads += dropped.len() as u64;
         let n = dropped.len();
         for (name, mapped_bytes) in dropped {
-            emit(&mut st, RegistryEvent::Unloaded { name, reason, mapped_bytes });
+            emit(
+                &mut st,
+                RegistryEvent::Unloaded {
+                    name,
+                    reason,
+                    mapped_bytes,
+                },
+            );
         }
         n
     }
@@ -312,7 +366,10 @@ impl ModelRegistry {
     /// `memory-manager` facade's); holds a weak reference to the registry.
     pub fn pressure_hook(&self) -> impl Fn(PressureLevel) -> usize + Send + Sync + 'static {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        move |level| weak.upgrade().map_or(0, |inner| ModelRegistry { inner }.handle_pressure(level))
+        move |level| {
+            weak.upgrade()
+                .map_or(0, |inner| ModelRegistry { inner }.handle_pressure(level))
+        }
     }
 
     /// Starts a thread that calls [`unload_idle`](Self::unload_idle) every `interval`; it
@@ -323,19 +380,25 @@ impl ModelRegistry {
         let thread = std::thread::Builder::new()
             .name("mm-gguf-reaper".into())
             .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(interval)
+                {
                     let Some(inner) = weak.upgrade() else { break };
                     ModelRegistry { inner }.unload_idle();
                 }
             })
             .ok();
-        Reaper { stop: Some(stop), thread }
+        Reaper {
+            stop: Some(stop),
+            thread,
+        }
     }
 
     /// Current figures.
     pub fn stats(&self) -> RegistryStats {
         let st = self.lock();
-        let loaded: Vec<&Arc<MappedGguf>> = st.slots.values().filter_map(|s| s.model.as_ref()).collect();
+        let loaded: Vec<&Arc<MappedGguf>> =
+            st.slots.values().filter_map(|s| s.model.as_ref()).collect();
         RegistryStats {
             registered: st.slots.len(),
             loaded: loaded.len(),

@@ -17,8 +17,8 @@ use mm_budget::{MemoryBudget, Reservation};
 
 use crate::error::{GgufError, Result};
 use crate::parse::{
-    DEFAULT_ALIGNMENT, MAX_DIMS, MIN_KV_BYTES, MIN_TENSOR_INFO_BYTES, MetadataEntry, TensorInfo, align_up,
-    alignment_of, check_tensor_ranges, clip, read_magic, read_version, tensor_bytes,
+    DEFAULT_ALIGNMENT, MAX_DIMS, MIN_KV_BYTES, MIN_TENSOR_INFO_BYTES, MetadataEntry, TensorInfo,
+    align_up, alignment_of, check_tensor_ranges, clip, read_magic, read_version, tensor_bytes,
 };
 use crate::reader::Reader;
 use crate::types::GgmlType;
@@ -94,7 +94,10 @@ impl<R: Read + Seek> Window<R> {
     }
 
     fn io(e: std::io::Error) -> GgufError {
-        GgufError::Io { path: None, source: e }
+        GgufError::Io {
+            path: None,
+            source: e,
+        }
     }
 
     /// Makes at least `n` (<= STREAM_CHUNK) bytes available, or reports how many are missing.
@@ -104,7 +107,10 @@ impl<R: Read + Seek> Window<R> {
             self.end -= self.start;
             self.start = 0;
             while self.end < n {
-                let got = self.inner.read(&mut self.buf[self.end..]).map_err(Self::io)?;
+                let got = self
+                    .inner
+                    .read(&mut self.buf[self.end..])
+                    .map_err(Self::io)?;
                 if got == 0 {
                     return Err(GgufError::Truncated {
                         offset: self.pos,
@@ -141,7 +147,11 @@ impl<R: Read + Seek> Window<R> {
     /// Skips `n` bytes, checked against the stream's length; seeks past what is not buffered.
     fn skip(&mut self, n: u64, field: &dyn Fn() -> String) -> Result<()> {
         if n > self.remaining() {
-            return Err(GgufError::Truncated { offset: self.pos, field: field(), missing: n - self.remaining() });
+            return Err(GgufError::Truncated {
+                offset: self.pos,
+                field: field(),
+                missing: n - self.remaining(),
+            });
         }
         let buffered = (self.end - self.start) as u64;
         if n <= buffered {
@@ -150,7 +160,9 @@ impl<R: Read + Seek> Window<R> {
             self.pos += n;
             self.start = 0;
             self.end = 0;
-            self.inner.seek(SeekFrom::Start(self.pos)).map_err(Self::io)?;
+            self.inner
+                .seek(SeekFrom::Start(self.pos))
+                .map_err(Self::io)?;
         }
         Ok(())
     }
@@ -171,7 +183,14 @@ impl<R: Read + Seek> Window<R> {
         let max = remaining / min_elem.max(1);
         if count > max {
             let needed = count.saturating_mul(min_elem.max(1));
-            return Err(GgufError::CountTooLarge { offset: at, field: field(), count, remaining, max, needed });
+            return Err(GgufError::CountTooLarge {
+                offset: at,
+                field: field(),
+                count,
+                remaining,
+                max,
+                needed,
+            });
         }
         Ok(count)
     }
@@ -181,12 +200,20 @@ impl<R: Read + Seek> Window<R> {
         let at = self.pos;
         let len = self.u64(&|| format!("{} length", field()))?;
         if len > max {
-            return Err(GgufError::TooLong { offset: at, field: field(), len, max });
+            return Err(GgufError::TooLong {
+                offset: at,
+                field: field(),
+                len,
+                max,
+            });
         }
         let bytes_at = self.pos;
         // `len <= max <= STREAM_CHUNK`.
         let s = std::str::from_utf8(self.fill(len as usize, field)?)
-            .map_err(|_| GgufError::InvalidUtf8 { offset: bytes_at, field: field() })?
+            .map_err(|_| GgufError::InvalidUtf8 {
+                offset: bytes_at,
+                field: field(),
+            })?
             .to_owned();
         self.consume(len as usize);
         Ok(s)
@@ -211,7 +238,10 @@ impl<R> std::fmt::Debug for StreamingGguf<R> {
             .field("file_len", &self.window.file_len)
             .field("metadata", &self.metadata.len())
             .field("tensors", &self.tensors.len())
-            .field("reserved", &self.reservation.as_ref().map(Reservation::bytes))
+            .field(
+                "reserved",
+                &self.reservation.as_ref().map(Reservation::bytes),
+            )
             .finish()
     }
 }
@@ -227,16 +257,26 @@ impl<R: Read + Seek> StreamingGguf<R> {
     /// held until the reader drops.
     pub fn open_with(mut inner: R, budget: Option<&MemoryBudget>) -> Result<Self> {
         let reservation = match budget {
-            Some(b) => Some(b.try_reserve(STREAM_CHUNK as u64).map_err(|e| GgufError::Budget {
-                bytes: STREAM_CHUNK as u64,
-                what: "the streaming read buffer",
-                reason: e.to_string(),
-            })?),
+            Some(b) => Some(
+                b.try_reserve(STREAM_CHUNK as u64)
+                    .map_err(|e| GgufError::Budget {
+                        bytes: STREAM_CHUNK as u64,
+                        what: "the streaming read buffer",
+                        reason: e.to_string(),
+                    })?,
+            ),
             None => None,
         };
         let file_len = inner.seek(SeekFrom::End(0)).map_err(Window::<R>::io)?;
         inner.seek(SeekFrom::Start(0)).map_err(Window::<R>::io)?;
-        let window = Window { inner, buf: vec![0u8; STREAM_CHUNK].into_boxed_slice(), start: 0, end: 0, pos: 0, file_len };
+        let window = Window {
+            inner,
+            buf: vec![0u8; STREAM_CHUNK].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            pos: 0,
+            file_len,
+        };
         let mut s = StreamingGguf {
             window,
             version: 0,
@@ -268,7 +308,8 @@ impl<R: Read + Seek> StreamingGguf<R> {
         w.consume(8);
         let n_tensors = w.u64(&|| "header tensor count".into())?;
         let n_kv = w.count(MIN_KV_BYTES, &|| "header metadata count".into())?;
-        self.metadata.reserve(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
+        self.metadata
+            .reserve(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
         for i in 0..n_kv {
             let entry_at = w.pos;
             let key = w.short_str(STREAM_CHUNK as u64, &|| format!("metadata #{i} key"))?;
@@ -279,7 +320,11 @@ impl<R: Read + Seek> StreamingGguf<R> {
                     StreamValue::Inline(MetaValue::U32(a)) => Value::U32(*a),
                     _ => Value::Bool(false),
                 };
-                self.alignment = alignment_of(&MetadataEntry { key: &key, value: v, offset: entry_at })?;
+                self.alignment = alignment_of(&MetadataEntry {
+                    key: &key,
+                    value: v,
+                    offset: entry_at,
+                })?;
             }
             self.metadata.push((key, value));
         }
@@ -294,22 +339,30 @@ impl<R: Read + Seek> StreamingGguf<R> {
                 needed: n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES),
             });
         }
-        self.tensors.reserve(bounded(n_tensors, w.remaining(), MIN_TENSOR_INFO_BYTES));
+        self.tensors
+            .reserve(bounded(n_tensors, w.remaining(), MIN_TENSOR_INFO_BYTES));
         for i in 0..n_tensors {
             let t = read_stream_tensor(w, i, self.alignment)?;
             self.tensors.push(t);
         }
-        self.data_offset = align_up(w.pos, self.alignment)
-            .ok_or_else(|| GgufError::BadAlignment { offset: w.pos, reason: "data section offset overflows".into() })?;
+        self.data_offset =
+            align_up(w.pos, self.alignment).ok_or_else(|| GgufError::BadAlignment {
+                offset: w.pos,
+                reason: "data section offset overflows".into(),
+            })?;
         let infos: Vec<TensorInfo<'_>> = self.tensors.iter().map(StreamTensor::info).collect();
         check_tensor_ranges(&infos, self.data_offset, w.file_len)?;
-        check_unique(self.metadata.iter().map(|(k, _)| k.as_str()), |k| GgufError::DuplicateKey {
-            offset: 0,
-            key: clip(k).into(),
+        check_unique(self.metadata.iter().map(|(k, _)| k.as_str()), |k| {
+            GgufError::DuplicateKey {
+                offset: 0,
+                key: clip(k).into(),
+            }
         })?;
-        check_unique(self.tensors.iter().map(|t| t.name.as_str()), |n| GgufError::DuplicateTensor {
-            offset: 0,
-            name: clip(n).into(),
+        check_unique(self.tensors.iter().map(|t| t.name.as_str()), |n| {
+            GgufError::DuplicateTensor {
+                offset: 0,
+                name: clip(n).into(),
+            }
         })?;
         Ok(())
     }
@@ -376,12 +429,20 @@ impl<R: Read + Seek> StreamingGguf<R> {
 
     /// Streams tensor `index`'s bytes to `sink` in chunks of whole blocks (at most 64 KiB
     /// each), in order. `sink` gets the byte offset within the tensor and the chunk.
-    pub fn read_tensor(&mut self, index: usize, mut sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    pub fn read_tensor(
+        &mut self,
+        index: usize,
+        mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let t = self.tensors.get(index).ok_or_else(|| GgufError::NotFound {
             what: "tensor",
             name: format!("#{index}"),
         })?;
-        let (start, len, block) = (self.data_offset + t.offset, t.n_bytes, u64::from(t.ggml_type.type_size()));
+        let (start, len, block) = (
+            self.data_offset + t.offset,
+            t.n_bytes,
+            u64::from(t.ggml_type.type_size()),
+        );
         let name = t.name.clone();
         let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
         let w = &mut self.window;
@@ -400,7 +461,10 @@ impl<R: Read + Seek> StreamingGguf<R> {
     }
 
     /// Streams every tensor in file-offset order (one forward pass over the data section).
-    pub fn for_each_tensor(&mut self, mut sink: impl FnMut(&TensorInfo<'_>, u64, &[u8]) -> Result<()>) -> Result<()> {
+    pub fn for_each_tensor(
+        &mut self,
+        mut sink: impl FnMut(&TensorInfo<'_>, u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut order: Vec<usize> = (0..self.tensors.len()).collect();
         order.sort_unstable_by_key(|&i| self.tensors[i].offset);
         for i in order {
@@ -416,7 +480,10 @@ fn bounded(count: u64, remaining: u64, min: u64) -> usize {
     usize::try_from(count.min(remaining / min)).unwrap_or(0)
 }
 
-fn check_unique<'s>(names: impl Iterator<Item = &'s str>, err: impl Fn(&str) -> GgufError) -> Result<()> {
+fn check_unique<'s>(
+    names: impl Iterator<Item = &'s str>,
+    err: impl Fn(&str) -> GgufError,
+) -> Result<()> {
     let mut v: Vec<&str> = names.collect();
     v.sort_unstable();
     match v.windows(2).find(|w| w[0] == w[1]) {
@@ -438,7 +505,10 @@ fn read_stream_value<R: Read + Seek>(
             if len <= INLINE_STRING_MAX {
                 let bytes_at = w.pos;
                 let s = std::str::from_utf8(w.fill(len as usize, field)?)
-                    .map_err(|_| GgufError::InvalidUtf8 { offset: bytes_at, field: field() })?
+                    .map_err(|_| GgufError::InvalidUtf8 {
+                        offset: bytes_at,
+                        field: field(),
+                    })?
                     .to_owned();
                 w.consume(len as usize);
                 StreamValue::Inline(MetaValue::String(s))
@@ -446,28 +516,51 @@ fn read_stream_value<R: Read + Seek>(
                 let offset = w.pos;
                 w.skip(len, field)?;
                 let _ = at;
-                StreamValue::Deferred { value_type: ty, element_type: None, len, offset, byte_len: len }
+                StreamValue::Deferred {
+                    value_type: ty,
+                    element_type: None,
+                    len,
+                    offset,
+                    byte_len: len,
+                }
             }
         }
         ValueType::Array => {
             let (elem, len, offset, byte_len) = skip_array(w, depth + 1, field)?;
-            StreamValue::Deferred { value_type: ty, element_type: Some(elem), len, offset, byte_len }
+            StreamValue::Deferred {
+                value_type: ty,
+                element_type: Some(elem),
+                len,
+                offset,
+                byte_len,
+            }
         }
         scalar => {
             // Scalars are at most 8 bytes: decode them with the slice reader.
             let size = scalar.fixed_size().unwrap_or(8) as usize;
             let bytes = w.fill(size, field)?;
-            let v = MetaValue::from_value(crate::value::read_value(&mut Reader::new(bytes), scalar, &field)?)?;
+            let v = MetaValue::from_value(crate::value::read_value(
+                &mut Reader::new(bytes),
+                scalar,
+                &field,
+            )?)?;
             w.consume(size);
             StreamValue::Inline(v)
         }
     })
 }
 
-fn read_stream_type<R: Read + Seek>(w: &mut Window<R>, field: &dyn Fn() -> String) -> Result<ValueType> {
+fn read_stream_type<R: Read + Seek>(
+    w: &mut Window<R>,
+    field: &dyn Fn() -> String,
+) -> Result<ValueType> {
     let at = w.pos;
     let id = w.u32(&|| format!("{} type", field()))?;
-    ValueType::from_id(id).ok_or_else(|| GgufError::UnknownValueType { offset: at, field: field(), type_id: id })
+    ValueType::from_id(id).ok_or_else(|| GgufError::UnknownValueType {
+        offset: at,
+        field: field(),
+        type_id: id,
+    })
 }
 
 /// Validates and skips an array's payload; returns (element type, count, offset, bytes).
@@ -477,7 +570,11 @@ fn skip_array<R: Read + Seek>(
     field: &dyn Fn() -> String,
 ) -> Result<(ValueType, u64, u64, u64)> {
     if depth > MAX_ARRAY_DEPTH {
-        return Err(GgufError::NestingTooDeep { offset: w.pos, field: field(), max: MAX_ARRAY_DEPTH });
+        return Err(GgufError::NestingTooDeep {
+            offset: w.pos,
+            field: field(),
+            max: MAX_ARRAY_DEPTH,
+        });
     }
     let elem = read_stream_type(w, &|| format!("{} element", field()))?;
     let len = w.count(elem.min_size(), &|| format!("{} length", field()))?;
@@ -499,7 +596,11 @@ fn skip_array<R: Read + Seek>(
     Ok((elem, len, offset, w.pos - offset))
 }
 
-fn read_stream_tensor<R: Read + Seek>(w: &mut Window<R>, i: u64, alignment: u64) -> Result<StreamTensor> {
+fn read_stream_tensor<R: Read + Seek>(
+    w: &mut Window<R>,
+    i: u64,
+    alignment: u64,
+) -> Result<StreamTensor> {
     let info_offset = w.pos;
     let name = w.short_str(STREAM_CHUNK as u64, &|| format!("tensor #{i} name"))?;
     let field = |part: &str| format!("tensor #{i} '{}' {part}", clip(&name));
@@ -525,14 +626,35 @@ fn read_stream_tensor<R: Read + Seek>(w: &mut Window<R>, i: u64, alignment: u64)
     }
     let type_at = w.pos;
     let type_id = w.u32(&|| field("type"))?;
-    let ggml_type = GgmlType::from_id(type_id)
-        .map_err(|_| GgufError::UnknownTensorType { offset: type_at, field: field("type"), type_id })?;
-    let n_bytes = tensor_bytes(ggml_type, &dims[..n_dims as usize])
-        .map_err(|reason| GgufError::BadShape { offset: dims_at, field: field("shape"), reason })?;
+    let ggml_type = GgmlType::from_id(type_id).map_err(|_| GgufError::UnknownTensorType {
+        offset: type_at,
+        field: field("type"),
+        type_id,
+    })?;
+    let n_bytes = tensor_bytes(ggml_type, &dims[..n_dims as usize]).map_err(|reason| {
+        GgufError::BadShape {
+            offset: dims_at,
+            field: field("shape"),
+            reason,
+        }
+    })?;
     let off_at = w.pos;
     let offset = w.u64(&|| field("offset"))?;
     if !offset.is_multiple_of(alignment) {
-        return Err(GgufError::MisalignedTensor { offset: off_at, field: field("offset"), data_offset: offset, alignment });
+        return Err(GgufError::MisalignedTensor {
+            offset: off_at,
+            field: field("offset"),
+            data_offset: offset,
+            alignment,
+        });
     }
-    Ok(StreamTensor { name, dims, n_dims: n_dims as u8, ggml_type, offset, n_bytes, info_offset })
+    Ok(StreamTensor {
+        name,
+        dims,
+        n_dims: n_dims as u8,
+        ggml_type,
+        offset,
+        n_bytes,
+        info_offset,
+    })
 }

@@ -267,14 +267,20 @@ impl<'a> ArrayView<'a> {
             // In bounds: the array was validated to hold `len * size` bytes.
             let start = (i * size) as usize;
             let mut r = Reader::with_base(&self.bytes[start..], self.offset + start as u64);
-            return Some(read_scalar(&mut r, self.elem, &|| format!("array element {i}")));
+            return Some(read_scalar(&mut r, self.elem, &|| {
+                format!("array element {i}")
+            }));
         }
         self.iter().nth(i as usize)
     }
 
     /// Visits every element in order.
     pub fn iter(&self) -> ArrayIter<'a> {
-        ArrayIter { array: *self, reader: Reader::with_base(self.bytes, self.offset), index: 0 }
+        ArrayIter {
+            array: *self,
+            reader: Reader::with_base(self.bytes, self.offset),
+            index: 0,
+        }
     }
 
     /// Visits a string array's elements as `&str`; an error if the elements are not strings.
@@ -286,7 +292,9 @@ impl<'a> ArrayView<'a> {
                 found: self.elem.name(),
             });
         }
-        Ok(self.iter().map(|v| v.map(|v| v.as_str().unwrap_or_default())))
+        Ok(self
+            .iter()
+            .map(|v| v.map(|v| v.as_str().unwrap_or_default())))
     }
 }
 
@@ -329,7 +337,11 @@ impl<'a> Iterator for ArrayIter<'a> {
 }
 
 /// Reads a scalar of fixed-size type `ty`.
-fn read_scalar<'a>(r: &mut Reader<'a>, ty: ValueType, field: &impl Fn() -> String) -> Result<Value<'a>> {
+fn read_scalar<'a>(
+    r: &mut Reader<'a>,
+    ty: ValueType,
+    field: &impl Fn() -> String,
+) -> Result<Value<'a>> {
     Ok(match ty {
         ValueType::U8 => Value::U8(r.u8(field)?),
         ValueType::I8 => Value::I8(i8::from_le_bytes(r.array(field)?)),
@@ -351,11 +363,19 @@ fn read_scalar<'a>(r: &mut Reader<'a>, ty: ValueType, field: &impl Fn() -> Strin
 pub(crate) fn read_type(r: &mut Reader<'_>, field: &impl Fn() -> String) -> Result<ValueType> {
     let at = r.offset();
     let id = r.u32(|| format!("{} type", field()))?;
-    ValueType::from_id(id).ok_or_else(|| GgufError::UnknownValueType { offset: at, field: field(), type_id: id })
+    ValueType::from_id(id).ok_or_else(|| GgufError::UnknownValueType {
+        offset: at,
+        field: field(),
+        type_id: id,
+    })
 }
 
 /// Reads (and validates) a value of type `ty`: the parse-time entry point.
-pub(crate) fn read_value<'a>(r: &mut Reader<'a>, ty: ValueType, field: &impl Fn() -> String) -> Result<Value<'a>> {
+pub(crate) fn read_value<'a>(
+    r: &mut Reader<'a>,
+    ty: ValueType,
+    field: &impl Fn() -> String,
+) -> Result<Value<'a>> {
     read_scalar(r, ty, field)
 }
 
@@ -363,10 +383,18 @@ pub(crate) fn read_value<'a>(r: &mut Reader<'a>, ty: ValueType, field: &impl Fn(
 ///
 /// Validation walks strings' length prefixes and nested arrays (up to
 /// [`MAX_ARRAY_DEPTH`]) without allocating; string contents are not UTF-8 checked here.
-fn read_array<'a>(r: &mut Reader<'a>, depth: u32, field: &dyn Fn() -> String) -> Result<ArrayView<'a>> {
+fn read_array<'a>(
+    r: &mut Reader<'a>,
+    depth: u32,
+    field: &dyn Fn() -> String,
+) -> Result<ArrayView<'a>> {
     let header_at = r.offset();
     if depth > MAX_ARRAY_DEPTH {
-        return Err(GgufError::NestingTooDeep { offset: header_at, field: field(), max: MAX_ARRAY_DEPTH });
+        return Err(GgufError::NestingTooDeep {
+            offset: header_at,
+            field: field(),
+            max: MAX_ARRAY_DEPTH,
+        });
     }
     let elem = read_type(r, &|| format!("{} element", field()))?;
     let len = r.count(elem.min_size(), || format!("{} length", field()))?;
@@ -375,7 +403,7 @@ fn read_array<'a>(r: &mut Reader<'a>, depth: u32, field: &dyn Fn() -> String) ->
     match elem.fixed_size() {
         // `count` guaranteed len * size <= remaining.
         Some(size) => {
-            r.take(len * size, || field())?;
+            r.take(len * size, field)?;
         }
         None if elem == ValueType::String => {
             for _ in 0..len {
@@ -390,7 +418,12 @@ fn read_array<'a>(r: &mut Reader<'a>, depth: u32, field: &dyn Fn() -> String) ->
     }
     let end = r.pos();
     let bytes = r.slice_back(start, end);
-    Ok(ArrayView { elem, len, bytes, offset })
+    Ok(ArrayView {
+        elem,
+        len,
+        bytes,
+        offset,
+    })
 }
 
 impl<'a> Reader<'a> {

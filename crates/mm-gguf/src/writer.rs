@@ -64,7 +64,10 @@ impl MetaValue {
             Value::I64(x) => MetaValue::I64(x),
             Value::F64(x) => MetaValue::F64(x),
             Value::Array(a) => {
-                let items = a.iter().map(|e| e.and_then(MetaValue::from_value)).collect::<Result<Vec<_>>>()?;
+                let items = a
+                    .iter()
+                    .map(|e| e.and_then(MetaValue::from_value))
+                    .collect::<Result<Vec<_>>>()?;
                 MetaValue::Array(a.element_type(), items)
             }
         })
@@ -72,7 +75,13 @@ impl MetaValue {
 
     /// A string array, the common case (`tokenizer.ggml.tokens`).
     pub fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Self {
-        MetaValue::Array(ValueType::String, items.into_iter().map(|s| MetaValue::String(s.into())).collect())
+        MetaValue::Array(
+            ValueType::String,
+            items
+                .into_iter()
+                .map(|s| MetaValue::String(s.into()))
+                .collect(),
+        )
     }
 
     fn check(&self, key: &str) -> Result<()> {
@@ -162,13 +171,20 @@ impl Default for GgufWriter<'_> {
 impl<'d> GgufWriter<'d> {
     /// A writer for a version 3 file with the default alignment (32).
     pub fn new() -> Self {
-        GgufWriter { version: 3, alignment: DEFAULT_ALIGNMENT, metadata: Vec::new(), tensors: Vec::new() }
+        GgufWriter {
+            version: 3,
+            alignment: DEFAULT_ALIGNMENT,
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
 
     /// Sets the format version (2 or 3; they differ only in the version number).
     pub fn version(&mut self, version: u32) -> Result<&mut Self> {
         if !(2..=3).contains(&version) {
-            return Err(GgufError::Writer(format!("version {version}: only 2 and 3 can be written")));
+            return Err(GgufError::Writer(format!(
+                "version {version}: only 2 and 3 can be written"
+            )));
         }
         self.version = version;
         Ok(self)
@@ -177,12 +193,15 @@ impl<'d> GgufWriter<'d> {
     /// Sets the data alignment (a power of two); writes `general.alignment` when it is not 32.
     pub fn alignment(&mut self, alignment: u32) -> Result<&mut Self> {
         if alignment == 0 || !alignment.is_power_of_two() {
-            return Err(GgufError::Writer(format!("alignment {alignment} is not a non-zero power of two")));
+            return Err(GgufError::Writer(format!(
+                "alignment {alignment} is not a non-zero power of two"
+            )));
         }
         self.alignment = alignment.into();
         self.metadata.retain(|(k, _)| k != ALIGNMENT_KEY);
         if self.alignment != DEFAULT_ALIGNMENT {
-            self.metadata.push((ALIGNMENT_KEY.into(), MetaValue::U32(alignment)));
+            self.metadata
+                .push((ALIGNMENT_KEY.into(), MetaValue::U32(alignment)));
         }
         Ok(self)
     }
@@ -194,7 +213,10 @@ impl<'d> GgufWriter<'d> {
         if key == ALIGNMENT_KEY {
             return match value {
                 MetaValue::U32(a) => self.alignment(a),
-                v => Err(GgufError::Writer(format!("{ALIGNMENT_KEY} must be uint32, got {}", v.value_type().name()))),
+                v => Err(GgufError::Writer(format!(
+                    "{ALIGNMENT_KEY} must be uint32, got {}",
+                    v.value_type().name()
+                ))),
             };
         }
         if self.metadata.iter().any(|(k, _)| *k == key) {
@@ -207,10 +229,19 @@ impl<'d> GgufWriter<'d> {
 
     /// Adds a tensor of `ty` with `shape` (ggml order, row length first) whose encoded
     /// blocks are `data`. Fails when `data` is not exactly the size the shape needs.
-    pub fn add_tensor(&mut self, name: impl Into<String>, ty: GgmlType, shape: &[u64], data: &'d [u8]) -> Result<&mut Self> {
+    pub fn add_tensor(
+        &mut self,
+        name: impl Into<String>,
+        ty: GgmlType,
+        shape: &[u64],
+        data: &'d [u8],
+    ) -> Result<&mut Self> {
         let name = name.into();
         if shape.len() > MAX_DIMS {
-            return Err(GgufError::Writer(format!("tensor '{name}': {} dimensions, at most {MAX_DIMS}", shape.len())));
+            return Err(GgufError::Writer(format!(
+                "tensor '{name}': {} dimensions, at most {MAX_DIMS}",
+                shape.len()
+            )));
         }
         let need = ty.tensor_bytes(shape).ok_or_else(|| {
             GgufError::Writer(format!(
@@ -229,7 +260,12 @@ impl<'d> GgufWriter<'d> {
         if self.tensors.iter().any(|t| t.name == name) {
             return Err(GgufError::Writer(format!("duplicate tensor name '{name}'")));
         }
-        self.tensors.push(PendingTensor { name, ty, shape: shape.to_vec(), data });
+        self.tensors.push(PendingTensor {
+            name,
+            ty,
+            shape: shape.to_vec(),
+            data,
+        });
         Ok(self)
     }
 
@@ -266,7 +302,10 @@ impl<'d> GgufWriter<'d> {
 
     /// Writes the file to `sink`, returning the number of bytes written.
     pub fn write_to(&self, mut sink: impl Write) -> Result<u64> {
-        let io = |e| GgufError::Io { path: None, source: e };
+        let io = |e| GgufError::Io {
+            path: None,
+            source: e,
+        };
         let (header, offsets) = self.header();
         sink.write_all(&header).map_err(io)?;
         let mut pos = 0u64;
@@ -283,7 +322,8 @@ impl<'d> GgufWriter<'d> {
         }
         // Pad the last tensor too, as gguf-py does, so files concatenate cleanly.
         let end = align_up(pos, self.alignment).unwrap_or(pos);
-        sink.write_all(&vec![0u8; (end - pos) as usize]).map_err(io)?;
+        sink.write_all(&vec![0u8; (end - pos) as usize])
+            .map_err(io)?;
         sink.flush().map_err(io)?;
         Ok(header.len() as u64 + end)
     }
@@ -299,9 +339,10 @@ impl<'d> GgufWriter<'d> {
     pub fn write_file(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
         let path = path.as_ref();
         let f = std::fs::File::create(path).map_err(|e| GgufError::io(path, e))?;
-        self.write_to(std::io::BufWriter::new(f)).map_err(|e| match e {
-            GgufError::Io { source, .. } => GgufError::io(path, source),
-            e => e,
-        })
+        self.write_to(std::io::BufWriter::new(f))
+            .map_err(|e| match e {
+                GgufError::Io { source, .. } => GgufError::io(path, source),
+                e => e,
+            })
     }
 }

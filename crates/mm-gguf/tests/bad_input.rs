@@ -65,11 +65,16 @@ fn small_file() -> Vec<u8> {
     let data: Vec<u8> = (0..64u8).collect();
     let q8 = vec![0u8; 34 * 2];
     let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", MetaValue::String("test".into())).unwrap();
-    w.add_metadata("a.list", MetaValue::strings(["x", "yy", "zzz"])).unwrap();
+    w.add_metadata("general.architecture", MetaValue::String("test".into()))
+        .unwrap();
+    w.add_metadata("a.list", MetaValue::strings(["x", "yy", "zzz"]))
+        .unwrap();
     w.add_metadata(
         "a.nested",
-        MetaValue::Array(ValueType::Array, vec![MetaValue::Array(ValueType::U8, vec![MetaValue::U8(1)])]),
+        MetaValue::Array(
+            ValueType::Array,
+            vec![MetaValue::Array(ValueType::U8, vec![MetaValue::U8(1)])],
+        ),
     )
     .unwrap();
     w.add_tensor("t0", GgmlType::F32, &[4, 4], &data).unwrap();
@@ -89,16 +94,33 @@ fn empty_and_tiny_files_are_truncated_with_missing_counts() {
     assert_eq!(err(b"").missing_bytes(), Some(4));
     assert_eq!(err(b"GG").missing_bytes(), Some(2));
     let e = err(b"GGUF\x03\0");
-    assert!(matches!(e, GgufError::Truncated { offset: 4, missing: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GgufError::Truncated {
+                offset: 4,
+                missing: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn version_one_and_future_versions_are_refused() {
     for v in [0u32, 1, 4, 99] {
         let e = err(&Raw::header(v, 0, 0).0);
-        assert!(matches!(e, GgufError::UnsupportedVersion { version } if version == v), "{e}");
+        assert!(
+            matches!(e, GgufError::UnsupportedVersion { version } if version == v),
+            "{e}"
+        );
     }
-    assert!(err(&Raw::header(1, 0, 0).0).to_string().contains("version 1"));
+    assert!(
+        err(&Raw::header(1, 0, 0).0)
+            .to_string()
+            .contains("version 1")
+    );
 }
 
 #[test]
@@ -118,9 +140,22 @@ fn big_endian_files_are_detected_and_refused() {
 #[test]
 fn huge_counts_are_refused_before_allocating() {
     let e = err(&Raw::header(3, 0, u64::MAX).0);
-    assert!(matches!(e, GgufError::CountTooLarge { offset: 16, count: u64::MAX, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GgufError::CountTooLarge {
+                offset: 16,
+                count: u64::MAX,
+                ..
+            }
+        ),
+        "{e}"
+    );
     let e = err(&Raw::header(3, 1 << 60, 0).0);
-    assert!(matches!(e, GgufError::CountTooLarge { offset: 8, .. }), "{e}");
+    assert!(
+        matches!(e, GgufError::CountTooLarge { offset: 8, .. }),
+        "{e}"
+    );
     assert!(e.is_truncated());
 }
 
@@ -129,19 +164,31 @@ fn string_length_past_the_end_names_offset_and_field() {
     let mut r = Raw::header(3, 0, 1);
     r.u64(1 << 40).zeros(8);
     let e = err(&r.0);
-    assert!(matches!(&e, GgufError::Truncated { offset: 32, field, .. } if field.contains("metadata #0 key")), "{e}");
+    assert!(
+        matches!(&e, GgufError::Truncated { offset: 32, field, .. } if field.contains("metadata #0 key")),
+        "{e}"
+    );
     assert_eq!(e.missing_bytes(), Some((1u64 << 40) - 8));
 }
 
 #[test]
 fn array_lengths_past_the_end_are_refused() {
     let mut r = Raw::header(3, 0, 1);
-    r.str(b"arr").u32(ValueType::Array.id()).u32(ValueType::U64.id()).u64(u64::MAX / 4);
+    r.str(b"arr")
+        .u32(ValueType::Array.id())
+        .u32(ValueType::U64.id())
+        .u64(u64::MAX / 4);
     let e = err(&r.0);
-    assert!(matches!(&e, GgufError::CountTooLarge { field, .. } if field.contains("'arr'")), "{e}");
+    assert!(
+        matches!(&e, GgufError::CountTooLarge { field, .. } if field.contains("'arr'")),
+        "{e}"
+    );
     // A string array whose 3rd string runs past the end.
     let mut r = Raw::header(3, 0, 1);
-    r.str(b"toks").u32(ValueType::Array.id()).u32(ValueType::String.id()).u64(3);
+    r.str(b"toks")
+        .u32(ValueType::Array.id())
+        .u32(ValueType::String.id())
+        .u64(3);
     r.str(b"a").str(b"b").u64(100).zeros(10);
     let e = err(&r.0);
     assert!(matches!(e, GgufError::Truncated { missing: 90, .. }), "{e}");
@@ -174,14 +221,27 @@ fn unknown_value_type_is_refused() {
     let mut r = Raw::header(3, 0, 1);
     r.str(b"k").u32(13).u32(0);
     let e = err(&r.0);
-    assert!(matches!(e, GgufError::UnknownValueType { type_id: 13, offset: 33, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GgufError::UnknownValueType {
+                type_id: 13,
+                offset: 33,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_utf8_keys_are_refused() {
     let mut r = Raw::header(3, 0, 1);
     r.str(&[0xc3, 0x28]).u32(0).zeros(1);
-    assert!(matches!(err(&r.0), GgufError::InvalidUtf8 { offset: 32, .. }));
+    assert!(matches!(
+        err(&r.0),
+        GgufError::InvalidUtf8 { offset: 32, .. }
+    ));
 }
 
 #[test]
@@ -189,7 +249,10 @@ fn bad_alignment_values_are_refused() {
     for a in [0u32, 3, 48] {
         let mut r = Raw::header(3, 0, 1);
         r.kv_u32("general.alignment", a);
-        assert!(matches!(err(&r.0), GgufError::BadAlignment { .. }), "alignment {a}");
+        assert!(
+            matches!(err(&r.0), GgufError::BadAlignment { .. }),
+            "alignment {a}"
+        );
     }
     let mut r = Raw::header(3, 0, 1);
     r.str(b"general.alignment").u32(ValueType::U64.id()).u64(32);
@@ -209,7 +272,10 @@ fn bad_shapes_are_refused() {
         let mut r = Raw::header(3, 1, 0);
         r.tensor("t", dims, ty, 0);
         let e = err(&r.0);
-        assert!(matches!(e, GgufError::BadShape { .. }) && e.to_string().contains(needle), "{dims:?}: {e}");
+        assert!(
+            matches!(e, GgufError::BadShape { .. }) && e.to_string().contains(needle),
+            "{dims:?}: {e}"
+        );
     }
 }
 
@@ -219,7 +285,10 @@ fn unknown_and_removed_tensor_types_are_refused() {
         let mut r = Raw::header(3, 1, 0);
         r.tensor("t", &[32], ty, 0);
         let e = err(&r.0);
-        assert!(matches!(e, GgufError::UnknownTensorType { type_id, .. } if type_id == ty), "{e}");
+        assert!(
+            matches!(e, GgufError::UnknownTensorType { type_id, .. } if type_id == ty),
+            "{e}"
+        );
     }
 }
 
@@ -228,15 +297,31 @@ fn misaligned_tensor_offsets_are_refused() {
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[4], 0, 4).pad_to(32).zeros(64);
     let e = err(&r.0);
-    assert!(matches!(e, GgufError::MisalignedTensor { data_offset: 4, alignment: 32, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GgufError::MisalignedTensor {
+                data_offset: 4,
+                alignment: 32,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn overlapping_tensors_are_refused() {
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("a", &[16], 0, 0).tensor("b", &[16], 0, 32).pad_to(32).zeros(128);
+    r.tensor("a", &[16], 0, 0)
+        .tensor("b", &[16], 0, 32)
+        .pad_to(32)
+        .zeros(128);
     let e = err(&r.0);
-    assert!(matches!(&e, GgufError::OverlappingTensors { first, second, .. } if first == "a" && second == "b"), "{e}");
+    assert!(
+        matches!(&e, GgufError::OverlappingTensors { first, second, .. } if first == "a" && second == "b"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -244,9 +329,15 @@ fn duplicates_are_refused() {
     let mut r = Raw::header(3, 0, 2);
     r.kv_u32("k", 1).kv_u32("k", 2);
     let e = err(&r.0);
-    assert!(matches!(&e, GgufError::DuplicateKey { key, offset: 41 } if key == "k"), "{e}");
+    assert!(
+        matches!(&e, GgufError::DuplicateKey { key, offset: 41 } if key == "k"),
+        "{e}"
+    );
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("t", &[8], 0, 0).tensor("t", &[8], 0, 32).pad_to(32).zeros(64);
+    r.tensor("t", &[8], 0, 0)
+        .tensor("t", &[8], 0, 32)
+        .pad_to(32)
+        .zeros(64);
     assert!(matches!(err(&r.0), GgufError::DuplicateTensor { .. }));
 }
 
@@ -254,8 +345,17 @@ fn duplicates_are_refused() {
 fn tensor_data_past_the_end_says_exactly_how_much_is_missing() {
     let full = small_file();
     let g = Gguf::parse(&full).unwrap();
-    let data_end = g.tensor_infos().iter().map(|t| g.data_range(t).end).max().unwrap();
-    for cut in [full.len() - 1, data_end as usize - 1, g.data_offset() as usize + 3] {
+    let data_end = g
+        .tensor_infos()
+        .iter()
+        .map(|t| g.data_range(t).end)
+        .max()
+        .unwrap();
+    for cut in [
+        full.len() - 1,
+        data_end as usize - 1,
+        g.data_offset() as usize + 3,
+    ] {
         if cut as u64 >= data_end {
             // Only the trailing padding is missing: the tensors are whole.
             assert!(Gguf::parse(&full[..cut]).is_ok());
@@ -277,11 +377,19 @@ fn every_prefix_of_a_valid_file_is_a_typed_error() {
     let full = small_file();
     assert!(Gguf::parse(&full).is_ok());
     let g = Gguf::parse(&full).unwrap();
-    let data_end = g.tensor_infos().iter().map(|t| g.data_range(t).end).max().unwrap() as usize;
+    let data_end = g
+        .tensor_infos()
+        .iter()
+        .map(|t| g.data_range(t).end)
+        .max()
+        .unwrap() as usize;
     for cut in 0..data_end {
         let e = err(&full[..cut]);
         assert!(e.is_truncated(), "cut {cut}: {e}");
-        assert!(e.offset().is_some_and(|o| o <= full.len() as u64), "cut {cut}: {e}");
+        assert!(
+            e.offset().is_some_and(|o| o <= full.len() as u64),
+            "cut {cut}: {e}"
+        );
         let ins = inspect(&full[..cut]);
         assert!(ins.error.is_some());
     }

@@ -16,8 +16,14 @@ static GLOBAL: mm_track::TrackedAlloc = mm_track::TrackedAlloc::new(std::alloc::
 
 fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = s.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} missing"));
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number")
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} missing"));
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a number")
 }
 
 fn live() -> u64 {
@@ -34,13 +40,28 @@ fn model_file(_dir: &tempfile::TempDir) -> PathBuf {
     }
     eprintln!("MM_GGUF_TEST_MODEL unset: using a synthetic 48 MiB model instead of the real one");
     let path = _dir.path().join("synthetic.gguf");
-    let blob: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let blob: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", MetaValue::String("synthetic".into())).unwrap();
-    w.add_metadata("tokenizer.ggml.tokens", MetaValue::strings((0..50_000).map(|i| format!("tok{i}")))).unwrap();
+    w.add_metadata(
+        "general.architecture",
+        MetaValue::String("synthetic".into()),
+    )
+    .unwrap();
+    w.add_metadata(
+        "tokenizer.ggml.tokens",
+        MetaValue::strings((0..50_000).map(|i| format!("tok{i}"))),
+    )
+    .unwrap();
     for i in 0..3 {
-        w.add_tensor(format!("blk.{i}.weight"), GgmlType::Q8_0, &[32, blob.len() as u64 / 34], &blob[..blob.len() / 34 * 34])
-            .unwrap();
+        w.add_tensor(
+            format!("blk.{i}.weight"),
+            GgmlType::Q8_0,
+            &[32, blob.len() as u64 / 34],
+            &blob[..blob.len() / 34 * 34],
+        )
+        .unwrap();
     }
     w.write_file(&path).unwrap();
     path
@@ -69,8 +90,14 @@ fn mapped_is_zero_copy_and_streaming_is_bounded() {
     let g = model.gguf();
     let tensor_bytes = g.tensor_bytes();
     eprintln!("mapped open: index heap {open_heap} B for a {file_len} B file");
-    assert!(open_heap <= file_len / 100, "open heap {open_heap} > 1% of {file_len}");
-    assert!(open_heap >= model.index_heap_bytes() / 2, "index heap was measured");
+    assert!(
+        open_heap <= file_len / 100,
+        "open heap {open_heap} > 1% of {file_len}"
+    );
+    assert!(
+        open_heap >= model.index_heap_bytes() / 2,
+        "index heap was measured"
+    );
 
     let mut by_offset: Vec<_> = g.tensors().collect();
     by_offset.sort_by_key(|t| t.offset());
@@ -87,8 +114,14 @@ fn mapped_is_zero_copy_and_streaming_is_bounded() {
         "mapped touch of {tensor_bytes} B: RssFile +{file_growth} B, RssAnon +{anon_growth} B, heap peak +{touch_heap} B"
     );
     assert_eq!(touch_heap, 0, "reading tensors must not allocate");
-    assert!(file_growth >= tensor_bytes * 8 / 10, "tensor pages must be file-backed RSS");
-    assert!(anon_growth < tensor_bytes / 10, "anonymous RSS grew by {anon_growth} B: a copy was made");
+    assert!(
+        file_growth >= tensor_bytes * 8 / 10,
+        "tensor pages must be file-backed RSS"
+    );
+    assert!(
+        anon_growth < tensor_bytes / 10,
+        "anonymous RSS grew by {anon_growth} B: a copy was made"
+    );
     drop(by_offset);
     drop(model);
 
@@ -100,7 +133,10 @@ fn mapped_is_zero_copy_and_streaming_is_bounded() {
     let mut streamed = 0u64;
     let file = std::fs::File::open(&path).unwrap();
     let mut s = StreamingGguf::open_with(BufReader::with_capacity(0, file), Some(&budget)).unwrap();
-    assert!(budget.used() >= mm_gguf::STREAM_CHUNK as u64, "the buffer is charged");
+    assert!(
+        budget.used() >= mm_gguf::STREAM_CHUNK as u64,
+        "the buffer is charged"
+    );
     assert_eq!(budget.used(), s.reserved_bytes());
     s.for_each_tensor(|_, _, chunk| {
         checksum(&mut stream_sum, chunk);
@@ -109,10 +145,16 @@ fn mapped_is_zero_copy_and_streaming_is_bounded() {
     })
     .unwrap();
     let working = peak() - base;
-    eprintln!("streaming: {streamed} B through a working-memory peak of {working} B (reserved {} B)", s.reserved_bytes());
+    eprintln!(
+        "streaming: {streamed} B through a working-memory peak of {working} B (reserved {} B)",
+        s.reserved_bytes()
+    );
     drop(s);
     assert_eq!(budget.used(), 0, "the reservation is released on drop");
     assert_eq!(streamed, tensor_bytes);
     assert_eq!(stream_sum, mapped_sum, "streamed bytes equal mapped bytes");
-    assert!(working <= 1 << 20, "streaming working memory {working} B > 1 MiB");
+    assert!(
+        working <= 1 << 20,
+        "streaming working memory {working} B > 1 MiB"
+    );
 }

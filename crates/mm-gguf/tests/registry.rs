@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mm_gguf::{
-    GgufError, GgufWriter, MemoryBudget, MetaValue, ModelRegistry, PressureLevel, RegistryConfig, RegistryEvent,
-    UnloadReason, types::GgmlType,
+    GgufError, GgufWriter, MemoryBudget, MetaValue, ModelRegistry, PressureLevel, RegistryConfig,
+    RegistryEvent, UnloadReason, types::GgmlType,
 };
 
 fn write_model(dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
     let data = vec![0u8; 4 * 64];
     let mut w = GgufWriter::new();
-    w.add_metadata("general.name", MetaValue::String(name.into())).unwrap();
+    w.add_metadata("general.name", MetaValue::String(name.into()))
+        .unwrap();
     w.add_tensor("w", GgmlType::F32, &[64], &data).unwrap();
     let p = dir.path().join(format!("{name}.gguf"));
     w.write_file(&p).unwrap();
@@ -34,7 +35,10 @@ fn loads_lazily_and_shares_one_arc_across_threads() {
         let hs: Vec<_> = (0..4).map(|_| s.spawn(|| reg.get("a").unwrap())).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(models.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])), "one model shared");
+    assert!(
+        models.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])),
+        "one model shared"
+    );
     assert_eq!(models[0].gguf().get_str("general.name").unwrap(), "a");
     assert_eq!(reg.stats().loads, 1);
     assert!(matches!(events.try_recv(), Ok(RegistryEvent::Loaded { ref name, .. }) if name == "a"));
@@ -77,7 +81,10 @@ fn pressure_unloads_through_a_budget_subscription() {
     assert!(!reg.is_loaded("a"), "critical pressure unloads it");
     assert!(matches!(
         events.try_recv(),
-        Ok(RegistryEvent::Unloaded { reason: UnloadReason::Pressure(PressureLevel::Critical), .. })
+        Ok(RegistryEvent::Unloaded {
+            reason: UnloadReason::Pressure(PressureLevel::Critical),
+            ..
+        })
     ));
     let hook = reg.pressure_hook();
     assert_eq!(hook(PressureLevel::Critical), 0, "nothing left to unload");
@@ -93,7 +100,10 @@ fn errors_are_typed_and_reported() {
     reg.register("bad", &bad);
     let events = reg.subscribe();
     assert!(reg.get("bad").unwrap_err().is_truncated());
-    assert!(matches!(events.try_recv(), Ok(RegistryEvent::LoadFailed { .. })));
+    assert!(matches!(
+        events.try_recv(),
+        Ok(RegistryEvent::LoadFailed { .. })
+    ));
 }
 
 #[test]
@@ -106,7 +116,13 @@ fn the_reaper_thread_stops_when_dropped() {
     let reaper = reg.spawn_reaper(Duration::from_millis(5));
     // Waits for the event itself, not for a time.
     let ev = events.recv().unwrap();
-    assert!(matches!(ev, RegistryEvent::Unloaded { reason: UnloadReason::Idle, .. }));
+    assert!(matches!(
+        ev,
+        RegistryEvent::Unloaded {
+            reason: UnloadReason::Idle,
+            ..
+        }
+    ));
     drop(reaper);
     assert!(!reg.is_loaded("a"));
 }

@@ -33,17 +33,30 @@ pub fn python() -> Option<PathBuf> {
 }
 
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
 }
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// Runs `dump_gguf.py` on `file` with `python` and parses its JSON.
 pub fn gguf_py_dump(python: &Path, file: &Path) -> Json {
-    let out = Command::new(python).arg(script("dump_gguf.py")).arg(file).output().expect("run python");
-    assert!(out.status.success(), "dump_gguf.py failed on {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python)
+        .arg(script("dump_gguf.py"))
+        .arg(file)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "dump_gguf.py failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("dump_gguf.py printed JSON")
 }
 
@@ -124,7 +137,10 @@ pub fn assert_same(ours: &Json, theirs: &Json) {
         assert_eq!(ours[k], theirs[k], "{k} differs");
     }
     for list in ["metadata", "tensors"] {
-        let (a, b) = (ours[list].as_array().unwrap(), theirs[list].as_array().unwrap());
+        let (a, b) = (
+            ours[list].as_array().unwrap(),
+            theirs[list].as_array().unwrap(),
+        );
         assert_eq!(a.len(), b.len(), "{list} count differs");
         for (x, y) in a.iter().zip(b) {
             assert_eq!(x, y, "{list} entry differs");

@@ -1,0 +1,513 @@
+//! The `mm` subcommands.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mm_gguf::quant::DequantChunks;
+use mm_gguf::types::GgmlType;
+use mm_gguf::{
+    Access, Inspection, MappedGguf, MmapCache, MmapCacheConfig, StreamingGguf, TensorInfo,
+};
+use serde_json::{Value as Json, json};
+
+use crate::Fail;
+use crate::show;
+
+fn live_heap() -> u64 {
+    mm_track::snapshot().map_or(0, |s| s.live_bytes)
+}
+
+fn print_json(v: &Json) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Maps `path` (an empty file is an empty slice: it inspects as truncated).
+fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MmapCache>>, Fail> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Fail::file(format!("{}: {e}", path.display())))?;
+    if meta.len() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(MmapCache::new(MmapCacheConfig::default()))))
+}
+
+fn tensor_json(t: &TensorInfo<'_>, data_offset: Option<u64>) -> Json {
+    json!({
+        "name": t.name(), "type": t.ggml_type().name(), "shape": t.shape(),
+        "bytes": t.n_bytes(), "offset": data_offset.map(|d| d + t.offset()),
+    })
+}
+
+/// `mm inspect`.
+pub fn inspect(path: &Path, items: usize, as_json: bool) -> Result<(), Fail> {
+    let cache = map(path)?;
+    let file = match &cache {
+        Some(c) => Some(c.get(path).map_err(Fail::file)?),
+        None => None,
+    };
+    let bytes: &[u8] = file.as_deref().map_or(&[], |f| &f[..]);
+    let (before, t0) = (live_heap(), Instant::now());
+    let ins = mm_gguf::inspect(bytes);
+    let (heap, took) = (live_heap().saturating_sub(before), t0.elapsed());
+    if as_json {
+        print_json(&inspect_json(path, &ins, items, heap, took.as_secs_f64()));
+    } else {
+        inspect_text(path, &ins, items, heap, took.as_secs_f64());
+    }
+    match ins.error {
+        None => Ok(()),
+        Some(e) if ins.is_truncated() => Err(Fail::file(format!(
+            "{}: truncated: {} byte(s) missing at least ({e})",
+            path.display(),
+            e.missing_bytes().unwrap_or(0)
+        ))),
+        Some(e) => Err(Fail::file(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn tensor_totals(ins: &Inspection<'_>) -> (u64, BTreeMap<&'static str, (usize, u64)>) {
+    let mut by_type: BTreeMap<&'static str, (usize, u64)> = BTreeMap::new();
+    for t in &ins.tensors {
+        let e = by_type.entry(t.ggml_type().name()).or_default();
+        e.0 += 1;
+        e.1 += t.n_bytes();
+    }
+    (ins.tensors.iter().map(TensorInfo::n_bytes).sum(), by_type)
+}
+
+fn inspect_json(path: &Path, ins: &Inspection<'_>, items: usize, heap: u64, secs: f64) -> Json {
+    let (tensor_bytes, by_type) = tensor_totals(ins);
+    json!({
+        "file": path.display().to_string(),
+        "file_bytes": ins.file_len,
+        "version": ins.version,
+        "alignment": ins.alignment,
+        "declared_metadata": ins.declared_kv,
+        "declared_tensors": ins.declared_tensors,
+        "data_offset": ins.data_offset,
+        "truncated": ins.is_truncated(),
+        "missing_bytes": ins.error.as_ref().and_then(|e| e.missing_bytes()),
+        "error": ins.error.as_ref().map(|e| e.to_string()),
+        "metadata": ins.metadata.iter().map(|m| json!({
+            "key": m.key, "type": show::value_type_name(&m.value), "value": show::value_json(&m.value, items),
+        })).collect::<Vec<_>>(),
+        "tensors": ins.tensors.iter().map(|t| tensor_json(t, ins.data_offset)).collect::<Vec<_>>(),
+        "tensor_types": by_type.iter().map(|(k, (n, b))| (k.to_string(), json!({"count": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+        "memory_plan": {
+            "mode": "mapped",
+            "file_backed_bytes": ins.file_len,
+            "tensor_bytes": tensor_bytes,
+            "header_bytes": ins.data_offset,
+            "index_heap_bytes": heap,
+            "parse_seconds": secs,
+            "copying_loader_heap_bytes": tensor_bytes,
+        },
+    })
+}
+
+fn inspect_text(path: &Path, ins: &Inspection<'_>, items: usize, heap: u64, secs: f64) {
+    let (tensor_bytes, by_type) = tensor_totals(ins);
+    println!("{}", path.display());
+    println!(
+        "  size          {} B ({})",
+        ins.file_len,
+        show::bytes(ins.file_len)
+    );
+    match ins.version {
+        Some(v) => println!(
+            "  format        GGUF v{v}, little-endian, alignment {}",
+            ins.alignment
+        ),
+        None => println!("  format        (header unreadable)"),
+    }
+    if let (Some(kv), Some(nt)) = (ins.declared_kv, ins.declared_tensors) {
+        println!("  declared      {kv} metadata keys, {nt} tensors");
+    }
+    if let Some(d) = ins.data_offset {
+        println!(
+            "  data section  at offset {d} (header {}), tensor data {}",
+            show::bytes(d),
+            show::bytes(tensor_bytes)
+        );
+    }
+    println!("metadata ({} read):", ins.metadata.len());
+    let width = ins
+        .metadata
+        .iter()
+        .map(|m| m.key.len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for m in &ins.metadata {
+        println!(
+            "  {:width$}  {:18} {}",
+            m.key,
+            show::type_text(&m.value),
+            show::value_text(&m.value, items)
+        );
+    }
+    println!("tensors ({} read):", ins.tensors.len());
+    let width = ins
+        .tensors
+        .iter()
+        .map(|t| t.name().len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    println!(
+        "  {:width$}  {:8} {:24} {:>12}  {:>12}",
+        "name", "type", "shape", "bytes", "offset"
+    );
+    for t in &ins.tensors {
+        let offset = ins
+            .data_offset
+            .map_or_else(|| "?".to_string(), |d| (d + t.offset()).to_string());
+        println!(
+            "  {:width$}  {:8} {:24} {:>12}  {:>12}",
+            t.name(),
+            t.ggml_type().name(),
+            format!("{:?}", t.shape()),
+            t.n_bytes(),
+            offset
+        );
+    }
+    for (ty, (n, b)) in &by_type {
+        println!("  {n:4} x {ty:8} {}", show::bytes(*b));
+    }
+    println!("memory plan (mapped, the default):");
+    println!(
+        "  file-backed   {} in the shared page cache, faulted in on first touch, evictable",
+        show::bytes(ins.file_len)
+    );
+    println!(
+        "  heap          {} for the index ({} keys, {} tensors), parsed in {:.2} ms",
+        show::bytes(heap),
+        ins.metadata.len(),
+        ins.tensors.len(),
+        secs * 1e3
+    );
+    println!(
+        "  vs copying    a loader that reads tensors onto the heap needs {} more",
+        show::bytes(tensor_bytes)
+    );
+    if let Some(e) = &ins.error {
+        if ins.is_truncated() {
+            println!(
+                "TRUNCATED: the file ends at least {} byte(s) early: {e}",
+                e.missing_bytes().unwrap_or(0)
+            );
+        } else {
+            println!("INVALID: {e}");
+        }
+    }
+}
+
+/// Counts and bytes of one verification pass.
+#[derive(Debug, Default)]
+struct Tally {
+    tensors: usize,
+    bytes: u64,
+    values: u64,
+    non_finite: u64,
+    checksum: u64,
+}
+
+impl Tally {
+    fn touch(&mut self, chunk: &[u8]) {
+        // Reads every byte (so every page is faulted in): FNV-1a, the same for any chunking.
+        let mut h = self.checksum;
+        for &b in chunk {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.checksum = h;
+        self.bytes += chunk.len() as u64;
+    }
+
+    fn dequant(
+        &mut self,
+        ty: GgmlType,
+        chunk: &[u8],
+        buf: &mut Vec<f32>,
+        name: &str,
+    ) -> Result<(), Fail> {
+        let chunks = DequantChunks::new(ty, chunk)
+            .map_err(|e| Fail::file(format!("tensor '{name}': {e}")))?;
+        chunks.for_each(buf, |c| {
+            self.values += c.values.len() as u64;
+            self.non_finite += c.values.iter().filter(|v| !v.is_finite()).count() as u64;
+            Ok::<(), Fail>(())
+        })
+    }
+}
+
+fn progress(total: u64, as_json: bool) -> indicatif::ProgressBar {
+    if as_json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// `mm verify`.
+pub fn verify(path: &Path, dequant: bool, stream: bool, as_json: bool) -> Result<(), Fail> {
+    let t0 = Instant::now();
+    mm_track::reset_peak();
+    let heap0 = live_heap();
+    let mut tally = Tally {
+        checksum: 0xcbf2_9ce4_8422_2325,
+        ..Tally::default()
+    };
+    let mut buf: Vec<f32> = Vec::new();
+    let (n_tensors, mode) = if stream {
+        let f = std::fs::File::open(path)
+            .map_err(|e| Fail::file(format!("{}: {e}", path.display())))?;
+        let mut s = StreamingGguf::open(f)?;
+        let bar = progress(
+            s.tensors().iter().map(|t| t.info().n_bytes()).sum(),
+            as_json,
+        );
+        let mut current = String::new();
+        let mut result = Ok(());
+        s.for_each_tensor(|info, _, chunk| {
+            if current != info.name() {
+                current = info.name().to_string();
+                tally.tensors += 1;
+            }
+            tally.touch(chunk);
+            if dequant && let Err(e) = tally.dequant(info.ggml_type(), chunk, &mut buf, info.name())
+            {
+                result = Err(e);
+            }
+            bar.inc(chunk.len() as u64);
+            Ok(())
+        })?;
+        result?;
+        bar.finish_and_clear();
+        (s.tensors().len(), "streamed")
+    } else {
+        let m = MappedGguf::open(path)?;
+        let _ = m.advise(Access::Sequential);
+        let g = m.gguf();
+        let bar = progress(g.tensor_bytes(), as_json);
+        for t in g.tensors() {
+            bar.set_message(t.name().to_string());
+            tally.tensors += 1;
+            tally.touch(t.data);
+            if dequant {
+                tally.dequant(t.ggml_type(), t.data, &mut buf, t.name())?;
+            }
+            bar.inc(t.n_bytes());
+        }
+        bar.finish_and_clear();
+        (g.n_tensors(), "mapped")
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let peak = mm_track::snapshot()
+        .map_or(0, |s| s.peak_bytes)
+        .saturating_sub(heap0);
+    debug_assert_eq!(n_tensors, tally.tensors);
+    if as_json {
+        print_json(&json!({
+            "file": path.display().to_string(), "ok": true, "mode": mode, "tensors": tally.tensors,
+            "bytes": tally.bytes, "checksum": format!("{:016x}", tally.checksum), "seconds": secs,
+            "dequantized_values": dequant.then_some(tally.values),
+            "non_finite_values": dequant.then_some(tally.non_finite),
+            "peak_heap_bytes": peak,
+        }));
+    } else {
+        println!("{}: OK ({mode})", path.display());
+        println!(
+            "  tensors       {} read, {} in {:.2} s ({}/s)",
+            tally.tensors,
+            show::bytes(tally.bytes),
+            secs,
+            show::bytes((tally.bytes as f64 / secs.max(1e-9)) as u64)
+        );
+        if dequant {
+            println!(
+                "  dequantized   {} values, {} non-finite",
+                tally.values, tally.non_finite
+            );
+        }
+        println!("  checksum      {:016x}", tally.checksum);
+        println!("  peak heap     {} above the start", show::bytes(peak));
+    }
+    Ok(())
+}
+
+/// `mm dequant`.
+pub fn dequant(path: &Path, name: &str, out: Option<&Path>, as_json: bool) -> Result<(), Fail> {
+    let m = MappedGguf::open(path)?;
+    let g = m.gguf();
+    let t = g.tensor(name).ok_or_else(|| {
+        Fail::file(format!(
+            "{}: no tensor named '{name}' (see `mm inspect`)",
+            path.display()
+        ))
+    })?;
+    let chunks = DequantChunks::new(t.ggml_type(), t.data)
+        .map_err(|e| Fail::file(format!("tensor '{name}': {e}")))?;
+    let mut sink = match out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| Fail::file(format!("{}: {e}", p.display())))?,
+        )),
+        None => None,
+    };
+    let (mut n, mut sum, mut min, mut max, mut non_finite) =
+        (0u64, 0f64, f32::INFINITY, f32::NEG_INFINITY, 0u64);
+    let mut head: Vec<f32> = Vec::new();
+    let mut buf = Vec::new();
+    chunks.for_each(&mut buf, |c| {
+        for &v in c.values {
+            if v.is_finite() {
+                sum += f64::from(v);
+                min = min.min(v);
+                max = max.max(v);
+            } else {
+                non_finite += 1;
+            }
+        }
+        if head.len() < 8 {
+            head.extend(c.values.iter().take(8 - head.len()));
+        }
+        n += c.values.len() as u64;
+        if let Some(w) = sink.as_mut() {
+            for v in c.values {
+                w.write_all(&v.to_le_bytes())
+                    .map_err(|e| Fail::file(format!("writing output: {e}")))?;
+            }
+        }
+        Ok::<(), Fail>(())
+    })?;
+    if let Some(mut w) = sink {
+        w.flush()
+            .map_err(|e| Fail::file(format!("writing output: {e}")))?;
+    }
+    let mean = if n > non_finite {
+        sum / (n - non_finite) as f64
+    } else {
+        0.0
+    };
+    if as_json {
+        print_json(&json!({
+            "tensor": name, "type": t.ggml_type().name(), "shape": t.shape(), "values": n,
+            "min": min, "max": max, "mean": mean, "non_finite": non_finite, "head": head,
+            "out": out.map(|p| p.display().to_string()),
+        }));
+    } else {
+        println!(
+            "{name}: {} {:?}, {n} values",
+            t.ggml_type().name(),
+            t.shape()
+        );
+        println!("  min {min}  max {max}  mean {mean:.6}  non-finite {non_finite}");
+        println!("  first {head:?}");
+        if let Some(p) = out {
+            println!(
+                "  wrote {} of f32 little-endian to {}",
+                show::bytes(n * 4),
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `mm report`.
+pub fn report(file: Option<&Path>, as_json: bool) -> Result<(), Fail> {
+    let model = match file {
+        Some(p) => {
+            let before = live_heap();
+            let t0 = Instant::now();
+            let m = MappedGguf::open(p)?;
+            let took = t0.elapsed().as_secs_f64();
+            let heap = live_heap().saturating_sub(before);
+            Some((p, m, heap, took))
+        }
+        None => None,
+    };
+    let status = mm_budget::sys::status_memory().ok();
+    let meminfo = mm_budget::sys::meminfo().ok();
+    let cgroup = mm_budget::sys::cgroup_memory().ok().flatten();
+    let snap = mm_track::snapshot();
+    if as_json {
+        print_json(&json!({
+            "process": {
+                "rss_bytes": status.and_then(|s| s.vm_rss),
+                "rss_anon_bytes": status.and_then(|s| s.rss_anon),
+                "rss_file_bytes": status.and_then(|s| s.rss_file),
+                "heap_live_bytes": snap.map(|s| s.live_bytes),
+                "heap_peak_bytes": snap.map(|s| s.peak_bytes),
+                "heap_allocs": snap.map(|s| s.allocs),
+            },
+            "system": {
+                "mem_total_bytes": meminfo.map(|m| m.total),
+                "mem_available_bytes": meminfo.and_then(|m| m.available),
+                "cgroup_limit_bytes": cgroup.as_ref().and_then(|c| c.limit),
+                "cgroup_current_bytes": cgroup.as_ref().and_then(|c| c.current),
+            },
+            "model": model.as_ref().map(|(p, m, heap, took)| json!({
+                "file": p.display().to_string(), "mapped_bytes": m.mapped_bytes(),
+                "tensor_bytes": m.gguf().tensor_bytes(), "tensors": m.gguf().n_tensors(),
+                "index_heap_bytes": heap, "open_seconds": took,
+            })),
+        }));
+        return Ok(());
+    }
+    let opt = |v: Option<u64>| v.map_or_else(|| "unknown".to_string(), show::bytes);
+    println!("process");
+    println!("  rss           {}", opt(status.and_then(|s| s.vm_rss)));
+    println!(
+        "  rss anon      {}  (heap, stacks)",
+        opt(status.and_then(|s| s.rss_anon))
+    );
+    println!(
+        "  rss file      {}  (mapped files, code)",
+        opt(status.and_then(|s| s.rss_file))
+    );
+    println!(
+        "  heap live     {}  (mm-track)",
+        opt(snap.map(|s| s.live_bytes))
+    );
+    println!("  heap peak     {}", opt(snap.map(|s| s.peak_bytes)));
+    println!("system");
+    println!(
+        "  memory        {} total, {} available",
+        opt(meminfo.map(|m| m.total)),
+        opt(meminfo.and_then(|m| m.available))
+    );
+    match &cgroup {
+        Some(c) => println!(
+            "  cgroup        limit {}, in use {}",
+            opt(c.limit),
+            opt(c.current)
+        ),
+        None => println!("  cgroup        none found"),
+    }
+    if let Some((p, m, heap, took)) = &model {
+        println!("model {}", p.display());
+        println!(
+            "  mapped        {} (file-backed; counted in rss file once touched)",
+            show::bytes(m.mapped_bytes())
+        );
+        println!(
+            "  tensors       {} in {} tensors",
+            show::bytes(m.gguf().tensor_bytes()),
+            m.gguf().n_tensors()
+        );
+        println!(
+            "  index heap    {} (opened in {:.2} ms)",
+            show::bytes(*heap),
+            took * 1e3
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! The `mm` binary end to end on small files made by the writer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mm_gguf::{GgufWriter, MetaValue, types::GgmlType};
+
+fn mm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mm"))
+        .args(args)
+        .output()
+        .expect("run mm")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One clear line on stderr, and the given exit status.
+fn assert_fails(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("mm: ") && err.contains(needle), "{err:?}");
+}
+
+fn model(dir: &Path) -> (PathBuf, Vec<f32>) {
+    let values: Vec<f32> = (0..256).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", MetaValue::String("tiny".into()))
+        .unwrap();
+    w.add_metadata(
+        "tokenizer.ggml.tokens",
+        MetaValue::strings((0..1000).map(|i| format!("t{i}"))),
+    )
+    .unwrap();
+    w.add_tensor("w", GgmlType::F32, &[64, 4], &bytes).unwrap();
+    let p = dir.join("tiny.gguf");
+    w.write_file(&p).unwrap();
+    (p, values)
+}
+
+#[test]
+fn inspect_shows_header_metadata_tensors_and_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = model(dir.path());
+    let o = mm(&["inspect", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "GGUF v3",
+        "general.architecture",
+        "[string; 1000]",
+        "... 996 more",
+        "F32",
+        "[64, 4]",
+        "memory plan",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    let o = mm(&["inspect", "--json", p.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["version"], 3);
+    assert_eq!(j["tensors"][0]["shape"], serde_json::json!([64, 4]));
+    assert_eq!(j["metadata"][1]["value"]["len"], 1000);
+    assert_eq!(j["truncated"], false);
+}
+
+#[test]
+fn truncated_files_show_what_was_read_and_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = model(dir.path());
+    let bytes = std::fs::read(&p).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 600]).unwrap();
+    let o = mm(&["inspect", cut.to_str().unwrap()]);
+    assert_fails(&o, 1, "truncated");
+    let text = stdout(&o);
+    assert!(
+        text.contains("general.architecture") && text.contains("TRUNCATED"),
+        "{text}"
+    );
+    let o = mm(&["inspect", "--json", cut.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["truncated"], true);
+    assert!(j["missing_bytes"].as_u64().unwrap() > 0);
+    assert_fails(&mm(&["verify", cut.to_str().unwrap()]), 1, "truncated");
+}
+
+#[test]
+fn bad_files_and_arguments_give_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"\x7fELF not a model").unwrap();
+    assert_fails(
+        &mm(&["verify", junk.to_str().unwrap()]),
+        1,
+        "not a GGUF file",
+    );
+    assert_fails(
+        &mm(&["inspect", "/nonexistent/model.gguf"]),
+        1,
+        "model.gguf",
+    );
+    assert_fails(&mm(&["frobnicate"]), 2, "frobnicate");
+    assert_fails(&mm(&["inspect"]), 2, "FILE");
+    let (p, _) = model(dir.path());
+    assert_fails(
+        &mm(&["dequant", p.to_str().unwrap(), "nope"]),
+        1,
+        "no tensor named 'nope'",
+    );
+}
+
+#[test]
+fn verify_reads_everything_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = model(dir.path());
+    let mapped: serde_json::Value =
+        serde_json::from_slice(&mm(&["verify", "--dequant", "--json", p.to_str().unwrap()]).stdout)
+            .unwrap();
+    let streamed: serde_json::Value = serde_json::from_slice(
+        &mm(&[
+            "verify",
+            "--dequant",
+            "--stream",
+            "--json",
+            p.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(mapped["ok"], true);
+    assert_eq!(mapped["dequantized_values"], 256);
+    assert_eq!(mapped["checksum"], streamed["checksum"]);
+    assert_eq!(mapped["bytes"], streamed["bytes"]);
+}
+
+#[test]
+fn dequant_writes_exact_f32_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, values) = model(dir.path());
+    let out = dir.path().join("w.f32");
+    let o = mm(&[
+        "dequant",
+        "--json",
+        p.to_str().unwrap(),
+        "w",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["values"], 256);
+    assert_eq!(j["min"], -3.0);
+    let got: Vec<f32> = std::fs::read(&out)
+        .unwrap()
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(got, values);
+}
+
+#[test]
+fn report_gives_process_and_model_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = model(dir.path());
+    let o = mm(&["report", "--json", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j["process"]["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        j["process"]["heap_live_bytes"].as_u64().is_some(),
+        "mm-track is the allocator"
+    );
+    assert_eq!(j["model"]["tensors"], 1);
+    assert!(stdout(&mm(&["report"])).contains("rss anon"));
+}
