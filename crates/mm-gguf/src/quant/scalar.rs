@@ -178,13 +178,20 @@ pub(crate) fn q2_k(src: &[u8], dst: &mut [f32]) {
         let (scales, qs) = (&b[0..16], &b[16..80]);
         let d = f16_at(b, 80);
         let dmin = f16_at(b, 82);
-        for (e, v) in y.iter_mut().enumerate() {
-            let (h, s, l) = (e / 128, (e / 32) % 4, e % 32);
-            let q = f32::from((qs[h * 32 + l] >> (2 * s)) & 3);
-            let sc = scales[e / 16];
-            let dl = d * f32::from(sc & 0x0F);
-            let ml = dmin * f32::from(sc >> 4);
-            *v = dl * q - ml;
+        // Value e = 128h + 32s + l takes bits 2s..2s+2 of qs[32h + l]; scale e / 16.
+        for h in 0..2 {
+            for s in 0..4 {
+                for half in 0..2 {
+                    let sc = scales[h * 8 + s * 2 + half];
+                    let dl = d * f32::from(sc & 0x0F);
+                    let ml = dmin * f32::from(sc >> 4);
+                    let at = h * 128 + s * 32 + half * 16;
+                    let q = &qs[h * 32 + half * 16..][..16];
+                    for (v, &q) in y[at..at + 16].iter_mut().zip(q) {
+                        *v = dl * f32::from((q >> (2 * s)) & 3) - ml;
+                    }
+                }
+            }
         }
     });
 }
@@ -199,12 +206,17 @@ pub(crate) fn q3_k(src: &[u8], dst: &mut [f32]) {
             let hi = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
             *v = d * f32::from((lo | (hi << 4)) as i8 - 32);
         }
-        for (e, v) in y.iter_mut().enumerate() {
-            let (h, s, l) = (e / 128, (e / 32) % 4, e % 32);
-            let ql = ((qs[h * 32 + l] >> (2 * s)) & 3) as i8;
-            // The high bit subtracts 4 when it is clear.
-            let qh = ((hmask[l] >> (e / 32)) & 1) ^ 1;
-            *v = dl[e / 16] * f32::from(ql - ((qh << 2) as i8));
+        // Value e = 128h + 32s + l: low bits 2s..2s+2 of qs[32h + l], high bit e / 32 of
+        // hmask[l] (which subtracts 4 when it is clear); scale e / 16.
+        for h in 0..2 {
+            for s in 0..4 {
+                let g = h * 4 + s;
+                for (l, v) in y[g * 32..g * 32 + 32].iter_mut().enumerate() {
+                    let ql = ((qs[h * 32 + l] >> (2 * s)) & 3) as i8;
+                    let qh = ((hmask[l] >> g) & 1) ^ 1;
+                    *v = dl[g * 2 + l / 16] * f32::from(ql - ((qh << 2) as i8));
+                }
+            }
         }
     });
 }
@@ -239,10 +251,12 @@ pub(crate) fn q4_k(src: &[u8], dst: &mut [f32]) {
     blocks::<144, 256>(src, dst, |b, y| {
         let (ds, ms) = k_scales(b);
         let qs = &b[16..144];
-        for (e, v) in y.iter_mut().enumerate() {
-            let (j, l) = (e / 32, e % 32);
-            let q = (qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F;
-            *v = ds[j] * f32::from(q) - ms[j];
+        // Sub-block j (32 values): nibble j % 2 of qs[32 (j / 2)..][..32].
+        for j in 0..8 {
+            let q = &qs[(j / 2) * 32..][..32];
+            for (v, &q) in y[j * 32..j * 32 + 32].iter_mut().zip(q) {
+                *v = ds[j] * f32::from((q >> (4 * (j % 2))) & 0x0F) - ms[j];
+            }
         }
     });
 }
@@ -251,11 +265,14 @@ pub(crate) fn q5_k(src: &[u8], dst: &mut [f32]) {
     blocks::<176, 256>(src, dst, |b, y| {
         let (ds, ms) = k_scales(b);
         let (qh, qs) = (&b[16..48], &b[48..176]);
-        for (e, v) in y.iter_mut().enumerate() {
-            let (j, l) = (e / 32, e % 32);
-            let lo = (qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F;
-            let hi = (qh[l] >> j) & 1;
-            *v = ds[j] * f32::from(lo | (hi << 4)) - ms[j];
+        // Sub-block j: nibble j % 2 of qs[32 (j / 2) + l], fifth bit bit j of qh[l].
+        for j in 0..8 {
+            let q = &qs[(j / 2) * 32..][..32];
+            for ((v, &q), &h) in y[j * 32..j * 32 + 32].iter_mut().zip(q).zip(qh) {
+                let lo = (q >> (4 * (j % 2))) & 0x0F;
+                let hi = (h >> j) & 1;
+                *v = ds[j] * f32::from(lo | (hi << 4)) - ms[j];
+            }
         }
     });
 }
@@ -264,12 +281,21 @@ pub(crate) fn q6_k(src: &[u8], dst: &mut [f32]) {
     blocks::<210, 256>(src, dst, |b, y| {
         let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
         let d = f16_at(b, 208);
-        for (e, v) in y.iter_mut().enumerate() {
-            let (h, r) = (e / 128, e % 128);
-            let lo = (ql[h * 64 + r % 64] >> (4 * (r / 64))) & 0x0F;
-            let hi = (qh[h * 32 + r % 32] >> (2 * (r / 32))) & 3;
-            let q = (lo | (hi << 4)) as i8 - 32;
-            *v = (d * f32::from(sc[e / 16] as i8)) * f32::from(q);
+        let dsc: [f32; 16] = std::array::from_fn(|i| d * f32::from(sc[i] as i8));
+        // Value e = 128h + 32g + l: nibble g / 2 of ql[64h + 32 (g % 2) + l], two high bits
+        // 2g..2g+2 of qh[32h + l]; scale e / 16.
+        for h in 0..2 {
+            for g in 0..4 {
+                let lo = &ql[h * 64 + (g % 2) * 32..][..32];
+                let hi = &qh[h * 32..][..32];
+                let at = h * 128 + g * 32;
+                for (l, v) in y[at..at + 32].iter_mut().enumerate() {
+                    let q_lo = (lo[l] >> (4 * (g / 2))) & 0x0F;
+                    let q_hi = (hi[l] >> (2 * g)) & 3;
+                    let q = (q_lo | (q_hi << 4)) as i8 - 32;
+                    *v = dsc[h * 8 + g * 2 + l / 16] * f32::from(q);
+                }
+            }
         }
     });
 }
