@@ -187,7 +187,9 @@ pub struct MmapCache {
     queue: Mutex<BinaryHeap<Queued>>,
     oversized: Mutex<HashMap<PathBuf, Weak<MappedFile>>>,
     ledger: Arc<Ledger>,
-    clock: AtomicU64,
+    /// On its own cache line: it is written by every hit, and the fields read by every hit
+    /// (index, config) must not share its line.
+    clock: Padded<AtomicU64>,
     config: MmapCacheConfig,
     settings: MapSettings,
     hits: StripedCounter,
@@ -220,7 +222,7 @@ impl MmapCache {
             queue: Mutex::new(BinaryHeap::new()),
             oversized: Mutex::new(HashMap::new()),
             ledger: Arc::new(Ledger::new(config.budget_bytes)),
-            clock: AtomicU64::new(0),
+            clock: Padded(AtomicU64::new(0)),
             settings: MapSettings {
                 advice: config.advice,
                 populate: config.populate,
@@ -290,13 +292,13 @@ impl MmapCache {
     }
 
     fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+        self.clock.0.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Marks `file` most recently used. Skips the shared clock when it already is, so
     /// threads hammering one hot file do not contend on the clock.
     fn touch(&self, file: &MappedFile) {
-        if file.stamp.load(Ordering::Relaxed) != self.clock.load(Ordering::Relaxed) {
+        if file.stamp.load(Ordering::Relaxed) != self.clock.0.load(Ordering::Relaxed) {
             file.touch(self.tick());
         }
     }
@@ -526,6 +528,11 @@ impl Drop for MmapCache {
         }
     }
 }
+
+/// A value alone on its cache line (128 bytes covers adjacent-line prefetch).
+#[repr(align(128))]
+#[derive(Debug)]
+struct Padded<T>(T);
 
 /// The lookup key of a path: its bytes as given.
 fn key(path: &Path) -> &[u8] {
