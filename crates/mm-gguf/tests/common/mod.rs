@@ -12,6 +12,10 @@ pub fn real_model() -> Option<PathBuf> {
     match std::env::var_os("MM_GGUF_TEST_MODEL") {
         Some(p) => Some(PathBuf::from(p)),
         None => {
+            assert!(
+                std::env::var_os("MM_GGUF_REQUIRE_REFERENCE").is_none(),
+                "MM_GGUF_REQUIRE_REFERENCE is set but MM_GGUF_TEST_MODEL is not"
+            );
             eprintln!(
                 "SKIPPED: MM_GGUF_TEST_MODEL is not set. Run `bash .ci/gguf-reference.sh`, or \
                  `export MM_GGUF_TEST_MODEL=$(bash .ci/python.sh) MM_PYTHON=$PWD/.venv/bin/python`"
@@ -26,6 +30,10 @@ pub fn python() -> Option<PathBuf> {
     match std::env::var_os("MM_PYTHON") {
         Some(p) => Some(PathBuf::from(p)),
         None => {
+            assert!(
+                std::env::var_os("MM_GGUF_REQUIRE_REFERENCE").is_none(),
+                "MM_GGUF_REQUIRE_REFERENCE is set but MM_PYTHON is not"
+            );
             eprintln!("SKIPPED: MM_PYTHON is not set (the venv python made by .ci/python.sh)");
             None
         }
