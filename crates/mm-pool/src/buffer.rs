@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use bytes::BytesMut;
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, PerThread, Queue};
+use crate::sync::{Arc, AtomicUsize, Counter, Ordering, PerThread, Queue};
 use crate::{PoolError, PoolStats};
 
 /// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
@@ -130,40 +130,35 @@ struct Tier {
 /// Per-thread state: one cached buffer per tier and this thread's counters.
 struct Local {
     slots: Box<[Queue<BytesMut>]>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    returns: AtomicU64,
-    discards: AtomicU64,
-    oversize: AtomicU64,
+    hits: Counter,
+    misses: Counter,
+    returns: Counter,
+    discards: Counter,
+    oversize: Counter,
 }
 
 impl Local {
     fn new(tiers: usize) -> Self {
         Self {
             slots: (0..tiers).map(|_| Queue::new(1)).collect(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            returns: AtomicU64::new(0),
-            discards: AtomicU64::new(0),
-            oversize: AtomicU64::new(0),
+            hits: Counter::default(),
+            misses: Counter::default(),
+            returns: Counter::default(),
+            discards: Counter::default(),
+            oversize: Counter::default(),
         }
     }
 
     fn counts(&self) -> PoolStats {
         PoolStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            returns: self.returns.load(Ordering::Relaxed),
-            discards: self.discards.load(Ordering::Relaxed),
-            oversize: self.oversize.load(Ordering::Relaxed),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            returns: self.returns.get(),
+            discards: self.discards.get(),
+            oversize: self.oversize.get(),
             ..PoolStats::default()
         }
     }
-}
-
-#[inline]
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 struct Shared {
@@ -203,17 +198,39 @@ impl Shared {
         self.locals.iter().find_map(|l| l.slots[t].pop())
     }
 
+    /// A buffer for `min_len` bytes and its tier (`None`: oversize plain allocation).
+    #[inline]
+    fn checkout(&self, min_len: usize) -> (BytesMut, Option<usize>) {
+        let local = self.locals.get();
+        match self.tier_for(min_len) {
+            Some(t) => match self.take(t, local) {
+                Some(buf) => {
+                    local.hits.inc();
+                    (buf, Some(t))
+                }
+                None => {
+                    local.misses.inc();
+                    (BytesMut::with_capacity(self.tiers[t].size), Some(t))
+                }
+            },
+            None => {
+                local.oversize.inc();
+                (BytesMut::with_capacity(min_len), None)
+            }
+        }
+    }
+
     fn give_back(&self, t: usize, mut buf: BytesMut) {
         let local = self.locals.get();
         let tier = &self.tiers[t];
         if buf.capacity() != tier.size {
             // Grown past the tier, split, or swapped for another buffer: not ours to keep.
-            bump(&local.discards);
+            local.discards.inc();
             return;
         }
         if tier.idle.fetch_add(1, Ordering::AcqRel) >= tier.max_idle {
             tier.idle.fetch_sub(1, Ordering::AcqRel);
-            bump(&local.discards);
+            local.discards.inc();
             return;
         }
         buf.clear();
@@ -224,10 +241,10 @@ impl Shared {
             tier.queue.push(buf)
         };
         match pushed {
-            Ok(()) => bump(&local.returns),
+            Ok(()) => local.returns.inc(),
             Err(_dropped) => {
                 tier.idle.fetch_sub(1, Ordering::AcqRel);
-                bump(&local.discards);
+                local.discards.inc();
             }
         }
     }
@@ -338,34 +355,25 @@ impl BufferPool {
     /// `min_len` comes from untrusted input.
     #[inline]
     pub fn acquire(&self, min_len: usize) -> PooledBuffer {
-        let shared = &*self.shared;
-        let local = shared.locals.get();
-        match shared.tier_for(min_len) {
-            Some(t) => {
-                let buf = match shared.take(t, local) {
-                    Some(buf) => {
-                        bump(&local.hits);
-                        buf
-                    }
-                    None => {
-                        bump(&local.misses);
-                        BytesMut::with_capacity(shared.tiers[t].size)
-                    }
-                };
-                PooledBuffer {
-                    buf,
-                    tier: Some(t),
-                    pool: Arc::clone(&self.shared),
-                }
-            }
-            None => {
-                bump(&local.oversize);
-                PooledBuffer {
-                    buf: BytesMut::with_capacity(min_len),
-                    tier: None,
-                    pool: Arc::clone(&self.shared),
-                }
-            }
+        let (buf, tier) = self.shared.checkout(min_len);
+        PooledBuffer {
+            buf,
+            tier,
+            pool: Arc::clone(&self.shared),
+        }
+    }
+
+    /// As [`acquire`](Self::acquire), with a guard that borrows the pool instead of holding
+    /// an `Arc` to it: no reference-count traffic, which two threads sharing a pool would
+    /// otherwise bounce between their caches on every acquire and return. Use it where the
+    /// buffer does not outlive the pool handle (a request handler, a scoped thread).
+    #[inline]
+    pub fn acquire_ref(&self, min_len: usize) -> BufferRef<'_> {
+        let (buf, tier) = self.shared.checkout(min_len);
+        BufferRef {
+            buf,
+            tier,
+            pool: &self.shared,
         }
     }
 
@@ -499,6 +507,60 @@ impl Drop for PooledBuffer {
 impl fmt::Debug for PooledBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledBuffer")
+            .field("len", &self.buf.len())
+            .field("capacity", &self.buf.capacity())
+            .field("tier", &self.tier)
+            .finish()
+    }
+}
+
+/// A buffer checked out with [`BufferPool::acquire_ref`]: like [`PooledBuffer`], but it
+/// borrows the pool, so it cannot outlive the `BufferPool` handle it came from.
+pub struct BufferRef<'a> {
+    buf: BytesMut,
+    tier: Option<usize>,
+    pool: &'a Shared,
+}
+
+impl BufferRef<'_> {
+    /// Keeps the buffer; it will not return to the pool.
+    pub fn detach(mut self) -> BytesMut {
+        self.tier = None;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Whether the buffer came from a tier (false for an oversize plain allocation).
+    pub fn is_pooled(&self) -> bool {
+        self.tier.is_some()
+    }
+}
+
+impl Deref for BufferRef<'_> {
+    type Target = BytesMut;
+    #[inline]
+    fn deref(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl DerefMut for BufferRef<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+}
+
+impl Drop for BufferRef<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.tier {
+            self.pool.give_back(t, std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl fmt::Debug for BufferRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferRef")
             .field("len", &self.buf.len())
             .field("capacity", &self.buf.capacity())
             .field("tier", &self.tier)

@@ -6,9 +6,9 @@ mod object;
 mod stats;
 mod sync;
 
-pub use buffer::{BufferPool, BufferPoolConfig, PooledBuffer, TierConfig};
+pub use buffer::{BufferPool, BufferPoolConfig, BufferRef, PooledBuffer, TierConfig};
 pub use error::PoolError;
-pub use object::{ObjectPool, Pooled};
+pub use object::{ObjectPool, Pooled, PooledRef};
 pub use stats::PoolStats;
 
 /// Re-export of the `bytes` version whose `BytesMut` the buffer pool hands out.

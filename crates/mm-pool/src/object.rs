@@ -3,9 +3,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use crossbeam_utils::CachePadded;
-
-use crate::sync::{Arc, AtomicU64, Ordering, Queue};
+use crate::sync::{Arc, Counter, PerThread, Queue};
 use crate::{PoolError, PoolStats};
 
 type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
@@ -16,15 +14,20 @@ struct Shared<T> {
     max_idle: usize,
     factory: Factory<T>,
     reset: Option<ResetHook<T>>,
-    counters: CachePadded<Counters>,
+    counters: PerThread<Counters>,
 }
 
+/// One thread's counters (single writer: see `sync::Counter`).
 #[derive(Default)]
 struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    returns: AtomicU64,
-    discards: AtomicU64,
+    hits: Counter,
+    misses: Counter,
+    returns: Counter,
+    discards: Counter,
+}
+
+fn new_counters(_: usize) -> Counters {
+    Counters::default()
 }
 
 /// A bounded pool of reusable `T`s: at most `max_idle` are kept idle; beyond that, returned
@@ -95,7 +98,7 @@ impl<T: Send + 'static> ObjectPool<T> {
                 max_idle,
                 factory,
                 reset,
-                counters: CachePadded::new(Counters::default()),
+                counters: PerThread::new(new_counters, 0),
             }),
         })
     }
@@ -103,22 +106,24 @@ impl<T: Send + 'static> ObjectPool<T> {
 
 impl<T> ObjectPool<T> {
     /// An idle object, or a new one from the factory when none is idle.
+    ///
+    /// The guard holds an `Arc` to the pool: it can move to another thread and outlive
+    /// this handle. [`acquire_ref`](Self::acquire_ref) avoids the reference count.
     #[inline]
     pub fn acquire(&self) -> Pooled<T> {
-        let counters = &self.shared.counters;
-        let value = match self.shared.idle.pop() {
-            Some(v) => {
-                counters.hits.fetch_add(1, Ordering::Relaxed);
-                v
-            }
-            None => {
-                counters.misses.fetch_add(1, Ordering::Relaxed);
-                (self.shared.factory)()
-            }
-        };
         Pooled {
-            value: Some(value),
+            value: Some(self.shared.checkout()),
             shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// As [`acquire`](Self::acquire), with a guard that borrows the pool: no
+    /// reference-count traffic (which two threads would bounce between their caches).
+    #[inline]
+    pub fn acquire_ref(&self) -> PooledRef<'_, T> {
+        PooledRef {
+            value: Some(self.shared.checkout()),
+            shared: &self.shared,
         }
     }
 
@@ -133,19 +138,21 @@ impl<T> ObjectPool<T> {
 
     /// Counters and the idle count.
     pub fn stats(&self) -> PoolStats {
-        let c = &self.shared.counters;
         let held = self.shared.idle.len() as u64;
         let size = size_of::<T>() as u64;
-        PoolStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            returns: c.returns.load(Ordering::Relaxed),
-            discards: c.discards.load(Ordering::Relaxed),
-            oversize: 0,
+        let mut stats = PoolStats {
             held,
             held_bytes: held * size,
             bound_bytes: self.shared.max_idle as u64 * size,
+            ..PoolStats::default()
+        };
+        for c in self.shared.counters.iter() {
+            stats.hits += c.hits.get();
+            stats.misses += c.misses.get();
+            stats.returns += c.returns.get();
+            stats.discards += c.discards.get();
         }
+        stats
     }
 
     /// The most idle objects this pool keeps.
@@ -155,20 +162,35 @@ impl<T> ObjectPool<T> {
 }
 
 impl<T> Shared<T> {
+    #[inline]
+    fn checkout(&self) -> T {
+        let counters = self.counters.get();
+        match self.idle.pop() {
+            Some(v) => {
+                counters.hits.inc();
+                v
+            }
+            None => {
+                counters.misses.inc();
+                (self.factory)()
+            }
+        }
+    }
+
     fn give_back(&self, mut value: T) {
-        let counters = &self.counters;
+        let counters = self.counters.get();
         // Skip the reset hook when the pool is visibly full; the push below is the real check.
         if self.idle.is_full() {
-            counters.discards.fetch_add(1, Ordering::Relaxed);
+            counters.discards.inc();
             return;
         }
         if let Some(reset) = &self.reset {
             reset(&mut value);
         }
         match self.idle.push(value) {
-            Ok(()) => counters.returns.fetch_add(1, Ordering::Relaxed),
-            Err(_dropped) => counters.discards.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(()) => counters.returns.inc(),
+            Err(_dropped) => counters.discards.inc(),
+        }
     }
 }
 
@@ -241,5 +263,57 @@ impl<T> Drop for Pooled<T> {
 impl<T: fmt::Debug> fmt::Debug for Pooled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Pooled").field(&**self).finish()
+    }
+}
+
+/// An object checked out with [`ObjectPool::acquire_ref`]: like [`Pooled`], but it borrows
+/// the pool, so it cannot outlive the `ObjectPool` handle it came from.
+pub struct PooledRef<'a, T> {
+    value: Option<T>,
+    shared: &'a Shared<T>,
+}
+
+impl<T> PooledRef<'_, T> {
+    /// Keeps the object: it will not go back to the pool.
+    pub fn detach(mut self) -> T {
+        match self.value.take() {
+            Some(v) => v,
+            None => unreachable!("a PooledRef guard holds its value until drop"),
+        }
+    }
+}
+
+impl<T> Deref for PooledRef<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        match &self.value {
+            Some(v) => v,
+            None => unreachable!("a PooledRef guard holds its value until drop"),
+        }
+    }
+}
+
+impl<T> DerefMut for PooledRef<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.value {
+            Some(v) => v,
+            None => unreachable!("a PooledRef guard holds its value until drop"),
+        }
+    }
+}
+
+impl<T> Drop for PooledRef<'_, T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.value.take() {
+            self.shared.give_back(value);
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for PooledRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PooledRef").field(&**self).finish()
     }
 }

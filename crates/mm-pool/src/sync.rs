@@ -106,3 +106,27 @@ impl<T: Send> PerThread<T> {
         std::iter::once(&self.one)
     }
 }
+
+/// A statistics counter owned by one thread (it lives in that thread's `PerThread` entry)
+/// and read by any. Only the owner writes, so the increment is a plain load and store: no
+/// locked read-modify-write on the hot path. Under loom the `PerThread` entry is shared by
+/// every simulated thread, so there it is a real `fetch_add`.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub(crate) fn inc(&self) {
+        #[cfg(not(loom))]
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        #[cfg(loom)]
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}

@@ -184,3 +184,28 @@ fn steady_state_reuse_is_above_95_percent_at_two_threads() {
         assert!(s.held_bytes <= s.bound_bytes);
     }
 }
+
+#[test]
+fn borrowed_buffers_share_tiers_and_stats_with_owned_ones() {
+    let pool = BufferPool::new(BufferPoolConfig::default()).unwrap();
+    let p = {
+        let mut b = pool.acquire_ref(100);
+        b.extend_from_slice(b"abc");
+        b.as_ptr()
+    };
+    let owned = pool.acquire(100);
+    assert_eq!(
+        owned.as_ptr(),
+        p,
+        "the owned guard got the buffer the borrowed one returned"
+    );
+    assert!(owned.is_empty());
+    drop(owned);
+    std::thread::scope(|s| {
+        let b = pool.acquire_ref(2_000_000);
+        assert!(!b.is_pooled());
+        s.spawn(move || drop(b));
+    });
+    let st = pool.stats();
+    assert_eq!((st.hits, st.misses, st.returns, st.oversize), (1, 1, 2, 1));
+}

@@ -142,3 +142,19 @@ fn steady_state_reuse_is_above_95_percent() {
     assert!(rate > 0.95, "hit rate {rate}");
     assert!(st.held <= 8);
 }
+
+#[test]
+fn borrowed_guards_return_from_scoped_threads() {
+    let pool = ObjectPool::with_reset(4, || Vec::<u8>::with_capacity(32), Vec::clear).unwrap();
+    let g = pool.acquire_ref();
+    std::thread::scope(|s| {
+        s.spawn(move || drop(g));
+    });
+    let mut again = pool.acquire_ref();
+    again.push(1);
+    assert_eq!(again.len(), 1);
+    let kept = again.detach();
+    assert_eq!(kept, vec![1]);
+    let s = pool.stats();
+    assert_eq!((s.hits, s.misses, s.returns, s.held), (1, 1, 1, 0));
+}
