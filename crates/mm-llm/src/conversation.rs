@@ -121,7 +121,7 @@ impl ConversationSetup {
     /// [`LlmError::InvalidConfig`] when the policy's fractions are outside (0, 1], the target
     /// is above the trigger, or `max_tool_output` is below 128 bytes.
     pub fn new(windows: ContextWindows, policy: FitPolicy) -> Result<Self, LlmError> {
-        Self::with_interner(Arc::new(Interner::default()), windows, policy)
+        Self::with_interner(Arc::new(Interner::new()), windows, policy)
     }
 
     /// A setup sharing an existing interner (model ids and tool names are interned there).
@@ -333,7 +333,7 @@ impl<'a> ConvRef<'a> {
             role: item.role,
             text: self.span(item.text),
             call_id: self.span(item.call_id),
-            tool: item.tool.map_or("", |s| self.names.resolve(&s)),
+            tool: item.tool.map_or("", |s| self.names.resolve(s)),
             tokens: item.tokens,
         }
     }
@@ -435,7 +435,7 @@ impl<C: TokenCounter> Conversation<C> {
     /// [`LlmError::UnknownModel`] when the table has no entry and no fallback.
     pub fn set_model(&mut self, model: &str) -> Result<u32, LlmError> {
         if let Some((sym, window)) = self.model
-            && self.setup.names.resolve(&sym) == model
+            && self.setup.names.resolve(sym) == model
         {
             return Ok(window);
         }
@@ -446,14 +446,14 @@ impl<C: TokenCounter> Conversation<C> {
             .ok_or_else(|| LlmError::UnknownModel {
                 model: model.to_owned(),
             })?;
-        let sym = self.setup.names.get_or_intern(model);
+        let sym = self.setup.names.try_get_or_intern(model)?;
         self.model = Some((sym, window));
         Ok(window)
     }
 
     /// The model id, if set.
     pub fn model(&self) -> Option<&str> {
-        self.model.map(|(s, _)| self.setup.names.resolve(&s))
+        self.model.map(|(s, _)| self.setup.names.resolve(s))
     }
 
     /// Sets the system prompt. It is never cut.
@@ -515,9 +515,9 @@ impl<C: TokenCounter> Conversation<C> {
         arguments: &str,
     ) -> Result<(), LlmError> {
         self.check_room(call_id.len() + arguments.len())?;
+        let tool_sym = self.setup.names.try_get_or_intern(tool)?;
         let call_span = self.append_text(call_id);
         let text = self.append_text(arguments);
-        let tool_sym = self.setup.names.get_or_intern(tool);
         let overhead = self.counter.message_overhead();
         let id_tokens = self.counter.count(call_id);
         let tokens = overhead
@@ -689,7 +689,7 @@ impl<C: TokenCounter> Conversation<C> {
         let conv = self.conv_ref();
         let mut report = AssembleReport::default();
         out.put(b"{\"model\":");
-        write_str(out, names.resolve(&model));
+        write_str(out, names.resolve(model));
         out.put(if stream {
             b",\"stream\":true"
         } else {
@@ -817,7 +817,7 @@ impl<C: TokenCounter> Conversation<C> {
             out.put(b"{\"id\":");
             write_str(out, conv.span(call.call_id));
             out.put(b",\"type\":\"function\",\"function\":{\"name\":");
-            write_str(out, call.tool.map_or("", |s| names.resolve(&s)));
+            write_str(out, call.tool.map_or("", |s| names.resolve(s)));
             out.put(b",\"arguments\":");
             write_str(out, conv.span(call.text));
             out.put(b"}}");
@@ -1006,7 +1006,7 @@ impl<C: TokenCounter> Conversation<C> {
 
     fn overflow(&self, model: Symbol, needed: u64, available: u64) -> LlmError {
         LlmError::ContextOverflow {
-            model: self.setup.names.resolve(&model).to_owned(),
+            model: self.setup.names.resolve(model).to_owned(),
             needed,
             available,
         }

@@ -141,7 +141,7 @@ impl DimClass {
 ///
 /// ```
 /// use mm_llm::{EmbeddingCache, EmbeddingCacheConfig, Interner};
-/// let names = Interner::default();
+/// let names = Interner::new();
 /// let model = names.get_or_intern("nomic-embed-text");
 /// let mut cache = EmbeddingCache::new(EmbeddingCacheConfig::default(), None);
 /// let key = cache.key(model, "hello world");
@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn lru_order_and_entry_bound() {
-        let names = Interner::default();
+        let names = Interner::new();
         let m = names.get_or_intern("m");
         let cfg = EmbeddingCacheConfig {
             max_bytes: 1 << 30,
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn byte_bound_holds_and_slots_are_reused() {
-        let names = Interner::default();
+        let names = Interner::new();
         let m = names.get_or_intern("m");
         let per = entry_bytes(768);
         let cfg = EmbeddingCacheConfig {
@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn replace_and_mixed_dims() {
-        let names = Interner::default();
+        let names = Interner::new();
         let m = names.get_or_intern("m");
         let mut c = EmbeddingCache::new(EmbeddingCacheConfig::default(), None);
         let k = c.key(m, "x");
@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn keys_separate_models_and_texts() {
-        let names = Interner::default();
+        let names = Interner::new();
         let (a, b) = (names.get_or_intern("a"), names.get_or_intern("b"));
         let c = EmbeddingCache::new(EmbeddingCacheConfig::default(), None);
         assert_ne!(c.key(a, "t"), c.key(b, "t"));
@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn budget_is_charged_and_refusal_evicts() {
-        let names = Interner::default();
+        let names = Interner::new();
         let m = names.get_or_intern("m");
         let per = entry_bytes(100);
         let budget = MemoryBudget::with_limit(per * 5).unwrap();

@@ -81,6 +81,9 @@ pub enum LlmError {
         #[source]
         source: mm_budget::BudgetError,
     },
+    /// The name interner refused a new model id or tool name (a configured limit).
+    #[error("interning a name failed: {0}")]
+    Intern(#[from] mm_intern::InternError),
     /// Building a pool failed.
     #[error("pool setup failed: {0}")]
     Pool(#[from] mm_pool::PoolError),
