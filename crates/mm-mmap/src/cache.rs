@@ -552,6 +552,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cache_and_maps_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MmapCache>();
+        assert_send_sync::<MappedFile>();
+        assert_send_sync::<MmapError>();
+    }
+
+    #[test]
     fn queue_of_replaced_maps_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
