@@ -58,6 +58,15 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Replay a captured server-sent-events stream (stdin by default) through the SSE
+    /// parser in chunks of N bytes; print one JSON line per event.
+    Sse {
+        /// The captured stream; stdin when absent.
+        file: Option<std::path::PathBuf>,
+        /// Bytes fed to the parser at a time.
+        #[arg(long, default_value_t = 4096)]
+        chunk_size: usize,
+    },
     /// Memory figures of this process and machine; with a FILE, what loading it costs.
     Report {
         /// A GGUF file to load (mapped) and account for.
@@ -86,6 +95,31 @@ impl From<mm_gguf::GgufError> for Fail {
     fn from(e: mm_gguf::GgufError) -> Self {
         Fail::file(e)
     }
+}
+
+/// `mm sse`: the logic is `mm_llm::sse::cli_dump`; a summary goes to stderr.
+fn sse(file: Option<&std::path::Path>, chunk_size: usize) -> Result<(), Fail> {
+    let out = std::io::stdout().lock();
+    let summary = match file {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .map_err(|e| Fail::file(format!("{}: {e}", path.display())))?;
+            mm_llm::sse::cli_dump(std::io::BufReader::new(f), out, chunk_size)
+        }
+        None => mm_llm::sse::cli_dump(std::io::stdin().lock(), out, chunk_size),
+    }
+    .map_err(Fail::file)?;
+    eprintln!(
+        "mm sse: {} bytes, {} events{}",
+        summary.bytes,
+        summary.events,
+        if summary.discarded_tail {
+            ", unterminated final event discarded"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -122,6 +156,7 @@ fn main() -> ExitCode {
             commands::dequant(&file, &tensor, out.as_deref(), cli.json)
         }
         Command::Report { file } => commands::report(file.as_deref(), cli.json),
+        Command::Sse { file, chunk_size } => sse(file.as_deref(), chunk_size),
     };
     match out {
         Ok(()) => ExitCode::SUCCESS,
