@@ -65,6 +65,7 @@ impl Chunk {
         Self { ptr, cap, len: 0 }
     }
 
+    #[inline]
     fn remaining(&self) -> usize {
         self.cap - self.len
     }
@@ -91,6 +92,7 @@ impl Chunk {
     }
 
     /// The initialised bytes `[start, start + len)`. Panics if the range is not initialised.
+    #[inline]
     fn bytes(&self, start: usize, len: usize) -> &[u8] {
         assert!(
             start <= self.len && len <= self.len - start,
@@ -147,6 +149,7 @@ impl Span {
 }
 
 /// The text of `span`. Only spans made by [`ShardStore::store`] for these `chunks` exist.
+#[inline]
 fn text(chunks: &[Chunk], span: Span) -> &str {
     let len = span.0 & 0xFFFF;
     if len == 0 {
@@ -219,6 +222,7 @@ impl ShardStore {
     }
 
     /// The local index of `s`, whose hash is `hash`, if it is stored.
+    #[inline]
     pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
         let chunks = &self.chunks;
         let spans = &self.spans;
@@ -229,6 +233,7 @@ impl ShardStore {
 
     /// The string with local index `local`, if there is one. See the module's pinning
     /// guarantee for how long its bytes stay put.
+    #[inline]
     pub(crate) fn resolve(&self, local: u32) -> Option<&str> {
         let span = *self.spans.get(local as usize)?;
         Some(text(&self.chunks, span))

@@ -16,6 +16,7 @@ pub struct Symbol(NonZeroU32);
 impl Symbol {
     /// Packs `(local << shard_bits | shard) + 1`; the caller keeps `local` below
     /// [`max_local`] so this cannot overflow.
+    #[inline]
     pub(crate) fn new(shard: usize, local: u32, shard_bits: u32) -> Self {
         let raw = (local << shard_bits | shard as u32) + 1;
         match NonZeroU32::new(raw) {
@@ -25,6 +26,7 @@ impl Symbol {
     }
 
     /// The shard number and the index within the shard.
+    #[inline]
     pub(crate) fn split(self, shard_bits: u32) -> (usize, u32) {
         let raw = self.0.get() - 1;
         let mask = (1u32 << shard_bits) - 1;
@@ -32,6 +34,7 @@ impl Symbol {
     }
 
     /// The symbol's raw value (never 0), for logging or compact storage.
+    #[inline]
     pub fn to_u32(self) -> u32 {
         self.0.get()
     }

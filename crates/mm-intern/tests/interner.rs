@@ -259,3 +259,38 @@ fn interning_a_resolved_substring_works() {
     assert_eq!(interner.resolve(sub), "world");
     assert_eq!(s, "hello world");
 }
+
+#[test]
+fn batch_interning_matches_per_call_interning() {
+    let words: Vec<String> = (0..1_000).map(|i| format!("w{}", i % 300)).collect();
+    let per_call = Interner::with_config(InternerConfig::default().shards(8)).unwrap();
+    let expected: Vec<&str> = words.iter().map(String::as_str).collect();
+    let batched = Interner::with_config(InternerConfig::default().shards(8)).unwrap();
+    let mut out = vec![batched.get_or_intern("already-there")];
+    batched.try_intern_batch(&words, &mut out).unwrap();
+    assert_eq!(out.len(), 1 + words.len());
+    for (w, s) in expected.iter().zip(&out[1..]) {
+        assert_eq!(batched.resolve(*s), *w);
+        assert_eq!(batched.get(w), Some(*s));
+        per_call.get_or_intern(w);
+    }
+    let (a, b) = (per_call.stats(), batched.stats());
+    assert_eq!((a.strings + 1, a.calls + 1), (b.strings, b.calls));
+    assert_eq!(a.requested_bytes + 13, b.requested_bytes);
+}
+
+#[test]
+fn batch_error_leaves_output_unchanged() {
+    let interner = Interner::with_config(InternerConfig::default().max_strings(500)).unwrap();
+    let words: Vec<String> = (0..600).map(|i| format!("w{i}")).collect();
+    let mut out = Vec::new();
+    assert_eq!(
+        interner.try_intern_batch(&words, &mut out),
+        Err(InternError::TooManyStrings { limit: 500 })
+    );
+    assert!(out.is_empty());
+    assert_eq!(interner.len(), 500);
+    // Within the limit it goes through.
+    interner.try_intern_batch(&words[..10], &mut out).unwrap();
+    assert_eq!(out.len(), 10);
+}
