@@ -270,8 +270,8 @@ impl Interner {
         }
         let mut order = [0u16; Self::BATCH];
         let mut next = per_shard;
-        for i in 0..group.len() {
-            let shard = self.shard_of(hashes[i]);
+        for (i, &hash) in hashes[..group.len()].iter().enumerate() {
+            let shard = self.shard_of(hash);
             order[next[shard] as usize] = i as u16;
             next[shard] += 1;
         }
