@@ -15,16 +15,20 @@ use crate::types::GgmlType;
 /// use mm_gguf::quant::DequantChunks;
 /// use mm_gguf::types::GgmlType;
 ///
-/// // 4096 BF16 values, decoded 1 KiB of input (512 values) at a time.
-/// let data: Vec<u8> = (0..4096u32).flat_map(|i| ((i as f32).to_bits() >> 16).to_le_bytes()[..2].to_vec()).collect();
+/// // 4096 BF16 values (0, 1, ..., 255 repeated: all exact in bf16), decoded 1 KiB of
+/// // input (512 values) at a time.
+/// let data: Vec<u8> = (0..4096u32)
+///     .flat_map(|i| (((i % 256) as f32).to_bits() >> 16).to_le_bytes()[..2].to_vec())
+///     .collect();
 /// let mut chunks = DequantChunks::with_chunk_bytes(GgmlType::BF16, &data, 1024)?;
 /// let mut buf = Vec::with_capacity(chunks.chunk_len());
 /// let mut sum = 0.0f64;
 /// while let Some(chunk) = chunks.next_into(&mut buf) {
 ///     assert_eq!(chunk.values.len(), 512);
+///     assert_eq!(chunk.values[1], 1.0);
 ///     sum += chunk.values.iter().map(|&v| f64::from(v)).sum::<f64>();
 /// }
-/// assert_eq!(sum, (0..4096).map(f64::from).sum::<f64>());
+/// assert_eq!(sum, 16.0 * (0..256).map(f64::from).sum::<f64>());
 /// # Ok::<(), mm_gguf::quant::DequantError>(())
 /// ```
 #[derive(Debug, Clone)]
