@@ -89,7 +89,12 @@ impl ThreadArena {
         };
         let (chunks, used) = chunk_usage(&mut bump);
         let mut stats = self.stats.get();
-        stats.high_water_bytes = stats.high_water_bytes.max(used);
+        if used > stats.high_water_bytes {
+            // The process-wide mark is at least this thread's: only a new thread record can
+            // raise it, so the shared line is touched rarely.
+            GLOBAL_HIGH_WATER.fetch_max(used, Ordering::Relaxed);
+            stats.high_water_bytes = used;
+        }
         stats.chunk_allocations = stats
             .chunk_allocations
             .saturating_add(chunks.saturating_sub(self.chunks_at_start.get()));
@@ -103,7 +108,6 @@ impl ThreadArena {
         }
         stats.retained_bytes = bump.allocated_bytes() as u64;
         stats.in_use_bytes = 0;
-        GLOBAL_HIGH_WATER.fetch_max(used, Ordering::Relaxed);
         GLOBAL_RESETS.fetch_add(1, Ordering::Relaxed);
         let new_chunks = chunks.saturating_sub(self.chunks_at_start.get());
         if new_chunks > 0 {
@@ -221,8 +225,9 @@ thread_local! {
 /// ```
 ///
 /// Cost: two `Cell` updates and a `RefCell` borrow per scope; at the end of the outermost
-/// scope a walk of the chunk list (one chunk after warm-up), a reset, and four relaxed atomic
-/// updates of the process-wide stats. After warm-up a request that fits in the retained chunk
+/// scope a walk of the chunk list (one chunk after warm-up), a reset, and one relaxed atomic
+/// add to the process-wide stats (more only when the request set a record or grew the
+/// arena). After warm-up a request that fits in the retained chunk
 /// makes no call to the global allocator.
 ///
 /// When called while this thread's locals are being destroyed (from another thread-local's
