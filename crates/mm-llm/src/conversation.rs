@@ -339,7 +339,17 @@ impl<'a> ConvRef<'a> {
     }
 }
 
-/// One conversation's memory. See the [module docs](self) for the storage layout.
+/// One conversation's memory.
+///
+/// Storage: every text (message content, tool-call ids and arguments, tool output) is appended
+/// to one `String`; items are small fixed-size records in a `VecDeque` pointing into it by
+/// offset. Appending is O(1) amortised plus the text copy. Dropping from the front is O(1);
+/// dropping from the middle (a tool result whose call was dropped) leaves a tombstone that is
+/// popped when it reaches the front. The text of dropped items is reclaimed by shifting the
+/// live tail to the front of the string once the dead prefix is over half of it, so each byte
+/// is moved a bounded number of times and no call allocates once capacities have grown.
+/// [`Conversation::clear`] empties everything but keeps the capacity; [`Conversation::pool`]
+/// builds a pool that does that when a conversation ends.
 ///
 /// ```
 /// use std::sync::Arc;

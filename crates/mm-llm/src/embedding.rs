@@ -19,7 +19,7 @@
 //! [`EmbeddingCache::clear`] (mixing many vector lengths in one cache wastes memory).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use mm_budget::{MemoryBudget, Reservation};
 
@@ -30,6 +30,35 @@ use crate::names::Symbol;
 pub const ENTRY_OVERHEAD: u64 = 64;
 
 const NIL: u32 = u32::MAX;
+
+/// The index's hasher. Keys already carry a keyed SipHash of the text, so re-hashing them
+/// with SipHash would only cost time: this folds the words with a multiply, which keeps the
+/// randomness of `text_hash` (and cannot be steered by an outsider who does not know the
+/// per-cache SipHash key).
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(23) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Index = HashMap<EmbeddingKey, u32, BuildHasherDefault<KeyHasher>>;
 
 /// Bounds of an [`EmbeddingCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +166,25 @@ impl DimClass {
     }
 }
 
-/// The cache; see the [module docs](self).
+/// A byte-bounded LRU cache of embedding vectors.
+///
+/// Layout: vectors live in one contiguous `Vec<f32>` per vector length ("dimension class"),
+/// in fixed slots, so an entry is not a separate heap allocation and an evicted slot is
+/// reused by the next vector of the same length. Entries are small records in a slab, linked
+/// into an intrusive doubly linked LRU list by index; a `HashMap` maps the key to the slab
+/// index. Once the cache is full, an insert evicts the least recently used entries and
+/// reuses their slots: no allocation at steady state.
+///
+/// Bounds: at most `max_entries` entries and at most `max_bytes` bytes, counting for each
+/// entry its vector (`4 * dims`) plus [`ENTRY_OVERHEAD`] for its slab record and index slot.
+/// Slot storage grows in steps capped by what `max_bytes` allows for that vector length, so
+/// the memory held stays close to the bound. With a [`MemoryBudget`], the same bytes are
+/// charged to it; when the budget refuses, the cache evicts more and retries before giving up.
+///
+/// What it does not do: it is not thread-safe on its own (wrap it in a `Mutex`: the critical
+/// sections are a hash lookup and a vector copy); it does not compress vectors (no f16 or int8
+/// quantisation); and free slots of a vector length no longer used stay allocated until
+/// [`EmbeddingCache::clear`] (mixing many vector lengths in one cache wastes memory).
 ///
 /// ```
 /// use mm_llm::{EmbeddingCache, EmbeddingCacheConfig, Interner};
@@ -155,7 +202,7 @@ impl DimClass {
 pub struct EmbeddingCache {
     config: EmbeddingCacheConfig,
     hasher: RandomState,
-    index: HashMap<EmbeddingKey, u32>,
+    index: Index,
     entries: Vec<Entry>,
     free_entries: Vec<u32>,
     classes: Vec<DimClass>,
@@ -176,7 +223,7 @@ impl EmbeddingCache {
         Self {
             config,
             hasher: RandomState::new(),
-            index: HashMap::new(),
+            index: Index::default(),
             entries: Vec::new(),
             free_entries: Vec::new(),
             classes: Vec::new(),
@@ -310,7 +357,7 @@ impl EmbeddingCache {
 
     /// Drops every entry and all storage, and releases the budget.
     pub fn clear(&mut self) {
-        self.index = HashMap::new();
+        self.index = Index::default();
         self.entries = Vec::new();
         self.free_entries = Vec::new();
         self.classes = Vec::new();
