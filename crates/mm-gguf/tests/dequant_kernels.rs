@@ -63,11 +63,21 @@ fn hot_types_have_a_fast_kernel_on_avx2() {
     if !std::arch::is_x86_feature_detected!("avx2") {
         return;
     }
+    use GgmlType as T;
     for ty in [
-        GgmlType::Q4_K,
-        GgmlType::Q5_0,
-        GgmlType::Q6_K,
-        GgmlType::Q8_0,
+        T::Q4_0,
+        T::Q4_1,
+        T::Q5_0,
+        T::Q5_1,
+        T::Q8_0,
+        T::Q2_K,
+        T::Q3_K,
+        T::Q4_K,
+        T::Q5_K,
+        T::Q6_K,
+        T::IQ4_NL,
+        T::IQ4_XS,
+        T::MXFP4,
     ] {
         assert_eq!(fast_kernel_name(ty), "avx2", "{ty}");
     }

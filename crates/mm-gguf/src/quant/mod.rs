@@ -10,8 +10,9 @@
 //! Two implementations exist for each type:
 //! - a scalar reference ([`dequantize_reference`]) that follows gguf-py's numpy code
 //!   operation by operation, and
-//! - the fast path ([`dequantize`]): AVX2 kernels for Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K
-//!   chosen at run time on x86_64 CPUs that have AVX2; the scalar code everywhere else. The
+//! - the fast path ([`dequantize`]): AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K,
+//!   Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS and MXFP4, chosen at run time on x86_64 CPUs that
+//!   have AVX2; the scalar code for other types and other CPUs. The
 //!   fast kernels do the same f32 operations in the same order (no fused multiply-add), so
 //!   they give the same bits; tests check fast == scalar == gguf-py.
 //!

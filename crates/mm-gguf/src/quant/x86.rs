@@ -1,4 +1,4 @@
-//! AVX2 kernels for the hot types, chosen at run time.
+//! AVX2 kernels for the common types, chosen at run time.
 //!
 //! Each kernel does exactly the f32 operations of its scalar twin in `scalar.rs`, in the
 //! same order, one rounding each (no FMA), so the results are bit-identical; the
@@ -10,7 +10,8 @@
 
 use std::arch::x86_64::*;
 
-use super::scalar::{f16_at, k_scales, u32_at};
+use super::scalar::{f16_at, k_scales, u16_at, u32_at};
+use super::{KVALUES_FP4, KVALUES_IQ4NL, e8m0_to_f32_half};
 use crate::types::GgmlType;
 
 /// True when AVX2 is available and there is an AVX2 kernel for `ty`.
@@ -28,6 +29,13 @@ fn kernel(ty: GgmlType) -> Option<Kernel> {
         GgmlType::Q4_K => q4_k,
         GgmlType::Q5_K => q5_k,
         GgmlType::Q6_K => q6_k,
+        GgmlType::Q4_1 => q4_1,
+        GgmlType::Q5_1 => q5_1,
+        GgmlType::Q2_K => q2_k,
+        GgmlType::Q3_K => q3_k,
+        GgmlType::IQ4_NL => iq4_nl,
+        GgmlType::IQ4_XS => iq4_xs,
+        GgmlType::MXFP4 => mxfp4,
         _ => return None,
     })
 }
@@ -104,6 +112,54 @@ fn mul_sub32(q: __m256i, scale: __m256, min: __m256, out: &mut [f32], at: usize)
         let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(p));
         store8(out, at + 8 * k, _mm256_sub_ps(_mm256_mul_ps(scale, v), min));
     }
+}
+
+/// `scale * q + add` (the order of Q4_1 and Q5_1) for the 16 bytes of `q` (values below
+/// 128), stored at `out[at..at + 16]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn mul_add16(q: __m128i, scale: __m256, add: __m256, out: &mut [f32], at: usize) {
+    let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+    store8(out, at, _mm256_add_ps(_mm256_mul_ps(scale, a), add));
+    store8(out, at + 8, _mm256_add_ps(_mm256_mul_ps(scale, b), add));
+}
+
+/// `scale * q - min` for the 16 bytes of `q` (values below 128) at `out[at..at + 16]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn mul_sub16(q: __m128i, scale: __m256, min: __m256, out: &mut [f32], at: usize) {
+    let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+    store8(out, at, _mm256_sub_ps(_mm256_mul_ps(scale, a), min));
+    store8(out, at + 8, _mm256_sub_ps(_mm256_mul_ps(scale, b), min));
+}
+
+/// Low and high nibbles of each of the 16 bytes of `q`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn nibbles16(q: __m128i) -> (__m128i, __m128i) {
+    let m = _mm_set1_epi8(0x0F);
+    (
+        _mm_and_si128(q, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(q), m),
+    )
+}
+
+/// A 16-entry signed byte table as a shuffle operand.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn table16(t: &[i8; 16]) -> __m128i {
+    let b = t.map(|v| v as u8);
+    load16(&b, 0)
+}
+
+/// Bytes `q >> shift` (shift below 8; bits shifted in from the neighbour byte are masked
+/// off by the caller).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn shr_bytes(q: __m256i, shift: usize) -> __m256i {
+    _mm256_srl_epi16(q, _mm_cvtsi32_si128(shift as i32))
 }
 
 /// Low and high nibbles of each byte of `q`.
@@ -237,5 +293,124 @@ fn q6_k(src: &[u8], dst: &mut [f32]) {
                 );
             }
         }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn q4_1(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(20).zip(dst.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_at(b, 0));
+        let m = _mm256_set1_ps(f16_at(b, 2));
+        let (lo, hi) = nibbles16(load16(b, 4));
+        mul_add16(lo, d, m, y, 0);
+        mul_add16(hi, d, m, y, 16);
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn q5_1(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(24).zip(dst.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_at(b, 0));
+        let m = _mm256_set1_ps(f16_at(b, 2));
+        let (lo, hi) = nibbles16(load16(b, 8));
+        let q = _mm256_or_si256(_mm256_set_m128i(hi, lo), bits_to_0x10(u32_at(b, 4)));
+        mul_add16(_mm256_castsi256_si128(q), d, m, y, 0);
+        mul_add16(_mm256_extracti128_si256::<1>(q), d, m, y, 16);
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn q2_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(84).zip(dst.chunks_exact_mut(256)) {
+        let d = f16_at(b, 80);
+        let dmin = f16_at(b, 82);
+        let three = _mm256_set1_epi8(3);
+        for h in 0..2 {
+            let q = load32(b, 16 + 32 * h);
+            for s in 0..4 {
+                let v = _mm256_and_si256(shr_bytes(q, 2 * s), three);
+                let halves = [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)];
+                for (half, v) in halves.into_iter().enumerate() {
+                    let sc = b[h * 8 + s * 2 + half];
+                    let dl = _mm256_set1_ps(d * f32::from(sc & 0x0F));
+                    let ml = _mm256_set1_ps(dmin * f32::from(sc >> 4));
+                    mul_sub16(v, dl, ml, y, h * 128 + s * 32 + half * 16);
+                }
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn q3_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(110).zip(dst.chunks_exact_mut(256)) {
+        let d = f16_at(b, 108);
+        let sc = &b[96..108];
+        let dl: [f32; 16] = std::array::from_fn(|i| {
+            let lo = if i < 8 { sc[i] & 0x0F } else { sc[i - 8] >> 4 };
+            let hi = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
+            d * f32::from((lo | (hi << 4)) as i8 - 32)
+        });
+        let hm = load32(b, 0);
+        let three = _mm256_set1_epi8(3);
+        let four = _mm256_set1_epi8(4);
+        for h in 0..2 {
+            let q = load32(b, 32 + 32 * h);
+            for s in 0..4 {
+                let g = h * 4 + s;
+                let ql = _mm256_and_si256(shr_bytes(q, 2 * s), three);
+                // Subtract 4 where bit g of the hmask byte is clear.
+                let bit = _mm256_set1_epi8(1 << g);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                let v = _mm256_sub_epi8(ql, _mm256_andnot_si256(set, four));
+                let at = g * 32;
+                mul16(_mm256_castsi256_si128(v), _mm256_set1_ps(dl[2 * g]), y, at);
+                mul16(
+                    _mm256_extracti128_si256::<1>(v),
+                    _mm256_set1_ps(dl[2 * g + 1]),
+                    y,
+                    at + 16,
+                );
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn iq4_nl(src: &[u8], dst: &mut [f32]) {
+    let table = table16(&KVALUES_IQ4NL);
+    for (b, y) in src.chunks_exact(18).zip(dst.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_at(b, 0));
+        let (lo, hi) = nibbles16(load16(b, 2));
+        mul16(_mm_shuffle_epi8(table, lo), d, y, 0);
+        mul16(_mm_shuffle_epi8(table, hi), d, y, 16);
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn iq4_xs(src: &[u8], dst: &mut [f32]) {
+    let table = table16(&KVALUES_IQ4NL);
+    for (b, y) in src.chunks_exact(136).zip(dst.chunks_exact_mut(256)) {
+        let d = f16_at(b, 0);
+        let sh = u16_at(b, 2);
+        for ib in 0..8 {
+            let lo = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0x0F;
+            let hi = ((sh >> (2 * ib)) & 3) as u8;
+            let dl = _mm256_set1_ps(d * f32::from((lo | (hi << 4)) as i8 - 32));
+            let (ql, qh) = nibbles16(load16(b, 8 + 16 * ib));
+            mul16(_mm_shuffle_epi8(table, ql), dl, y, 32 * ib);
+            mul16(_mm_shuffle_epi8(table, qh), dl, y, 32 * ib + 16);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn mxfp4(src: &[u8], dst: &mut [f32]) {
+    let table = table16(&KVALUES_FP4);
+    for (b, y) in src.chunks_exact(17).zip(dst.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(e8m0_to_f32_half(b[0]));
+        let (lo, hi) = nibbles16(load16(b, 1));
+        mul16(_mm_shuffle_epi8(table, lo), d, y, 0);
+        mul16(_mm_shuffle_epi8(table, hi), d, y, 16);
     }
 }
