@@ -1,8 +1,9 @@
 //! Process-wide figures under a real `#[global_allocator]`. One test in this binary, so no
 //! other test thread allocates while it compares snapshots.
 
+use std::cell::RefCell;
 use std::hint::black_box;
-use std::sync::mpsc;
+use std::sync::{Arc, Barrier, mpsc};
 
 use mm_track::TrackedAlloc;
 
@@ -60,6 +61,50 @@ fn workload(threads: usize) {
     assert!(freer.join().unwrap() > 0);
 }
 
+thread_local! {
+    /// Holds a block until the thread's thread-locals are destroyed.
+    static HELD_UNTIL_EXIT: RefCell<Option<Box<[u8]>>> = const { RefCell::new(None) };
+}
+
+/// A thread whose last free happens in a thread-local destructor.
+fn free_in_tls_destructor() {
+    std::thread::spawn(|| {
+        HELD_UNTIL_EXIT.with(|_| ());
+        let block = vec![1u8; 100_000].into_boxed_slice();
+        HELD_UNTIL_EXIT.with(|h| *h.borrow_mut() = Some(black_box(block)));
+    })
+    .join()
+    .unwrap();
+}
+
+/// Frees the 4 KiB block a thread left in a pthread key.
+extern "C" fn free_block(block: *mut libc::c_void) {
+    if !block.is_null() {
+        // SAFETY: the only values stored under the key are `Box<[u8; 4096]>`s turned into
+        // raw pointers, and pthread calls this once per value.
+        drop(unsafe { Box::from_raw(block.cast::<[u8; 4096]>()) });
+    }
+}
+
+/// A thread whose last free happens in a pthread-key destructor: glibc runs those after
+/// every thread-local destructor, so after the tracker's exit hook has folded.
+fn free_after_thread_locals_are_gone() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; `free_block` has the destructor's signature.
+    let created = unsafe { libc::pthread_key_create(&mut key, Some(free_block)) };
+    assert_eq!(created, 0);
+    std::thread::spawn(move || {
+        let block = Box::into_raw(black_box(Box::new([1u8; 4096])));
+        // SAFETY: `key` was created above and is not deleted until this thread is joined.
+        let stored = unsafe { libc::pthread_setspecific(key, block.cast()) };
+        assert_eq!(stored, 0);
+    })
+    .join()
+    .unwrap();
+    // SAFETY: the only thread that stored a value under `key` has exited.
+    unsafe { libc::pthread_key_delete(key) };
+}
+
 #[test]
 fn live_bytes_return_to_baseline_after_threads_exit() {
     assert!(mm_track::is_active());
@@ -102,4 +147,38 @@ fn live_bytes_return_to_baseline_after_threads_exit() {
         after.peak_bytes >= base.live_bytes + 33 * 200_000,
         "peak too low: {after:?}"
     );
+
+    // A free made from a thread-local destructor is not lost.
+    free_in_tls_destructor();
+    let tls = mm_track::snapshot().expect("active");
+    assert_eq!(tls.live_bytes, base.live_bytes, "{base:?} -> {tls:?}");
+
+    // ... nor one made after the thread's thread-locals are all destroyed.
+    free_after_thread_locals_are_gone();
+    let late = mm_track::snapshot().expect("active");
+    assert_eq!(late.live_bytes, base.live_bytes, "{base:?} -> {late:?}");
+
+    // A live thread that calls flush() is exact in a snapshot taken elsewhere.
+    let (ready, done) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let (r2, d2) = (Arc::clone(&ready), Arc::clone(&done));
+    let holder = std::thread::spawn(move || {
+        let small: Vec<Box<u64>> = (0..100).map(|i| black_box(Box::new(i))).collect();
+        mm_track::flush();
+        r2.wait();
+        d2.wait();
+        small.len()
+    });
+    ready.wait();
+    let during = mm_track::snapshot().expect("active");
+    assert!(during.threads > base.threads, "holder thread not counted");
+    let expected = 100 * 8 + 100 * 8; // the boxes and the vector of pointers
+    assert!(
+        during.live_bytes >= base.live_bytes + expected,
+        "flushed figures missing: {base:?} -> {during:?}"
+    );
+    done.wait();
+    assert_eq!(holder.join().unwrap(), 100);
+    drop((ready, done));
+    let end = mm_track::snapshot().expect("active");
+    assert_eq!(end.live_bytes, base.live_bytes);
 }
