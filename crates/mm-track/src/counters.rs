@@ -195,7 +195,9 @@ impl<A: Atom> Shared<A> {
 
     /// Lowers the peak to the current folded live bytes.
     pub fn reset_peak(&self) {
-        self.peak.put(self.live.get().min(i64::MAX as u64));
+        // The folded live value is signed: a dip below zero resets the peak to 0, not to a
+        // wrapped-around huge value.
+        self.peak.put((self.live.get() as i64).max(0) as u64);
     }
 
     /// Reads every figure. The reads are not one atomic cut: a fold racing with it may be
@@ -500,6 +502,12 @@ mod tests {
         b.fold(&s, true);
         assert_eq!(s.folded_live(), -500);
         assert_eq!(s.snapshot().live_bytes, 0);
+        s.reset_peak();
+        assert_eq!(
+            s.snapshot().peak_bytes,
+            0,
+            "a negative dip must not wrap the peak"
+        );
         a.fold(&s, true);
         assert_eq!(s.folded_live(), 0);
     }

@@ -149,6 +149,9 @@ pub fn flush() {
 
 /// Sets the peak to the current live bytes (after folding this thread), to measure the peak
 /// of one phase of a program.
+///
+/// It is a plain store: a fold by another thread racing with it may land just before the
+/// reset and be forgotten, so reset between phases, not in the middle of one.
 pub fn reset_peak() {
     global::reset_peak();
 }
