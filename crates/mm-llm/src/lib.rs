@@ -19,5 +19,7 @@ pub use embedding::{
 };
 pub use error::LlmError;
 pub use names::{Interner, Symbol};
+#[cfg(feature = "exact-tokens")]
+pub use tokens::OpenAiTokens;
 pub use tokens::{ByteEstimate, TokenCounter};
 pub use windows::ContextWindows;

@@ -69,3 +69,85 @@ mod tests {
         assert_eq!(ByteEstimate::new(0).count("abc"), 3);
     }
 }
+
+/// Exact token counts for OpenAI's byte-pair encodings, from the `bpe-openai` crate (feature
+/// `exact-tokens`). Its vocabularies are compiled into the binary (a few MB), so nothing is
+/// fetched at run time.
+///
+/// Cost: linear in the text, roughly 10 to 100 times the [`ByteEstimate`]'s (it pre-tokenises
+/// with a regex and runs the BPE), and it may allocate while counting. A conversation counts
+/// each item once, when it is recorded, so the cost is paid per message, not per turn.
+#[cfg(feature = "exact-tokens")]
+#[derive(Clone, Copy)]
+pub struct OpenAiTokens {
+    tokenizer: &'static bpe_openai::Tokenizer,
+    name: &'static str,
+}
+
+#[cfg(feature = "exact-tokens")]
+impl std::fmt::Debug for OpenAiTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiTokens")
+            .field("encoding", &self.name)
+            .finish()
+    }
+}
+
+#[cfg(feature = "exact-tokens")]
+impl OpenAiTokens {
+    /// The `cl100k_base` encoding (GPT-4, GPT-3.5). The tables are built on first use.
+    pub fn cl100k() -> Self {
+        Self {
+            tokenizer: bpe_openai::cl100k_base(),
+            name: "cl100k_base",
+        }
+    }
+
+    /// The `o200k_base` encoding (GPT-4o, GPT-4.1, o-series). Built on first use.
+    pub fn o200k() -> Self {
+        Self {
+            tokenizer: bpe_openai::o200k_base(),
+            name: "o200k_base",
+        }
+    }
+}
+
+#[cfg(feature = "exact-tokens")]
+impl TokenCounter for OpenAiTokens {
+    fn count(&self, text: &str) -> u32 {
+        u32::try_from(self.tokenizer.count(text)).unwrap_or(u32::MAX)
+    }
+
+    /// OpenAI's documented framing for chat messages: 3 tokens per message.
+    fn message_overhead(&self) -> u32 {
+        3
+    }
+}
+
+#[cfg(all(test, feature = "exact-tokens"))]
+mod exact_tests {
+    use super::*;
+
+    #[test]
+    fn counts_known_strings() {
+        let c = OpenAiTokens::o200k();
+        assert_eq!(c.count(""), 0);
+        assert_eq!(c.count("hello"), 1);
+        assert_eq!(c.count("hello world"), 2);
+        let cl = OpenAiTokens::cl100k();
+        assert_eq!(cl.count("hello world"), 2);
+        // Code and non-Latin text cost more tokens per byte than the 4-byte estimate assumes.
+        let text = "fn main() { println!(\"{}\", 1 + 2); }";
+        assert!(c.count(text) > 0);
+    }
+
+    #[test]
+    fn conversation_uses_exact_counts() {
+        use crate::{ContextWindows, Conversation, ConversationSetup, FitPolicy};
+        let setup = ConversationSetup::new(ContextWindows::default(), FitPolicy::default());
+        let mut conv =
+            Conversation::new(std::sync::Arc::new(setup.unwrap()), OpenAiTokens::o200k());
+        conv.push_user("hello world").unwrap();
+        assert_eq!(conv.tokens(), 2 + 3);
+    }
+}

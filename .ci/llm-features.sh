@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# mm-llm's optional exact token counter (feature `exact-tokens`, OpenAI BPE vocabularies
+# shipped inside the bpe-openai crate): the default `cargo test --workspace` does not build it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo clippy -p mm-llm --all-targets --features exact-tokens -- -D warnings
+cargo test -p mm-llm --features exact-tokens
