@@ -2,10 +2,11 @@
 
 /// Everything that can go wrong in `mm-llm`.
 ///
-/// Each message says what happened and what to change. Errors never leave a structure in a
-/// state that breaks its invariants: a failed insert leaves the cache as it was, a failed fit
-/// leaves the conversation untouched, and a failed SSE feed makes the parser refuse further
-/// input until [`SseParser::reset`](crate::sse::SseParser::reset).
+/// Each message says what happened and what to change. An error never leaves a structure
+/// inconsistent: a failed cache insert may have evicted entries but the cache and its budget
+/// charge still agree; a fit that fails its up-front check changes nothing; a failed SSE feed
+/// makes the parser refuse further input until
+/// [`SseParser::reset`](crate::sse::SseParser::reset).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LlmError {
