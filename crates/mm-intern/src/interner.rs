@@ -501,3 +501,32 @@ impl FrozenInterner {
         stats
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The one `unsafe` lifetime extension (`try_resolve`), exercised with a writer in the
+    /// same shard at the same time; small enough for Miri's race detector.
+    #[test]
+    fn resolve_while_another_thread_fills_the_same_shard() {
+        let interner = Interner::with_config(InternerConfig::default().shards(1)).unwrap();
+        let sym = interner.get_or_intern("stay");
+        let text = interner.resolve(sym);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..300 {
+                    interner.get_or_intern(&format!("filler-{i}"));
+                }
+            });
+            for _ in 0..50 {
+                assert_eq!(text, "stay");
+                assert_eq!(interner.resolve(sym), "stay");
+            }
+        });
+        assert_eq!(text, "stay");
+        let frozen = interner.freeze();
+        assert_eq!(frozen.resolve(sym), "stay");
+        assert_eq!(frozen.len(), 301);
+    }
+}
