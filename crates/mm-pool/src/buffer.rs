@@ -3,11 +3,10 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use bytes::BytesMut;
-use crossbeam_utils::CachePadded;
-
-use crate::sync::{Arc, AtomicUsize, Counter, Ordering, PerThread, Queue};
+use crate::sync::Arc;
+use crate::tiers::Core;
 use crate::{PoolError, PoolStats};
+use bytes::BytesMut;
 
 /// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,54 +116,10 @@ impl BufferPoolConfig {
     }
 }
 
-struct Tier {
-    size: usize,
-    max_idle: usize,
-    queue: Queue<BytesMut>,
-    /// Buffers held idle in `queue` and in the thread caches, plus returns in flight that
-    /// have reserved a place. Never above `max_idle` for long, and the buffers actually held
-    /// never exceed `max_idle`: a return reserves here first and backs out if over.
-    idle: CachePadded<AtomicUsize>,
-}
-
-/// Per-thread state: one cached buffer per tier and this thread's counters.
-struct Local {
-    slots: Box<[Queue<BytesMut>]>,
-    hits: Counter,
-    misses: Counter,
-    returns: Counter,
-    discards: Counter,
-    oversize: Counter,
-}
-
-impl Local {
-    fn new(tiers: usize) -> Self {
-        Self {
-            slots: (0..tiers).map(|_| Queue::new(1)).collect(),
-            hits: Counter::default(),
-            misses: Counter::default(),
-            returns: Counter::default(),
-            discards: Counter::default(),
-            oversize: Counter::default(),
-        }
-    }
-
-    fn counts(&self) -> PoolStats {
-        PoolStats {
-            hits: self.hits.get(),
-            misses: self.misses.get(),
-            returns: self.returns.get(),
-            discards: self.discards.get(),
-            oversize: self.oversize.get(),
-            ..PoolStats::default()
-        }
-    }
-}
-
 struct Shared {
-    tiers: Box<[Tier]>,
-    locals: PerThread<Local>,
-    thread_cache: bool,
+    /// Buffer capacity of each tier, smallest first.
+    sizes: Box<[usize]>,
+    core: Core<BytesMut>,
     max_request: usize,
     bound: usize,
 }
@@ -172,45 +127,22 @@ struct Shared {
 impl Shared {
     #[inline]
     fn tier_for(&self, min_len: usize) -> Option<usize> {
-        self.tiers.iter().position(|t| t.size >= min_len)
-    }
-
-    fn take(&self, t: usize, local: &Local) -> Option<BytesMut> {
-        let tier = &self.tiers[t];
-        let found = if self.thread_cache {
-            local.slots[t].pop().or_else(|| tier.queue.pop())
-        } else {
-            tier.queue.pop()
-        };
-        let found = found.or_else(|| self.steal(t));
-        if found.is_some() {
-            tier.idle.fetch_sub(1, Ordering::AcqRel);
-        }
-        found
-    }
-
-    /// On a miss, takes a buffer cached by another (maybe exited) thread before allocating.
-    /// O(threads), but only on the path that would otherwise allocate a whole tier buffer.
-    fn steal(&self, t: usize) -> Option<BytesMut> {
-        if !self.thread_cache {
-            return None;
-        }
-        self.locals.iter().find_map(|l| l.slots[t].pop())
+        self.sizes.iter().position(|&size| size >= min_len)
     }
 
     /// A buffer for `min_len` bytes and its tier (`None`: oversize plain allocation).
     #[inline]
     fn checkout(&self, min_len: usize) -> (BytesMut, Option<usize>) {
-        let local = self.locals.get();
+        let local = self.core.local();
         match self.tier_for(min_len) {
-            Some(t) => match self.take(t, local) {
+            Some(t) => match self.core.take(t, local) {
                 Some(buf) => {
                     local.hits.inc();
                     (buf, Some(t))
                 }
                 None => {
                     local.misses.inc();
-                    (BytesMut::with_capacity(self.tiers[t].size), Some(t))
+                    (BytesMut::with_capacity(self.sizes[t]), Some(t))
                 }
             },
             None => {
@@ -220,58 +152,19 @@ impl Shared {
         }
     }
 
+    #[inline]
     fn give_back(&self, t: usize, mut buf: BytesMut) {
-        let local = self.locals.get();
-        let tier = &self.tiers[t];
-        if buf.capacity() != tier.size {
+        let local = self.core.local();
+        if buf.capacity() != self.sizes[t] {
             // Grown past the tier, split, or swapped for another buffer: not ours to keep.
             local.discards.inc();
             return;
         }
-        if tier.idle.fetch_add(1, Ordering::AcqRel) >= tier.max_idle {
-            tier.idle.fetch_sub(1, Ordering::AcqRel);
-            local.discards.inc();
-            return;
-        }
         buf.clear();
-        // A place is reserved: the queue has room for `max_idle` and holds at most `idle`.
-        let pushed = if self.thread_cache {
-            self.stash(t, local, buf)
-        } else {
-            tier.queue.push(buf)
-        };
-        match pushed {
+        match self.core.put(t, local, buf) {
             Ok(()) => local.returns.inc(),
-            Err(_dropped) => {
-                tier.idle.fetch_sub(1, Ordering::AcqRel);
-                local.discards.inc();
-            }
+            Err(_dropped) => local.discards.inc(),
         }
-    }
-
-    /// Puts `buf` in this thread's slot; a buffer already there moves to the shared queue,
-    /// so the slot always holds the most recently returned (hottest) buffer.
-    fn stash(&self, t: usize, local: &Local, buf: BytesMut) -> Result<(), BytesMut> {
-        let slot = &local.slots[t];
-        let queue = &self.tiers[t].queue;
-        let buf = match slot.push(buf) {
-            Ok(()) => return Ok(()),
-            Err(buf) => buf,
-        };
-        let Some(older) = slot.pop() else {
-            return slot.push(buf).or_else(|b| queue.push(b));
-        };
-        // Only this thread pushes to its slot (others only pop), so this push succeeds in
-        // the real build; under loom the slot is shared, hence the fallback.
-        if let Err(buf) = slot.push(buf) {
-            queue.push(buf)?;
-        }
-        // `older` was already counted in `idle`; the queue has room for every counted buffer.
-        if let Err(lost) = queue.push(older) {
-            self.tiers[t].idle.fetch_sub(1, Ordering::AcqRel);
-            drop(lost);
-        }
-        Ok(())
     }
 }
 
@@ -321,26 +214,10 @@ impl BufferPool {
     /// Whatever [`BufferPoolConfig::validate`] reports.
     pub fn new(config: BufferPoolConfig) -> Result<Self, PoolError> {
         let bound = config.validate()?;
-        let tiers = config
-            .tiers
-            .iter()
-            .map(|t| Tier {
-                size: t.size,
-                max_idle: t.max_idle,
-                queue: Queue::new(t.max_idle),
-                idle: CachePadded::new(AtomicUsize::new(0)),
-            })
-            .collect();
-        let slots = if config.thread_cache {
-            config.tiers.len()
-        } else {
-            0
-        };
         Ok(Self {
             shared: Arc::new(Shared {
-                tiers,
-                locals: PerThread::new(Local::new, slots),
-                thread_cache: config.thread_cache,
+                sizes: config.tiers.iter().map(|t| t.size).collect(),
+                core: Core::new(config.tiers.iter().map(|t| t.max_idle), config.thread_cache),
                 max_request: config.max_request,
                 bound,
             }),
@@ -395,55 +272,34 @@ impl BufferPool {
     /// The memory-pressure handler calls this. Buffers in use are untouched.
     pub fn trim(&self) -> usize {
         let shared = &*self.shared;
-        let mut released = 0;
-        for (t, tier) in shared.tiers.iter().enumerate() {
-            let mut drop_one = |buf: Option<BytesMut>| match buf {
-                Some(_) => {
-                    tier.idle.fetch_sub(1, Ordering::AcqRel);
-                    released += tier.size;
-                    true
-                }
-                None => false,
-            };
-            while drop_one(tier.queue.pop()) {}
-            if shared.thread_cache {
-                for local in shared.locals.iter() {
-                    drop_one(local.slots[t].pop());
-                }
-            }
-        }
-        released
+        (0..shared.sizes.len())
+            .map(|t| shared.core.trim(t) * shared.sizes[t])
+            .sum()
     }
 
-    /// Counters summed over threads, and what is held now.
+    /// Counters summed over threads, and what is held now. O(threads x tiers).
     pub fn stats(&self) -> PoolStats {
         let shared = &*self.shared;
-        let mut stats = PoolStats::default();
-        for local in shared.locals.iter() {
-            stats.add(&local.counts());
-        }
-        for tier in shared.tiers.iter() {
-            // A return in flight may count one over for an instant; what is held never is.
-            let held = tier.idle.load(Ordering::Acquire).min(tier.max_idle);
+        let mut stats = shared.core.counts();
+        for (t, &size) in shared.sizes.iter().enumerate() {
+            let held = shared.core.held(t);
             stats.held += held as u64;
-            stats.held_bytes += (held * tier.size) as u64;
+            stats.held_bytes += (held * size) as u64;
         }
         stats.bound_bytes = shared.bound as u64;
         stats
     }
 
-    /// Idle buffers per tier right now (queue plus thread caches), smallest tier first.
+    /// Idle buffers per tier right now (queue plus thread slots), smallest tier first.
     pub fn held_per_tier(&self) -> Vec<usize> {
-        self.shared
-            .tiers
-            .iter()
-            .map(|t| t.idle.load(Ordering::Acquire).min(t.max_idle))
+        (0..self.shared.sizes.len())
+            .map(|t| self.shared.core.held(t))
             .collect()
     }
 
     /// The tier sizes, smallest first.
     pub fn tier_sizes(&self) -> Vec<usize> {
-        self.shared.tiers.iter().map(|t| t.size).collect()
+        self.shared.sizes.to_vec()
     }
 }
 
@@ -451,7 +307,7 @@ impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
             .field("tiers", &self.tier_sizes())
-            .field("thread_cache", &self.shared.thread_cache)
+            .field("thread_cache", &self.shared.core.thread_cache())
             .field("stats", &self.stats())
             .finish()
     }

@@ -5,6 +5,7 @@ mod error;
 mod object;
 mod stats;
 mod sync;
+mod tiers;
 
 pub use buffer::{BufferPool, BufferPoolConfig, BufferRef, PooledBuffer, TierConfig};
 pub use error::PoolError;

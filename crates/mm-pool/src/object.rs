@@ -3,31 +3,18 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use crate::sync::{Arc, Counter, PerThread, Queue};
+use crate::sync::Arc;
+use crate::tiers::Core;
 use crate::{PoolError, PoolStats};
 
 type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
 type ResetHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 
-struct Shared<T> {
-    idle: Queue<T>,
+struct Shared<T: Send> {
+    core: Core<T>,
     max_idle: usize,
     factory: Factory<T>,
     reset: Option<ResetHook<T>>,
-    counters: PerThread<Counters>,
-}
-
-/// One thread's counters (single writer: see `sync::Counter`).
-#[derive(Default)]
-struct Counters {
-    hits: Counter,
-    misses: Counter,
-    returns: Counter,
-    discards: Counter,
-}
-
-fn new_counters(_: usize) -> Counters {
-    Counters::default()
 }
 
 /// A bounded pool of reusable `T`s: at most `max_idle` are kept idle; beyond that, returned
@@ -54,7 +41,7 @@ fn new_counters(_: usize) -> Counters {
 /// Costs: acquire is an `ArrayQueue` pop and two relaxed counter updates (plus the factory
 /// on a miss); return runs the reset hook, then a push. Idle objects are kept in FIFO order.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
-pub struct ObjectPool<T> {
+pub struct ObjectPool<T: Send> {
     shared: Arc<Shared<T>>,
 }
 
@@ -94,17 +81,16 @@ impl<T: Send + 'static> ObjectPool<T> {
         }
         Ok(Self {
             shared: Arc::new(Shared {
-                idle: Queue::new(max_idle),
+                core: Core::new(std::iter::once(max_idle), true),
                 max_idle,
                 factory,
                 reset,
-                counters: PerThread::new(new_counters, 0),
             }),
         })
     }
 }
 
-impl<T> ObjectPool<T> {
+impl<T: Send> ObjectPool<T> {
     /// An idle object, or a new one from the factory when none is idle.
     ///
     /// The guard holds an `Arc` to the pool: it can move to another thread and outlive
@@ -127,32 +113,21 @@ impl<T> ObjectPool<T> {
         }
     }
 
-    /// Drops every idle object; returns how many. For a memory-pressure handler.
+    /// Drops every idle object (queue and thread slots); returns how many.
     pub fn trim(&self) -> usize {
-        let mut n = 0;
-        while self.shared.idle.pop().is_some() {
-            n += 1;
-        }
-        n
+        self.shared.core.trim(0)
     }
 
-    /// Counters and the idle count.
+    /// Counters and the idle count. O(threads).
     pub fn stats(&self) -> PoolStats {
-        let held = self.shared.idle.len() as u64;
+        let held = self.shared.core.held(0) as u64;
         let size = size_of::<T>() as u64;
-        let mut stats = PoolStats {
+        PoolStats {
             held,
             held_bytes: held * size,
             bound_bytes: self.shared.max_idle as u64 * size,
-            ..PoolStats::default()
-        };
-        for c in self.shared.counters.iter() {
-            stats.hits += c.hits.get();
-            stats.misses += c.misses.get();
-            stats.returns += c.returns.get();
-            stats.discards += c.discards.get();
+            ..self.shared.core.counts()
         }
-        stats
     }
 
     /// The most idle objects this pool keeps.
@@ -161,40 +136,41 @@ impl<T> ObjectPool<T> {
     }
 }
 
-impl<T> Shared<T> {
+impl<T: Send> Shared<T> {
     #[inline]
     fn checkout(&self) -> T {
-        let counters = self.counters.get();
-        match self.idle.pop() {
+        let local = self.core.local();
+        match self.core.take(0, local) {
             Some(v) => {
-                counters.hits.inc();
+                local.hits.inc();
                 v
             }
             None => {
-                counters.misses.inc();
+                local.misses.inc();
                 (self.factory)()
             }
         }
     }
 
+    #[inline]
     fn give_back(&self, mut value: T) {
-        let counters = self.counters.get();
-        // Skip the reset hook when the pool is visibly full; the push below is the real check.
-        if self.idle.is_full() {
-            counters.discards.inc();
+        let local = self.core.local();
+        // Skip the reset hook when the pool is visibly full; `put` is the real check.
+        if self.core.looks_full(0, local) {
+            local.discards.inc();
             return;
         }
         if let Some(reset) = &self.reset {
             reset(&mut value);
         }
-        match self.idle.push(value) {
-            Ok(()) => counters.returns.inc(),
-            Err(_dropped) => counters.discards.inc(),
+        match self.core.put(0, local, value) {
+            Ok(()) => local.returns.inc(),
+            Err(_dropped) => local.discards.inc(),
         }
     }
 }
 
-impl<T> Clone for ObjectPool<T> {
+impl<T: Send> Clone for ObjectPool<T> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -202,7 +178,7 @@ impl<T> Clone for ObjectPool<T> {
     }
 }
 
-impl<T> fmt::Debug for ObjectPool<T> {
+impl<T: Send> fmt::Debug for ObjectPool<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectPool")
             .field("max_idle", &self.shared.max_idle)
@@ -215,12 +191,12 @@ impl<T> fmt::Debug for ObjectPool<T> {
 ///
 /// `Send` when `T` is, so it can be dropped on another thread; it keeps the pool's shared
 /// state alive, so it can outlive every `ObjectPool` handle.
-pub struct Pooled<T> {
+pub struct Pooled<T: Send> {
     value: Option<T>,
     shared: Arc<Shared<T>>,
 }
 
-impl<T> Pooled<T> {
+impl<T: Send> Pooled<T> {
     /// Keeps the object: it will not go back to the pool (counted neither as a return nor
     /// as a discard).
     pub fn detach(mut self) -> T {
@@ -231,7 +207,7 @@ impl<T> Pooled<T> {
     }
 }
 
-impl<T> Deref for Pooled<T> {
+impl<T: Send> Deref for Pooled<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -242,7 +218,7 @@ impl<T> Deref for Pooled<T> {
     }
 }
 
-impl<T> DerefMut for Pooled<T> {
+impl<T: Send> DerefMut for Pooled<T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         match &mut self.value {
@@ -252,7 +228,7 @@ impl<T> DerefMut for Pooled<T> {
     }
 }
 
-impl<T> Drop for Pooled<T> {
+impl<T: Send> Drop for Pooled<T> {
     fn drop(&mut self) {
         if let Some(value) = self.value.take() {
             self.shared.give_back(value);
@@ -260,7 +236,7 @@ impl<T> Drop for Pooled<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Pooled<T> {
+impl<T: Send + fmt::Debug> fmt::Debug for Pooled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Pooled").field(&**self).finish()
     }
@@ -268,12 +244,12 @@ impl<T: fmt::Debug> fmt::Debug for Pooled<T> {
 
 /// An object checked out with [`ObjectPool::acquire_ref`]: like [`Pooled`], but it borrows
 /// the pool, so it cannot outlive the `ObjectPool` handle it came from.
-pub struct PooledRef<'a, T> {
+pub struct PooledRef<'a, T: Send> {
     value: Option<T>,
     shared: &'a Shared<T>,
 }
 
-impl<T> PooledRef<'_, T> {
+impl<T: Send> PooledRef<'_, T> {
     /// Keeps the object: it will not go back to the pool.
     pub fn detach(mut self) -> T {
         match self.value.take() {
@@ -283,7 +259,7 @@ impl<T> PooledRef<'_, T> {
     }
 }
 
-impl<T> Deref for PooledRef<'_, T> {
+impl<T: Send> Deref for PooledRef<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -294,7 +270,7 @@ impl<T> Deref for PooledRef<'_, T> {
     }
 }
 
-impl<T> DerefMut for PooledRef<'_, T> {
+impl<T: Send> DerefMut for PooledRef<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         match &mut self.value {
@@ -304,7 +280,7 @@ impl<T> DerefMut for PooledRef<'_, T> {
     }
 }
 
-impl<T> Drop for PooledRef<'_, T> {
+impl<T: Send> Drop for PooledRef<'_, T> {
     fn drop(&mut self) {
         if let Some(value) = self.value.take() {
             self.shared.give_back(value);
@@ -312,7 +288,7 @@ impl<T> Drop for PooledRef<'_, T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for PooledRef<'_, T> {
+impl<T: Send + fmt::Debug> fmt::Debug for PooledRef<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("PooledRef").field(&**self).finish()
     }

@@ -33,12 +33,4 @@ impl PoolStats {
         let total = self.hits + self.misses;
         (total > 0).then(|| self.hits as f64 / total as f64)
     }
-
-    pub(crate) fn add(&mut self, other: &PoolStats) {
-        self.hits += other.hits;
-        self.misses += other.misses;
-        self.returns += other.returns;
-        self.discards += other.discards;
-        self.oversize += other.oversize;
-    }
 }

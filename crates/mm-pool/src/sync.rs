@@ -8,12 +8,12 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use crossbeam_queue::ArrayQueue as Queue;
@@ -51,8 +51,8 @@ impl<T> Queue<T> {
     pub(crate) fn len(&self) -> usize {
         self.items.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
-    pub(crate) fn is_full(&self) -> bool {
-        self.len() >= self.cap
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

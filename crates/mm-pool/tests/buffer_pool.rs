@@ -209,3 +209,26 @@ fn borrowed_buffers_share_tiers_and_stats_with_owned_ones() {
     let st = pool.stats();
     assert_eq!((st.hits, st.misses, st.returns, st.oversize), (1, 1, 2, 1));
 }
+
+#[test]
+fn bound_holds_with_more_threads_than_places() {
+    let pool = BufferPool::new(BufferPoolConfig::with_tiers([(1024, 4)])).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..200 {
+                    let held: Vec<_> = (0..3).map(|_| pool.acquire_ref(100)).collect();
+                    assert!(pool.stats().held <= 4);
+                    drop(held);
+                }
+            });
+        }
+    });
+    let s = pool.stats();
+    assert!(s.held <= 4, "{s:?}");
+    assert_eq!(s.hits + s.misses, 8 * 200 * 3);
+    assert_eq!(s.returns + s.discards, 8 * 200 * 3);
+    assert!(s.held_bytes <= s.bound_bytes);
+    assert_eq!(pool.trim(), s.held as usize * 1024);
+    assert_eq!(pool.stats().held, 0);
+}
