@@ -146,6 +146,17 @@ impl Span {
     fn large(chunk: u32) -> Span {
         Span(u64::from(chunk) << 32 | LARGE)
     }
+
+    /// False if the string of this span cannot be `len` bytes long.
+    #[inline]
+    fn may_have_len(self, len: usize) -> bool {
+        let field = self.0 & 0xFFFF;
+        if field == LARGE {
+            len > MAX_SMALL
+        } else {
+            field == len as u64
+        }
+    }
 }
 
 /// The text of `span`. Only spans made by [`ShardStore::store`] for these `chunks` exist.
@@ -227,7 +238,11 @@ impl ShardStore {
         let chunks = &self.chunks;
         let spans = &self.spans;
         self.table
-            .find(hash, |&i| text(chunks, spans[i as usize]) == s)
+            .find(hash, |&i| {
+                let span = spans[i as usize];
+                // Lengths first: a tag collision then costs no chunk or byte load.
+                span.may_have_len(s.len()) && text(chunks, span) == s
+            })
             .copied()
     }
 
