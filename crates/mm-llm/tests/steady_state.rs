@@ -56,3 +56,47 @@ fn chat_turn_allocates_nothing_after_warm_up() {
     assert!(cache.entries <= 64);
     assert!(sim.conversation().tokens() <= 16_000);
 }
+
+/// The SSE parser alone, including a 512 KiB line that spills from the 64 KiB pool tier into
+/// the 1 MiB tier and back: once warm, no allocation per event or per spill.
+#[test]
+fn sse_events_and_spills_allocate_nothing_when_warm() {
+    use mm_llm::sse::{SseConfig, SseParser};
+    assert!(mm_track::is_active());
+    let pool = mm_pool::BufferPool::new(mm_pool::BufferPoolConfig::default()).unwrap();
+    let mut parser = SseParser::with_pool(SseConfig::default(), pool).unwrap();
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        input.extend_from_slice(
+            format!("id: {i}\nevent: delta\ndata: {{\"n\":{i}}}\r\n\r\n").as_bytes(),
+        );
+    }
+    input.extend_from_slice(b"data: ");
+    input.extend(std::iter::repeat_n(b'z', 512 * 1024));
+    input.extend_from_slice(b"\n\n");
+    let mut run = |parser: &mut SseParser| {
+        let mut n = 0usize;
+        for chunk in input.chunks(1500) {
+            n += parser
+                .feed(chunk, |ev| assert!(!ev.data.is_empty()))
+                .unwrap();
+        }
+        parser.finish();
+        n
+    };
+    for _ in 0..3 {
+        assert_eq!(run(&mut parser), 1001);
+    }
+    let spills = parser.stats().spills;
+    let (events, stats) = mm_track::count(|| (0..20).map(|_| run(&mut parser)).sum::<usize>());
+    assert_eq!(events, 20 * 1001);
+    assert!(
+        parser.stats().spills > spills,
+        "the long line must spill in the measured runs"
+    );
+    assert_eq!(
+        (stats.allocs, stats.reallocs, stats.deallocs),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+}
