@@ -6,6 +6,7 @@ mod parse;
 mod reader;
 mod registry;
 mod stream;
+mod sync;
 mod value;
 mod writer;
 

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use mm_budget::{MemoryBudget, PressureLevel, SubscriberId};
@@ -24,6 +24,7 @@ use mm_mmap::MmapCache;
 
 use crate::error::{GgufError, Result};
 use crate::mapped::MappedGguf;
+use crate::sync::{Mutex, MutexGuard};
 
 /// How a [`ModelRegistry`] behaves.
 #[derive(Debug, Clone)]
