@@ -74,7 +74,7 @@ fn sse_events_and_spills_allocate_nothing_when_warm() {
     input.extend_from_slice(b"data: ");
     input.extend(std::iter::repeat_n(b'z', 512 * 1024));
     input.extend_from_slice(b"\n\n");
-    let mut run = |parser: &mut SseParser| {
+    let run = |parser: &mut SseParser| {
         let mut n = 0usize;
         for chunk in input.chunks(1500) {
             n += parser
