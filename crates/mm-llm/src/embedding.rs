@@ -1,11 +1,15 @@
-//! A byte-bounded LRU cache of embedding vectors.
+//! A byte-bounded (segmented) LRU cache of embedding vectors.
 //!
 //! Layout: vectors live in one contiguous `Vec<f32>` per vector length ("dimension class"),
 //! in fixed slots, so an entry is not a separate heap allocation and an evicted slot is
 //! reused by the next vector of the same length. Entries are small records in a slab, linked
-//! into an intrusive doubly linked LRU list by index; a `HashMap` maps the key to the slab
-//! index. Once the cache is full, an insert evicts the least recently used entries and
-//! reuses their slots: no allocation at steady state.
+//! into intrusive doubly linked lists by index; a `HashMap` maps the key to the slab
+//! index. Recency is a segmented LRU: a new entry starts on the probation list and moves to
+//! the protected list (at most 80% of the bounds) when it is hit; eviction takes the least
+//! recently used probation entry first. So a burst of one-time texts (a re-index, a scan)
+//! cannot flush the entries that are actually reused, which a plain LRU lets happen. Once the
+//! cache is full, an insert evicts entries and reuses their slots: no allocation at steady
+//! state.
 //!
 //! Bounds: at most `max_entries` entries and at most `max_bytes` bytes, counting for each
 //! entry its vector (`4 * dims`) plus [`ENTRY_OVERHEAD`] for its slab record and index slot.
@@ -127,7 +131,38 @@ struct Entry {
     slot: u32,
     prev: u32,
     next: u32,
+    segment: Segment,
 }
+
+/// Which list of the segmented LRU an entry is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    /// New entries, not hit since they were inserted (or demoted from protected).
+    Probation = 0,
+    /// Entries hit at least once while cached.
+    Protected = 1,
+}
+
+/// One recency list: most recent at `head`.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+    bytes: u64,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+        bytes: 0,
+    };
+}
+
+/// Share of the bounds the protected segment may hold (the rest is probation).
+const PROTECTED_SHARE: f64 = 0.8;
 
 #[derive(Debug)]
 struct DimClass {
@@ -166,14 +201,18 @@ impl DimClass {
     }
 }
 
-/// A byte-bounded LRU cache of embedding vectors.
+/// A byte-bounded (segmented) LRU cache of embedding vectors.
 ///
 /// Layout: vectors live in one contiguous `Vec<f32>` per vector length ("dimension class"),
 /// in fixed slots, so an entry is not a separate heap allocation and an evicted slot is
 /// reused by the next vector of the same length. Entries are small records in a slab, linked
-/// into an intrusive doubly linked LRU list by index; a `HashMap` maps the key to the slab
-/// index. Once the cache is full, an insert evicts the least recently used entries and
-/// reuses their slots: no allocation at steady state.
+/// into intrusive doubly linked lists by index; a `HashMap` maps the key to the slab
+/// index. Recency is a segmented LRU: a new entry starts on the probation list and moves to
+/// the protected list (at most 80% of the bounds) when it is hit; eviction takes the least
+/// recently used probation entry first. So a burst of one-time texts (a re-index, a scan)
+/// cannot flush the entries that are actually reused, which a plain LRU lets happen. Once the
+/// cache is full, an insert evicts entries and reuses their slots: no allocation at steady
+/// state.
 ///
 /// Bounds: at most `max_entries` entries and at most `max_bytes` bytes, counting for each
 /// entry its vector (`4 * dims`) plus [`ENTRY_OVERHEAD`] for its slab record and index slot.
@@ -206,10 +245,8 @@ pub struct EmbeddingCache {
     entries: Vec<Entry>,
     free_entries: Vec<u32>,
     classes: Vec<DimClass>,
-    /// Most recently used.
-    head: u32,
-    /// Least recently used.
-    tail: u32,
+    /// Probation and protected lists, indexed by `Segment as usize`.
+    lists: [List; 2],
     bytes: u64,
     reservation: Option<Reservation>,
     budget: Option<MemoryBudget>,
@@ -227,8 +264,7 @@ impl EmbeddingCache {
             entries: Vec::new(),
             free_entries: Vec::new(),
             classes: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            lists: [List::EMPTY; 2],
             bytes: 0,
             reservation: None,
             budget,
@@ -244,13 +280,14 @@ impl EmbeddingCache {
         }
     }
 
-    /// The vector for `key`, marking it most recently used. O(1).
+    /// The vector for `key`, marking it most recently used (and protected). O(1).
     pub fn get(&mut self, key: &EmbeddingKey) -> Option<&[f32]> {
         match self.index.get(key) {
             Some(&idx) => {
                 self.stats.hits += 1;
                 self.unlink(idx);
-                self.push_front(idx);
+                self.push_front(idx, Segment::Protected);
+                self.rebalance();
                 let e = self.entries[idx as usize];
                 Some(self.classes[e.class as usize].slot(e.slot))
             }
@@ -273,8 +310,8 @@ impl EmbeddingCache {
     }
 
     /// Stores a copy of `vector` under `key` (replacing an older vector), evicting least
-    /// recently used entries until both bounds and the budget allow it. O(1) amortised plus
-    /// the copy and the evictions.
+    /// recently used entries (probation first) until both bounds and the budget allow it.
+    /// O(1) amortised plus the copy and the evictions.
     ///
     /// # Errors
     /// [`LlmError::EmbeddingTooLarge`] when one entry exceeds `max_bytes`;
@@ -305,7 +342,7 @@ impl EmbeddingCache {
             if class.dims == vector.len() {
                 class.slot_mut(e.slot).copy_from_slice(vector);
                 self.unlink(idx);
-                self.push_front(idx);
+                self.push_front(idx, e.segment);
                 self.stats.inserts += 1;
                 return Ok(());
             }
@@ -326,6 +363,7 @@ impl EmbeddingCache {
             slot,
             prev: NIL,
             next: NIL,
+            segment: Segment::Probation,
         };
         let idx = match self.free_entries.pop() {
             Some(i) => {
@@ -337,7 +375,7 @@ impl EmbeddingCache {
                 (self.entries.len() - 1) as u32
             }
         };
-        self.push_front(idx);
+        self.push_front(idx, Segment::Probation);
         self.index.insert(key, idx);
         self.bytes += need;
         self.stats.inserts += 1;
@@ -361,8 +399,7 @@ impl EmbeddingCache {
         self.entries = Vec::new();
         self.free_entries = Vec::new();
         self.classes = Vec::new();
-        self.head = NIL;
-        self.tail = NIL;
+        self.lists = [List::EMPTY; 2];
         self.bytes = 0;
         self.reservation = None;
     }
@@ -441,11 +478,39 @@ impl EmbeddingCache {
         self.classes.len() - 1
     }
 
+    /// Evicts the least recently used probation entry, or the least recently used protected
+    /// one when probation is empty.
     fn evict_lru(&mut self) {
-        if self.tail != NIL {
-            self.remove_idx(self.tail);
+        let probation = self.lists[Segment::Probation as usize].tail;
+        let victim = if probation != NIL {
+            probation
+        } else {
+            self.lists[Segment::Protected as usize].tail
+        };
+        if victim != NIL {
+            self.remove_idx(victim);
             self.stats.evictions += 1;
         }
+    }
+
+    /// Demotes protected entries (least recent first) to the head of probation while the
+    /// protected segment is over its share of either bound.
+    fn rebalance(&mut self) {
+        let max_len = ((self.config.max_entries as f64 * PROTECTED_SHARE) as usize).max(1);
+        let max_bytes = (self.config.max_bytes as f64 * PROTECTED_SHARE) as u64;
+        loop {
+            let prot = self.lists[Segment::Protected as usize];
+            if prot.len <= 1 || (prot.len <= max_len && prot.bytes <= max_bytes) {
+                return;
+            }
+            let idx = prot.tail;
+            self.unlink(idx);
+            self.push_front(idx, Segment::Probation);
+        }
+    }
+
+    fn entry_size(&self, idx: u32) -> u64 {
+        entry_bytes(self.classes[self.entries[idx as usize].class as usize].dims)
     }
 
     fn remove_idx(&mut self, idx: u32) {
@@ -463,32 +528,44 @@ impl EmbeddingCache {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let Entry { prev, next, .. } = self.entries[idx as usize];
+        let size = self.entry_size(idx);
+        let Entry {
+            prev,
+            next,
+            segment,
+            ..
+        } = self.entries[idx as usize];
+        let list = &mut self.lists[segment as usize];
+        list.len -= 1;
+        list.bytes -= size;
         if prev == NIL {
-            self.head = next;
+            list.head = next;
         } else {
             self.entries[prev as usize].next = next;
         }
         if next == NIL {
-            self.tail = prev;
+            list.tail = prev;
         } else {
             self.entries[next as usize].prev = prev;
         }
     }
 
-    fn push_front(&mut self, idx: u32) {
-        let old = self.head;
-        {
-            let e = &mut self.entries[idx as usize];
-            e.prev = NIL;
-            e.next = old;
+    fn push_front(&mut self, idx: u32, segment: Segment) {
+        let size = self.entry_size(idx);
+        let list = &mut self.lists[segment as usize];
+        let old = list.head;
+        list.head = idx;
+        if list.tail == NIL {
+            list.tail = idx;
         }
+        list.len += 1;
+        list.bytes += size;
+        let e = &mut self.entries[idx as usize];
+        e.prev = NIL;
+        e.next = old;
+        e.segment = segment;
         if old != NIL {
             self.entries[old as usize].prev = idx;
-        }
-        self.head = idx;
-        if self.tail == NIL {
-            self.tail = idx;
         }
     }
 }
@@ -527,6 +604,90 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c.stats().evictions, 1);
         assert_eq!(c.peek(&k[3]).unwrap(), &vec_of(3.0, 8)[..]);
+    }
+
+    /// Walks both lists and checks them against the index and the byte counts.
+    fn check(c: &EmbeddingCache) {
+        let mut seen = 0;
+        let mut bytes = 0;
+        for (seg, list) in c.lists.iter().enumerate() {
+            let (mut n, mut b, mut prev, mut at) = (0, 0, NIL, list.head);
+            while at != NIL {
+                let e = c.entries[at as usize];
+                assert_eq!(e.segment as usize, seg);
+                assert_eq!(e.prev, prev);
+                assert_eq!(c.index.get(&e.key), Some(&at));
+                n += 1;
+                b += c.entry_size(at);
+                prev = at;
+                at = e.next;
+            }
+            assert_eq!(list.tail, prev);
+            assert_eq!((n, b), (list.len, list.bytes));
+            seen += n;
+            bytes += b;
+        }
+        assert_eq!(seen, c.index.len());
+        assert_eq!(bytes, c.bytes);
+        assert!(c.index.len() <= c.config.max_entries);
+        assert!(c.bytes <= c.config.max_bytes);
+    }
+
+    #[test]
+    fn hit_entries_survive_a_scan_of_one_time_keys() {
+        let names = Interner::new();
+        let m = names.get_or_intern("m");
+        let cfg = EmbeddingCacheConfig {
+            max_bytes: 1 << 30,
+            max_entries: 10,
+        };
+        let mut c = EmbeddingCache::new(cfg, None);
+        let hot: Vec<_> = (0..5).map(|i| c.key(m, &format!("hot{i}"))).collect();
+        for k in &hot {
+            c.insert(*k, &[1.0; 4]).unwrap();
+            assert!(c.get(k).is_some());
+        }
+        for i in 0..100 {
+            let k = c.key(m, &format!("cold{i}"));
+            c.insert(k, &[2.0; 4]).unwrap();
+            check(&c);
+        }
+        assert!(
+            hot.iter().all(|k| c.contains(k)),
+            "a plain LRU would have lost them"
+        );
+        assert_eq!(c.len(), 10);
+    }
+
+    #[test]
+    fn random_operations_keep_lists_bounds_and_values_consistent() {
+        use proptest::prelude::*;
+        let names = Interner::new();
+        let m = names.get_or_intern("m");
+        proptest!(ProptestConfig::with_cases(200), |(ops in prop::collection::vec((0u8..4, 0u32..40, 1usize..40), 1..300))| {
+            let cfg = EmbeddingCacheConfig { max_bytes: 2_000, max_entries: 12 };
+            let mut c = EmbeddingCache::new(cfg, None);
+            let mut last = std::collections::HashMap::new();
+            for (op, k, dims) in ops {
+                let key = c.key(m, &k.to_string());
+                match op {
+                    0 | 1 => {
+                        let v = vec![k as f32 + dims as f32; dims];
+                        c.insert(key, &v).unwrap();
+                        last.insert(k, v);
+                    }
+                    2 => {
+                        if let Some(got) = c.get(&key) {
+                            prop_assert_eq!(got, &last[&k][..]);
+                        }
+                    }
+                    _ => {
+                        c.remove(&key);
+                    }
+                }
+                check(&c);
+            }
+        });
     }
 
     #[test]
