@@ -3,13 +3,12 @@
 use core::{fmt, hash::BuildHasher, mem::size_of};
 
 use crossbeam_utils::CachePadded;
-use hashbrown::DefaultHashBuilder;
 
 use crate::{
     InternError, InternStats, Symbol,
     store::{ShardStore, StoreFull},
     symbol::max_local,
-    sync::{self, AtomicU64, Mutex, Ordering},
+    sync::{self, AtomicU64, HashBuilder, Mutex, Ordering},
 };
 
 /// How to build an [`Interner`]: shard count and optional limits.
@@ -125,7 +124,7 @@ impl Limits {
 /// See the crate docs for an example and `docs/mm-intern.md` for the design.
 pub struct Interner {
     shards: Box<[CachePadded<Mutex<ShardStore>>]>,
-    hasher: DefaultHashBuilder,
+    hasher: HashBuilder,
     shard_bits: u32,
     limits: Limits,
 }
@@ -170,7 +169,7 @@ impl Interner {
             shards: (0..shards)
                 .map(|_| CachePadded::new(Mutex::new(ShardStore::new())))
                 .collect(),
-            hasher: DefaultHashBuilder::default(),
+            hasher: HashBuilder::default(),
             shard_bits: shards.trailing_zeros(),
             limits: Limits {
                 max_strings: config.max_strings,
@@ -437,7 +436,7 @@ impl Interner {
 /// freezing time, after unused capacity was given back.
 pub struct FrozenInterner {
     shards: Box<[ShardStore]>,
-    hasher: DefaultHashBuilder,
+    hasher: HashBuilder,
     shard_bits: u32,
 }
 

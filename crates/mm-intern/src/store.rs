@@ -16,7 +16,9 @@
 use core::{hash::BuildHasher, mem::size_of, ptr::NonNull, slice, str};
 use std::alloc::{self, Layout};
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
+
+use crate::sync::HashBuilder;
 
 /// Capacity of a shard's first regular chunk.
 const FIRST_CHUNK: usize = 256;
@@ -260,7 +262,7 @@ impl ShardStore {
         &mut self,
         hash: u64,
         s: &str,
-        hasher: &DefaultHashBuilder,
+        hasher: &HashBuilder,
         max_local: u32,
     ) -> Result<u32, StoreFull> {
         let local = match u32::try_from(self.spans.len()) {
@@ -331,7 +333,7 @@ impl ShardStore {
 
     /// Gives back every unused byte: chunk tails, spare span, chunk and table capacity.
     /// Strings may move, which `&mut self` makes safe; their local indices do not change.
-    pub(crate) fn compact(&mut self, hasher: &DefaultHashBuilder) {
+    pub(crate) fn compact(&mut self, hasher: &HashBuilder) {
         for chunk in &mut self.chunks {
             chunk.shrink_to_len();
         }
@@ -353,8 +355,8 @@ impl ShardStore {
 mod tests {
     use super::*;
 
-    fn store_all(words: &[&str]) -> (ShardStore, Vec<u32>, DefaultHashBuilder) {
-        let hasher = DefaultHashBuilder::default();
+    fn store_all(words: &[&str]) -> (ShardStore, Vec<u32>, HashBuilder) {
+        let hasher = HashBuilder::default();
         let mut store = ShardStore::new();
         let mut ids = Vec::new();
         for w in words {
@@ -394,7 +396,7 @@ mod tests {
 
     #[test]
     fn resolved_bytes_do_not_move_while_the_store_grows() {
-        let hasher = DefaultHashBuilder::default();
+        let hasher = HashBuilder::default();
         let mut store = ShardStore::new();
         let first = "pinned-string";
         let id = store
@@ -450,7 +452,7 @@ mod tests {
 
     #[test]
     fn full_shard_is_reported_not_panicked() {
-        let hasher = DefaultHashBuilder::default();
+        let hasher = HashBuilder::default();
         let mut store = ShardStore::new();
         store.insert(hasher.hash_one("a"), "a", &hasher, 1).unwrap();
         assert_eq!(

@@ -12,6 +12,16 @@ pub(crate) use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+/// The hasher of every interner. Loom replays schedules and needs each execution to behave
+/// the same, so under loom the seed is fixed (std's SipHash with zero keys) instead of
+/// foldhash's per-interner random seed, which would send strings to different shards (and
+/// so different locks) from one execution to the next.
+#[cfg(not(loom))]
+pub(crate) type HashBuilder = hashbrown::DefaultHashBuilder;
+#[cfg(loom)]
+pub(crate) type HashBuilder =
+    core::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
 /// Locks `mutex`, ignoring poisoning: every store operation leaves the shard consistent at
 /// each point where it could unwind (see `store.rs`), so a panic elsewhere does not make the
 /// data unusable.

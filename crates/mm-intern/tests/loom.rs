@@ -28,27 +28,45 @@ fn racing_inserts_of_one_string_store_it_once() {
     });
 }
 
+/// Two strings that land in different shards of a 2-shard interner (the hasher is fixed
+/// under loom, so this is the same in every execution).
+fn strings_in_two_shards() -> (String, String) {
+    let probe = Interner::with_config(InternerConfig::default().shards(2)).unwrap();
+    let shard = |s: &str| (probe.get_or_intern(s).to_u32() - 1) & 1;
+    let first = "left".to_string();
+    let second = (0..)
+        .map(|n| format!("right{n}"))
+        .find(|s| shard(s) != shard(&first))
+        .unwrap();
+    (first, second)
+}
+
 /// With room for one string, exactly one of two threads interning different strings wins,
 /// in every interleaving, and the loser gets the typed error: the limit's reservation is
-/// never over-committed and a refused string leaves nothing behind.
+/// never over-committed and a refused string leaves nothing behind. Run with the two
+/// strings in one shard (one lock) and in two shards (two locks, only the atomic
+/// reservation between them).
 #[test]
 fn string_limit_admits_exactly_one_of_two_racers() {
-    loom::model(|| {
-        let i = interner(InternerConfig::default().shards(2).max_strings(1));
-        let other = {
-            let i = i.clone();
-            thread::spawn(move || i.try_get_or_intern("left"))
-        };
-        let mine = i.try_get_or_intern("right");
-        let theirs = other.join().unwrap();
-        assert_eq!(mine.is_ok() as u8 + theirs.is_ok() as u8, 1);
-        for r in [mine, theirs] {
-            if let Err(e) = r {
-                assert_eq!(e, InternError::TooManyStrings { limit: 1 });
+    for shards in [1, 2] {
+        loom::model(move || {
+            let (left, right) = strings_in_two_shards();
+            let i = interner(InternerConfig::default().shards(shards).max_strings(1));
+            let other = {
+                let i = i.clone();
+                thread::spawn(move || i.try_get_or_intern(&left))
+            };
+            let mine = i.try_get_or_intern(&right);
+            let theirs = other.join().unwrap();
+            assert_eq!(mine.is_ok() as u8 + theirs.is_ok() as u8, 1);
+            for r in [mine, theirs] {
+                if let Err(e) = r {
+                    assert_eq!(e, InternError::TooManyStrings { limit: 1 });
+                }
             }
-        }
-        assert_eq!(i.len(), 1);
-    });
+            assert_eq!(i.len(), 1);
+        });
+    }
 }
 
 /// A `&str` resolved before another thread inserts into the same shard still reads the
