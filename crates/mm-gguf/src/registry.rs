@@ -291,16 +291,22 @@ impl ModelRegistry {
         self.unload_where(UnloadReason::Idle, |s| {
             now.saturating_duration_since(s.last_used) >= timeout
         })
+        .0
     }
 
     /// Reacts to memory pressure: at `Critical`, unloads every model no one else holds; at
     /// `Warning`, those idle for at least half the idle timeout; at `Normal`, nothing.
     /// Returns how many were unloaded.
     pub fn handle_pressure(&self, level: PressureLevel) -> usize {
+        self.release_for(level).0
+    }
+
+    /// `handle_pressure`'s work: (models unloaded, their mapped bytes).
+    fn release_for(&self, level: PressureLevel) -> (usize, u64) {
         let now = Instant::now();
         let half = self.inner.config.idle_timeout / 2;
         match level {
-            PressureLevel::Normal => 0,
+            PressureLevel::Normal => (0, 0),
             PressureLevel::Warning => self.unload_where(UnloadReason::Pressure(level), |s| {
                 now.saturating_duration_since(s.last_used) >= half
             }),
@@ -308,7 +314,7 @@ impl ModelRegistry {
         }
     }
 
-    fn unload_where(&self, reason: UnloadReason, pick: impl Fn(&Slot) -> bool) -> usize {
+    fn unload_where(&self, reason: UnloadReason, pick: impl Fn(&Slot) -> bool) -> (usize, u64) {
         let mut st = self.lock();
         let mut dropped = Vec::new();
         for (name, slot) in st.slots.iter_mut() {
@@ -325,6 +331,7 @@ impl ModelRegistry {
         }
         st.unloads += dropped.len() as u64;
         let n = dropped.len();
+        let bytes = dropped.iter().map(|(_, b)| b).sum();
         for (name, mapped_bytes) in dropped {
             emit(
                 &mut st,
@@ -335,7 +342,7 @@ impl ModelRegistry {
                 },
             );
         }
-        n
+        (n, bytes)
     }
 
     /// A receiver of every later [`RegistryEvent`]. Events are sent without blocking; a
@@ -363,13 +370,23 @@ impl ModelRegistry {
         })
     }
 
-    /// A pressure handler for any hook that reports a [`PressureLevel`] (such as the
-    /// `memory-manager` facade's); holds a weak reference to the registry.
-    pub fn pressure_hook(&self) -> impl Fn(PressureLevel) -> usize + Send + Sync + 'static {
+    /// A pressure handler for any hook that reports a [`PressureLevel`], such as the
+    /// `memory-manager` facade's `on_pressure`; it returns the mapped bytes the registry let
+    /// go of (an estimate of what is freed: other holders of a map keep it alive). Holds a
+    /// weak reference to the registry.
+    ///
+    /// ```
+    /// # use mm_gguf::{ModelRegistry, PressureLevel};
+    /// let registry = ModelRegistry::default();
+    /// let hook = registry.pressure_hook();
+    /// // e.g. manager.on_pressure("gguf-models", PressureLevel::Warning, move |ctx| hook(ctx.level));
+    /// assert_eq!(hook(PressureLevel::Critical), 0); // nothing loaded yet
+    /// ```
+    pub fn pressure_hook(&self) -> impl Fn(PressureLevel) -> u64 + Send + Sync + 'static {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         move |level| {
             weak.upgrade()
-                .map_or(0, |inner| ModelRegistry { inner }.handle_pressure(level))
+                .map_or(0, |inner| ModelRegistry { inner }.release_for(level).1)
         }
     }
 

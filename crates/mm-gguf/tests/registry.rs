@@ -126,3 +126,30 @@ fn the_reaper_thread_stops_when_dropped() {
     drop(reaper);
     assert!(!reg.is_loaded("a"));
 }
+
+#[test]
+fn the_facade_pressure_hook_unloads_models() {
+    use memory_manager::{MemoryConfig, MemoryManager};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(Duration::from_secs(3600));
+    reg.register("a", write_model(&dir, "a"));
+    let mapped = reg.get("a").unwrap().mapped_bytes();
+    let mm = MemoryManager::new(
+        MemoryConfig::default()
+            .with_max_memory(64 << 20)
+            .with_mmap_cache(1 << 20),
+    )
+    .unwrap();
+    let hook = reg.pressure_hook();
+    mm.on_pressure("gguf-models", PressureLevel::Warning, move |ctx| {
+        hook(ctx.level)
+    });
+    let _r = mm.budget().try_reserve(62 << 20).unwrap();
+    mm.sync();
+    assert!(
+        !reg.is_loaded("a"),
+        "critical pressure through the facade unloads the model"
+    );
+    assert_eq!(reg.stats().unloads, 1);
+    assert!(mapped > 0);
+}
