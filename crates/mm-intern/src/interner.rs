@@ -101,14 +101,6 @@ impl Limits {
             self.strings.fetch_sub(1, Ordering::AcqRel);
         }
     }
-
-    /// Gives back a reservation whose string was not stored after all.
-    fn release(&self, len: u64) {
-        self.release_strings();
-        if self.max_bytes.is_some() {
-            self.bytes.fetch_sub(len, Ordering::AcqRel);
-        }
-    }
 }
 
 /// A thread-safe string interner: `&self` methods from any number of threads.
@@ -211,10 +203,7 @@ impl Interner {
         let hash = self.hasher.hash_one(s);
         let shard = self.shard_of(hash);
         let mut store = sync::lock(&self.shards[shard]);
-        let local = match store.find(hash, s) {
-            Some(local) => local,
-            None => self.insert(&mut store, shard, hash, s)?,
-        };
+        let local = self.get_or_insert(&mut store, shard, hash, s)?;
         store.calls += 1;
         store.requested_bytes += s.len() as u64;
         Ok(Symbol::new(shard, local, self.shard_bits))
@@ -283,10 +272,7 @@ impl Interner {
             let mut store = sync::lock(&self.shards[shard]);
             for &i in &order[range] {
                 let (i, s) = (i as usize, group[i as usize].as_ref());
-                let local = match store.find(hashes[i], s) {
-                    Some(local) => local,
-                    None => self.insert(&mut store, shard, hashes[i], s)?,
-                };
+                let local = self.get_or_insert(&mut store, shard, hashes[i], s)?;
                 store.calls += 1;
                 store.requested_bytes += s.len() as u64;
                 symbols[i] = Some(Symbol::new(shard, local, self.shard_bits));
@@ -296,28 +282,29 @@ impl Interner {
         Ok(())
     }
 
-    fn insert(
+    #[inline]
+    fn get_or_insert(
         &self,
         store: &mut ShardStore,
         shard: usize,
         hash: u64,
         s: &str,
     ) -> Result<u32, InternError> {
-        let len = s.len() as u64;
-        self.limits.reserve(len)?;
         let max_local = max_local(self.shard_bits);
-        store
-            .insert(hash, s, &self.hasher, max_local)
-            .map_err(|full| {
-                self.limits.release(len);
-                match full {
-                    StoreFull::Strings | StoreFull::Chunks => InternError::SymbolSpaceExhausted {
-                        shard,
-                        shards: self.shards.len(),
-                        capacity: u64::from(max_local),
-                    },
-                }
-            })
+        store.get_or_insert(
+            hash,
+            s,
+            &self.hasher,
+            max_local,
+            || self.limits.reserve(s.len() as u64),
+            |full| match full {
+                StoreFull::Strings | StoreFull::Chunks => InternError::SymbolSpaceExhausted {
+                    shard,
+                    shards: self.shards.len(),
+                    capacity: u64::from(max_local),
+                },
+            },
+        )
     }
 
     /// The symbol for `s` if it was interned; never stores anything. Cost: one hash, one

@@ -16,7 +16,7 @@
 use core::{hash::BuildHasher, mem::size_of, ptr::NonNull, slice, str};
 use std::alloc::{self, Layout};
 
-use hashbrown::HashTable;
+use hashbrown::{HashTable, hash_table::Entry};
 
 use crate::sync::HashBuilder;
 
@@ -179,6 +179,66 @@ fn text(chunks: &[Chunk], span: Span) -> &str {
     unsafe { str::from_utf8_unchecked(bytes) }
 }
 
+/// True if `span` holds exactly `s`. Compares lengths first, so a hash-tag collision
+/// costs no chunk or byte load.
+#[inline]
+fn is_text(chunks: &[Chunk], span: Span, s: &str) -> bool {
+    span.may_have_len(s.len()) && text(chunks, span) == s
+}
+
+/// A shard's strings: chunks that never move while the store lives.
+struct Arena {
+    chunks: Vec<Chunk>,
+    /// The regular chunk being filled (large strings' chunks are interleaved in `chunks`).
+    open: Option<usize>,
+    /// Capacity of the next regular chunk.
+    next_cap: usize,
+}
+
+impl Arena {
+    /// False if storing `len` bytes might need a chunk index past `u32::MAX`.
+    fn has_room(&self, len: usize) -> bool {
+        len == 0 || self.chunks.len() < u32::MAX as usize
+    }
+
+    /// Copies `bytes` (valid UTF-8) in and returns where they went. Callers check
+    /// [`has_room`](Self::has_room) first.
+    fn store(&mut self, bytes: &[u8]) -> Span {
+        if bytes.is_empty() {
+            return Span::EMPTY;
+        }
+        if bytes.len() > MAX_SMALL {
+            let index = self.new_chunk(bytes.len());
+            self.chunks[index as usize].push(bytes);
+            return Span::large(index);
+        }
+        let open = match self.open {
+            Some(open) if self.chunks[open].remaining() >= bytes.len() => open,
+            _ => {
+                // MAX_SMALL <= MAX_CHUNK, so this ends at most at MAX_CHUNK.
+                let mut cap = self.next_cap;
+                while cap < bytes.len() {
+                    cap *= 2;
+                }
+                let index = self.new_chunk(cap);
+                self.next_cap = (cap * 2).min(MAX_CHUNK);
+                self.open = Some(index as usize);
+                index as usize
+            }
+        };
+        let start = self.chunks[open].push(bytes);
+        // `open` fits in u32: `new_chunk` returned it as one.
+        Span::small(open as u32, start, bytes.len())
+    }
+
+    fn new_chunk(&mut self, cap: usize) -> u32 {
+        let index = u32::try_from(self.chunks.len());
+        debug_assert!(index.is_ok(), "has_room was not checked");
+        self.chunks.push(Chunk::with_capacity(cap));
+        index.unwrap_or(u32::MAX)
+    }
+}
+
 /// Why a shard could not take another string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreFull {
@@ -199,11 +259,7 @@ pub(crate) struct Held {
 /// One shard: strings, their spans (the local index of a string is its span's position) and
 /// a hash table of local indices.
 pub(crate) struct ShardStore {
-    chunks: Vec<Chunk>,
-    /// The regular chunk being filled (large strings' chunks are interleaved in `chunks`).
-    open: Option<usize>,
-    /// Capacity of the next regular chunk.
-    next_cap: usize,
+    arena: Arena,
     spans: Vec<Span>,
     table: HashTable<u32>,
     /// `get_or_intern` calls that returned a symbol from this shard.
@@ -218,9 +274,11 @@ impl ShardStore {
     /// An empty shard; allocates nothing.
     pub(crate) fn new() -> Self {
         Self {
-            chunks: Vec::new(),
-            open: None,
-            next_cap: FIRST_CHUNK,
+            arena: Arena {
+                chunks: Vec::new(),
+                open: None,
+                next_cap: FIRST_CHUNK,
+            },
             spans: Vec::new(),
             table: HashTable::new(),
             calls: 0,
@@ -237,14 +295,9 @@ impl ShardStore {
     /// The local index of `s`, whose hash is `hash`, if it is stored.
     #[inline]
     pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
-        let chunks = &self.chunks;
-        let spans = &self.spans;
+        let (chunks, spans) = (&self.arena.chunks, &self.spans);
         self.table
-            .find(hash, |&i| {
-                let span = spans[i as usize];
-                // Lengths first: a tag collision then costs no chunk or byte load.
-                span.may_have_len(s.len()) && text(chunks, span) == s
-            })
+            .find(hash, |&i| is_text(chunks, spans[i as usize], s))
             .copied()
     }
 
@@ -253,77 +306,58 @@ impl ShardStore {
     #[inline]
     pub(crate) fn resolve(&self, local: u32) -> Option<&str> {
         let span = *self.spans.get(local as usize)?;
-        Some(text(&self.chunks, span))
+        Some(text(&self.arena.chunks, span))
     }
 
-    /// Stores `s` (not yet present, hash `hash`) and returns its local index, which is below
-    /// `max_local`.
-    pub(crate) fn insert(
+    /// The local index of `s` (hash `hash`), storing it first if it is new. One probe of
+    /// the table either way. For a new string, `reserve` runs first (the caller's limits)
+    /// and nothing is stored if it fails; a full shard gives `full(..)`.
+    #[inline]
+    pub(crate) fn get_or_insert<E>(
         &mut self,
         hash: u64,
         s: &str,
         hasher: &HashBuilder,
         max_local: u32,
-    ) -> Result<u32, StoreFull> {
-        let local = match u32::try_from(self.spans.len()) {
-            Ok(local) if local < max_local => local,
-            _ => return Err(StoreFull::Strings),
-        };
-        let span = self.store(s.as_bytes())?;
-        self.spans.push(span);
-        self.string_bytes += s.len() as u64;
+        reserve: impl FnOnce() -> Result<(), E>,
+        full: impl FnOnce(StoreFull) -> E,
+    ) -> Result<u32, E> {
         let Self {
-            table,
-            chunks,
+            arena,
             spans,
+            table,
+            string_bytes,
             ..
         } = self;
-        table.insert_unique(hash, local, |&i| {
-            hasher.hash_one(text(chunks, spans[i as usize]))
-        });
-        Ok(local)
-    }
-
-    /// Copies `bytes` (valid UTF-8) into the arena and returns where they went.
-    fn store(&mut self, bytes: &[u8]) -> Result<Span, StoreFull> {
-        if bytes.is_empty() {
-            return Ok(Span::EMPTY);
-        }
-        if bytes.len() > MAX_SMALL {
-            let index = self.new_chunk(bytes.len())?;
-            self.chunks[index as usize].push(bytes);
-            return Ok(Span::large(index));
-        }
-        let open = match self.open {
-            Some(open) if self.chunks[open].remaining() >= bytes.len() => open,
-            _ => {
-                // MAX_SMALL <= MAX_CHUNK, so this ends at most at MAX_CHUNK.
-                let mut cap = self.next_cap;
-                while cap < bytes.len() {
-                    cap *= 2;
-                }
-                let index = self.new_chunk(cap)?;
-                self.next_cap = (cap * 2).min(MAX_CHUNK);
-                self.open = Some(index as usize);
-                index as usize
-            }
+        let chunks = &arena.chunks;
+        let entry = table.entry(
+            hash,
+            |&i| is_text(chunks, spans[i as usize], s),
+            |&i| hasher.hash_one(text(chunks, spans[i as usize])),
+        );
+        let vacant = match entry {
+            Entry::Occupied(known) => return Ok(*known.get()),
+            Entry::Vacant(vacant) => vacant,
         };
-        let start = self.chunks[open].push(bytes);
-        // `open` fits in u32: `new_chunk` returned it as one.
-        Ok(Span::small(open as u32, start, bytes.len()))
-    }
-
-    fn new_chunk(&mut self, cap: usize) -> Result<u32, StoreFull> {
-        let index = u32::try_from(self.chunks.len()).map_err(|_| StoreFull::Chunks)?;
-        self.chunks.push(Chunk::with_capacity(cap));
-        Ok(index)
+        let local = match u32::try_from(spans.len()) {
+            Ok(local) if local < max_local => local,
+            _ => return Err(full(StoreFull::Strings)),
+        };
+        if !arena.has_room(s.len()) {
+            return Err(full(StoreFull::Chunks));
+        }
+        reserve()?;
+        spans.push(arena.store(s.as_bytes()));
+        *string_bytes += s.len() as u64;
+        vacant.insert(local);
+        Ok(local)
     }
 
     /// Bytes allocated by this shard right now.
     pub(crate) fn held(&self) -> Held {
-        let arena: usize = self.chunks.iter().map(|c| c.cap).sum();
+        let arena: usize = self.arena.chunks.iter().map(|c| c.cap).sum();
         let index = self.spans.capacity() * size_of::<Span>()
-            + self.chunks.capacity() * size_of::<Chunk>()
+            + self.arena.chunks.capacity() * size_of::<Chunk>()
             + self.table.allocation_size();
         Held {
             arena: arena as u64,
@@ -334,20 +368,16 @@ impl ShardStore {
     /// Gives back every unused byte: chunk tails, spare span, chunk and table capacity.
     /// Strings may move, which `&mut self` makes safe; their local indices do not change.
     pub(crate) fn compact(&mut self, hasher: &HashBuilder) {
-        for chunk in &mut self.chunks {
+        for chunk in &mut self.arena.chunks {
             chunk.shrink_to_len();
         }
         // A shrunk chunk is full: the next small string opens a new one.
-        self.open = None;
-        self.chunks.shrink_to_fit();
+        self.arena.open = None;
+        self.arena.chunks.shrink_to_fit();
         self.spans.shrink_to_fit();
-        let Self {
-            table,
-            chunks,
-            spans,
-            ..
-        } = self;
-        table.shrink_to_fit(|&i| hasher.hash_one(text(chunks, spans[i as usize])));
+        let (chunks, spans) = (&self.arena.chunks, &self.spans);
+        self.table
+            .shrink_to_fit(|&i| hasher.hash_one(text(chunks, spans[i as usize])));
     }
 }
 
@@ -355,16 +385,30 @@ impl ShardStore {
 mod tests {
     use super::*;
 
+    impl ShardStore {
+        fn insert(
+            &mut self,
+            hash: u64,
+            s: &str,
+            hasher: &HashBuilder,
+            max_local: u32,
+        ) -> Result<u32, StoreFull> {
+            let before = self.len();
+            let local = self.get_or_insert(hash, s, hasher, max_local, || Ok(()), |f| f)?;
+            assert_eq!(self.len(), before + 1, "{s:?} was already stored");
+            Ok(local)
+        }
+    }
+
     fn store_all(words: &[&str]) -> (ShardStore, Vec<u32>, HashBuilder) {
         let hasher = HashBuilder::default();
         let mut store = ShardStore::new();
         let mut ids = Vec::new();
         for w in words {
             let h = hasher.hash_one(w);
-            let id = match store.find(h, w) {
-                Some(id) => id,
-                None => store.insert(h, w, &hasher, u32::MAX).unwrap(),
-            };
+            let id = store
+                .get_or_insert(h, w, &hasher, u32::MAX, || Ok(()), |f| f)
+                .unwrap();
             ids.push(id);
         }
         (store, ids, hasher)
@@ -411,7 +455,10 @@ mod tests {
                 .insert(hasher.hash_one(&w), &w, &hasher, u32::MAX)
                 .unwrap();
         }
-        assert!(store.chunks.len() > 3, "the test must force new chunks");
+        assert!(
+            store.arena.chunks.len() > 3,
+            "the test must force new chunks"
+        );
         assert_eq!(store.resolve(id).unwrap().as_ptr(), before);
         assert_eq!(store.resolve(id), Some(first));
     }
@@ -422,7 +469,7 @@ mod tests {
         let words: Vec<String> = (0..n).map(|i| format!("w{i:06}")).collect();
         let refs: Vec<&str> = words.iter().map(String::as_str).collect();
         let (store, _, _) = store_all(&refs);
-        let caps: Vec<usize> = store.chunks.iter().map(|c| c.cap).collect();
+        let caps: Vec<usize> = store.arena.chunks.iter().map(|c| c.cap).collect();
         assert_eq!(caps[0], FIRST_CHUNK);
         assert!(caps.windows(2).all(|w| w[1] == (w[0] * 2).min(MAX_CHUNK)));
         let held = store.held();
