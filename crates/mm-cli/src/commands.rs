@@ -24,14 +24,16 @@ fn print_json(v: &Json) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-/// Maps `path` (an empty file is an empty slice: it inspects as truncated).
-fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MmapCache>>, Fail> {
+/// Maps `path`; an empty file (which cannot be mapped) gives `None` and inspects as
+/// truncated.
+fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MappedFile>>, Fail> {
     let meta =
         std::fs::metadata(path).map_err(|e| Fail::file(format!("{}: {e}", path.display())))?;
     if meta.len() == 0 {
         return Ok(None);
     }
-    Ok(Some(Arc::new(MmapCache::new(MmapCacheConfig::default()))))
+    let cache = MmapCache::new(MmapCacheConfig::default());
+    cache.get(path).map(Some).map_err(Fail::file)
 }
 
 fn tensor_json(t: &TensorInfo<'_>, data_offset: Option<u64>) -> Json {
@@ -43,11 +45,7 @@ fn tensor_json(t: &TensorInfo<'_>, data_offset: Option<u64>) -> Json {
 
 /// `mm inspect`.
 pub fn inspect(path: &Path, items: usize, as_json: bool) -> Result<(), Fail> {
-    let cache = map(path)?;
-    let file = match &cache {
-        Some(c) => Some(c.get(path).map_err(Fail::file)?),
-        None => None,
-    };
+    let file = map(path)?;
     let bytes: &[u8] = file.as_deref().map_or(&[], |f| &f[..]);
     let (before, t0) = (live_heap(), Instant::now());
     let ins = mm_gguf::inspect(bytes);
@@ -421,77 +419,43 @@ pub fn dequant(path: &Path, name: &str, out: Option<&Path>, as_json: bool) -> Re
     Ok(())
 }
 
-/// `mm report`.
-pub fn report(file: Option<&Path>, as_json: bool) -> Result<(), Fail> {
+/// `mm report`: the `memory-manager` facade's report (configured from `MM_*` variables);
+/// with a FILE, the model is mapped through the facade's cache and its cost shown too.
+pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<(), Fail> {
+    let mm = memory_manager::MemoryManager::from_env()
+        .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
     let model = match file {
         Some(p) => {
             let before = live_heap();
             let t0 = Instant::now();
-            let m = MappedGguf::open(p)?;
+            let map = mm
+                .map(p)
+                .map_err(|e| Fail::file(format!("{}: {e}", p.display())))?;
+            let m = MappedGguf::from_mapped(map)?;
             let took = t0.elapsed().as_secs_f64();
             let heap = live_heap().saturating_sub(before);
             Some((p, m, heap, took))
         }
         None => None,
     };
-    let status = mm_budget::sys::status_memory().ok();
-    let meminfo = mm_budget::sys::meminfo().ok();
-    let cgroup = mm_budget::sys::cgroup_memory().ok().flatten();
-    let snap = mm_track::snapshot();
-    if as_json {
-        print_json(&json!({
-            "process": {
-                "rss_bytes": status.and_then(|s| s.vm_rss),
-                "rss_anon_bytes": status.and_then(|s| s.rss_anon),
-                "rss_file_bytes": status.and_then(|s| s.rss_file),
-                "heap_live_bytes": snap.map(|s| s.live_bytes),
-                "heap_peak_bytes": snap.map(|s| s.peak_bytes),
-                "heap_allocs": snap.map(|s| s.allocs),
-            },
-            "system": {
-                "mem_total_bytes": meminfo.map(|m| m.total),
-                "mem_available_bytes": meminfo.and_then(|m| m.available),
-                "cgroup_limit_bytes": cgroup.as_ref().and_then(|c| c.limit),
-                "cgroup_current_bytes": cgroup.as_ref().and_then(|c| c.current),
-            },
-            "model": model.as_ref().map(|(p, m, heap, took)| json!({
-                "file": p.display().to_string(), "mapped_bytes": m.mapped_bytes(),
-                "tensor_bytes": m.gguf().tensor_bytes(), "tensors": m.gguf().n_tensors(),
-                "index_heap_bytes": heap, "open_seconds": took,
-            })),
-        }));
+    let report = mm.report();
+    if prometheus {
+        print!("{}", report.to_prometheus());
         return Ok(());
     }
-    let opt = |v: Option<u64>| v.map_or_else(|| "unknown".to_string(), show::bytes);
-    println!("process");
-    println!("  rss           {}", opt(status.and_then(|s| s.vm_rss)));
-    println!(
-        "  rss anon      {}  (heap, stacks)",
-        opt(status.and_then(|s| s.rss_anon))
-    );
-    println!(
-        "  rss file      {}  (mapped files, code)",
-        opt(status.and_then(|s| s.rss_file))
-    );
-    println!(
-        "  heap live     {}  (mm-track)",
-        opt(snap.map(|s| s.live_bytes))
-    );
-    println!("  heap peak     {}", opt(snap.map(|s| s.peak_bytes)));
-    println!("system");
-    println!(
-        "  memory        {} total, {} available",
-        opt(meminfo.map(|m| m.total)),
-        opt(meminfo.and_then(|m| m.available))
-    );
-    match &cgroup {
-        Some(c) => println!(
-            "  cgroup        limit {}, in use {}",
-            opt(c.limit),
-            opt(c.current)
-        ),
-        None => println!("  cgroup        none found"),
+    let model_json = model.as_ref().map(|(p, m, heap, took)| {
+        json!({
+            "file": p.display().to_string(), "mapped_bytes": m.mapped_bytes(),
+            "tensor_bytes": m.gguf().tensor_bytes(), "tensors": m.gguf().n_tensors(),
+            "index_heap_bytes": heap, "open_seconds": took,
+        })
+    });
+    if as_json {
+        let report: Json = serde_json::from_str(&report.to_json()).unwrap_or(Json::Null);
+        print_json(&json!({ "report": report, "model": model_json }));
+        return Ok(());
     }
+    println!("{report}");
     if let Some((p, m, heap, took)) = &model {
         println!("model {}", p.display());
         println!(

@@ -67,10 +67,14 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         chunk_size: usize,
     },
-    /// Memory figures of this process and machine; with a FILE, what loading it costs.
+    /// The memory report (allocator, budget, process, components; configured from `MM_*`
+    /// variables); with a FILE, what loading that model costs.
     Report {
         /// A GGUF file to load (mapped) and account for.
         file: Option<std::path::PathBuf>,
+        /// Print the Prometheus text format instead.
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
     },
 }
 
@@ -155,7 +159,9 @@ fn main() -> ExitCode {
         Command::Dequant { file, tensor, out } => {
             commands::dequant(&file, &tensor, out.as_deref(), cli.json)
         }
-        Command::Report { file } => commands::report(file.as_deref(), cli.json),
+        Command::Report { file, prometheus } => {
+            commands::report(file.as_deref(), cli.json, prometheus)
+        }
         Command::Sse { file, chunk_size } => sse(file.as_deref(), chunk_size),
     };
     match out {

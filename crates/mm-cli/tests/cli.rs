@@ -173,11 +173,20 @@ fn report_gives_process_and_model_figures() {
     let o = mm(&["report", "--json", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(j["process"]["rss_bytes"].as_u64().unwrap() > 0);
-    assert!(
-        j["process"]["heap_live_bytes"].as_u64().is_some(),
-        "mm-track is the allocator"
+    assert_eq!(
+        j["report"]["allocator"]["tracked"], true,
+        "mm-track is the allocator: {j}"
     );
+    assert!(j["report"]["process"].is_object(), "{j}");
     assert_eq!(j["model"]["tensors"], 1);
-    assert!(stdout(&mm(&["report"])).contains("rss anon"));
+    assert!(j["model"]["mapped_bytes"].as_u64().unwrap() > 0);
+    let o = mm(&["report", "--prometheus"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("mm_"), "{}", stdout(&o));
+    let o = mm(&["report", p.to_str().unwrap()]);
+    assert!(
+        o.status.success() && stdout(&o).contains("index heap"),
+        "{}",
+        stdout(&o)
+    );
 }

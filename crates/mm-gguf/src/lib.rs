@@ -16,7 +16,7 @@ pub mod types;
 pub use error::{GgufError, Result};
 pub use mapped::MappedGguf;
 pub use mm_budget::{MemoryBudget, PressureLevel};
-pub use mm_mmap::{Access, MmapCache, MmapCacheConfig};
+pub use mm_mmap::{Access, MappedFile, MmapCache, MmapCacheConfig};
 pub use parse::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, Gguf, Inspection, MAX_DIMS, MetadataEntry,
     TensorInfo, TensorView, inspect,
