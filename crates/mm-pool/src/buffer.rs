@@ -179,11 +179,12 @@ impl Shared {
 /// Tiers fill lazily: the pool allocates no buffer until asked. The buffers held idle never
 /// exceed each tier's `max_idle` (so never the config's bound, 3.25 MiB by default).
 ///
-/// Each thread keeps its last returned buffer of each tier and gets it back first: the
-/// shared queue is FIFO and would hand out the coldest buffer. Those cached buffers count
-/// in `held` and in the bound; a buffer cached by a thread that exits stays held until
+/// Each thread keeps its last returned buffer of each tier in a one-buffer slot and gets it
+/// back first: the shared queue is FIFO and would hand out the coldest buffer. Up to half a
+/// tier's places can be slots (the rest stay for the queue). Slot buffers count in `held`
+/// and in the bound; a buffer left in the slot of a thread that exits stays held until
 /// another thread misses on that tier (it is then taken before allocating) or
-/// [`trim`](Self::trim) runs.
+/// [`trim`](Self::trim) runs. See `docs/mm-pool.md`.
 ///
 /// ```
 /// use mm_pool::BufferPool;
@@ -200,8 +201,8 @@ impl Shared {
 /// # Ok::<(), mm_pool::PoolError>(())
 /// ```
 ///
-/// A pool's main win is bounded, predictable memory, not speed: a warm glibc or mimalloc
-/// recycles a freed buffer in tens of nanoseconds too (see `docs/benchmarks.md`).
+/// A pool's main win is bounded, predictable memory, not speed: a warm glibc recycles a
+/// freed buffer in about the time of a pool round trip (see `docs/benchmarks.md`).
 #[derive(Clone)]
 pub struct BufferPool {
     shared: Arc<Shared>,
@@ -226,8 +227,9 @@ impl BufferPool {
 
     /// A buffer with `capacity() >= min_len` and `len() == 0`.
     ///
-    /// Cost at steady state: a thread-local lookup, a pop from this thread's cache (or the
-    /// tier's queue) and two atomic updates. A miss allocates the tier size; an oversize
+    /// Cost at steady state: a thread-local lookup and a pop from this thread's slot (a
+    /// compare-and-swap on a line no other thread writes), plus the `Arc` clone of the
+    /// guard; from the shared queue, a pop and a counter update. A miss allocates the tier size; an oversize
     /// request allocates `min_len` bytes: use [`try_acquire`](Self::try_acquire) when
     /// `min_len` comes from untrusted input.
     #[inline]

@@ -38,8 +38,10 @@ struct Shared<T: Send> {
 /// # Ok::<(), mm_pool::PoolError>(())
 /// ```
 ///
-/// Costs: acquire is an `ArrayQueue` pop and two relaxed counter updates (plus the factory
-/// on a miss); return runs the reset hook, then a push. Idle objects are kept in FIFO order.
+/// Costs: acquire takes this thread's last returned object (a one-object slot, as in
+/// [`BufferPool`](crate::BufferPool)) or pops the shared FIFO queue, or calls the factory;
+/// return runs the reset hook, then refills the slot or pushes to the queue. `acquire`'s
+/// guard also clones an `Arc`; [`acquire_ref`](Self::acquire_ref)'s does not.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
 pub struct ObjectPool<T: Send> {
     shared: Arc<Shared<T>>,
