@@ -3,8 +3,9 @@
 //!
 //! Both caches hold at most 10,000 vectors' worth of bytes (~31 MB); the key space is 40,000
 //! texts drawn with a skew (a few hot, a long cold tail), so both hits and evictions happen.
-//! Our cache is measured bare (`&mut`) and behind an uncontended `Mutex`, moka as it comes
-//! (it is concurrent and does its LRU bookkeeping in batches).
+//! Our cache is measured bare (`&mut`), with its optional frequency admission, and behind an
+//! uncontended `Mutex`; moka as it comes (it is concurrent and does its bookkeeping in
+//! batches).
 //!
 //! Run: `cargo bench -p mm-benches --bench embedding -- --warm-up-time 1 --measurement-time 3`
 
@@ -73,6 +74,12 @@ fn bench(c: &mut Criterion) {
         s.storage_bytes
     );
 
+    let mut admitting = EmbeddingCache::new(cfg, None).with_frequency_admission();
+    run_ours(&mut admitting);
+    group.bench_function("mm_llm_frequency_admission", |b| {
+        b.iter(|| black_box(run_ours(&mut admitting)))
+    });
+
     let locked = Mutex::new(EmbeddingCache::new(cfg, None));
     let run_locked = || {
         let mut hits = 0usize;
@@ -110,8 +117,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("moka_sync_weigher", |b| b.iter(|| black_box(run_moka())));
     moka.run_pending_tasks();
     eprintln!(
-        "one more pass, hit rates: mm_llm {:.3}, moka {:.3}; moka holds {} entries, weighted size {}",
+        "one more pass, hit rates: mm_llm {:.3}, mm_llm with admission {:.3}, moka {:.3}; moka holds {} entries, weighted size {}",
         run_ours(&mut ours) as f64 / OPS as f64,
+        run_ours(&mut admitting) as f64 / OPS as f64,
         run_moka() as f64 / OPS as f64,
         moka.entry_count(),
         moka.weighted_size()

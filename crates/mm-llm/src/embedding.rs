@@ -108,6 +108,9 @@ pub struct EmbeddingStats {
     pub inserts: u64,
     /// Entries evicted to make room (by bounds or budget).
     pub evictions: u64,
+    /// Inserts declined by frequency admission (see
+    /// [`EmbeddingCache::with_frequency_admission`]).
+    pub rejected: u64,
     /// Entries held.
     pub entries: u64,
     /// Bytes counted against the bound (vectors plus per-entry overhead).
@@ -159,6 +162,76 @@ impl List {
         len: 0,
         bytes: 0,
     };
+}
+
+/// A count-min sketch of how often keys were seen, with 4-bit-style saturating counters that
+/// are halved every `period` additions so old popularity fades (the TinyLFU scheme).
+#[derive(Debug)]
+struct FrequencySketch {
+    /// Four rows of `width` counters, one after the other.
+    table: Vec<u8>,
+    width_bits: u32,
+    additions: u64,
+    period: u64,
+}
+
+impl FrequencySketch {
+    const ROWS: usize = 4;
+    const MAX: u8 = 15;
+    const SEEDS: [u64; 4] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0xD6E8_FEB8_6659_FD93,
+    ];
+
+    fn new(entries: usize) -> Self {
+        let width = entries
+            .saturating_mul(2)
+            .next_power_of_two()
+            .clamp(256, 1 << 22);
+        Self {
+            table: vec![0; width * Self::ROWS],
+            width_bits: width.trailing_zeros(),
+            additions: 0,
+            period: 10 * width as u64,
+        }
+    }
+
+    fn slots(&self, hash: u64) -> [usize; 4] {
+        let width = 1usize << self.width_bits;
+        std::array::from_fn(|row| {
+            let h = hash.wrapping_mul(Self::SEEDS[row]);
+            row * width + (h >> (64 - self.width_bits)) as usize
+        })
+    }
+
+    fn increment(&mut self, hash: u64) {
+        for slot in self.slots(hash) {
+            let c = &mut self.table[slot];
+            *c = (*c + 1).min(Self::MAX);
+        }
+        self.additions += 1;
+        if self.additions >= self.period {
+            for c in &mut self.table {
+                *c >>= 1;
+            }
+            self.additions /= 2;
+        }
+    }
+
+    fn frequency(&self, hash: u64) -> u8 {
+        self.slots(hash)
+            .into_iter()
+            .map(|s| self.table[s])
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// The sketch's hash of a key (the text hash is already random; fold the model in).
+fn sketch_hash(key: &EmbeddingKey) -> u64 {
+    key.text_hash ^ u64::from(key.model.to_u32()).wrapping_mul(0xA076_1D64_78BD_642F)
 }
 
 /// Share of the bounds the protected segment may hold (the rest is probation).
@@ -250,6 +323,7 @@ pub struct EmbeddingCache {
     bytes: u64,
     reservation: Option<Reservation>,
     budget: Option<MemoryBudget>,
+    admission: Option<FrequencySketch>,
     stats: EmbeddingStats,
 }
 
@@ -268,8 +342,26 @@ impl EmbeddingCache {
             bytes: 0,
             reservation: None,
             budget,
+            admission: None,
             stats: EmbeddingStats::default(),
         }
+    }
+
+    /// Turns on frequency-based admission (TinyLFU): every [`get`](Self::get) and
+    /// [`insert`](Self::insert) counts its key in a small count-min sketch, and when the cache
+    /// is full a new key is admitted only if it has been seen more often than the entry it
+    /// would evict; otherwise the insert is declined (counted in
+    /// [`EmbeddingStats::rejected`]) and the cache is unchanged. On skewed workloads this keeps
+    /// the popular texts cached where recency alone would let a stream of one-off texts push
+    /// them out. The sketch takes about `8 * max_entries` bytes (capped at 16 MiB), allocated
+    /// here; it is not counted against `max_bytes`.
+    ///
+    /// The trade-off: once full, a text inserted without having been looked up before is
+    /// admitted only if its earlier lookups outnumber the victim's, so "insert then get" is no
+    /// longer guaranteed to hit. Call `get` before `insert` (the usual miss path does).
+    pub fn with_frequency_admission(mut self) -> Self {
+        self.admission = Some(FrequencySketch::new(self.config.max_entries));
+        self
     }
 
     /// The key for `text` under `model`. Hashes the text once (SipHash, about 1 GB/s).
@@ -282,6 +374,9 @@ impl EmbeddingCache {
 
     /// The vector for `key`, marking it most recently used (and protected). O(1).
     pub fn get(&mut self, key: &EmbeddingKey) -> Option<&[f32]> {
+        if let Some(sketch) = &mut self.admission {
+            sketch.increment(sketch_hash(key));
+        }
         match self.index.get(key) {
             Some(&idx) => {
                 self.stats.hits += 1;
@@ -347,6 +442,22 @@ impl EmbeddingCache {
                 return Ok(());
             }
             self.remove_idx(idx);
+        }
+        if self.admission.is_some() {
+            let full = self.index.len() >= self.config.max_entries
+                || self.bytes + need > self.config.max_bytes;
+            let victim = self.victim().filter(|_| full);
+            let victim_hash = victim.map(|v| sketch_hash(&self.entries[v as usize].key));
+            if let Some(sketch) = &mut self.admission {
+                let hash = sketch_hash(&key);
+                sketch.increment(hash);
+                if let Some(vh) = victim_hash
+                    && sketch.frequency(hash) <= sketch.frequency(vh)
+                {
+                    self.stats.rejected += 1;
+                    return Ok(());
+                }
+            }
         }
         while self.index.len() >= self.config.max_entries
             || self.bytes + need > self.config.max_bytes
@@ -481,16 +592,21 @@ impl EmbeddingCache {
     /// Evicts the least recently used probation entry, or the least recently used protected
     /// one when probation is empty.
     fn evict_lru(&mut self) {
+        if let Some(victim) = self.victim() {
+            self.remove_idx(victim);
+            self.stats.evictions += 1;
+        }
+    }
+
+    /// The entry the next eviction would remove.
+    fn victim(&self) -> Option<u32> {
         let probation = self.lists[Segment::Probation as usize].tail;
         let victim = if probation != NIL {
             probation
         } else {
             self.lists[Segment::Protected as usize].tail
         };
-        if victim != NIL {
-            self.remove_idx(victim);
-            self.stats.evictions += 1;
-        }
+        (victim != NIL).then_some(victim)
     }
 
     /// Demotes protected entries (least recent first) to the head of probation while the
@@ -660,13 +776,72 @@ mod tests {
     }
 
     #[test]
+    fn frequency_admission_keeps_popular_keys_against_one_off_texts() {
+        let names = Interner::new();
+        let m = names.get_or_intern("m");
+        let cfg = EmbeddingCacheConfig {
+            max_bytes: 1 << 30,
+            max_entries: 8,
+        };
+        let mut c = EmbeddingCache::new(cfg, None).with_frequency_admission();
+        let popular: Vec<_> = (0..8).map(|i| c.key(m, &format!("p{i}"))).collect();
+        for _ in 0..8 {
+            for k in &popular {
+                if c.get(k).is_none() {
+                    c.insert(*k, &[1.0; 4]).unwrap();
+                }
+            }
+        }
+        assert_eq!(c.len(), 8);
+        for i in 0..200 {
+            let k = c.key(m, &format!("once{i}"));
+            assert!(c.get(&k).is_none());
+            c.insert(k, &[2.0; 4]).unwrap();
+            check(&c);
+        }
+        assert!(popular.iter().all(|k| c.contains(k)));
+        assert_eq!(c.stats().rejected, 200);
+        // A newcomer that becomes popular gets in.
+        let rising = c.key(m, "rising");
+        for _ in 0..6 {
+            if c.get(&rising).is_none() {
+                c.insert(rising, &[3.0; 4]).unwrap();
+            }
+        }
+        assert!(c.contains(&rising));
+        check(&c);
+    }
+
+    #[test]
+    fn sketch_counts_and_ages() {
+        let mut s = FrequencySketch::new(16);
+        for _ in 0..5 {
+            s.increment(42);
+        }
+        assert_eq!(s.frequency(42), 5);
+        assert!(s.frequency(7) <= 1);
+        for _ in 0..40 {
+            s.increment(42);
+        }
+        assert_eq!(s.frequency(42), FrequencySketch::MAX);
+        // Fill the period with other keys: the counts are halved.
+        for k in 0..s.period {
+            s.increment(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        }
+        assert!(s.frequency(42) < FrequencySketch::MAX);
+    }
+
+    #[test]
     fn random_operations_keep_lists_bounds_and_values_consistent() {
         use proptest::prelude::*;
         let names = Interner::new();
         let m = names.get_or_intern("m");
-        proptest!(ProptestConfig::with_cases(200), |(ops in prop::collection::vec((0u8..4, 0u32..40, 1usize..40), 1..300))| {
+        proptest!(ProptestConfig::with_cases(200), |(dims_seed in 0u8..2, ops in prop::collection::vec((0u8..4, 0u32..40, 1usize..40), 1..300))| {
             let cfg = EmbeddingCacheConfig { max_bytes: 2_000, max_entries: 12 };
             let mut c = EmbeddingCache::new(cfg, None);
+            if dims_seed % 2 == 1 {
+                c = c.with_frequency_admission();
+            }
             let mut last = std::collections::HashMap::new();
             for (op, k, dims) in ops {
                 let key = c.key(m, &k.to_string());
