@@ -1,0 +1,51 @@
+//! Fuzzes the GGUF parser with arbitrary bytes: the slice parser, the best-effort
+//! inspector and the streaming reader must never panic, and must agree with each other.
+#![no_main]
+
+use std::io::Cursor;
+
+use libfuzzer_sys::fuzz_target;
+use mm_gguf::{Gguf, StreamingGguf, inspect};
+
+fuzz_target!(|data: &[u8]| {
+    let strict = Gguf::parse(data);
+    let partial = inspect(data);
+    let streamed = StreamingGguf::open(Cursor::new(data));
+    match &strict {
+        Ok(g) => {
+            // Everything reachable from a valid parse is in bounds and decodes.
+            for t in g.tensors() {
+                assert_eq!(t.data.len() as u64, t.n_bytes());
+            }
+            for m in g.metadata() {
+                if let Some(a) = m.value.as_array() {
+                    for v in a.iter() {
+                        let _ = v;
+                    }
+                }
+            }
+            assert!(partial.error.is_none());
+            let mut s = streamed.expect("streaming accepts what the slice parser accepts");
+            assert_eq!(s.tensors().len(), g.n_tensors());
+            assert_eq!(s.data_offset(), g.data_offset());
+            let mut n = 0u64;
+            s.for_each_tensor(|_, _, chunk| {
+                n += chunk.len() as u64;
+                Ok(())
+            })
+            .expect("valid tensors stream");
+            assert_eq!(n, g.tensor_bytes());
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            // Duplicates are found after the walk, so inspect may see no error for them.
+            if partial.error.is_none() {
+                assert!(matches!(
+                    e,
+                    mm_gguf::GgufError::DuplicateKey { .. } | mm_gguf::GgufError::DuplicateTensor { .. }
+                ));
+            }
+            assert!(streamed.is_err(), "streaming accepted a file the slice parser refused: {e}");
+        }
+    }
+});
