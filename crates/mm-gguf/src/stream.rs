@@ -199,6 +199,14 @@ impl<R: Read + Seek> Window<R> {
     fn short_str(&mut self, max: u64, field: &dyn Fn() -> String) -> Result<String> {
         let at = self.pos;
         let len = self.u64(&|| format!("{} length", field()))?;
+        // Past the end is truncation (as the slice parser says); only then too long.
+        if len > self.remaining() {
+            return Err(GgufError::Truncated {
+                offset: self.pos,
+                field: field(),
+                missing: len - self.remaining(),
+            });
+        }
         if len > max {
             return Err(GgufError::TooLong {
                 offset: at,
@@ -310,8 +318,10 @@ impl<R: Read + Seek> StreamingGguf<R> {
         let n_kv = w.count(MIN_KV_BYTES, &|| "header metadata count".into())?;
         self.metadata
             .reserve(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
+        let mut key_offsets = Vec::with_capacity(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
         for i in 0..n_kv {
             let entry_at = w.pos;
+            key_offsets.push(entry_at);
             let key = w.short_str(STREAM_CHUNK as u64, &|| format!("metadata #{i} key"))?;
             let field = || format!("metadata #{i} '{}'", clip(&key));
             let value = read_stream_value(w, 0, &field)?;
@@ -352,18 +362,20 @@ impl<R: Read + Seek> StreamingGguf<R> {
             })?;
         let infos: Vec<TensorInfo<'_>> = self.tensors.iter().map(StreamTensor::info).collect();
         check_tensor_ranges(&infos, self.data_offset, w.file_len)?;
-        check_unique(self.metadata.iter().map(|(k, _)| k.as_str()), |k| {
-            GgufError::DuplicateKey {
-                offset: 0,
-                key: clip(k).into(),
-            }
+        let keys = self.metadata.iter().map(|(k, _)| k.as_str());
+        check_unique(keys.zip(key_offsets), |k, offset| GgufError::DuplicateKey {
+            offset,
+            key: clip(k).into(),
         })?;
-        check_unique(self.tensors.iter().map(|t| t.name.as_str()), |n| {
-            GgufError::DuplicateTensor {
-                offset: 0,
+        check_unique(
+            self.tensors
+                .iter()
+                .map(|t| (t.name.as_str(), t.info_offset)),
+            |n, offset| GgufError::DuplicateTensor {
+                offset,
                 name: clip(n).into(),
-            }
-        })?;
+            },
+        )?;
         Ok(())
     }
 
@@ -480,14 +492,15 @@ fn bounded(count: u64, remaining: u64, min: u64) -> usize {
     usize::try_from(count.min(remaining / min)).unwrap_or(0)
 }
 
+/// The first duplicate name, reported at the offset of its later occurrence.
 fn check_unique<'s>(
-    names: impl Iterator<Item = &'s str>,
-    err: impl Fn(&str) -> GgufError,
+    names: impl Iterator<Item = (&'s str, u64)>,
+    err: impl Fn(&str, u64) -> GgufError,
 ) -> Result<()> {
-    let mut v: Vec<&str> = names.collect();
+    let mut v: Vec<(&str, u64)> = names.collect();
     v.sort_unstable();
-    match v.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(err(w[0])),
+    match v.windows(2).find(|w| w[0].0 == w[1].0) {
+        Some(w) => Err(err(w[1].0, w[1].1)),
         None => Ok(()),
     }
 }

@@ -50,9 +50,24 @@ impl Raw {
 }
 
 fn err(bytes: &[u8]) -> GgufError {
+    // The streaming reader must refuse the same files, for the same reason at the same place.
+    let streamed = mm_gguf::StreamingGguf::open(std::io::Cursor::new(bytes));
     match Gguf::parse(bytes) {
         Ok(_) => panic!("parse accepted a bad file"),
         Err(e) => {
+            match &streamed {
+                Ok(_) => panic!("streaming accepted a file the parser refused: {e}"),
+                Err(s) => assert_eq!(
+                    std::mem::discriminant(s),
+                    std::mem::discriminant(&e),
+                    "streaming: {s} / parse: {e}"
+                ),
+            }
+            assert_eq!(
+                streamed.as_ref().err().and_then(|s| s.offset()),
+                e.offset(),
+                "offsets: {e}"
+            );
             // Every message is one line a person can act on.
             let msg = e.to_string();
             assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}");
