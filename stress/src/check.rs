@@ -87,6 +87,20 @@ impl Check {
         c
     }
 
+    /// Passes when `value > limit` (strictly).
+    pub fn above(
+        part: &'static str,
+        name: &str,
+        value: f64,
+        unit: &'static str,
+        limit: f64,
+    ) -> Self {
+        let mut c = Self::new(part, name, value, unit);
+        c.target = format!("> {} {unit}", fmt_num(limit));
+        c.status = pass_if(value > limit);
+        c
+    }
+
     /// Passes when `value == expected`.
     pub fn equals(
         part: &'static str,
@@ -112,6 +126,20 @@ impl Check {
     /// Adds the figures behind the value.
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
+        self
+    }
+
+    /// Fails the check as well when `ok` is false, adding `why` to its detail (for a figure
+    /// that is only meaningful when a precondition held, e.g. the budget was reached).
+    pub fn require(mut self, ok: bool, why: &str) -> Self {
+        if !ok {
+            self.status = Status::Fail;
+            if !self.detail.is_empty() {
+                self.detail.push_str("; ");
+            }
+            self.detail.push_str("FAILED: ");
+            self.detail.push_str(why);
+        }
         self
     }
 

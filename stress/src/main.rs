@@ -5,21 +5,52 @@ use std::process::ExitCode;
 
 use mm_stress::Options;
 use mm_stress::gate::Gate;
+use mm_stress::progress::Progress;
 
 #[global_allocator]
 static GLOBAL: Gate = Gate::new();
 
-const USAGE: &str = "usage: mm-stress [--quick] [--json]
-  --quick  short run (CI, sanitizers): smaller passes; timing targets only warn
-  --json   print the report as JSON instead of a table";
+const USAGE: &str = "usage: mm-stress [--quick] [--json] [--soak DURATION] [--model PATH]
+  --quick           short run (CI, sanitizers): smaller passes; timing targets only warn
+  --json            print the report as JSON instead of a table
+  --soak DURATION   repeat the whole-stack cycle for DURATION (30s, 10m, 24h) with periodic
+                    heap snapshots; fail if the live heap keeps growing
+  --model PATH      run the GGUF part on a real GGUF file instead of the synthetic model";
 
 fn main() -> ExitCode {
     let mut opts = Options::default();
     let mut json = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
             "--quick" => opts.quick = true,
             "--json" => json = true,
+            "--soak" | "--model" => {
+                let Some(value) = inline.or_else(|| args.next()) else {
+                    eprintln!("mm-stress: `{flag}` needs a value\n{USAGE}");
+                    return ExitCode::from(2);
+                };
+                if flag == "--soak" {
+                    match mm_stress::parse_duration(&value) {
+                        Ok(d) => opts.soak = Some(d),
+                        Err(e) => {
+                            eprintln!("mm-stress: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                } else {
+                    let path = std::path::PathBuf::from(value);
+                    if !path.is_file() {
+                        eprintln!("mm-stress: --model {}: no such file", path.display());
+                        return ExitCode::from(2);
+                    }
+                    opts.model = Some(path);
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -31,13 +62,23 @@ fn main() -> ExitCode {
         }
     }
     if !json {
-        println!(
-            "mm-stress: {} run",
-            if opts.quick { "quick" } else { "full" }
-        );
+        let kind = match (opts.soak, opts.quick) {
+            (Some(d), _) => format!("soak ({:.0} s)", d.as_secs_f64()),
+            (None, true) => "quick".to_owned(),
+            (None, false) => "full".to_owned(),
+        };
+        let model = opts
+            .model
+            .as_ref()
+            .map_or(String::from("synthetic GGUF model"), |p| {
+                format!("model {}", p.display())
+            });
+        println!("mm-stress: {kind} run, {model}");
     }
     let start = std::time::Instant::now();
-    let report = mm_stress::run_all(&opts);
+    let mut progress = Progress::auto(mm_stress::steps(&opts));
+    let report = mm_stress::run_with(&opts, &mut progress);
+    drop(progress);
     if json {
         println!("{}", report.json());
     } else {

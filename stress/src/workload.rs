@@ -38,6 +38,34 @@ impl Rng {
     }
 }
 
+/// `n` distinct made-up words of 2 to 12 letters, deterministic for a seed (a vocabulary
+/// for the token streams of the interner and request parts).
+pub fn vocabulary(n: usize, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut words = Vec::with_capacity(n);
+    while words.len() < n {
+        let len = 2 + rng.below(11) as usize;
+        let w: String = (0..len)
+            .map(|_| char::from(b'a' + rng.below(26) as u8))
+            .collect();
+        if seen.insert(w.clone()) {
+            words.push(w);
+        }
+    }
+    words
+}
+
+impl Rng {
+    /// A skewed index in `0..n`: small indices far more often (roughly as word frequencies
+    /// fall off in text), so a token stream repeats its common words.
+    #[inline]
+    pub fn skewed(&mut self, n: usize) -> usize {
+        let outer = self.below(n as u64) + 1;
+        self.below(outer) as usize
+    }
+}
+
 /// `pairs` free+alloc pairs over [`CHURN_LIVE`] live blocks of 16 to 184 bytes, called on
 /// `alloc` directly through the [`GlobalAlloc`] trait. Returns a checksum of the bytes
 /// written, so the optimiser cannot drop the work. A failed allocation ends the churn early
@@ -194,7 +222,7 @@ pub fn serve(cfg: &ServiceConfig, worker: u64) -> ServiceOutcome {
 }
 
 /// FNV-1a, 64-bit.
-fn fnv(bytes: &[u8]) -> u64 {
+pub fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3)
     })

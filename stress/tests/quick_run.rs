@@ -10,7 +10,10 @@ static GLOBAL: Gate = Gate::new();
 
 #[test]
 fn quick_run_passes_its_correctness_checks() {
-    let report = mm_stress::run_all(&Options { quick: true });
+    let report = mm_stress::run_all(&Options {
+        quick: true,
+        ..Options::default()
+    });
     assert!(report.checks.len() >= 9, "{}", report.table());
     for c in &report.checks {
         assert_ne!(c.status, Status::Fail, "{}", report.table());

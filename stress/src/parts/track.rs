@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use mm_track::{ScopeStats, TrackedAlloc};
 
+use super::on_threads;
 use crate::Options;
 use crate::check::{Check, Report, fmt_num};
-use crate::clock::cpu_timed;
 use crate::gate::Gate;
 use crate::workload::{ServiceConfig, ServiceOutcome, churn, serve};
 
@@ -202,27 +202,6 @@ fn service_pass(
     threads: u64,
 ) -> (Vec<(ServiceOutcome, ScopeStats)>, Duration) {
     on_threads(threads, |w| mm_track::count(|| serve(cfg, w)))
-}
-
-/// Runs `work(worker)` on `threads` fresh threads; returns the results and the sum of the
-/// threads' CPU times spent in `work`.
-fn on_threads<R: Send>(threads: u64, work: impl Fn(u64) -> R + Sync) -> (Vec<R>, Duration) {
-    let work = &work;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|w| s.spawn(move || cpu_timed(|| work(w))))
-            .collect();
-        let mut out = Vec::with_capacity(handles.len());
-        let mut total = Duration::ZERO;
-        for h in handles {
-            // A worker that panicked has already printed why; count its time as zero.
-            if let Ok((r, t)) = h.join() {
-                out.push(r);
-                total += t;
-            }
-        }
-        (out, total)
-    })
 }
 
 /// Paired timings of bare and tracked passes.
