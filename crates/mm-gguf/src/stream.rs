@@ -167,6 +167,43 @@ impl<R: Read + Seek> Window<R> {
         Ok(())
     }
 
+    /// Skips a `n`-byte string, validating it as UTF-8 a buffer at a time (the slice parser
+    /// validates every top-level string, so the streaming reader must too).
+    fn skip_utf8(&mut self, n: u64, field: &dyn Fn() -> String) -> Result<()> {
+        if n > self.remaining() {
+            return Err(GgufError::Truncated {
+                offset: self.pos,
+                field: field(),
+                missing: n - self.remaining(),
+            });
+        }
+        let start = self.pos;
+        let mut left = n;
+        while left > 0 {
+            // `left <= remaining`, so these bytes exist.
+            let want = left.min(STREAM_CHUNK as u64) as usize;
+            let bytes = self.fill(want, field)?;
+            let take = match std::str::from_utf8(bytes) {
+                Ok(_) => want,
+                // A character cut by the chunk end: keep it for the next round.
+                Err(e)
+                    if e.error_len().is_none() && (want as u64) < left && e.valid_up_to() > 0 =>
+                {
+                    e.valid_up_to()
+                }
+                Err(_) => {
+                    return Err(GgufError::InvalidUtf8 {
+                        offset: start,
+                        field: field(),
+                    });
+                }
+            };
+            self.consume(take);
+            left -= take as u64;
+        }
+        Ok(())
+    }
+
     fn seek_to(&mut self, pos: u64) -> Result<()> {
         self.start = 0;
         self.end = 0;
@@ -527,7 +564,7 @@ fn read_stream_value<R: Read + Seek>(
                 StreamValue::Inline(MetaValue::String(s))
             } else {
                 let offset = w.pos;
-                w.skip(len, field)?;
+                w.skip_utf8(len, field)?;
                 let _ = at;
                 StreamValue::Deferred {
                     value_type: ty,

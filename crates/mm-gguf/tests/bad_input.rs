@@ -433,3 +433,26 @@ fn every_single_byte_corruption_is_handled() {
         }
     }
 }
+
+#[test]
+fn long_invalid_utf8_strings_are_refused_by_both_readers() {
+    for len in [5000usize, 70_000, 200_000] {
+        // Multi-byte characters straddle the streaming reader's 64 KiB reads ...
+        let mut text: Vec<u8> = "é".repeat(len / 2).into_bytes();
+        let mut r = Raw::header(3, 0, 1);
+        r.str(b"long").u32(ValueType::String.id()).str(&text);
+        let g = Gguf::parse(&r.0).unwrap();
+        assert_eq!(g.get_str("long").unwrap().len(), text.len());
+        let s = mm_gguf::StreamingGguf::open(std::io::Cursor::new(&r.0)).unwrap();
+        assert_eq!(s.metadata().len(), 1);
+        // ... and one bad byte near the end is found by both.
+        let at = text.len() - 3;
+        text[at] = 0xff;
+        let mut r = Raw::header(3, 0, 1);
+        r.str(b"long").u32(ValueType::String.id()).str(&text);
+        assert!(
+            matches!(err(&r.0), GgufError::InvalidUtf8 { .. }),
+            "len {len}"
+        );
+    }
+}
