@@ -46,7 +46,8 @@ fuzz_target!(|data: &[u8]| {
             if partial.error.is_none() {
                 assert!(matches!(
                     e,
-                    mm_gguf::GgufError::DuplicateKey { .. } | mm_gguf::GgufError::DuplicateTensor { .. }
+                    mm_gguf::GgufError::DuplicateKey { .. }
+                        | mm_gguf::GgufError::DuplicateTensor { .. }
                 ));
             }
             match &streamed {
