@@ -8,7 +8,11 @@
 //! out the time the thread waits for a core: on a shared, loaded machine it is the figure to
 //! compare with the floors (Q8_0 5.4, Q4_K 2.9, Q5_0 2.2, Q6_K 2.0 GB/s).
 //!
-//! Run: `cargo bench -p mm-benches --bench dequant -- --warm-up-time 1 --measurement-time 3`
+//! With `--features candle`, candle-core 0.11's dequantizers run next to them on the same
+//! bytes, chunks and buffer.
+//!
+//! Run: `cargo bench -p mm-benches --bench dequant [--features candle] -- --warm-up-time 1
+//! --measurement-time 3`
 
 use std::hint::black_box;
 
@@ -81,6 +85,13 @@ fn run<M: Measurement>(c: &mut Criterion<M>, prefix: &str) {
         g.bench_function(fast, |b| {
             b.iter(|| walk(Kernel::Fast, ty, black_box(&data), &mut buf))
         });
+        #[cfg(feature = "candle")]
+        {
+            let blocks = candle_side::Blocks::new(&data);
+            g.bench_function("candle-0.11", |b| {
+                b.iter(|| candle_side::walk(ty, black_box(&blocks), &mut buf))
+            });
+        }
         g.finish();
     }
 }
@@ -91,6 +102,69 @@ fn wall(c: &mut Criterion) {
 
 fn cpu(c: &mut Criterion<ThreadCpuTime>) {
     run(c, "dequant-cpu");
+}
+
+/// candle-core's CPU dequantizers (`k_quants::GgmlType::to_float`) over the same bytes, in
+/// the same 64 KiB chunks into the same reused buffer (`--features candle`).
+#[cfg(feature = "candle")]
+mod candle_side {
+    use candle_core::quantized::k_quants::{
+        BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, GgmlType as CandleType,
+    };
+    use mm_gguf::types::GgmlType;
+
+    /// The tensor's bytes copied once into 2-byte-aligned storage (candle's blocks hold
+    /// `f16` fields, so they need that alignment).
+    pub struct Blocks {
+        words: Vec<u16>,
+        len: usize,
+    }
+
+    impl Blocks {
+        pub fn new(bytes: &[u8]) -> Self {
+            let words = bytes
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            Self {
+                words,
+                len: bytes.len(),
+            }
+        }
+
+        fn as_blocks<T: CandleType>(&self) -> &[T] {
+            let size = std::mem::size_of::<T>();
+            assert!(std::mem::align_of::<T>() <= 2 && self.len % size == 0);
+            // SAFETY: `words` holds `len` initialized bytes (little-endian, the layout of the
+            // file on this x86_64 host), 2-byte aligned, which covers `T`'s alignment
+            // (asserted); `len` is a whole number of `T`s (asserted). The candle block types
+            // are `repr(C)` structs of `f16`, `u8` and `i8` fields with no padding (candle
+            // asserts their sizes), so every bit pattern is a valid value. The slice borrows
+            // `self`, so the storage outlives it.
+            unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<T>(), self.len / size) }
+        }
+    }
+
+    fn chunks<T: CandleType>(blocks: &[T], buf: &mut Vec<f32>) -> f32 {
+        let per_chunk = (65536 / std::mem::size_of::<T>()).max(1);
+        let mut acc = 0.0;
+        for chunk in blocks.chunks(per_chunk) {
+            buf.resize(chunk.len() * T::BLCK_SIZE, 0.0);
+            T::to_float(chunk, buf);
+            acc += buf[buf.len() - 1];
+        }
+        acc
+    }
+
+    pub fn walk(ty: GgmlType, blocks: &Blocks, buf: &mut Vec<f32>) -> f32 {
+        match ty {
+            GgmlType::Q8_0 => chunks(blocks.as_blocks::<BlockQ8_0>(), buf),
+            GgmlType::Q4_K => chunks(blocks.as_blocks::<BlockQ4K>(), buf),
+            GgmlType::Q5_0 => chunks(blocks.as_blocks::<BlockQ5_0>(), buf),
+            GgmlType::Q6_K => chunks(blocks.as_blocks::<BlockQ6K>(), buf),
+            _ => unreachable!("no candle comparison for {ty}"),
+        }
+    }
 }
 
 /// Criterion measurement of the calling thread's CPU time, in nanoseconds.
