@@ -294,3 +294,12 @@ fn batch_error_leaves_output_unchanged() {
     interner.try_intern_batch(&words[..10], &mut out).unwrap();
     assert_eq!(out.len(), 10);
 }
+
+#[test]
+fn interners_are_send_and_sync() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Interner>();
+    shared::<mm_intern::FrozenInterner>();
+    shared::<Symbol>();
+    shared::<InternError>();
+}
