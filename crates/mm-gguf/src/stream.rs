@@ -476,6 +476,85 @@ impl<R: Read + Seek> StreamingGguf<R> {
             + self.tensors.capacity() * std::mem::size_of::<StreamTensor>()) as u64
     }
 
+    /// Visits the elements of the deferred array `key` in order, reading them through the
+    /// 64 KiB buffer (so a 262,144-token vocabulary is never held whole): `visit` gets each
+    /// element's index and value, strings borrowed from the buffer and UTF-8-validated.
+    ///
+    /// # Errors
+    /// [`GgufError::NotFound`] when `key` is missing; [`GgufError::WrongType`] when it is
+    /// not an array or holds arrays (nested arrays are not streamed);
+    /// [`GgufError::TooLong`] for a string element over 64 KiB; read errors; whatever
+    /// `visit` returns.
+    pub fn visit_array(
+        &mut self,
+        key: &str,
+        mut visit: impl FnMut(u64, Value<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let (elem, len, offset) = match self.get(key) {
+            Some(StreamValue::Deferred {
+                value_type: ValueType::Array,
+                element_type: Some(elem),
+                len,
+                offset,
+                ..
+            }) if *elem != ValueType::Array => (*elem, *len, *offset),
+            Some(other) => {
+                let found = match other {
+                    StreamValue::Deferred {
+                        element_type: Some(ValueType::Array),
+                        ..
+                    } => "array of arrays",
+                    StreamValue::Deferred { value_type, .. } => value_type.name(),
+                    StreamValue::Inline(v) => v.value_type().name(),
+                };
+                return Err(GgufError::WrongType {
+                    key: key.into(),
+                    expected: "array of scalars or strings",
+                    found,
+                });
+            }
+            None => {
+                return Err(GgufError::NotFound {
+                    what: "metadata key",
+                    name: key.into(),
+                });
+            }
+        };
+        let w = &mut self.window;
+        w.seek_to(offset)?;
+        for i in 0..len {
+            let field = || format!("'{}' element {i}", clip(key));
+            if elem == ValueType::String {
+                let at = w.pos;
+                let n = w.u64(&|| format!("{} length", field()))?;
+                if n > STREAM_CHUNK as u64 {
+                    return Err(GgufError::TooLong {
+                        offset: at,
+                        field: field(),
+                        len: n,
+                        max: STREAM_CHUNK as u64,
+                    });
+                }
+                let bytes_at = w.pos;
+                let text = std::str::from_utf8(w.fill(n as usize, &field)?).map_err(|_| {
+                    GgufError::InvalidUtf8 {
+                        offset: bytes_at,
+                        field: field(),
+                    }
+                })?;
+                visit(i, Value::String(text))?;
+                w.consume(n as usize);
+            } else {
+                let size = elem.fixed_size().unwrap_or(8) as usize;
+                let bytes = w.fill(size, &field)?;
+                let v = crate::value::read_value(&mut Reader::new(bytes), elem, &field)?;
+                visit(i, v)?;
+                w.consume(size);
+            }
+        }
+        Ok(())
+    }
+
     /// Streams tensor `index`'s bytes to `sink` in chunks of whole blocks (at most 64 KiB
     /// each), in order. `sink` gets the byte offset within the tensor and the chunk.
     pub fn read_tensor(

@@ -238,3 +238,40 @@ fn gguf_py_fixtures_match_a_live_gguf_py_run() {
         common::assert_same(&common::our_dump(&Gguf::parse(&fresh).unwrap()), &theirs);
     }
 }
+
+#[test]
+fn streaming_visits_deferred_arrays_element_by_element() {
+    for name in ["gguf_py_metadata", "mm_writer"] {
+        let (bytes, _) = fixture(name);
+        let g = Gguf::parse(&bytes).unwrap();
+        let mut s = StreamingGguf::open(Cursor::new(&bytes)).unwrap();
+        let keys: Vec<String> = s.metadata().iter().map(|(k, _)| k.clone()).collect();
+        let mut visited = 0;
+        for key in keys {
+            let Some(a) = g.get(&key).and_then(|v| v.as_array()) else {
+                continue;
+            };
+            if a.element_type() == ValueType::Array {
+                assert!(matches!(
+                    s.visit_array(&key, |_, _| Ok(())),
+                    Err(mm_gguf::GgufError::WrongType { .. })
+                ));
+                continue;
+            }
+            let want: Vec<MetaValue> = a
+                .iter()
+                .map(|v| MetaValue::from_value(v.unwrap()).unwrap())
+                .collect();
+            let mut got = Vec::new();
+            s.visit_array(&key, |i, v| {
+                assert_eq!(i as usize, got.len());
+                got.push(MetaValue::from_value(v)?);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, want, "{name}: {key}");
+            visited += 1;
+        }
+        assert!(visited >= 10, "{name}: only {visited} arrays visited");
+    }
+}

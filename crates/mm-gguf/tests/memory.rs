@@ -122,6 +122,7 @@ fn mapped_is_zero_copy_and_streaming_is_bounded() {
         anon_growth < tensor_bytes / 10,
         "anonymous RSS grew by {anon_growth} B: a copy was made"
     );
+    let n_tokens = g.get_array("tokenizer.ggml.tokens").unwrap().len();
     drop(by_offset);
     drop(model);
 
@@ -144,6 +145,14 @@ fn mapped_is_zero_copy_and_streaming_is_bounded() {
         Ok(())
     })
     .unwrap();
+    // The vocabulary, read element by element through the same buffer.
+    let mut tokens = 0u64;
+    s.visit_array("tokenizer.ggml.tokens", |_, v| {
+        tokens += u64::from(v.as_str().is_some());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(tokens, n_tokens);
     let working = peak() - base;
     eprintln!(
         "streaming: {streamed} B through a working-memory peak of {working} B (reserved {} B)",
