@@ -134,7 +134,7 @@ mod candle_side {
 
         fn as_blocks<T: CandleType>(&self) -> &[T] {
             let size = std::mem::size_of::<T>();
-            assert!(std::mem::align_of::<T>() <= 2 && self.len % size == 0);
+            assert!(std::mem::align_of::<T>() <= 2 && self.len.is_multiple_of(size));
             // SAFETY: `words` holds `len` initialized bytes (little-endian, the layout of the
             // file on this x86_64 host), 2-byte aligned, which covers `T`'s alignment
             // (asserted); `len` is a whole number of `T`s (asserted). The candle block types
