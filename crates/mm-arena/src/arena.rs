@@ -24,6 +24,17 @@ use crate::ArenaError;
 /// });
 /// ```
 ///
+/// The handle is neither `Send` nor `Sync` (a `Bump` is single-threaded), so it cannot be
+/// handed to another thread, even a scoped one:
+///
+/// ```compile_fail,E0277
+/// mm_arena::scope(|arena| {
+///     std::thread::scope(|s| {
+///         s.spawn(|| arena.alloc(1u8).map(|_| ()));
+///     });
+/// });
+/// ```
+///
 /// Every allocation returns `Result`: an arena with an allocation limit returns
 /// [`ArenaError::LimitExceeded`] instead of growing past it.
 #[derive(Clone, Copy)]
