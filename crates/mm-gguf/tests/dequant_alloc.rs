@@ -68,3 +68,30 @@ fn chunk_walk_reuses_the_buffer() {
     });
     assert_eq!(stats.allocs + stats.reallocs, 1, "{stats:?}");
 }
+
+#[test]
+fn pooled_buffers_work_unchanged() {
+    assert!(
+        mm_track::is_active(),
+        "mm-track must be the global allocator"
+    );
+    let ty = GgmlType::Q6_K;
+    let src = input(ty, 1000);
+    let chunk_len = DequantChunks::new(ty, &src).unwrap().chunk_len();
+    let pool =
+        memory_manager::ObjectPool::new(2, move || Vec::<f32>::with_capacity(chunk_len)).unwrap();
+    // First use builds the buffer; later uses take it back from the pool.
+    drop(pool.acquire_ref());
+    let (n, stats) = mm_track::count(|| {
+        let mut buf = pool.acquire_ref();
+        let mut chunks = DequantChunks::new(ty, &src).unwrap();
+        let mut n = 0;
+        while let Some(c) = chunks.next_into(&mut buf) {
+            n += c.values.len();
+        }
+        n
+    });
+    assert_eq!(n, 1000 * 256);
+    assert_eq!(stats.allocs + stats.reallocs, 0, "{stats:?}");
+    assert!(pool.stats().hits >= 1);
+}
