@@ -146,23 +146,26 @@ fn buffer_pools(c: &mut Criterion) {
     }
 }
 
-/// Acquire a 1 MiB buffer and fill it, with 8 buffers idle in the tier: the FIFO queue
-/// hands out the coldest, the per-thread slot the one just returned.
+/// Acquire a 1 MiB buffer and fill it, with 2 (the default tier) or 48 buffers idle (48 MiB,
+/// more than this machine's 32 MiB L3): the FIFO queue hands out the buffer returned longest
+/// ago, the per-thread slot the one just returned.
 fn fill_hot_vs_cold(c: &mut Criterion) {
-    let config = || BufferPoolConfig::with_tiers([(1 << 20, 8)]);
-    let mut group = c.benchmark_group("pool/fill_1m_8_idle");
-    for (name, cache) in [("lifo_slot", true), ("fifo_only", false)] {
-        let pool = BufferPool::new(config().thread_cache(cache)).unwrap();
-        drop((0..8).map(|_| pool.acquire(1)).collect::<Vec<_>>());
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut buf = pool.acquire_ref(1 << 20);
-                buf.resize(1 << 20, 7);
-                black_box(&buf);
-            })
-        });
+    for idle in [2, 48] {
+        let mut group = c.benchmark_group(format!("pool/fill_1m/{idle}_idle"));
+        for (name, cache) in [("lifo_slot", true), ("fifo_only", false)] {
+            let config = BufferPoolConfig::with_tiers([(1 << 20, idle)]).thread_cache(cache);
+            let pool = BufferPool::new(config).unwrap();
+            drop((0..idle).map(|_| pool.acquire(1)).collect::<Vec<_>>());
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let mut buf = pool.acquire_ref(1 << 20);
+                    buf.resize(1 << 20, 7);
+                    black_box(&buf);
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, object_pools, buffer_pools, fill_hot_vs_cold);
