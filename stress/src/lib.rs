@@ -23,6 +23,9 @@ pub struct Options {
     pub soak: Option<Duration>,
     /// A real GGUF file for the GGUF part, instead of the synthetic model.
     pub model: Option<PathBuf>,
+    /// Self-test of the soak's trend test: leak this many heap bytes per soak cycle on
+    /// purpose (0, the default, leaks nothing).
+    pub inject_leak: u64,
 }
 
 /// A part of the run: its progress label and its checks.

@@ -15,7 +15,8 @@ const USAGE: &str = "usage: mm-stress [--quick] [--json] [--soak DURATION] [--mo
   --json            print the report as JSON instead of a table
   --soak DURATION   repeat the whole-stack cycle for DURATION (30s, 10m, 24h) with periodic
                     heap snapshots; fail if the live heap keeps growing
-  --model PATH      run the GGUF part on a real GGUF file instead of the synthetic model";
+  --model PATH      run the GGUF part on a real GGUF file instead of the synthetic model
+  --inject-leak N   with --soak: leak N bytes per cycle on purpose (self-test of the trend test)";
 
 fn main() -> ExitCode {
     let mut opts = Options::default();
@@ -29,12 +30,20 @@ fn main() -> ExitCode {
         match flag.as_str() {
             "--quick" => opts.quick = true,
             "--json" => json = true,
-            "--soak" | "--model" => {
+            "--soak" | "--model" | "--inject-leak" => {
                 let Some(value) = inline.or_else(|| args.next()) else {
                     eprintln!("mm-stress: `{flag}` needs a value\n{USAGE}");
                     return ExitCode::from(2);
                 };
-                if flag == "--soak" {
+                if flag == "--inject-leak" {
+                    match value.parse() {
+                        Ok(n) => opts.inject_leak = n,
+                        Err(_) => {
+                            eprintln!("mm-stress: --inject-leak {value}: not a byte count");
+                            return ExitCode::from(2);
+                        }
+                    }
+                } else if flag == "--soak" {
                     match mm_stress::parse_duration(&value) {
                         Ok(d) => opts.soak = Some(d),
                         Err(e) => {
