@@ -89,6 +89,7 @@ fn inspect_json(path: &Path, ins: &Inspection<'_>, items: usize, heap: u64, secs
         "truncated": ins.is_truncated(),
         "missing_bytes": ins.error.as_ref().and_then(|e| e.missing_bytes()),
         "error": ins.error.as_ref().map(|e| e.to_string()),
+        "stopped_in": ins.cut_in,
         "metadata": ins.metadata.iter().map(|m| json!({
             "key": m.key, "type": show::value_type_name(&m.value), "value": show::value_json(&m.value, items),
         })).collect::<Vec<_>>(),
@@ -192,6 +193,9 @@ fn inspect_text(path: &Path, ins: &Inspection<'_>, items: usize, heap: u64, secs
         show::bytes(tensor_bytes)
     );
     if let Some(e) = &ins.error {
+        if let Some(name) = ins.cut_in {
+            println!("  (stopped inside the record of '{name}')");
+        }
         if ins.is_truncated() {
             println!(
                 "TRUNCATED: the file ends at least {} byte(s) early: {e}",

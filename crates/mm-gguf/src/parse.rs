@@ -128,6 +128,9 @@ pub struct Inspection<'a> {
     pub data_offset: Option<u64>,
     /// The first problem found; `None` for a valid file.
     pub error: Option<GgufError>,
+    /// The key or tensor name of the record the error is in, when its name could be read
+    /// (for example `tokenizer.ggml.tokens` when a download stopped inside the vocabulary).
+    pub cut_in: Option<&'a str>,
 }
 
 impl Inspection<'_> {
@@ -168,6 +171,7 @@ pub fn inspect(bytes: &[u8]) -> Inspection<'_> {
         tensors: Vec::new(),
         data_offset: None,
         error: None,
+        cut_in: None,
     };
     if let Err(e) = read_into(bytes, &mut out) {
         out.error = Some(e);
@@ -188,7 +192,8 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
     out.metadata
         .reserve(bounded(n_kv, r.remaining(), MIN_KV_BYTES));
     for i in 0..n_kv {
-        let entry = read_kv(&mut r, i)?;
+        let before = r.clone();
+        let entry = read_kv(&mut r, i).inspect_err(|_| out.cut_in = record_name(before))?;
         if entry.key == ALIGNMENT_KEY {
             out.alignment = alignment_of(&entry)?;
         }
@@ -209,7 +214,9 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
     out.tensors
         .reserve(bounded(n_tensors, r.remaining(), MIN_TENSOR_INFO_BYTES));
     for i in 0..n_tensors {
-        let info = read_tensor_info(&mut r, i, out.alignment)?;
+        let before = r.clone();
+        let info = read_tensor_info(&mut r, i, out.alignment)
+            .inspect_err(|_| out.cut_in = record_name(before))?;
         out.tensors.push(info);
     }
     let data_offset =
@@ -220,6 +227,11 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
     out.data_offset = Some(data_offset);
     check_tensor_ranges(&out.tensors, data_offset, out.file_len)?;
     Ok(())
+}
+
+/// The key or name a record starts with, if it can be read (for [`Inspection::cut_in`]).
+fn record_name(mut r: Reader<'_>) -> Option<&str> {
+    r.str(String::new).ok()
 }
 
 fn bounded(count: u64, remaining: usize, min: u64) -> usize {

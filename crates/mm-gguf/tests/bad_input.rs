@@ -456,3 +456,22 @@ fn long_invalid_utf8_strings_are_refused_by_both_readers() {
         );
     }
 }
+
+#[test]
+fn inspect_names_the_record_a_cut_falls_in() {
+    let full = small_file();
+    let g = Gguf::parse(&full).unwrap();
+    // Two bytes before the third key starts: inside the last string of `a.list`.
+    let cut = g.metadata()[2].offset as usize - 2;
+    let ins = inspect(&full[..cut]);
+    assert_eq!(ins.cut_in, Some("a.list"));
+    assert_eq!(ins.metadata.len(), 1);
+    // Inside the second tensor's info.
+    let cut = g.tensor_infos()[1].info_offset() as usize + 12;
+    let ins = inspect(&full[..cut]);
+    assert_eq!(ins.cut_in, Some("t1"));
+    assert_eq!(ins.tensors.len(), 1);
+    // Inside a key itself: no name to give.
+    let ins = inspect(&full[..g.metadata()[1].offset as usize + 9]);
+    assert_eq!(ins.cut_in, None);
+}
