@@ -20,6 +20,11 @@ fn live_heap() -> u64 {
     mm_track::snapshot().map_or(0, |s| s.live_bytes)
 }
 
+/// Prefixes a file error with the file's path.
+fn at(path: &Path) -> impl Fn(mm_gguf::GgufError) -> Fail + '_ {
+    move |e| Fail::file(format!("{}: {e}", path.display()))
+}
+
 fn print_json(v: &Json) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -58,9 +63,11 @@ pub fn inspect(path: &Path, items: usize, as_json: bool) -> Result<(), Fail> {
     match ins.error {
         None => Ok(()),
         Some(e) if ins.is_truncated() => Err(Fail::file(format!(
-            "{}: truncated: {} byte(s) missing at least ({e})",
+            "{}: truncated: the file ends at least {} byte(s) early, at offset {}{}",
             path.display(),
-            e.missing_bytes().unwrap_or(0)
+            e.missing_bytes().unwrap_or(0),
+            e.offset().unwrap_or(ins.file_len),
+            ins.cut_in.map(|n| format!(" in '{n}'")).unwrap_or_default()
         ))),
         Some(e) => Err(Fail::file(format!("{}: {e}", path.display()))),
     }
@@ -271,7 +278,7 @@ pub fn verify(path: &Path, dequant: bool, stream: bool, as_json: bool) -> Result
     let (n_tensors, mode) = if stream {
         let f = std::fs::File::open(path)
             .map_err(|e| Fail::file(format!("{}: {e}", path.display())))?;
-        let mut s = StreamingGguf::open(f)?;
+        let mut s = StreamingGguf::open(f).map_err(at(path))?;
         let bar = progress(
             s.tensors().iter().map(|t| t.info().n_bytes()).sum(),
             as_json,
@@ -290,12 +297,13 @@ pub fn verify(path: &Path, dequant: bool, stream: bool, as_json: bool) -> Result
             }
             bar.inc(chunk.len() as u64);
             Ok(())
-        })?;
+        })
+        .map_err(at(path))?;
         result?;
         bar.finish_and_clear();
         (s.tensors().len(), "streamed")
     } else {
-        let m = MappedGguf::open(path)?;
+        let m = MappedGguf::open(path).map_err(at(path))?;
         let _ = m.advise(Access::Sequential);
         let g = m.gguf();
         let bar = progress(g.tensor_bytes(), as_json);
@@ -347,7 +355,7 @@ pub fn verify(path: &Path, dequant: bool, stream: bool, as_json: bool) -> Result
 
 /// `mm dequant`.
 pub fn dequant(path: &Path, name: &str, out: Option<&Path>, as_json: bool) -> Result<(), Fail> {
-    let m = MappedGguf::open(path)?;
+    let m = MappedGguf::open(path).map_err(at(path))?;
     let g = m.gguf();
     let t = g.tensor(name).ok_or_else(|| {
         Fail::file(format!(
@@ -435,7 +443,7 @@ pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<()
             let map = mm
                 .map(p)
                 .map_err(|e| Fail::file(format!("{}: {e}", p.display())))?;
-            let m = MappedGguf::from_mapped(map)?;
+            let m = MappedGguf::from_mapped(map).map_err(at(p))?;
             let took = t0.elapsed().as_secs_f64();
             let heap = live_heap().saturating_sub(before);
             Some((p, m, heap, took))
