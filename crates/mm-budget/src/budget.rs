@@ -218,6 +218,10 @@ impl MemoryBudget {
     ///
     /// A new subscriber is not told the current level; read [`level`](Self::level).
     ///
+    /// A subscriber that owns a clone of this budget (or a [`Reservation`] of it) keeps the
+    /// budget alive through a reference cycle: [`unsubscribe`](Self::unsubscribe) it when it
+    /// is no longer needed, or the budget and the subscriber are never freed.
+    ///
     /// Cost: copies the subscriber list (an allocation); delivery itself does not allocate.
     pub fn subscribe<F>(&self, f: F) -> SubscriberId
     where

@@ -560,6 +560,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map files")]
     fn queue_of_replaced_maps_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
@@ -578,6 +579,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map files")]
     fn popped_stale_records_are_requeued_with_current_stamp() {
         let dir = tempfile::tempdir().unwrap();
         let paths: Vec<_> = (0..3)
