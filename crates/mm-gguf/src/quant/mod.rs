@@ -339,9 +339,9 @@ mod tests {
     #[test]
     fn small_scales() {
         assert_eq!(e8m0_to_f32_half(127), 0.5);
-        assert_eq!(e8m0_to_f32_half(0), 2f64.powi(-128) as f32);
-        assert_eq!(e8m0_to_f32_half(1), 2f64.powi(-127) as f32);
-        assert_eq!(e8m0_to_f32_half(255), 2f32.powi(127));
+        assert_eq!(e8m0_to_f32_half(0).to_bits(), 0x0020_0000); // 2^-128
+        assert_eq!(e8m0_to_f32_half(1).to_bits(), 0x0040_0000); // 2^-127
+        assert_eq!(e8m0_to_f32_half(255).to_bits(), 0x7F00_0000); // 2^127
         assert_eq!(ue4m3_to_f32(0x38), 0.5); // exp 7, man 0: 1.0, halved
         assert_eq!(ue4m3_to_f32(0x01), 0.5 / 512.0);
         assert_eq!(ue4m3_to_f32(0x7F), 0.0);
@@ -371,6 +371,32 @@ mod tests {
         );
         assert_eq!(out, [0f32; 32]);
         assert_eq!(dequantize(GgmlType::Q8_0, &[], &mut out), Ok(0));
+    }
+
+    /// Small enough for Miri, which runs it with `-C target-feature=+avx2` to check the AVX2
+    /// kernels' loads and stores (see docs/mm-gguf-dequant.md).
+    #[test]
+    fn fast_matches_scalar_on_a_few_blocks() {
+        let mut x = 0x1234_5678u32;
+        let buf: Vec<u8> = (0..3 * 292 + 1)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
+        for ty in GgmlType::ALL {
+            let src = &buf[1..1 + 3 * ty.type_size() as usize];
+            let n = 3 * ty.block_size() as usize;
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            dequantize_with(Kernel::Scalar, ty, src, &mut a).unwrap();
+            dequantize_with(Kernel::Fast, ty, src, &mut b).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                    "{ty}"
+                );
+            }
+        }
     }
 
     #[test]
