@@ -431,10 +431,19 @@ pub fn dequant(path: &Path, name: &str, out: Option<&Path>, as_json: bool) -> Re
     Ok(())
 }
 
-/// `mm report`: the `memory-manager` facade's report (configured from `MM_*` variables);
-/// with a FILE, the model is mapped through the facade's cache and its cost shown too.
+/// `mm report`: the `memory-manager` facade's report, configured from the facade's `MM_*`
+/// settings (`memory_manager::SETTINGS`; other `MM_*` variables, such as the test suite's
+/// `MM_GGUF_TEST_MODEL`, are not the facade's and are left out); with a FILE, the model is
+/// mapped through the facade's cache and its cost shown too.
 pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<(), Fail> {
-    let mm = memory_manager::MemoryManager::from_env()
+    let settings = std::env::vars().filter(|(k, _)| {
+        memory_manager::SETTINGS
+            .iter()
+            .any(|(name, _, _)| name == k)
+    });
+    let config = memory_manager::MemoryConfig::from_vars(settings)
+        .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
+    let mm = memory_manager::MemoryManager::new(config)
         .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
     let model = match file {
         Some(p) => {

@@ -170,7 +170,13 @@ fn dequant_writes_exact_f32_values() {
 fn report_gives_process_and_model_figures() {
     let dir = tempfile::tempdir().unwrap();
     let (p, _) = model(dir.path());
-    let o = mm(&["report", "--json", p.to_str().unwrap()]);
+    // The facade's settings apply; the test suite's own MM_* variables do not confuse it.
+    let o = Command::new(env!("CARGO_BIN_EXE_mm"))
+        .args(["report", "--json", p.to_str().unwrap()])
+        .env("MM_GGUF_TEST_MODEL", "/nonexistent")
+        .env("MM_MMAP_CACHE_MB", "7")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -178,6 +184,11 @@ fn report_gives_process_and_model_figures() {
         "mm-track is the allocator: {j}"
     );
     assert!(j["report"]["process"].is_object(), "{j}");
+    assert_eq!(
+        j["report"]["mmap"]["budget_bytes"],
+        7 << 20,
+        "MM_MMAP_CACHE_MB applied"
+    );
     assert_eq!(j["model"]["tensors"], 1);
     assert!(j["model"]["mapped_bytes"].as_u64().unwrap() > 0);
     let o = mm(&["report", "--prometheus"]);
