@@ -78,10 +78,10 @@ pub fn run(_opts: &Options, report: &mut Report) {
             FIXED_LIMIT,
         )
         .detail(format!(
-            "{} in {} allocations; limit {} B; map byte {first:?}; report {report_len} chars",
+            "{} in {} allocations; derived budget limit {}; map byte {first:?}; report {report_len} chars",
             mb(heap),
             stats.allocs - stats.deallocs,
-            manager.budget().limit()
+            mb(manager.budget().limit() as f64)
         ))
         .require(
             mm_track::is_active() && stats.allocs > 0,

@@ -108,6 +108,8 @@ pub fn run(opts: &Options, duration: Duration, progress: &mut Progress, report: 
     let start = Instant::now();
     let mut last_sample: Option<Instant> = None;
     let mut last_note = start;
+    // About 100 progress notes over the soak, at most one every 5 s.
+    let note_every = (duration / 100).max(Duration::from_secs(5));
     let mut cycles = 0u64;
     let mut requests = 0u64;
     let mut max_pool_held = 0u64;
@@ -140,7 +142,7 @@ pub fn run(opts: &Options, duration: Duration, progress: &mut Progress, report: 
             last_heap = s.held[0];
             last_sample = Some(Instant::now());
         }
-        if last_note.elapsed() >= Duration::from_secs(5) {
+        if last_note.elapsed() >= note_every {
             last_note = Instant::now();
             progress.note(&format!(
                 "{:.0} s / {:.0} s: {cycles} cycles, live heap {}",
