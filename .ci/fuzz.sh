@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the mm-gguf parser fuzz target for a bounded time (default 60 s; FUZZ_SECONDS to
+# Runs the GGUF and SSE parser fuzz targets, each for a bounded time (default 60 s; FUZZ_SECONDS to
 # change) from the committed seed corpus of malformed files. Needs a nightly toolchain;
 # installs cargo-fuzz from crates.io when it is missing. A crash fails the stage and leaves
 # the input in fuzz/artifacts/gguf_parse/.
@@ -15,5 +15,8 @@ fi
 # New inputs go to a scratch directory so the committed corpus only changes on purpose.
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-cargo +nightly fuzz run gguf_parse "$work" corpus/gguf_parse -- \
-    -max_total_time="$SECONDS_BUDGET" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1
+for target in gguf_parse sse_parse; do
+    mkdir -p "$work/$target" "corpus/$target"
+    cargo +nightly fuzz run "$target" "$work/$target" "corpus/$target" -- \
+        -max_total_time="$SECONDS_BUDGET" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1
+done

@@ -212,8 +212,8 @@ impl MemoryConfig {
     }
 
     /// As [`from_env`](Self::from_env), with the variables given as `(name, value)` pairs
-    /// (names that do not start with `MM_` are ignored; an unknown `MM_` name is an error, so
-    /// a typo does not pass silently).
+    /// (names that do not start with `MM_`, and `MM_` names that are not settings of this
+    /// crate, are ignored; the latter are logged through `tracing` so a typo shows up).
     ///
     /// # Errors
     /// As [`from_env`](Self::from_env).
@@ -453,11 +453,10 @@ impl RawConfig {
             "MM_INTERN_MAX_MB" => self.intern_max_mb = Some(num(SETTINGS[8].0, value)?),
             "MM_SAMPLER_CAPACITY" => self.sampler_capacity = Some(num(SETTINGS[9].0, value)?),
             "MM_LEAK_WINDOW" => self.leak_window = Some(num(SETTINGS[10].0, value)?),
-            other => {
-                return Err(ConfigError::UnknownVariable {
-                    var: other.to_owned(),
-                });
-            }
+            // Other crates and tools use the `MM_` prefix too (test settings, the CLI's own
+            // variables), so an unknown name is not an error; it is logged, so a typo of one
+            // of ours still shows up.
+            other => tracing::warn!(var = other, "ignoring unknown MM_ environment variable"),
         }
         Ok(())
     }

@@ -16,12 +16,6 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         reason: String,
     },
-    /// An `MM_` variable this crate does not know (a typo would otherwise pass silently).
-    #[error("unknown environment variable {var}: see memory_manager::SETTINGS for the names")]
-    UnknownVariable {
-        /// The variable's name.
-        var: String,
-    },
     /// A setting whose value is out of range or does not fit with the others.
     #[error("setting {field} = {value} is invalid: {reason}")]
     Invalid {
