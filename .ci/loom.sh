@@ -16,10 +16,13 @@ if [ ${#crates[@]} -eq 0 ]; then
     echo "no loom models yet"
     exit 0
 fi
-for c in "${crates[@]}"; do
-    echo "loom: $c"
-    # Only the loom test targets: the rest of a crate's tests are not written for loom.
-    targets=()
-    for f in crates/"$c"/tests/loom*.rs; do targets+=(--test "$(basename "$f" .rs)"); done
-    cargo test --release --locked -p "$c" "${targets[@]}"
-done
+# One cargo invocation for every crate, so the `--cfg loom` dependency graph is built once.
+args=()
+for c in "${crates[@]}"; do args+=(-p "$c"); done
+names=()
+for f in crates/*/tests/loom*.rs; do names+=("$(basename "$f" .rs)"); done
+# Only the loom test targets: the rest of a crate's tests are not written for loom.
+targets=()
+for n in $(printf '%s\n' "${names[@]}" | sort -u); do targets+=(--test "$n"); done
+echo "loom: ${crates[*]}"
+cargo test --release --locked "${args[@]}" "${targets[@]}"
