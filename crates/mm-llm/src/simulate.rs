@@ -78,6 +78,25 @@ impl ChatTurnSim {
     /// # Errors
     /// As [`ChatTurnSim::new`]; [`LlmError::InvalidConfig`] for a window under 16,000.
     pub fn with_window(window: u32) -> Result<Self, LlmError> {
+        let pool = BufferPool::new(BufferPoolConfig::default())?;
+        let budget = MemoryBudget::with_limit(64 << 20)
+            .map_err(|_| LlmError::InvalidConfig("budget limit"))?;
+        Self::on(pool, budget, window, 0)
+    }
+
+    /// As [`ChatTurnSim::with_window`], on a caller's buffer pool (prompts and SSE lines) and
+    /// budget (charged for the embedding cache), e.g. a memory manager's, so several
+    /// simulations can share them across threads. `seed` varies the message texts and the
+    /// stream's id between simulations; the work per turn is the same for any seed.
+    ///
+    /// # Errors
+    /// As [`ChatTurnSim::with_window`].
+    pub fn on(
+        pool: BufferPool,
+        budget: MemoryBudget,
+        window: u32,
+        seed: usize,
+    ) -> Result<Self, LlmError> {
         if window < 16_000 {
             return Err(LlmError::InvalidConfig(
                 "simulation window must be at least 16,000 tokens",
@@ -103,13 +122,10 @@ impl ChatTurnSim {
         }
         tools.push(']');
         conv.set_tools(&tools)?;
-        let pool = BufferPool::new(BufferPoolConfig::default())?;
         let parser = SseParser::with_pool(SseConfig::default(), pool.clone())?;
-        let budget = MemoryBudget::with_limit(64 << 20)
-            .map_err(|_| LlmError::InvalidConfig("budget limit"))?;
         let cache = EmbeddingCache::new(
             EmbeddingCacheConfig {
-                max_bytes: 256 << 20,
+                max_bytes: 16 << 20,
                 max_entries: 64,
             },
             Some(budget),
@@ -117,7 +133,7 @@ impl ChatTurnSim {
         let users = (0..USER_TEXTS)
             .map(|i| {
                 format!(
-                    "Question {i}: {}",
+                    "Question {seed}.{i}: {}",
                     "please explain this in detail ".repeat(i % 40 + 5)
                 )
             })
@@ -127,7 +143,7 @@ impl ChatTurnSim {
         for i in 0..STREAM_EVENTS - 1 {
             stream.extend_from_slice(
                 format!(
-                    "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}}}}]}}\n\n"
+                    "data: {{\"id\":\"chatcmpl-{seed}\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}}}}]}}\n\n"
                 )
                 .as_bytes(),
             );
@@ -226,4 +242,33 @@ fn delta_content(data: &str) -> Option<&str> {
     let start = data.find(KEY)? + KEY.len();
     let len = data[start..].find('"')?;
     Some(&data[start..start + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `on` runs on the caller's pool and charges the caller's budget; seeds change the
+    /// texts, not the work.
+    #[test]
+    fn on_uses_the_callers_pool_and_budget() {
+        let pool = BufferPool::new(BufferPoolConfig::default()).unwrap();
+        let budget = MemoryBudget::with_limit(64 << 20).unwrap();
+        let mut a = ChatTurnSim::on(pool.clone(), budget.clone(), 16_000, 1).unwrap();
+        let mut b = ChatTurnSim::on(pool.clone(), budget.clone(), 16_000, 2).unwrap();
+        assert_eq!(budget.used(), 0);
+        let (ta, tb) = (a.turn().unwrap(), b.turn().unwrap());
+        assert_eq!(ta.events, STREAM_EVENTS);
+        assert_eq!(tb.events, STREAM_EVENTS);
+        assert!(!ta.embedding_hit && !tb.embedding_hit);
+        assert!(budget.used() >= 2 * (DIMS * 4) as u64, "{}", budget.used());
+        assert!(
+            pool.stats().returns > 0,
+            "prompts went back to the shared pool"
+        );
+        assert!(matches!(
+            ChatTurnSim::on(pool, budget, 15_999, 0),
+            Err(LlmError::InvalidConfig(_))
+        ));
+    }
 }

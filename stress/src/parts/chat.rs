@@ -1,20 +1,16 @@
-//! mm-llm on the manager's buffer pool and budget: chat turns on 2 threads, each turn
-//! appending a user message (every fourth turn also a tool call and its long result),
-//! fitting the conversation into a 16,000-token window, assembling the prompt into a pooled
-//! buffer, parsing a 50-event SSE response fed in uneven chunks, appending the reply and
-//! looking up or caching one embedding (charged to the budget).
+//! mm-llm's chat-turn simulation (`mm_llm::simulate::ChatTurnSim`) on the manager's buffer
+//! pool and budget, on 2 threads: each turn appends a user message (every fourth turn also
+//! a tool call and its long result), fits the conversation into a 16,000-token window,
+//! assembles the prompt into a pooled buffer, parses a 50-event SSE response fed in uneven
+//! chunks, appends the reply and looks up or caches one embedding (charged to the budget).
 //!
 //! After warm-up (once the fit has started cutting history and every buffer has reached
 //! its size) a turn must make no heap allocation: `mm_track::count` over the measured turns.
 
-use std::sync::Arc;
-
-use memory_manager::{BufferPool, MemoryConfig, MemoryManager};
-use mm_llm::sse::{SseConfig, SseParser};
-use mm_llm::{
-    ByteEstimate, ContextWindows, Conversation, ConversationSetup, EmbeddingCache,
-    EmbeddingCacheConfig, FitPolicy, LlmError, Symbol,
-};
+use memory_manager::{MemoryConfig, MemoryManager};
+use mm_llm::LlmError;
+use mm_llm::simulate::ChatTurnSim;
+pub use mm_llm::simulate::STREAM_EVENTS;
 
 use super::on_threads;
 use crate::Options;
@@ -22,29 +18,13 @@ use crate::check::{Check, Report, fmt_num};
 
 const PART: &str = "mm-llm";
 
-/// Events in each streamed response.
-pub const STREAM_EVENTS: usize = 50;
-/// The model window, in tokens.
+/// The model window, in tokens (the simulation's smallest: turns cut history sooner).
 const WINDOW: u32 = 16_000;
-const USER_TEXTS: usize = 97;
-const CALL_IDS: usize = 16;
-const DIMS: usize = 384;
 
-/// One conversation's state and its prebuilt inputs.
+/// One conversation: mm-llm's [`ChatTurnSim`] on the manager's pool and budget.
 #[derive(Debug)]
 pub struct ChatWorker {
-    pool: BufferPool,
-    conv: Conversation<ByteEstimate>,
-    parser: SseParser,
-    cache: EmbeddingCache,
-    model: Symbol,
-    users: Vec<String>,
-    call_ids: Vec<String>,
-    tool_output: String,
-    stream: Vec<u8>,
-    vector: Vec<f32>,
-    reply: String,
-    turn: usize,
+    sim: ChatTurnSim,
 }
 
 /// What a batch of turns did.
@@ -69,63 +49,13 @@ impl ChatWorker {
     /// # Errors
     /// A component refusing its configuration (not expected).
     pub fn new(manager: &MemoryManager, seed: usize) -> Result<Self, LlmError> {
-        let mut windows = ContextWindows::empty();
-        windows.insert("gpt-4o", WINDOW);
-        let setup = Arc::new(ConversationSetup::new(windows, FitPolicy::default())?);
-        let model = setup.names().get_or_intern("text-embedding-3-small");
-        let mut conv = Conversation::new(setup, ByteEstimate::default());
-        conv.set_model("gpt-4o")?;
-        conv.set_system(&"You are a helpful assistant. Follow the rules. ".repeat(60));
-        let tools: Vec<String> = (0..20)
-            .map(|i| {
-                format!(
-                    r#"{{"type":"function","function":{{"name":"tool_{i}","description":"{}","parameters":{{"type":"object","properties":{{}}}}}}}}"#,
-                    "Does a useful thing. ".repeat(10)
-                )
-            })
-            .collect();
-        conv.set_tools(&format!("[{}]", tools.join(",")))?;
-        let pool = manager.buffer_pool().clone();
-        let parser = SseParser::with_pool(SseConfig::default(), pool.clone())?;
-        let cache = EmbeddingCache::new(
-            EmbeddingCacheConfig {
-                max_bytes: 16 << 20,
-                max_entries: 64,
-            },
-            Some(manager.budget().clone()),
-        );
-        let users = (0..USER_TEXTS)
-            .map(|i| {
-                format!(
-                    "Question {seed}.{i}: {}",
-                    "please explain this in detail ".repeat(i % 40 + 5)
-                )
-            })
-            .collect();
-        let mut stream = Vec::new();
-        for i in 0..STREAM_EVENTS - 1 {
-            stream.extend_from_slice(
-                format!(
-                    "data: {{\"id\":\"chatcmpl-{seed}\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}}}}]}}\n\n"
-                )
-                .as_bytes(),
-            );
-        }
-        stream.extend_from_slice(b"data: [DONE]\n\n");
-        Ok(Self {
-            pool,
-            conv,
-            parser,
-            cache,
-            model,
-            users,
-            call_ids: (0..CALL_IDS).map(|i| format!("call_{i:04}")).collect(),
-            tool_output: "result line\n".repeat(2000),
-            stream,
-            vector: (0..DIMS).map(|i| i as f32 * 0.001).collect(),
-            reply: String::new(),
-            turn: 0,
-        })
+        let sim = ChatTurnSim::on(
+            manager.buffer_pool().clone(),
+            manager.budget().clone(),
+            WINDOW,
+            seed,
+        )?;
+        Ok(Self { sim })
     }
 
     /// Runs `turns` turns, adding to `tally`.
@@ -134,63 +64,15 @@ impl ChatWorker {
     /// Whatever a component returns (none is expected).
     pub fn turns(&mut self, turns: u64, tally: &mut TurnTally) -> Result<(), LlmError> {
         for _ in 0..turns {
-            self.turn(tally)?;
+            let t = self.sim.turn()?;
+            tally.turns += 1;
+            tally.events += t.events as u64;
+            tally.dropped += u64::from(t.dropped);
+            tally.hits += u64::from(t.embedding_hit);
+            tally.prompt_bytes += t.prompt_bytes as u64;
         }
         Ok(())
     }
-
-    fn turn(&mut self, tally: &mut TurnTally) -> Result<(), LlmError> {
-        let i = self.turn;
-        self.turn += 1;
-        let user = &self.users[i % USER_TEXTS];
-        self.conv.push_user(user)?;
-        if i.is_multiple_of(4) {
-            let id = &self.call_ids[i % CALL_IDS];
-            self.conv
-                .push_tool_call(id, "tool_3", r#"{"query":"memory"}"#)?;
-            self.conv.push_tool_result(id, &self.tool_output)?;
-        }
-        let fit = self.conv.fit()?;
-        let (prompt, assembled) = self.conv.assemble_pooled(&self.pool, true)?;
-        drop(prompt);
-        self.reply.clear();
-        let reply = &mut self.reply;
-        let mut events = 0;
-        for chunk in self.stream.chunks(333 + i % 7) {
-            events += self.parser.feed(chunk, |ev| {
-                if let Some(text) = delta_content(ev.data) {
-                    reply.push_str(text);
-                }
-            })?;
-        }
-        self.parser.finish();
-        self.conv.push_assistant(&self.reply)?;
-        let text = if i.is_multiple_of(2) {
-            user
-        } else {
-            &self.users[i % 13]
-        };
-        let key = self.cache.key(self.model, text);
-        let hit = self.cache.get(&key).is_some();
-        if !hit {
-            self.cache.insert(key, &self.vector)?;
-        }
-        tally.turns += 1;
-        tally.events += events as u64;
-        tally.dropped += u64::from(fit.dropped_items);
-        tally.hits += u64::from(hit);
-        tally.prompt_bytes += assembled.bytes as u64;
-        Ok(())
-    }
-}
-
-/// The `delta.content` string of a chat-completions chunk (the simulation's own unescaped
-/// output, so a scan is enough).
-fn delta_content(data: &str) -> Option<&str> {
-    const KEY: &str = "\"content\":\"";
-    let start = data.find(KEY)? + KEY.len();
-    let len = data[start..].find('"')?;
-    Some(&data[start..start + len])
 }
 
 /// Runs the chat-turn check.
