@@ -63,8 +63,13 @@ enum Command {
     Sse {
         /// The captured stream; stdin when absent.
         file: Option<std::path::PathBuf>,
-        /// Bytes fed to the parser at a time.
-        #[arg(long, default_value_t = 4096)]
+        /// Bytes fed to the parser at a time (1 to 64 MiB).
+        #[arg(
+            long,
+            default_value_t = 4096,
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+                .range(1..=mm_llm::sse::MAX_DUMP_CHUNK as u64)
+        )]
         chunk_size: usize,
     },
     /// The memory report (allocator, budget, process, components; configured from `MM_*`

@@ -109,6 +109,9 @@ fn bad_files_and_arguments_give_one_line() {
     );
     assert_fails(&mm(&["frobnicate"]), 2, "frobnicate");
     assert_fails(&mm(&["inspect"]), 2, "FILE");
+    // A chunk size outside 1..=64 MiB is bad usage, refused before any input is read.
+    assert_fails(&mm(&["sse", "--chunk-size", "0"]), 2, "--chunk-size");
+    assert_fails(&mm(&["sse", "--chunk-size", "67108865"]), 2, "--chunk-size");
     let (p, _) = model(dir.path());
     assert_fails(
         &mm(&["dequant", p.to_str().unwrap(), "nope"]),
