@@ -129,8 +129,9 @@ impl MemoryBudget {
 
     /// Charges `bytes` even if that takes usage over the limit, for memory the application
     /// already holds or must hold regardless (a model mapped before the budget existed, a
-    /// buffer that cannot be refused). While usage is over the limit every `try_reserve` fails
-    /// and the level is Critical.
+    /// buffer that cannot be refused). While usage is over the limit every `try_reserve` and
+    /// `try_grow` of one byte or more fails (0 bytes still succeed: they change nothing) and
+    /// the level is Critical.
     ///
     /// This is the only way usage can exceed the limit; [`used`](Self::used) then reports the
     /// true figure.
@@ -423,7 +424,8 @@ impl Reservation {
     }
 
     /// Draws `additional` more bytes, under the same rules as
-    /// [`MemoryBudget::try_reserve`]; on error the reservation is unchanged.
+    /// [`MemoryBudget::try_reserve`] (growing by 0 bytes always succeeds); on error the
+    /// reservation is unchanged.
     ///
     /// # Errors
     /// [`BudgetError::RequestTooLarge`] or [`BudgetError::Exhausted`].

@@ -119,6 +119,12 @@ fn force_reserve_goes_over_and_blocks_try_reserve() {
         b.force_reserve(mm_budget::MAX_LIMIT + 1),
         Err(BudgetError::RequestTooLarge { .. })
     ));
+    // 0 bytes change nothing, so they succeed even over the limit (found by the model test).
+    let mut empty = b.try_reserve(0).unwrap();
+    empty.try_grow(0).unwrap();
+    assert!(empty.try_grow(1).is_err());
+    assert_eq!((empty.bytes(), b.used()), (0, 150));
+    drop(empty);
     drop(held);
     assert_eq!(b.used(), 0);
     assert_eq!(levels(&events), [Critical, Normal]);
