@@ -18,7 +18,7 @@ min="${COV_MIN_LINES:-80}"
 out="$CARGO_TARGET_DIR/coverage.json"
 mkdir -p "$CARGO_TARGET_DIR"
 # shellcheck disable=SC2086
-cargo llvm-cov --workspace --exclude mm-benches ${COV_ARGS:-} --json --summary-only \
+cargo llvm-cov --workspace --exclude mm-benches --no-fail-fast ${COV_ARGS:-} --json --summary-only \
     --output-path "$out"
 root="$(pwd)/"
 # Sum the per-file line counts of each member's src/ directory.
