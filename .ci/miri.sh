@@ -31,7 +31,6 @@ plan=(
         concurrent_interning_of_overlapping_sets_agrees_on_symbols
         freeze_keeps_every_symbol_and_lookup
         resolved_strings_stay_valid_while_other_threads_intern
-        limits_hold_exactly_under_concurrency
         interner_memory_does_not_depend_on_thread_count"
     "mm-pool | --test buffer_pool --test object_pool |
         steady_state_reuse_is_above_95_percent
