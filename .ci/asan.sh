@@ -27,15 +27,7 @@ export CARGO_INCREMENTAL=0
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1${ASAN_OPTIONS_EXTRA:+:$ASAN_OPTIONS_EXTRA}"
 export MM_UNDER_SANITIZER=1
 packages=(${ASAN_PACKAGES:---workspace --exclude mm-benches})
-# mm-track's baseline test compares process-wide figures for exact equality; under the
-# sanitizer's timing the test harness's own thread folds a pending free into them mid-test
-# (it passes alone on one test thread), so it runs separately, on one test thread.
-serial=live_bytes_return_to_baseline_after_threads_exit
-cargo +nightly test --target "$target" "${packages[@]}" --no-fail-fast --lib --tests --bins \
-    -- --skip "$serial"
-if [ -z "${ASAN_PACKAGES:-}" ]; then
-    cargo +nightly test --target "$target" -p mm-track --test baseline -- --test-threads=1 "$serial"
-fi
+cargo +nightly test --target "$target" "${packages[@]}" --no-fail-fast --lib --tests --bins
 # The main job, small: no leak, no invalid access across the whole stack.
 if [ -z "${ASAN_PACKAGES:-}" ]; then
     cargo +nightly run --target "$target" -p mm-stress -- ${MM_STRESS_ASAN_ARGS:---quick}
