@@ -310,8 +310,60 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
     let info_offset = r.offset();
     let name = r.str(|| format!("tensor #{i} name"))?;
     let field = |part: &str| format!("tensor #{i} '{}' {part}", clip(name));
-    let dims_at = r.offset();
-    let n_dims = r.u32(|| field("n_dims"))?;
+    let layout = read_tensor_layout(r, &field, alignment)?;
+    Ok(TensorInfo {
+        name,
+        dims: layout.dims,
+        n_dims: layout.n_dims,
+        ggml_type: layout.ggml_type,
+        offset: layout.offset,
+        n_bytes: layout.n_bytes,
+        info_offset,
+    })
+}
+
+/// What both readers (the slice [`Reader`] and the streaming window) can read fields with, so
+/// a tensor's layout is checked by one piece of code whichever way the file is read.
+pub(crate) trait FieldSource {
+    /// The file offset of the next byte.
+    fn pos(&self) -> u64;
+    /// A little-endian `u32` field.
+    fn field_u32(&mut self, field: &dyn Fn() -> String) -> Result<u32>;
+    /// A little-endian `u64` field.
+    fn field_u64(&mut self, field: &dyn Fn() -> String) -> Result<u64>;
+}
+
+impl FieldSource for Reader<'_> {
+    fn pos(&self) -> u64 {
+        self.offset()
+    }
+    fn field_u32(&mut self, field: &dyn Fn() -> String) -> Result<u32> {
+        self.u32(field)
+    }
+    fn field_u64(&mut self, field: &dyn Fn() -> String) -> Result<u64> {
+        self.u64(field)
+    }
+}
+
+/// A tensor info's fields after its name, validated.
+pub(crate) struct TensorLayout {
+    pub(crate) dims: [u64; MAX_DIMS],
+    /// At most [`MAX_DIMS`].
+    pub(crate) n_dims: u8,
+    pub(crate) ggml_type: GgmlType,
+    pub(crate) offset: u64,
+    pub(crate) n_bytes: u64,
+}
+
+/// Reads and checks `n_dims`, the dimensions, the type and the data offset of a tensor info;
+/// `field` names a part of this tensor for errors.
+pub(crate) fn read_tensor_layout(
+    r: &mut impl FieldSource,
+    field: &dyn Fn(&str) -> String,
+    alignment: u64,
+) -> Result<TensorLayout> {
+    let dims_at = r.pos();
+    let n_dims = r.field_u32(&|| field("n_dims"))?;
     if n_dims as usize > MAX_DIMS {
         return Err(GgufError::BadShape {
             offset: dims_at,
@@ -321,7 +373,7 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
     }
     let mut dims = [1u64; MAX_DIMS];
     for (d, dim) in dims.iter_mut().enumerate().take(n_dims as usize) {
-        *dim = r.u64(|| field(&format!("dims[{d}]")))?;
+        *dim = r.field_u64(&|| field(&format!("dims[{d}]")))?;
         if *dim > i64::MAX as u64 {
             return Err(GgufError::BadShape {
                 offset: dims_at,
@@ -330,21 +382,22 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
             });
         }
     }
-    let type_at = r.offset();
-    let type_id = r.u32(|| field("type"))?;
+    let type_at = r.pos();
+    let type_id = r.field_u32(&|| field("type"))?;
     let ggml_type = GgmlType::from_id(type_id).map_err(|_| GgufError::UnknownTensorType {
         offset: type_at,
         field: field("type"),
         type_id,
     })?;
-    let shape = &dims[..n_dims as usize];
-    let n_bytes = tensor_bytes(ggml_type, shape).map_err(|reason| GgufError::BadShape {
-        offset: dims_at,
-        field: field("shape"),
-        reason,
+    let n_bytes = tensor_bytes(ggml_type, &dims[..n_dims as usize]).map_err(|reason| {
+        GgufError::BadShape {
+            offset: dims_at,
+            field: field("shape"),
+            reason,
+        }
     })?;
-    let off_at = r.offset();
-    let offset = r.u64(|| field("offset"))?;
+    let off_at = r.pos();
+    let offset = r.field_u64(&|| field("offset"))?;
     if !offset.is_multiple_of(alignment) {
         return Err(GgufError::MisalignedTensor {
             offset: off_at,
@@ -353,15 +406,13 @@ fn read_tensor_info<'a>(r: &mut Reader<'a>, i: u64, alignment: u64) -> Result<Te
             alignment,
         });
     }
-    // `n_dims <= 4` was checked above.
-    Ok(TensorInfo {
-        name,
+    Ok(TensorLayout {
         dims,
+        // `n_dims <= MAX_DIMS` was checked above.
         n_dims: n_dims as u8,
         ggml_type,
         offset,
         n_bytes,
-        info_offset,
     })
 }
 

@@ -105,21 +105,32 @@ impl<'a> Reader<'a> {
     pub(crate) fn count(&mut self, min_elem: u64, field: impl Fn() -> String) -> Result<u64> {
         let at = self.offset();
         let count = self.u64(&field)?;
-        let remaining = self.remaining() as u64;
-        let max = remaining / min_elem.max(1);
-        if count > max {
-            let needed = count.saturating_mul(min_elem.max(1));
-            return Err(GgufError::CountTooLarge {
-                offset: at,
-                field: field(),
-                count,
-                remaining,
-                max,
-                needed,
-            });
-        }
-        Ok(count)
+        check_count(at, count, self.remaining() as u64, min_elem, &field)
     }
+}
+
+/// Checks a count read at `at` against the `remaining` bytes of the file, each element taking
+/// at least `min_elem` bytes, so nothing is ever allocated or looped for elements that cannot
+/// be there. Shared by the slice reader and the streaming reader.
+pub(crate) fn check_count(
+    at: u64,
+    count: u64,
+    remaining: u64,
+    min_elem: u64,
+    field: &dyn Fn() -> String,
+) -> Result<u64> {
+    let max = remaining / min_elem.max(1);
+    if count > max {
+        return Err(GgufError::CountTooLarge {
+            offset: at,
+            field: field(),
+            count,
+            remaining,
+            max,
+            needed: count.saturating_mul(min_elem.max(1)),
+        });
+    }
+    Ok(count)
 }
 
 #[cfg(test)]

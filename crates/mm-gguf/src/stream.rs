@@ -17,10 +17,11 @@ use mm_budget::{MemoryBudget, Reservation};
 
 use crate::error::{GgufError, Result};
 use crate::parse::{
-    DEFAULT_ALIGNMENT, MAX_DIMS, MIN_KV_BYTES, MIN_TENSOR_INFO_BYTES, MetadataEntry, TensorInfo,
-    align_up, alignment_of, check_tensor_ranges, clip, read_magic, read_version, tensor_bytes,
+    DEFAULT_ALIGNMENT, FieldSource, MAX_DIMS, MIN_KV_BYTES, MIN_TENSOR_INFO_BYTES, MetadataEntry,
+    TensorInfo, align_up, alignment_of, check_tensor_ranges, clip, read_magic, read_tensor_layout,
+    read_version,
 };
-use crate::reader::Reader;
+use crate::reader::{Reader, check_count};
 use crate::types::GgmlType;
 use crate::value::{MAX_ARRAY_DEPTH, Value, ValueType};
 use crate::writer::MetaValue;
@@ -216,20 +217,7 @@ impl<R: Read + Seek> Window<R> {
     fn count(&mut self, min_elem: u64, field: &dyn Fn() -> String) -> Result<u64> {
         let at = self.pos;
         let count = self.u64(field)?;
-        let remaining = self.remaining();
-        let max = remaining / min_elem.max(1);
-        if count > max {
-            let needed = count.saturating_mul(min_elem.max(1));
-            return Err(GgufError::CountTooLarge {
-                offset: at,
-                field: field(),
-                count,
-                remaining,
-                max,
-                needed,
-            });
-        }
-        Ok(count)
+        check_count(at, count, self.remaining(), min_elem, field)
     }
 
     /// A string of at most `max` bytes, read and validated.
@@ -733,57 +721,26 @@ fn read_stream_tensor<R: Read + Seek>(
     let info_offset = w.pos;
     let name = w.short_str(STREAM_CHUNK as u64, &|| format!("tensor #{i} name"))?;
     let field = |part: &str| format!("tensor #{i} '{}' {part}", clip(&name));
-    let dims_at = w.pos;
-    let n_dims = w.u32(&|| field("n_dims"))?;
-    if n_dims as usize > MAX_DIMS {
-        return Err(GgufError::BadShape {
-            offset: dims_at,
-            field: field("n_dims"),
-            reason: format!("{n_dims} dimensions, ggml allows at most {MAX_DIMS}"),
-        });
-    }
-    let mut dims = [1u64; MAX_DIMS];
-    for (d, dim) in dims.iter_mut().enumerate().take(n_dims as usize) {
-        *dim = w.u64(&|| field(&format!("dims[{d}]")))?;
-        if *dim > i64::MAX as u64 {
-            return Err(GgufError::BadShape {
-                offset: dims_at,
-                field: field(&format!("dims[{d}]")),
-                reason: format!("dimension {dim} exceeds i64::MAX"),
-            });
-        }
-    }
-    let type_at = w.pos;
-    let type_id = w.u32(&|| field("type"))?;
-    let ggml_type = GgmlType::from_id(type_id).map_err(|_| GgufError::UnknownTensorType {
-        offset: type_at,
-        field: field("type"),
-        type_id,
-    })?;
-    let n_bytes = tensor_bytes(ggml_type, &dims[..n_dims as usize]).map_err(|reason| {
-        GgufError::BadShape {
-            offset: dims_at,
-            field: field("shape"),
-            reason,
-        }
-    })?;
-    let off_at = w.pos;
-    let offset = w.u64(&|| field("offset"))?;
-    if !offset.is_multiple_of(alignment) {
-        return Err(GgufError::MisalignedTensor {
-            offset: off_at,
-            field: field("offset"),
-            data_offset: offset,
-            alignment,
-        });
-    }
+    let layout = read_tensor_layout(w, &field, alignment)?;
     Ok(StreamTensor {
         name,
-        dims,
-        n_dims: n_dims as u8,
-        ggml_type,
-        offset,
-        n_bytes,
+        dims: layout.dims,
+        n_dims: layout.n_dims,
+        ggml_type: layout.ggml_type,
+        offset: layout.offset,
+        n_bytes: layout.n_bytes,
         info_offset,
     })
+}
+
+impl<R: Read + Seek> FieldSource for Window<R> {
+    fn pos(&self) -> u64 {
+        self.pos
+    }
+    fn field_u32(&mut self, field: &dyn Fn() -> String) -> Result<u32> {
+        self.u32(field)
+    }
+    fn field_u64(&mut self, field: &dyn Fn() -> String) -> Result<u64> {
+        self.u64(field)
+    }
 }
