@@ -155,7 +155,10 @@ fn count_future_sums_its_polls_and_counts_the_final_drop() {
     let mut fut = std::pin::pin!(fut);
     assert!(fut.as_mut().poll(&mut cx).is_pending());
     let first = fut.stats();
-    assert_eq!((first.allocs, first.alloc_bytes, first.deallocs), (1, 10, 0));
+    assert_eq!(
+        (first.allocs, first.alloc_bytes, first.deallocs),
+        (1, 10, 0)
+    );
     // Calls made between polls are not the future's.
     drop(black_box(vec![0u8; 1000]));
     let Poll::Ready((len, stats)) = fut.as_mut().poll(&mut cx) else {
