@@ -360,10 +360,16 @@ impl MemoryManager {
 
     /// Maps `path` through the cache; the cache's held bytes are charged to the budget.
     ///
+    /// # Safety
+    /// The contract of [`MmapCache::get`]: the file must not be modified in place or
+    /// truncated while the returned map (or a clone) lives; replace files by rename. A file
+    /// truncated anyway raises `SIGBUS` on the next read of a vanished page.
+    ///
     /// # Errors
     /// [`MemoryError::Mmap`] as [`MmapCache::get`].
-    pub fn map(&self, path: impl AsRef<Path>) -> Result<Arc<MappedFile>, MemoryError> {
-        let file = self.mmap_cache().get(path.as_ref())?;
+    pub unsafe fn map(&self, path: impl AsRef<Path>) -> Result<Arc<MappedFile>, MemoryError> {
+        // SAFETY: the caller's promise is the one `MmapCache::get` asks for.
+        let file = unsafe { self.mmap_cache().get(path.as_ref()) }?;
         self.sync();
         Ok(file)
     }
