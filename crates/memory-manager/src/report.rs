@@ -24,6 +24,7 @@ pub(crate) struct Readings {
     pub(crate) handlers: Vec<String>,
     pub(crate) handler_runs: u64,
     pub(crate) handler_panics: u64,
+    pub(crate) dropped_events: u64,
     pub(crate) freed_by_handlers: u64,
     pub(crate) models: Vec<ModelReading>,
 }
@@ -212,6 +213,8 @@ pub struct PressureReport {
     pub handler_runs: u64,
     /// Handler runs that panicked (the other handlers still ran).
     pub handler_panics: u64,
+    /// Events not queued to a subscriber whose channel was full.
+    pub dropped_events: u64,
     /// Bytes the handlers reported freeing.
     pub freed_bytes: u64,
 }
@@ -310,6 +313,7 @@ impl MemoryReport {
             handlers: r.handlers,
             handler_runs: r.handler_runs,
             handler_panics: r.handler_panics,
+            dropped_events: r.dropped_events,
             freed_bytes: r.freed_by_handlers,
         };
         MemoryReport {
