@@ -28,8 +28,8 @@ pub use config::{
 pub use error::{ConfigError, MemoryError};
 pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext, PressureEvents};
 pub use report::{
-    AllocatorReport, ArenaReport, BudgetReport, ComponentReport, InternerReport, MemoryReport,
-    MmapReport, PressureReport, ProcessReport,
+    AllocatorReport, ArenaReport, BudgetReport, ComponentReport, FragmentationReport,
+    InternerReport, MemoryReport, MmapReport, PressureReport, ProcessReport,
 };
 pub use sampler::{SAMPLED, Sample, Sampler, SamplerThread};
 
