@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod gate;
 mod manager;
+mod owned;
 mod report;
 mod sampler;
 mod sync;
@@ -27,6 +28,7 @@ pub use config::{
 };
 pub use error::{ConfigError, MemoryError};
 pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext, PressureEvents};
+pub use owned::ManagedArena;
 pub use report::{
     AllocatorReport, ArenaReport, BudgetReport, ComponentReport, FragmentationReport,
     InternerReport, MemoryReport, MmapReport, PressureReport, ProcessReport,

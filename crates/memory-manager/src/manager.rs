@@ -139,6 +139,8 @@ struct Inner {
     listeners: Mutex<Vec<async_channel::Sender<PressureEvent>>>,
     dropped_events: AtomicU64,
     heap_released: AtomicU64,
+    /// The `request-arenas` component, registered on the first owned arena.
+    arena_tally: OnceLock<Arc<crate::owned::ArenaTally>>,
 }
 
 impl Drop for Inner {
@@ -209,6 +211,7 @@ impl MemoryManager {
             listeners: Mutex::new(Vec::new()),
             dropped_events: AtomicU64::new(0),
             heap_released: AtomicU64::new(0),
+            arena_tally: OnceLock::new(),
             freed_by_handlers: AtomicU64::new(0),
             subscriber: OnceLock::new(),
         });
@@ -259,6 +262,28 @@ impl MemoryManager {
             }
         }
         mm_arena::scope(f)
+    }
+
+    /// An owned request arena with the manager's arena settings (initial capacity,
+    /// per-request limit), charged to the budget and listed as `request-arenas`. Unlike
+    /// [`scope`](Self::scope) it is `Send` and can live across `.await`s.
+    ///
+    /// # Errors
+    /// [`MemoryError::Arena`] when the initial chunk cannot be allocated.
+    pub fn request_arena(&self) -> Result<crate::ManagedArena, MemoryError> {
+        let tally = self.inner.arena_tally.get_or_init(|| {
+            let tally = Arc::new(crate::owned::ArenaTally::default());
+            let id = self.inner.next_component.fetch_add(1, Ordering::Relaxed);
+            lock(&self.inner.components).push(Registered {
+                id,
+                part: Arc::downgrade(&tally) as Weak<dyn Component>,
+            });
+            tally
+        });
+        let arena = mm_arena::RequestArena::new(self.inner.config.arena_config())?;
+        let arena = crate::ManagedArena::new(arena, Arc::clone(tally));
+        self.sync();
+        Ok(arena)
     }
 
     /// The buffer pool (created on first use, filled lazily).
