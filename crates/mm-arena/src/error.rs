@@ -41,6 +41,13 @@ pub enum ArenaError {
         "the thread arena cannot be reconfigured or trimmed inside `mm_arena::scope`; call this between requests"
     )]
     InsideScope,
+    /// This thread's arena was already destroyed: the call came from a thread-local
+    /// destructor while the thread exits. Scopes still run there, on a temporary arena.
+    #[error(
+        "this thread's arena is already destroyed (called from a thread-local destructor at thread exit); \
+         a scope here runs on a temporary arena, with default settings"
+    )]
+    ThreadExiting,
     /// A [`Generational`](crate::Generational) arena reached its configured maximum length.
     #[error(
         "generational arena is full ({max_len} live objects); remove stale entries or raise max_len"
