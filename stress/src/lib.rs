@@ -3,6 +3,7 @@
 pub mod check;
 pub mod clock;
 pub mod gate;
+pub mod median;
 pub mod parts;
 pub mod progress;
 pub mod workload;
