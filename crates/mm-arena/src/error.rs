@@ -56,6 +56,10 @@ pub enum ArenaError {
         /// The configured maximum number of live objects.
         max_len: usize,
     },
+    /// An [`ArenaPool`](crate::ArenaPool) was asked to keep 0 idle arenas: nothing would be
+    /// reused.
+    #[error("arena pool max_idle of 0 would free every arena on return; use at least 1")]
+    ZeroMaxIdle,
     /// A [`Generational`](crate::Generational) arena was configured with a maximum length of 0.
     #[error("generational arena max_len of 0 would refuse every insert; use at least 1")]
     ZeroMaxLen,
