@@ -150,17 +150,23 @@ pub const ROLL_BYTES: u64 = 32 * 1024;
 //   bits  0..20  calls           (allocs | deallocs)
 //   bits 20..40  a second count  (zeroed allocs | reallocs)
 //   bits 40..64  bytes
-// A word is rolled as soon as its bytes reach ROLL_BYTES, and every call adds at least one
-// byte (a layout's size is never 0; a 0 takes the slow path anyway), so the two counts stay
-// below ROLL_BYTES + 1 and never carry into the next field. One call adds fewer than
-// SMALL_MAX bytes on the hot path; larger sizes go straight to the cumulative counters.
+// A word starts at a base whose bytes field is 2^24 - ROLL_BYTES, so the add that brings the
+// bytes since the last roll to ROLL_BYTES carries out of bit 63: the carry flag of the one
+// add is the whole due test. (With the base's bytes field at 2^24 - 1, every call carries.)
+// The word minus its base is the exact packed count as long as the bytes since the roll stay
+// below 2^24. A word is rolled as soon as it carries, and every call adds at least one byte
+// (a layout's size is never 0; a 0 takes the slow path anyway), so the two counts stay below
+// ROLL_BYTES + 1 and never carry into the next field. One call adds fewer than SMALL_MAX
+// bytes on the hot path; larger sizes go straight to the cumulative counters.
 const MID_SHIFT: u32 = 20;
 const BYTES_SHIFT: u32 = 40;
 const FIELD_MASK: u64 = (1 << MID_SHIFT) - 1;
 const ONE_CALL: u64 = 1;
 const ONE_MID: u64 = 1 << MID_SHIFT;
-/// A word at or above this is due for a roll (its bytes reached `ROLL_BYTES`).
-const ROLL_LIMIT: u64 = ROLL_BYTES << BYTES_SHIFT;
+/// The hot words' base while calls are batched: the add reaching `ROLL_BYTES` carries.
+const BATCHED: u64 = ((1 << (64 - BYTES_SHIFT)) - ROLL_BYTES) << BYTES_SHIFT;
+/// The base when every call must be due: any add of a byte or more carries.
+const EVERY_CALL: u64 = ((1 << (64 - BYTES_SHIFT)) - 1) << BYTES_SHIFT;
 /// Sizes from this up skip the hot words.
 const SMALL_MAX: u64 = 1 << 23;
 /// Rolled but unfolded live bytes a running thread keeps at most (either way); with what its
@@ -173,7 +179,7 @@ const FOLD_CALLS: u64 = OP_BATCH as u64 - ROLL_BYTES;
 const _: () = {
     // Both counts of a word fit their 20 bits, with one call's worth of margin.
     assert!(ROLL_BYTES + 1 < FIELD_MASK);
-    // The bytes field holds the unbatched base (ROLL_BYTES) plus one small call.
+    // The bytes since a roll (fewer than ROLL_BYTES, plus one small call) fit the field.
     assert!(ROLL_BYTES + SMALL_MAX < 1 << (64 - BYTES_SHIFT));
     assert!(FOLD_SLACK > 0 && OP_BATCH as u64 > ROLL_BYTES);
 };
@@ -303,9 +309,10 @@ impl<A: Atom> Shared<A> {
 ///   calls of one kind reach `FOLD_CALLS`.
 ///
 /// The `record_*` methods return `true` when the caller must take its slow path
-/// ([`Local::settle`], and whatever else it does there). Both hot words start at `base`,
-/// which is 0 while folds are batched, and `ROLL_LIMIT` when they are not (before the first
-/// call, and after the thread's exit hook ran), so that then every call is due.
+/// ([`Local::settle`], and whatever else it does there). The signal is the carry of one add
+/// and is given once: the caller must settle before the thread's next call. Both hot words start at `base`,
+/// which is `BATCHED` while folds are batched, and `EVERY_CALL` when they are not (before the
+/// first call, and after the thread's exit hook ran), so that then every call is due.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Local {
@@ -313,7 +320,7 @@ pub struct Local {
     alloc_word: Cell<u64>,
     /// Deallocs, reallocs, bytes released (plus `base`).
     dealloc_word: Cell<u64>,
-    /// 0, or `ROLL_LIMIT` when every call must be due.
+    /// `BATCHED`, or `EVERY_CALL` when every call must be due.
     base: Cell<u64>,
     /// The cumulative counters, up to the last roll (a realloc adds its new size to
     /// `alloc_bytes` and its old size to `dealloc_bytes`).
@@ -349,9 +356,9 @@ impl Local {
             slack
         };
         Self {
-            alloc_word: Cell::new(ROLL_LIMIT),
-            dealloc_word: Cell::new(ROLL_LIMIT),
-            base: Cell::new(ROLL_LIMIT),
+            alloc_word: Cell::new(EVERY_CALL),
+            dealloc_word: Cell::new(EVERY_CALL),
+            base: Cell::new(EVERY_CALL),
             allocs: Cell::new(0),
             alloc_bytes: Cell::new(0),
             deallocs: Cell::new(0),
@@ -375,12 +382,13 @@ impl Local {
         size.wrapping_sub(1) < SMALL_MAX - 1
     }
 
-    /// Adds `size` bytes and `calls` (packed) to `word`; true when it is due for a roll.
+    /// Adds `size` bytes and `calls` (packed) to `word`; true when it is due for a roll
+    /// (the add carried). One memory add and a branch on its carry flag.
     #[inline(always)]
     fn add(word: &Cell<u64>, size: u64, calls: u64) -> bool {
-        let w = word.get().wrapping_add((size << BYTES_SHIFT) | calls);
+        let (w, carried) = word.get().overflowing_add((size << BYTES_SHIFT) | calls);
         word.set(w);
-        w >= ROLL_LIMIT
+        carried
     }
 
     /// Records a successful alloc of `size` bytes.
@@ -469,9 +477,9 @@ impl Local {
     }
 
     /// Moves the hot words into the cumulative counters and restarts them at the base for
-    /// `batching` (0) or not (`ROLL_LIMIT`).
+    /// `batching` (`BATCHED`) or not (`EVERY_CALL`).
     fn roll(&self, batching: bool) {
-        let new_base = if batching { 0 } else { ROLL_LIMIT };
+        let new_base = if batching { BATCHED } else { EVERY_CALL };
         let base = self.base.replace(new_base);
         let a = self.alloc_word.replace(new_base).wrapping_sub(base);
         let d = self.dealloc_word.replace(new_base).wrapping_sub(base);
@@ -599,9 +607,11 @@ mod tests {
         assert_eq!(l.totals().deallocs, per_roll - 1);
         l.fold(&s, false);
         assert!(l.record_dealloc(1), "unbatched: every call is due");
+        l.settle(&s, false);
         assert!(l.record_realloc(1, 1));
+        l.settle(&s, false);
         assert!(l.record_alloc_zeroed(1));
-        l.fold(&s, false);
+        l.settle(&s, false);
         let snap = s.snapshot();
         assert_eq!(
             (snap.allocs, snap.deallocs, snap.reallocs),
