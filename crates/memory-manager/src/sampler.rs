@@ -46,8 +46,8 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler with the manager's configured capacity and leak window.
     pub fn new(manager: MemoryManager) -> Self {
-        let capacity = manager.config().sampler_capacity;
-        let window = manager.config().leak_window;
+        let capacity = manager.config().sampler_capacity();
+        let window = manager.config().leak_window();
         Sampler {
             manager,
             ring: VecDeque::with_capacity(capacity),
@@ -60,18 +60,11 @@ impl Sampler {
     /// charges as a side effect.
     pub fn sample(&mut self) -> Sample {
         self.manager.sync();
-        let held = self.manager.held_bytes();
+        let [buffers, objects, interner, mmap, arenas] = self.manager.sampled_held();
         let heap = mm_track::snapshot().map_or(0, |s| s.live_bytes);
         let sample = Sample {
             at: Instant::now(),
-            held: [
-                heap,
-                held.buffers,
-                held.objects,
-                held.interner,
-                held.mmap,
-                held.arenas,
-            ],
+            held: [heap, buffers, objects, interner, mmap, arenas],
         };
         self.push(sample);
         sample
@@ -174,13 +167,10 @@ mod tests {
 
     #[test]
     fn strict_growth_over_the_window_is_a_suspect() {
-        let config = MemoryConfig::default().with_max_memory(1 << 30);
-        let manager = MemoryManager::new(MemoryConfig {
-            sampler_capacity: 4,
-            leak_window: 3,
-            ..config
-        })
-        .unwrap();
+        let config = MemoryConfig::new()
+            .with_max_memory(1 << 30)
+            .with_sampler(4, 3);
+        let manager = MemoryManager::new(config).unwrap();
         let mut s = Sampler::new(manager);
         let t = Instant::now();
         for (i, mmap) in [(10, 5), (20, 5), (30, 6)] {
