@@ -16,6 +16,7 @@ const USAGE: &str = "usage: mm-stress [--quick] [--json] [--soak DURATION] [--mo
   --soak DURATION   repeat the whole-stack cycle for DURATION (30s, 10m, 24h) with periodic
                     heap snapshots; fail if the live heap keeps growing
   --model PATH      run the GGUF part on a real GGUF file instead of the synthetic model
+                    (mapped: it must not be modified or truncated while the run reads it)
   --inject-leak N   with --soak: leak N bytes per cycle on purpose (self-test of the trend test)";
 
 fn main() -> ExitCode {

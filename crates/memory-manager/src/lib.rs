@@ -1,11 +1,25 @@
 #![doc = include_str!("../README.md")]
 
+mod component;
 mod config;
 mod error;
+mod gate;
 mod manager;
 mod report;
 mod sampler;
+mod sync;
 
+/// The charge gate, public only for the loom models in `tests/loom.rs`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api {
+    pub use crate::gate::{ChargeGate, MAX_ROUNDS};
+}
+
+pub use component::{
+    Charging, Component, ComponentId, ComponentReading, ModelReading, ModelState, Residency,
+    resident_bytes,
+};
 pub use config::{
     DEFAULT_ARENA_INITIAL_BYTES, DEFAULT_ARENA_LIMIT_BYTES, DEFAULT_LEAK_WINDOW,
     DEFAULT_MMAP_CACHE_BYTES, DEFAULT_POOL_TIERS, DEFAULT_SAMPLER_CAPACITY, MemoryConfig, SETTINGS,

@@ -3,8 +3,9 @@
 use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use mm_arena::Arena;
@@ -14,9 +15,11 @@ use mm_mmap::{MappedFile, MmapCache, MmapCacheConfig};
 use mm_pool::bytes::BytesMut;
 use mm_pool::{BufferPool, ObjectPool, PoolStats, PooledBuffer};
 
+use crate::component::{Charging, Component, ComponentId, ComponentReading, Residency};
 use crate::config::MemoryConfig;
 use crate::error::{ConfigError, MemoryError};
-use crate::report::MemoryReport;
+use crate::gate::ChargeGate;
+use crate::report::{MemoryReport, Readings};
 
 /// Gives every manager a distinct id, so a thread knows whether its arena was configured by
 /// the manager it is serving now.
@@ -101,23 +104,32 @@ struct Charges {
     interner: Option<Reservation>,
     mmap: Option<Reservation>,
     arenas: Option<Reservation>,
+    /// One per registered component charged by the manager, by component id.
+    parts: Vec<(u64, Option<Reservation>)>,
 }
 
-pub(crate) struct Inner {
+/// A registered component: the manager holds it weakly.
+struct Registered {
     id: u64,
-    pub(crate) config: MemoryConfig,
-    pub(crate) budget: MemoryBudget,
-    pub(crate) buffers: OnceLock<BufferPool>,
-    pub(crate) interner: OnceLock<Interner>,
-    pub(crate) mmap: OnceLock<MmapCache>,
+    part: Weak<dyn Component>,
+}
+
+struct Inner {
+    id: u64,
+    config: MemoryConfig,
+    budget: MemoryBudget,
+    buffers: OnceLock<BufferPool>,
+    interner: OnceLock<Arc<Interner>>,
+    mmap: OnceLock<Arc<MmapCache>>,
     object_pools: Mutex<Vec<(String, Arc<dyn TrimPool>)>>,
-    charges: Mutex<Charges>,
-    /// Set when a sync was skipped because another was running; the running one repeats.
-    dirty: AtomicBool,
+    components: Mutex<Vec<Registered>>,
+    next_component: AtomicU64,
+    charges: ChargeGate<Charges>,
     handlers: Mutex<Vec<Handler>>,
     next_handler: AtomicU64,
-    pub(crate) handler_runs: AtomicU64,
-    pub(crate) freed_by_handlers: AtomicU64,
+    handler_runs: AtomicU64,
+    handler_panics: AtomicU64,
+    freed_by_handlers: AtomicU64,
     subscriber: OnceLock<SubscriberId>,
 }
 
@@ -182,11 +194,13 @@ impl MemoryManager {
             interner: OnceLock::new(),
             mmap: OnceLock::new(),
             object_pools: Mutex::new(Vec::new()),
-            charges: Mutex::new(Charges::default()),
-            dirty: AtomicBool::new(false),
+            components: Mutex::new(Vec::new()),
+            next_component: AtomicU64::new(1),
+            charges: ChargeGate::new(Charges::default()),
             handlers: Mutex::new(Vec::new()),
             next_handler: AtomicU64::new(1),
             handler_runs: AtomicU64::new(0),
+            handler_panics: AtomicU64::new(0),
             freed_by_handlers: AtomicU64::new(0),
             subscriber: OnceLock::new(),
         });
@@ -281,8 +295,9 @@ impl MemoryManager {
         Ok(pool)
     }
 
-    /// The interner (created on first use with the configured limits).
-    pub fn interner(&self) -> &Interner {
+    /// The interner (created on first use with the configured limits). Clone the `Arc` to
+    /// share it (conversations intern model ids and tool names here).
+    pub fn interner(&self) -> &Arc<Interner> {
         self.inner.interner.get_or_init(|| {
             let c = &self.inner.config;
             let mut config = InternerConfig::default();
@@ -292,25 +307,69 @@ impl MemoryManager {
             if let Some(n) = c.intern_max_bytes {
                 config = config.max_bytes(n);
             }
-            Interner::with_config(config).unwrap_or_default()
+            Arc::new(Interner::with_config(config).unwrap_or_default())
         })
     }
 
-    /// The mmap cache (created on first use with the configured budget).
-    pub fn mmap_cache(&self) -> &MmapCache {
+    /// The mmap cache (created on first use with the configured budget). Clone the `Arc` to
+    /// share it (the GGUF model registry maps its models here).
+    pub fn mmap_cache(&self) -> &Arc<MmapCache> {
         self.inner.mmap.get_or_init(|| {
-            MmapCache::new(
+            Arc::new(MmapCache::new(
                 MmapCacheConfig::default().with_budget(self.inner.config.mmap_cache_bytes),
-            )
+            ))
         })
+    }
+
+    /// Registers `part`: from now on it is charged (see [`Component::charging`]), reported
+    /// as a row of [`MemoryReport::components`] (and [`MemoryReport::models`]) and told about
+    /// rising pressure. The manager keeps a weak reference: dropping the part unregisters it.
+    pub fn register(&self, part: Arc<dyn Component>) -> ComponentId {
+        let id = self.inner.next_component.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.components).push(Registered {
+            id,
+            part: Arc::downgrade(&part),
+        });
+        drop(part);
+        self.sync();
+        ComponentId(id)
+    }
+
+    /// Removes a registered component (its charge is released now); returns whether it was
+    /// registered.
+    pub fn unregister(&self, id: ComponentId) -> bool {
+        let mut parts = lock(&self.inner.components);
+        let before = parts.len();
+        parts.retain(|r| r.id != id.0);
+        let removed = parts.len() != before;
+        drop(parts);
+        self.sync();
+        removed
+    }
+
+    /// The registered components that are still alive, in registration order (dead ones
+    /// are forgotten here).
+    fn parts(&self) -> Vec<(u64, Arc<dyn Component>)> {
+        let mut parts = lock(&self.inner.components);
+        parts.retain(|r| r.part.strong_count() > 0);
+        parts
+            .iter()
+            .filter_map(|r| r.part.upgrade().map(|p| (r.id, p)))
+            .collect()
     }
 
     /// Maps `path` through the cache; the cache's held bytes are charged to the budget.
     ///
+    /// # Safety
+    /// The contract of [`MmapCache::get`]: the file must not be modified in place or
+    /// truncated while the returned map (or a clone) lives; replace files by rename. A file
+    /// truncated anyway raises `SIGBUS` on the next read of a vanished page.
+    ///
     /// # Errors
     /// [`MemoryError::Mmap`] as [`MmapCache::get`].
-    pub fn map(&self, path: impl AsRef<Path>) -> Result<Arc<MappedFile>, MemoryError> {
-        let file = self.mmap_cache().get(path.as_ref())?;
+    pub unsafe fn map(&self, path: impl AsRef<Path>) -> Result<Arc<MappedFile>, MemoryError> {
+        // SAFETY: the caller's promise is the one `MmapCache::get` asks for.
+        let file = unsafe { self.mmap_cache().get(path.as_ref()) }?;
         self.sync();
         Ok(file)
     }
@@ -414,29 +473,41 @@ impl MemoryManager {
             manager: self,
         };
         for (name, run) in handlers {
-            let freed = run(&cx);
-            self.inner.handler_runs.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .freed_by_handlers
-                .fetch_add(freed, Ordering::Relaxed);
-            tracing::info!(handler = %name, freed, "pressure handler ran");
+            self.run_handler(&name, || run(&cx));
+        }
+        for (_, part) in self.parts() {
+            let level = event.level;
+            self.run_handler(part.name(), || part.on_pressure(level));
         }
         self.sync();
     }
 
+    /// Runs one handler; a panic is caught, counted and logged, so the others still run.
+    fn run_handler(&self, name: &str, run: impl FnOnce() -> u64) {
+        match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(freed) => {
+                self.inner.handler_runs.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .freed_by_handlers
+                    .fetch_add(freed, Ordering::Relaxed);
+                tracing::info!(handler = %name, freed, "pressure handler ran");
+            }
+            Err(_) => {
+                self.inner.handler_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(handler = %name, "pressure handler panicked");
+            }
+        }
+    }
+
     /// Brings the budget's charges for held memory up to date with what each component holds
-    /// now. Cheap (a few atomic reads); never blocks: when another thread (or a pressure
-    /// handler called from inside this one) is already syncing, that sync repeats instead.
+    /// now (built-in parts and registered components charged by the manager). When it
+    /// returns, everything the calling thread did before the call is charged. Cheap (atomic
+    /// reads and one reservation resize per part); waits only for another thread's sync.
+    /// Called from a pressure handler that a sync itself triggered, it returns at once and
+    /// that sync repeats instead (see `gate.rs`).
     pub fn sync(&self) {
         let inner = &self.inner;
-        let Ok(mut charges) = inner.charges.try_lock() else {
-            inner.dirty.store(true, Ordering::Release);
-            return;
-        };
-        // Each round may cross a threshold and run handlers that free memory; a bounded number
-        // of rounds keeps a handler that frees nothing from looping.
-        for _ in 0..3 {
-            inner.dirty.store(false, Ordering::Release);
+        inner.charges.sync(|charges| {
             let held = self.held_bytes();
             let budget = &inner.budget;
             resize(budget, &mut charges.buffers, held.buffers);
@@ -444,13 +515,30 @@ impl MemoryManager {
             resize(budget, &mut charges.interner, held.interner);
             resize(budget, &mut charges.mmap, held.mmap);
             resize(budget, &mut charges.arenas, held.arenas);
-            if !inner.dirty.load(Ordering::Acquire) {
-                break;
+            let parts: Vec<(u64, u64)> = self
+                .parts()
+                .into_iter()
+                .filter(|(_, p)| p.charging() == Charging::ByManager)
+                .map(|(id, p)| (id, p.reading().held_bytes))
+                .collect();
+            // Charges of parts that are gone (or charge themselves) are released.
+            charges
+                .parts
+                .retain(|(id, _)| parts.iter().any(|(live, _)| live == id));
+            for (id, bytes) in parts {
+                let slot = match charges.parts.iter().position(|(c, _)| *c == id) {
+                    Some(i) => &mut charges.parts[i].1,
+                    None => {
+                        charges.parts.push((id, None));
+                        &mut charges.parts.last_mut().expect("just pushed").1
+                    }
+                };
+                resize(budget, slot, bytes);
             }
-        }
+        });
     }
 
-    pub(crate) fn held_bytes(&self) -> HeldBytes {
+    fn held_bytes(&self) -> HeldBytes {
         let inner = &self.inner;
         HeldBytes {
             buffers: inner.buffers.get().map_or(0, |p| p.stats().held_bytes),
@@ -464,33 +552,112 @@ impl MemoryManager {
         }
     }
 
-    pub(crate) fn object_pool_stats(&self) -> Vec<(String, PoolStats)> {
-        lock(&self.inner.object_pools)
-            .iter()
-            .map(|(n, p)| (n.clone(), p.stats()))
-            .collect()
+    /// Held bytes per built-in part, for the sampler.
+    pub(crate) fn sampled_held(&self) -> [u64; 5] {
+        let h = self.held_bytes();
+        [h.buffers, h.objects, h.interner, h.mmap, h.arenas]
     }
 
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.inner
+    /// The rows of the built-in parts that exist, then of every registered component.
+    fn component_readings(&self) -> Vec<(String, ComponentReading)> {
+        let inner = &self.inner;
+        let mut rows = Vec::new();
+        if let Some(pool) = inner.buffers.get() {
+            rows.push(("buffer-pool".to_owned(), pool_reading(pool.stats())));
+        }
+        for (name, p) in lock(&inner.object_pools).iter() {
+            rows.push((format!("pool:{name}"), pool_reading(p.stats())));
+        }
+        if let Some(i) = inner.interner.get() {
+            let s = i.stats();
+            let mut r = ComponentReading::new(s.held_bytes());
+            r.bound_bytes = inner.config.intern_max_bytes;
+            r.items = s.strings;
+            r.hits = Some(s.calls.saturating_sub(s.strings));
+            r.misses = Some(s.strings);
+            rows.push(("interner".to_owned(), r));
+        }
+        if let Some(c) = inner.mmap.get() {
+            let s = c.stats();
+            let mut r = ComponentReading::new(s.held_bytes);
+            r.bound_bytes = Some(s.budget_bytes);
+            r.items = s.entries;
+            r.hits = Some(s.hits);
+            r.misses = Some(s.misses);
+            r.evictions = Some(s.evictions);
+            rows.push(("mmap-cache".to_owned(), r));
+        }
+        let a = mm_arena::global_stats();
+        if a.threads > 0 || a.resets > 0 {
+            let mut r = ComponentReading::new(a.retained_bytes);
+            r.items = a.threads as u64;
+            r.hits = Some(a.resets.saturating_sub(a.chunk_allocations));
+            r.misses = Some(a.chunk_allocations);
+            r.high_water_bytes = Some(a.high_water_bytes);
+            rows.push(("arenas".to_owned(), r));
+        }
+        for (_, part) in self.parts() {
+            rows.push((part.name().to_owned(), part.reading()));
+        }
+        rows
     }
 
     /// A report of every figure: allocator, budget, process, each component. Syncs the
-    /// budget's charges first. See [`MemoryReport`] for its renderings.
+    /// budget's charges first. See [`MemoryReport`] for its renderings. Resident bytes of
+    /// mapped models are left out; [`report_with`](Self::report_with) measures them.
     pub fn report(&self) -> MemoryReport {
+        self.report_with(Residency::Skip)
+    }
+
+    /// As [`report`](Self::report), measuring the resident pages of mapped models when
+    /// `residency` is [`Residency::Measure`].
+    pub fn report_with(&self, residency: Residency) -> MemoryReport {
         self.sync();
-        MemoryReport::collect(self)
+        let inner = &self.inner;
+        let models = self
+            .parts()
+            .iter()
+            .flat_map(|(_, p)| p.models(residency))
+            .collect();
+        MemoryReport::from_readings(Readings {
+            budget: inner.budget.stats(),
+            warn_percent: inner.config.warn_percent,
+            critical_percent: inner.config.critical_percent,
+            components: self.component_readings(),
+            interner: inner.interner.get().map(|i| i.stats()),
+            mmap: inner.mmap.get().map(|c| c.stats()),
+            arenas: mm_arena::global_stats(),
+            handlers: self
+                .pressure_handlers()
+                .into_iter()
+                .map(|(name, level)| format!("{name} ({level})"))
+                .collect(),
+            handler_runs: inner.handler_runs.load(Ordering::Relaxed),
+            handler_panics: inner.handler_panics.load(Ordering::Relaxed),
+            freed_by_handlers: inner.freed_by_handlers.load(Ordering::Relaxed),
+            models,
+        })
     }
 }
 
-/// Bytes each component holds idle.
+fn pool_reading(s: PoolStats) -> ComponentReading {
+    let mut r = ComponentReading::new(s.held_bytes);
+    r.bound_bytes = Some(s.bound_bytes);
+    r.items = s.held;
+    r.hits = Some(s.hits);
+    r.misses = Some(s.misses);
+    r.evictions = Some(s.discards);
+    r
+}
+
+/// Bytes each built-in part holds idle.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct HeldBytes {
-    pub(crate) buffers: u64,
-    pub(crate) objects: u64,
-    pub(crate) interner: u64,
-    pub(crate) mmap: u64,
-    pub(crate) arenas: u64,
+struct HeldBytes {
+    buffers: u64,
+    objects: u64,
+    interner: u64,
+    mmap: u64,
+    arenas: u64,
 }
 
 /// Sets the charge in `slot` to `bytes`, forcing growth past the limit (the memory is held

@@ -1,11 +1,32 @@
 //! [`MemoryReport`]: every figure in one struct, rendered as a table, JSON or Prometheus text.
 
 use std::fmt::{self, Write as _};
-use std::sync::atomic::Ordering;
 
+use mm_arena::GlobalArenaStats;
+use mm_budget::BudgetStats;
+use mm_intern::InternStats;
+use mm_mmap::CacheStats;
 use serde::Serialize;
 
-use crate::manager::MemoryManager;
+use crate::component::{ComponentReading, ModelReading};
+
+/// The plain readings a report is built from; the manager fills them. The report knows the
+/// component interface and the lower crates' statistics, nothing of the manager.
+#[derive(Debug)]
+pub(crate) struct Readings {
+    pub(crate) budget: BudgetStats,
+    pub(crate) warn_percent: u8,
+    pub(crate) critical_percent: u8,
+    pub(crate) components: Vec<(String, ComponentReading)>,
+    pub(crate) interner: Option<InternStats>,
+    pub(crate) mmap: Option<CacheStats>,
+    pub(crate) arenas: GlobalArenaStats,
+    pub(crate) handlers: Vec<String>,
+    pub(crate) handler_runs: u64,
+    pub(crate) handler_panics: u64,
+    pub(crate) freed_by_handlers: u64,
+    pub(crate) models: Vec<ModelReading>,
+}
 
 /// The single source of figures: allocator, budget, process and each component.
 ///
@@ -22,8 +43,11 @@ pub struct MemoryReport {
     pub budget: BudgetReport,
     /// Process and system memory read from `/proc` and the cgroup.
     pub process: ProcessReport,
-    /// One row per component that exists (components not used yet are absent).
+    /// One row per component that exists (components not used yet are absent): the
+    /// built-in parts, then every registered [`Component`](crate::Component).
     pub components: Vec<ComponentReport>,
+    /// Models of registered components (a GGUF model registry), loaded or not.
+    pub models: Vec<ModelReading>,
     /// Interner figures, once the interner exists.
     pub interner: Option<InternerReport>,
     /// Mmap cache figures, once the cache exists.
@@ -104,7 +128,8 @@ pub struct ProcessReport {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct ComponentReport {
-    /// `buffer-pool`, `pool:<name>`, `interner`, `mmap-cache` or `arenas`.
+    /// `buffer-pool`, `pool:<name>`, `interner`, `mmap-cache`, `arenas`, or a registered
+    /// component's name.
     pub name: String,
     /// Bytes the component holds between uses (idle buffers, stored strings, cached maps,
     /// retained arena chunks).
@@ -119,6 +144,8 @@ pub struct ComponentReport {
     pub misses: Option<u64>,
     /// `hits / (hits + misses)`.
     pub hit_rate: Option<f64>,
+    /// Items dropped to stay within the bound or under pressure (pools: discards).
+    pub evictions: Option<u64>,
     /// Highest use seen (arenas: most bytes one request used).
     pub high_water_bytes: Option<u64>,
 }
@@ -181,15 +208,16 @@ pub struct ArenaReport {
 pub struct PressureReport {
     /// Registered handlers, in run order.
     pub handlers: Vec<String>,
-    /// Handler runs so far.
+    /// Handler runs so far (components' pressure hooks included).
     pub handler_runs: u64,
+    /// Handler runs that panicked (the other handlers still ran).
+    pub handler_panics: u64,
     /// Bytes the handlers reported freeing.
     pub freed_bytes: u64,
 }
 
 impl MemoryReport {
-    pub(crate) fn collect(manager: &MemoryManager) -> Self {
-        let inner = manager.inner();
+    pub(crate) fn from_readings(r: Readings) -> Self {
         let allocator = match mm_track::snapshot() {
             Some(s) => AllocatorReport {
                 tracked: true,
@@ -212,15 +240,15 @@ impl MemoryReport {
                 reallocs: None,
             },
         };
-        let b = inner.budget.stats();
+        let b = r.budget;
         let budget = BudgetReport {
             limit_bytes: b.limit,
             used_bytes: b.used,
             peak_bytes: b.peak,
             used_percent: b.used as f64 * 100.0 / b.limit.max(1) as f64,
             level: b.level.to_string(),
-            warn_percent: inner.config.warn_percent,
-            critical_percent: inner.config.critical_percent,
+            warn_percent: r.warn_percent,
+            critical_percent: r.critical_percent,
             denied: b.denied,
             events: b.events,
         };
@@ -236,58 +264,41 @@ impl MemoryReport {
             cgroup_limit_bytes: cgroup.as_ref().and_then(|c| c.limit),
             cgroup_usage_bytes: cgroup.as_ref().and_then(|c| c.current),
         };
-
-        let mut components = Vec::new();
-        if let Some(pool) = inner.buffers.get() {
-            components.push(pool_row("buffer-pool".to_owned(), pool.stats()));
-        }
-        for (name, stats) in manager.object_pool_stats() {
-            components.push(pool_row(format!("pool:{name}"), stats));
-        }
-        let interner = inner.interner.get().map(|i| {
-            let s = i.stats();
-            components.push(ComponentReport {
-                name: "interner".to_owned(),
-                held_bytes: s.held_bytes(),
-                bound_bytes: inner.config.intern_max_bytes,
-                items: s.strings,
-                hits: Some(s.calls.saturating_sub(s.strings)),
-                misses: Some(s.strings),
-                hit_rate: (s.calls > 0)
-                    .then(|| s.calls.saturating_sub(s.strings) as f64 / s.calls as f64),
-                high_water_bytes: None,
-            });
-            InternerReport {
-                strings: s.strings,
-                calls: s.calls,
-                requested_bytes: s.requested_bytes,
-                held_bytes: s.held_bytes(),
-                saved_bytes: s.saved_bytes(),
-            }
+        let components = r
+            .components
+            .into_iter()
+            .map(|(name, c)| ComponentReport {
+                name,
+                held_bytes: c.held_bytes,
+                bound_bytes: c.bound_bytes,
+                items: c.items,
+                hits: c.hits,
+                misses: c.misses,
+                hit_rate: match (c.hits, c.misses) {
+                    (Some(h), Some(m)) => rate(h, m),
+                    _ => None,
+                },
+                evictions: c.evictions,
+                high_water_bytes: c.high_water_bytes,
+            })
+            .collect();
+        let interner = r.interner.map(|s| InternerReport {
+            strings: s.strings,
+            calls: s.calls,
+            requested_bytes: s.requested_bytes,
+            held_bytes: s.held_bytes(),
+            saved_bytes: s.saved_bytes(),
         });
-        let mmap = inner.mmap.get().map(|c| {
-            let s = c.stats();
-            components.push(ComponentReport {
-                name: "mmap-cache".to_owned(),
-                held_bytes: s.held_bytes,
-                bound_bytes: Some(s.budget_bytes),
-                items: s.entries,
-                hits: Some(s.hits),
-                misses: Some(s.misses),
-                hit_rate: rate(s.hits, s.misses),
-                high_water_bytes: None,
-            });
-            MmapReport {
-                held_bytes: s.held_bytes,
-                outstanding_bytes: s.outstanding_bytes,
-                budget_bytes: s.budget_bytes,
-                entries: s.entries,
-                hits: s.hits,
-                misses: s.misses,
-                evictions: s.evictions,
-            }
+        let mmap = r.mmap.map(|s| MmapReport {
+            held_bytes: s.held_bytes,
+            outstanding_bytes: s.outstanding_bytes,
+            budget_bytes: s.budget_bytes,
+            entries: s.entries,
+            hits: s.hits,
+            misses: s.misses,
+            evictions: s.evictions,
         });
-        let a = mm_arena::global_stats();
+        let a = r.arenas;
         let arenas = ArenaReport {
             threads: a.threads as u64,
             high_water_bytes: a.high_water_bytes,
@@ -295,32 +306,18 @@ impl MemoryReport {
             resets: a.resets,
             chunk_allocations: a.chunk_allocations,
         };
-        if a.threads > 0 || a.resets > 0 {
-            components.push(ComponentReport {
-                name: "arenas".to_owned(),
-                held_bytes: a.retained_bytes,
-                bound_bytes: None,
-                items: a.threads as u64,
-                hits: Some(a.resets.saturating_sub(a.chunk_allocations)),
-                misses: Some(a.chunk_allocations),
-                hit_rate: None,
-                high_water_bytes: Some(a.high_water_bytes),
-            });
-        }
         let pressure = PressureReport {
-            handlers: manager
-                .pressure_handlers()
-                .into_iter()
-                .map(|(name, level)| format!("{name} ({level})"))
-                .collect(),
-            handler_runs: inner.handler_runs.load(Ordering::Relaxed),
-            freed_bytes: inner.freed_by_handlers.load(Ordering::Relaxed),
+            handlers: r.handlers,
+            handler_runs: r.handler_runs,
+            handler_panics: r.handler_panics,
+            freed_bytes: r.freed_by_handlers,
         };
         MemoryReport {
             allocator,
             budget,
             process,
             components,
+            models: r.models,
             interner,
             mmap,
             arenas,
@@ -504,19 +501,6 @@ fn escape_label(s: &str) -> String {
 fn rate(hits: u64, misses: u64) -> Option<f64> {
     let total = hits + misses;
     (total > 0).then(|| hits as f64 / total as f64)
-}
-
-fn pool_row(name: String, s: mm_pool::PoolStats) -> ComponentReport {
-    ComponentReport {
-        name,
-        held_bytes: s.held_bytes,
-        bound_bytes: Some(s.bound_bytes),
-        items: s.held,
-        hits: Some(s.hits),
-        misses: Some(s.misses),
-        hit_rate: s.hit_rate(),
-        high_water_bytes: None,
-    }
 }
 
 /// Bytes in a unit a person reads at a glance.

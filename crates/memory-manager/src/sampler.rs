@@ -60,18 +60,11 @@ impl Sampler {
     /// charges as a side effect.
     pub fn sample(&mut self) -> Sample {
         self.manager.sync();
-        let held = self.manager.held_bytes();
+        let [buffers, objects, interner, mmap, arenas] = self.manager.sampled_held();
         let heap = mm_track::snapshot().map_or(0, |s| s.live_bytes);
         let sample = Sample {
             at: Instant::now(),
-            held: [
-                heap,
-                held.buffers,
-                held.objects,
-                held.interner,
-                held.mmap,
-                held.arenas,
-            ],
+            held: [heap, buffers, objects, interner, mmap, arenas],
         };
         self.push(sample);
         sample

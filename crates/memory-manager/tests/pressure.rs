@@ -65,7 +65,8 @@ fn builtin_handlers_trim_pools_and_evict_the_cache() {
     for i in 0..3 {
         let p = dir.path().join(format!("f{i}"));
         std::fs::write(&p, vec![1u8; 1 << 20]).unwrap();
-        maps.push(m.map(&p).unwrap());
+        // SAFETY: the test's own temporary file, never modified while mapped.
+        maps.push(unsafe { m.map(&p) }.unwrap());
     }
     drop(maps);
     assert_eq!(m.mmap_cache().stats().held_bytes, 3 << 20);

@@ -31,14 +31,25 @@ fn print_json(v: &Json) {
 
 /// Maps `path`; an empty file (which cannot be mapped) gives `None` and inspects as
 /// truncated.
-fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MappedFile>>, Fail> {
+pub(crate) fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MappedFile>>, Fail> {
     let meta =
         std::fs::metadata(path).map_err(|e| Fail::file(format!("{}: {e}", path.display())))?;
     if meta.len() == 0 {
         return Ok(None);
     }
     let cache = MmapCache::new(MmapCacheConfig::default());
-    cache.get(path).map(Some).map_err(Fail::file)
+    crate::sigbus::watch(path);
+    // SAFETY: `mm` documents (module docs, `--help`) that the files it reads must not be
+    // modified or truncated while it runs, the contract of `MmapCache::get`; a truncation
+    // anyway is caught by the SIGBUS handler, which prints one line and exits.
+    unsafe { cache.get(path) }.map(Some).map_err(Fail::file)
+}
+
+/// Maps and parses `path` (the same contract as [`map`]).
+fn open_mapped(path: &Path) -> Result<MappedGguf, Fail> {
+    crate::sigbus::watch(path);
+    // SAFETY: as in `map`: the documented contract of `mm`, with the SIGBUS handler behind it.
+    unsafe { MappedGguf::open(path) }.map_err(at(path))
 }
 
 fn tensor_json(t: &TensorInfo<'_>, data_offset: Option<u64>) -> Json {
@@ -303,7 +314,7 @@ pub fn verify(path: &Path, dequant: bool, stream: bool, as_json: bool) -> Result
         bar.finish_and_clear();
         (s.tensors().len(), "streamed")
     } else {
-        let m = MappedGguf::open(path).map_err(at(path))?;
+        let m = open_mapped(path)?;
         let _ = m.advise(Access::Sequential);
         let g = m.gguf();
         let bar = progress(g.tensor_bytes(), as_json);
@@ -355,7 +366,7 @@ pub fn verify(path: &Path, dequant: bool, stream: bool, as_json: bool) -> Result
 
 /// `mm dequant`.
 pub fn dequant(path: &Path, name: &str, out: Option<&Path>, as_json: bool) -> Result<(), Fail> {
-    let m = MappedGguf::open(path).map_err(at(path))?;
+    let m = open_mapped(path)?;
     let g = m.gguf();
     let t = g.tensor(name).ok_or_else(|| {
         Fail::file(format!(
@@ -449,9 +460,10 @@ pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<()
         Some(p) => {
             let before = live_heap();
             let t0 = Instant::now();
-            let map = mm
-                .map(p)
-                .map_err(|e| Fail::file(format!("{}: {e}", p.display())))?;
+            crate::sigbus::watch(p);
+            // SAFETY: as in `map`: the documented contract of `mm`, with the SIGBUS handler.
+            let map =
+                unsafe { mm.map(p) }.map_err(|e| Fail::file(format!("{}: {e}", p.display())))?;
             let m = MappedGguf::from_mapped(map).map_err(at(p))?;
             let took = t0.elapsed().as_secs_f64();
             let heap = live_heap().saturating_sub(before);

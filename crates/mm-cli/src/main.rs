@@ -2,10 +2,14 @@
 //!
 //! Every command prints a table for people, or JSON with `--json`. A bad file or a bad
 //! argument gives one line on stderr and a non-zero exit status (1 for a bad file or a
-//! failed check, 2 for bad usage).
+//! failed check, 2 for bad usage). Model files are mapped, not copied: they must not be
+//! modified or truncated while `mm` reads them; if one is truncated anyway, `mm` says so in
+//! one line (from its `SIGBUS` handler) and exits 1. `mm verify --stream` reads through
+//! `read(2)` instead, which a changing file cannot crash.
 
 mod commands;
 mod show;
+mod sigbus;
 
 use std::process::ExitCode;
 
@@ -15,6 +19,8 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mm_track::TrackedAlloc = mm_track::TrackedAlloc::new(std::alloc::System);
 
 /// Inspect, verify and dequantize GGUF model files; report memory figures.
+///
+/// Files are mapped: they must not be modified or truncated while mm reads them.
 #[derive(Debug, Parser)]
 #[command(name = "mm", version, about)]
 struct Cli {
@@ -132,6 +138,7 @@ fn sse(file: Option<&std::path::Path>, chunk_size: usize) -> Result<(), Fail> {
 }
 
 fn main() -> ExitCode {
+    sigbus::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -204,3 +204,52 @@ fn report_gives_process_and_model_figures() {
         stdout(&o)
     );
 }
+
+/// A header with the key `general.name` twice (what `GgufWriter` refuses to write).
+fn duplicate_key_file(dir: &Path) -> (PathBuf, u64) {
+    let mut v = b"GGUF".to_vec();
+    v.extend_from_slice(&3u32.to_le_bytes());
+    v.extend_from_slice(&0u64.to_le_bytes());
+    v.extend_from_slice(&2u64.to_le_bytes());
+    let mut second = 0;
+    for (i, value) in [b"first", b"other"].iter().enumerate() {
+        if i == 1 {
+            second = v.len() as u64;
+        }
+        v.extend_from_slice(&12u64.to_le_bytes());
+        v.extend_from_slice(b"general.name");
+        v.extend_from_slice(&8u32.to_le_bytes()); // string
+        v.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        v.extend_from_slice(*value);
+    }
+    let p = dir.join("dup.gguf");
+    std::fs::write(&p, v).unwrap();
+    (p, second)
+}
+
+#[test]
+fn duplicate_keys_are_shown_then_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, at) = duplicate_key_file(dir.path());
+    let o = mm(&["inspect", p.to_str().unwrap()]);
+    let needle = format!("duplicate metadata key 'general.name' at offset {at}");
+    assert_fails(&o, 1, &needle);
+    let text = stdout(&o);
+    let shown = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("general.name"))
+        .count();
+    assert_eq!(shown, 2, "both shown: {text}");
+    assert!(text.contains("INVALID"), "{text}");
+    let o = mm(&["--json", "inspect", p.to_str().unwrap()]);
+    assert_fails(&o, 1, &needle);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["metadata"].as_array().unwrap().len(), 2);
+    assert!(j["error"].as_str().unwrap().contains("duplicate"));
+    assert_fails(&mm(&["verify", p.to_str().unwrap()]), 1, &needle);
+    assert_fails(
+        &mm(&["verify", "--stream", p.to_str().unwrap()]),
+        1,
+        &needle,
+    );
+}

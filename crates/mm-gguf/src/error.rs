@@ -189,6 +189,23 @@ pub enum GgufError {
         /// The limit.
         max: u64,
     },
+    /// The header's index would need more memory than [`crate::ParseLimits`] allows (a
+    /// crafted header of many empty keys, or a limit set too low for a genuine model).
+    #[error(
+        "{field} at offset {offset}: indexing this header needs {needed} bytes, more than the \
+         limit of {limit} bytes; the header is crafted or corrupt (raise \
+         ParseLimits::max_index_bytes only for a file you trust)"
+    )]
+    IndexTooLarge {
+        /// Offset of the count (or record) that passed the limit.
+        offset: u64,
+        /// Which count or record.
+        field: String,
+        /// Bytes the index would need at least.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A value of another type was found where a specific type was asked for.
     #[error("metadata key '{key}' has type {found}, expected {expected}")]
     WrongType {
@@ -278,7 +295,8 @@ impl GgufError {
             | GgufError::MisalignedTensor { offset, .. }
             | GgufError::DuplicateKey { offset, .. }
             | GgufError::DuplicateTensor { offset, .. }
-            | GgufError::TooLong { offset, .. } => Some(*offset),
+            | GgufError::TooLong { offset, .. }
+            | GgufError::IndexTooLarge { offset, .. } => Some(*offset),
             GgufError::BadMagic { .. } => Some(0),
             GgufError::BigEndian { .. } | GgufError::UnsupportedVersion { .. } => Some(4),
             _ => None,

@@ -18,8 +18,8 @@ pub use mapped::MappedGguf;
 pub use mm_budget::{MemoryBudget, PressureLevel};
 pub use mm_mmap::{Access, MappedFile, MmapCache, MmapCacheConfig};
 pub use parse::{
-    ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, Gguf, Inspection, MAX_DIMS, MetadataEntry,
-    TensorInfo, TensorView, inspect,
+    ALIGNMENT_KEY, DEFAULT_ALIGNMENT, DEFAULT_MAX_INDEX_BYTES, GGUF_MAGIC, Gguf, Inspection,
+    MAX_DIMS, MetadataEntry, ParseLimits, TensorInfo, TensorView, inspect, inspect_with,
 };
 pub use registry::{
     ModelRegistry, Reaper, RegistryConfig, RegistryEvent, RegistryStats, UnloadReason,

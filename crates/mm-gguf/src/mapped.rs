@@ -27,8 +27,18 @@ fn default_cache() -> &'static MmapCache {
 /// 4 GB model costs the same heap as a 40 MB one with the same tensor count.
 ///
 /// `MappedGguf` is `Send + Sync`; share it with `Arc`. The map stays valid while any clone
-/// of the underlying `Arc<MappedFile>` lives, even after the cache evicts it. As with any
-/// map, the file must not be truncated in place while mapped (see [`MappedFile`]).
+/// of the underlying `Arc<MappedFile>` lives, even after the cache evicts it.
+///
+/// # The file must not change while mapped
+/// The index holds `&str` keys and names validated as UTF-8 at open, and tensor data as
+/// `&[u8]` into the map, so [`open`](Self::open) and [`open_in`](Self::open_in) are
+/// `unsafe fn`s whose caller promises the file is neither modified in place nor truncated
+/// while the `MappedGguf` (or the map) lives; replace model files by writing a new file and
+/// renaming it. A file truncated anyway makes the next touch of a vanished page (reading a
+/// tensor, a string, an array element) raise `SIGBUS`, which kills the process. For a file
+/// that may change while it is read, use [`StreamingGguf`](crate::StreamingGguf) over a
+/// `File`: it copies through `read(2)`, so a change or truncation gives wrong bytes or a
+/// typed error, never undefined behaviour or a signal.
 pub struct MappedGguf {
     // Field order matters: `gguf` borrows from `file` and must drop first.
     gguf: Gguf<'static>,
@@ -49,17 +59,32 @@ impl std::fmt::Debug for MappedGguf {
 impl MappedGguf {
     /// Maps `path` through a process-wide [`MmapCache`] and parses it.
     ///
+    /// # Safety
+    /// The file at `path` must not be modified in place or truncated while the returned
+    /// value (or its map) lives: the contract of [`MmapCache::get`], which this calls.
+    /// Reading a tensor of a file truncated anyway raises `SIGBUS` (see the type's docs).
+    ///
     /// # Errors
     /// [`GgufError::Map`] when the file cannot be mapped, [`GgufError::Truncated`] for an
     /// empty file, and every parse error of [`Gguf::parse`].
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_in(default_cache(), path)
+    ///
+    /// ```compile_fail
+    /// let _ = mm_gguf::MappedGguf::open("model.gguf"); // needs `unsafe`
+    /// ```
+    pub unsafe fn open(path: impl AsRef<Path>) -> Result<Self> {
+        // SAFETY: the caller's contract is the one `open_in` asks for.
+        unsafe { Self::open_in(default_cache(), path) }
     }
 
     /// Maps `path` through `cache` (sharing the map with other users of the cache) and
     /// parses it.
-    pub fn open_in(cache: &MmapCache, path: impl AsRef<Path>) -> Result<Self> {
-        let file = cache.get(path.as_ref()).map_err(|e| match e {
+    ///
+    /// # Safety
+    /// As [`open`](Self::open): the file must not be modified in place or truncated while
+    /// the returned value (or its map) lives.
+    pub unsafe fn open_in(cache: &MmapCache, path: impl AsRef<Path>) -> Result<Self> {
+        // SAFETY: the caller promised the file stays unchanged while the map lives.
+        let file = unsafe { cache.get(path.as_ref()) }.map_err(|e| match e {
             MmapError::EmptyFile { .. } => GgufError::Truncated {
                 offset: 0,
                 field: "magic".into(),
@@ -70,21 +95,26 @@ impl MappedGguf {
         Self::from_mapped(file)
     }
 
-    /// Parses an already mapped file.
+    /// Parses an already mapped file. Safe: whoever made the map (with the `unsafe`
+    /// [`MmapCache::get`]) took on the promise that the file stays unchanged. Reading a
+    /// tensor of a file truncated anyway raises `SIGBUS`.
     pub fn from_mapped(file: Arc<MappedFile>) -> Result<Self> {
         let bytes: &[u8] = &file;
         // SAFETY: the slice points into the mapping owned by `file`, whose address does
         // not change when the `Arc` moves and which is unmapped only when the last `Arc`
         // drops. We keep a clone of that `Arc` in the same struct, declared after `gguf`
-        // so it drops after it, and never mutate the map. The `'static` lifetime is never
-        // exposed: `gguf()` re-borrows it for `&self`'s lifetime only.
+        // so it drops after it, and never mutate the map; that nobody else changes the
+        // file is the contract of the `unsafe` `MmapCache::get` that made the map. The
+        // `'static` lifetime is never exposed: `gguf()` re-borrows it for `&self`'s
+        // lifetime only.
         let bytes: &'static [u8] =
             unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
         let gguf = Gguf::parse(bytes)?;
         Ok(MappedGguf { gguf, file })
     }
 
-    /// The parsed file, borrowing from the map for as long as `self` is borrowed.
+    /// The parsed file, borrowing from the map for as long as `self` is borrowed. Reading
+    /// its tensors or strings touches the map's pages: `SIGBUS` if the file was truncated.
     pub fn gguf<'s>(&'s self) -> &'s Gguf<'s> {
         &self.gguf
     }

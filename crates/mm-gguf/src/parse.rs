@@ -27,6 +27,88 @@ pub(crate) const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 /// Fewest bytes one tensor info takes: name length, n_dims, type id, offset.
 pub(crate) const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
 
+/// The default [`ParseLimits::max_index_bytes`]: 8 MiB, about 100,000 keys and tensors.
+/// Real models need far less (Gemma 3 270M: 23 KB for 236 tensors and 40 keys; a
+/// 1,000-tensor 70B model about 120 KB).
+pub const DEFAULT_MAX_INDEX_BYTES: u64 = 8 << 20;
+
+/// Bounds on the memory a reader may spend on a file's header index, whatever the file
+/// claims. Counts are already checked against the file's length (a key-value pair takes
+/// at least 13 bytes of file), but the index costs several times that per entry, so a
+/// file of a few megabytes of empty keys could still demand tens of megabytes of index.
+///
+/// ```
+/// use mm_gguf::{Gguf, GgufError, GgufWriter, MetaValue, ParseLimits};
+/// let mut w = GgufWriter::new();
+/// for i in 0..100 {
+///     w.add_metadata(&format!("k{i}"), MetaValue::U8(0))?;
+/// }
+/// let bytes = w.to_bytes()?;
+/// let tight = ParseLimits::new().with_max_index_bytes(1024);
+/// assert!(matches!(Gguf::parse_with(&bytes, tight), Err(GgufError::IndexTooLarge { .. })));
+/// assert_eq!(Gguf::parse(&bytes)?.metadata().len(), 100);
+/// # Ok::<(), GgufError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    max_index_bytes: u64,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ParseLimits {
+    /// The defaults: an index of at most [`DEFAULT_MAX_INDEX_BYTES`].
+    pub const fn new() -> Self {
+        ParseLimits {
+            max_index_bytes: DEFAULT_MAX_INDEX_BYTES,
+        }
+    }
+
+    /// Most heap bytes the index of one header may take (entries, their sorted orders,
+    /// and for the streaming reader the copied keys, names and short strings). Default
+    /// [`DEFAULT_MAX_INDEX_BYTES`]; any value, 0 refusing every non-empty header. A header
+    /// that needs more is refused with [`GgufError::IndexTooLarge`] before the memory is
+    /// allocated.
+    pub const fn with_max_index_bytes(mut self, bytes: u64) -> Self {
+        self.max_index_bytes = bytes;
+        self
+    }
+
+    /// The index cap in bytes.
+    pub const fn max_index_bytes(&self) -> u64 {
+        self.max_index_bytes
+    }
+}
+
+/// Index bytes of one metadata entry in the slice parser: the entry and its sort slot.
+const KV_INDEX_BYTES: u64 = (std::mem::size_of::<MetadataEntry<'static>>() + 4) as u64;
+/// Index bytes of one tensor in the slice parser: the info, its sort slot, and its slot
+/// in the range check's offset order.
+const TENSOR_INDEX_BYTES: u64 =
+    (std::mem::size_of::<TensorInfo<'static>>() + 4 + std::mem::size_of::<usize>()) as u64;
+
+/// Refuses an index of `needed` bytes over `limits`; `offset` and `field` name the count.
+pub(crate) fn check_index(
+    needed: u64,
+    limits: ParseLimits,
+    offset: u64,
+    field: &str,
+) -> Result<()> {
+    if needed > limits.max_index_bytes {
+        return Err(GgufError::IndexTooLarge {
+            offset,
+            field: field.into(),
+            needed,
+            limit: limits.max_index_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// One metadata key-value pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetadataEntry<'a> {
@@ -131,6 +213,10 @@ pub struct Inspection<'a> {
     /// The key or tensor name of the record the error is in, when its name could be read
     /// (for example `tokenizer.ggml.tokens` when a download stopped inside the vocabulary).
     pub cut_in: Option<&'a str>,
+    /// Indices into `metadata` sorted by key, once all keys were found distinct.
+    key_order: Vec<u32>,
+    /// Indices into `tensors` sorted by name, once all names were found distinct.
+    name_order: Vec<u32>,
 }
 
 impl Inspection<'_> {
@@ -159,8 +245,16 @@ pub struct Gguf<'a> {
     data_offset: u64,
 }
 
-/// Reads as much of `bytes` as possible, never failing: see [`Inspection`].
+/// Reads as much of `bytes` as possible, never failing: see [`Inspection`]. The checks are
+/// those of [`Gguf::parse`], duplicate keys and tensor names included (everything is read
+/// first, so the duplicates are shown along with the error), under the default
+/// [`ParseLimits`].
 pub fn inspect(bytes: &[u8]) -> Inspection<'_> {
+    inspect_with(bytes, ParseLimits::new())
+}
+
+/// [`inspect`] under `limits`.
+pub fn inspect_with(bytes: &[u8], limits: ParseLimits) -> Inspection<'_> {
     let mut out = Inspection {
         file_len: bytes.len() as u64,
         version: None,
@@ -172,14 +266,16 @@ pub fn inspect(bytes: &[u8]) -> Inspection<'_> {
         data_offset: None,
         error: None,
         cut_in: None,
+        key_order: Vec::new(),
+        name_order: Vec::new(),
     };
-    if let Err(e) = read_into(bytes, &mut out) {
+    if let Err(e) = read_into(bytes, &mut out, limits) {
         out.error = Some(e);
     }
     out
 }
 
-fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
+fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>, limits: ParseLimits) -> Result<()> {
     let mut r = Reader::new(bytes);
     read_magic(&mut r)?;
     let version = read_version(&mut r)?;
@@ -188,6 +284,8 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
     out.declared_tensors = Some(n_tensors);
     let n_kv = r.count(MIN_KV_BYTES, || "header metadata count".into())?;
     out.declared_kv = Some(n_kv);
+    let kv_index = n_kv.saturating_mul(KV_INDEX_BYTES);
+    check_index(kv_index, limits, 16, "header metadata count")?;
     // Capacity bounded by what the remaining bytes can hold, not by the claim alone.
     out.metadata
         .reserve(bounded(n_kv, r.remaining(), MIN_KV_BYTES));
@@ -211,6 +309,13 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
             needed: n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES),
         });
     }
+    let tensor_index = n_tensors.saturating_mul(TENSOR_INDEX_BYTES);
+    check_index(
+        kv_index.saturating_add(tensor_index),
+        limits,
+        8,
+        "header tensor count",
+    )?;
     out.tensors
         .reserve(bounded(n_tensors, r.remaining(), MIN_TENSOR_INFO_BYTES));
     for i in 0..n_tensors {
@@ -226,6 +331,16 @@ fn read_into<'a>(bytes: &'a [u8], out: &mut Inspection<'a>) -> Result<()> {
         })?;
     out.data_offset = Some(data_offset);
     check_tensor_ranges(&out.tensors, data_offset, out.file_len)?;
+    out.key_order =
+        sorted_unique(&out.metadata, |m| m.key).map_err(|(_, b)| GgufError::DuplicateKey {
+            offset: out.metadata[b].offset,
+            key: clip(out.metadata[b].key).into(),
+        })?;
+    out.name_order =
+        sorted_unique(&out.tensors, |t| t.name).map_err(|(_, b)| GgufError::DuplicateTensor {
+            offset: out.tensors[b].info_offset,
+            name: clip(out.tensors[b].name).into(),
+        })?;
     Ok(())
 }
 
@@ -524,23 +639,19 @@ impl<'a> Gguf<'a> {
     /// Fails on the first problem with an error naming the offset and field: a wrong magic,
     /// a big-endian file, version 1, a truncated file (saying how many bytes are missing),
     /// counts or lengths past the end, unknown types, bad shapes, misaligned or overlapping
-    /// tensors, duplicate keys or tensor names.
+    /// tensors, duplicate keys or tensor names, and a header whose index would pass the
+    /// default [`ParseLimits`] ([`GgufError::IndexTooLarge`]).
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        let ins = inspect(bytes);
+        Self::parse_with(bytes, ParseLimits::new())
+    }
+
+    /// [`Gguf::parse`] under `limits`.
+    pub fn parse_with(bytes: &'a [u8], limits: ParseLimits) -> Result<Self> {
+        let ins = inspect_with(bytes, limits);
         if let Some(e) = ins.error {
             return Err(e);
         }
-        let key_order =
-            sorted_unique(&ins.metadata, |m| m.key).map_err(|(_, b)| GgufError::DuplicateKey {
-                offset: ins.metadata[b].offset,
-                key: clip(ins.metadata[b].key).into(),
-            })?;
-        let name_order = sorted_unique(&ins.tensors, |t| t.name).map_err(|(_, b)| {
-            GgufError::DuplicateTensor {
-                offset: ins.tensors[b].info_offset,
-                name: clip(ins.tensors[b].name).into(),
-            }
-        })?;
+        let (key_order, name_order) = (ins.key_order, ins.name_order);
         Ok(Gguf {
             bytes,
             version: ins.version.unwrap_or(3),

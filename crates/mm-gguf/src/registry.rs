@@ -178,7 +178,12 @@ impl ModelRegistry {
 
     /// Registers `name` for the file at `path` (not opened until first use). Re-registering
     /// a name unloads the old model.
-    pub fn register(&self, name: impl Into<String>, path: impl AsRef<Path>) {
+    ///
+    /// # Safety
+    /// Models are mapped ([`MappedGguf::open`]): the file at `path` must not be modified in
+    /// place or truncated while a model loaded from it lives (replace it by renaming a new
+    /// file over the path). Reading a model whose file was truncated raises `SIGBUS`.
+    pub unsafe fn register(&self, name: impl Into<String>, path: impl AsRef<Path>) {
         let name = name.into();
         let mut st = self.lock();
         let old = st.slots.insert(
@@ -220,9 +225,12 @@ impl ModelRegistry {
         }
         let path = slot.path.clone();
         let t0 = Instant::now();
-        let loaded = match &self.inner.config.cache {
-            Some(c) => MappedGguf::open_in(c, &path),
-            None => MappedGguf::open(&path),
+        // SAFETY: `register`'s caller promised the file stays unchanged while mapped.
+        let loaded = unsafe {
+            match &self.inner.config.cache {
+                Some(c) => MappedGguf::open_in(c, &path),
+                None => MappedGguf::open(&path),
+            }
         };
         match loaded {
             Ok(m) => {

@@ -5,8 +5,11 @@
 //! parsed with 64 KiB reads into one reused buffer; scalars and short strings are kept,
 //! arrays and long strings are recorded by position and skipped (the 262k-entry vocabulary
 //! is never held); tensor data is handed to a callback in chunks of whole blocks. Working
-//! memory is the 64 KiB buffer plus the index (about 150 bytes per tensor and key), and it
-//! is charged to an `mm-budget` [`Reservation`] when a budget is given.
+//! memory is the 64 KiB buffer plus the index (about 150 bytes per tensor and key, plus the
+//! copied keys, names and short strings). Every piece of it is charged before it is
+//! allocated: to an `mm-budget` [`Reservation`] when a budget is given, and always to the
+//! [`ParseLimits`] index cap, so a crafted header is refused before it costs more than
+//! either allows.
 //!
 //! The same checks as [`Gguf::parse`](crate::Gguf::parse) apply: every count and length is
 //! compared with the bytes left in the stream before it is used.
@@ -18,8 +21,8 @@ use mm_budget::{MemoryBudget, Reservation};
 use crate::error::{GgufError, Result};
 use crate::parse::{
     DEFAULT_ALIGNMENT, FieldSource, MAX_DIMS, MIN_KV_BYTES, MIN_TENSOR_INFO_BYTES, MetadataEntry,
-    TensorInfo, align_up, alignment_of, check_tensor_ranges, clip, read_magic, read_tensor_layout,
-    read_version,
+    ParseLimits, TensorInfo, align_up, alignment_of, check_index, check_tensor_ranges, clip,
+    read_magic, read_tensor_layout, read_version,
 };
 use crate::reader::{Reader, check_count};
 use crate::types::GgmlType;
@@ -220,8 +223,14 @@ impl<R: Read + Seek> Window<R> {
         check_count(at, count, self.remaining(), min_elem, field)
     }
 
-    /// A string of at most `max` bytes, read and validated.
-    fn short_str(&mut self, max: u64, field: &dyn Fn() -> String) -> Result<String> {
+    /// A string of at most `max` bytes, read, validated and charged to `c` before it is
+    /// copied.
+    fn short_str(
+        &mut self,
+        max: u64,
+        c: &mut Charges,
+        field: &dyn Fn() -> String,
+    ) -> Result<String> {
         let at = self.pos;
         let len = self.u64(&|| format!("{} length", field()))?;
         // Past the end is truncation (as the slice parser says); only then too long.
@@ -241,6 +250,7 @@ impl<R: Read + Seek> Window<R> {
             });
         }
         let bytes_at = self.pos;
+        c.charge(len, at, field)?;
         // `len <= max <= STREAM_CHUNK`.
         let s = std::str::from_utf8(self.fill(len as usize, field)?)
             .map_err(|_| GgufError::InvalidUtf8 {
@@ -253,6 +263,45 @@ impl<R: Read + Seek> Window<R> {
     }
 }
 
+/// The working memory of one reader: what the index holds, checked against the
+/// [`ParseLimits`] cap and charged to the budget's reservation *before* each allocation.
+struct Charges {
+    reservation: Option<Reservation>,
+    /// Index bytes charged so far (the read buffer is not part of the index).
+    index: u64,
+    limits: ParseLimits,
+}
+
+impl Charges {
+    /// Charges `bytes` of index about to be allocated for `field` (read at `offset`).
+    fn charge(&mut self, bytes: u64, offset: u64, field: &dyn Fn() -> String) -> Result<()> {
+        let next = self.index.saturating_add(bytes);
+        check_index(next, self.limits, offset, &field())?;
+        if let Some(r) = self.reservation.as_mut() {
+            r.try_grow(bytes).map_err(|e| GgufError::Budget {
+                bytes,
+                what: "the streamed header index",
+                reason: e.to_string(),
+            })?;
+        }
+        self.index = next;
+        Ok(())
+    }
+
+    /// Gives back `bytes` charged for a temporary that has been freed.
+    fn release(&mut self, bytes: u64) {
+        self.index = self.index.saturating_sub(bytes);
+        if let Some(r) = self.reservation.as_mut() {
+            r.shrink(bytes);
+        }
+    }
+}
+
+/// Heap bytes of `n` values of `T`, saturating.
+fn bytes_of<T>(n: u64) -> u64 {
+    n.saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
 /// A GGUF file read through `Read + Seek` with bounded memory. See the module docs.
 pub struct StreamingGguf<R> {
     window: Window<R>,
@@ -261,7 +310,9 @@ pub struct StreamingGguf<R> {
     data_offset: u64,
     metadata: Vec<(String, StreamValue)>,
     tensors: Vec<StreamTensor>,
-    reservation: Option<Reservation>,
+    /// Indices into `tensors` in data-offset order (one forward pass over the data).
+    data_order: Vec<u32>,
+    charges: Charges,
 }
 
 impl<R> std::fmt::Debug for StreamingGguf<R> {
@@ -273,7 +324,7 @@ impl<R> std::fmt::Debug for StreamingGguf<R> {
             .field("tensors", &self.tensors.len())
             .field(
                 "reserved",
-                &self.reservation.as_ref().map(Reservation::bytes),
+                &self.charges.reservation.as_ref().map(Reservation::bytes),
             )
             .finish()
     }
@@ -285,10 +336,21 @@ impl<R: Read + Seek> StreamingGguf<R> {
         Self::open_with(inner, None)
     }
 
-    /// Like [`open`](Self::open), charging the working memory (the buffer, then the
-    /// index) to `budget`; [`GgufError::Budget`] if the budget refuses. The reservation is
-    /// held until the reader drops.
-    pub fn open_with(mut inner: R, budget: Option<&MemoryBudget>) -> Result<Self> {
+    /// Like [`open`](Self::open), charging the working memory (the buffer, then each part
+    /// of the index before it is allocated) to `budget`; [`GgufError::Budget`] if the budget
+    /// refuses. The reservation is held until the reader drops. The index is also capped by
+    /// the default [`ParseLimits`].
+    pub fn open_with(inner: R, budget: Option<&MemoryBudget>) -> Result<Self> {
+        Self::open_with_limits(inner, budget, ParseLimits::new())
+    }
+
+    /// Like [`open_with`](Self::open_with), with the index capped by `limits`
+    /// ([`GgufError::IndexTooLarge`] before the memory is allocated).
+    pub fn open_with_limits(
+        mut inner: R,
+        budget: Option<&MemoryBudget>,
+        limits: ParseLimits,
+    ) -> Result<Self> {
         let reservation = match budget {
             Some(b) => Some(
                 b.try_reserve(STREAM_CHUNK as u64)
@@ -317,39 +379,48 @@ impl<R: Read + Seek> StreamingGguf<R> {
             data_offset: 0,
             metadata: Vec::new(),
             tensors: Vec::new(),
-            reservation,
+            data_order: Vec::new(),
+            charges: Charges {
+                reservation,
+                index: 0,
+                limits,
+            },
         };
         s.read_header()?;
-        let index = s.index_heap_bytes();
-        if let Some(r) = s.reservation.as_mut() {
-            r.try_grow(index).map_err(|e| GgufError::Budget {
-                bytes: index,
-                what: "the streamed header index",
-                reason: e.to_string(),
-            })?;
-        }
         Ok(s)
     }
 
     fn read_header(&mut self) -> Result<()> {
         let w = &mut self.window;
+        let c = &mut self.charges;
         let head_len = w.file_len.min(8) as usize;
-        let head = w.fill(head_len, &|| "magic".into())?.to_vec();
-        let mut r = Reader::new(&head);
+        let mut head = [0u8; 8];
+        head[..head_len].copy_from_slice(w.fill(head_len, &|| "magic".into())?);
+        let mut r = Reader::new(&head[..head_len]);
         read_magic(&mut r)?;
         self.version = read_version(&mut r)?;
         w.consume(8);
         let n_tensors = w.u64(&|| "header tensor count".into())?;
         let n_kv = w.count(MIN_KV_BYTES, &|| "header metadata count".into())?;
-        self.metadata
-            .reserve(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
-        let mut key_offsets = Vec::with_capacity(bounded(n_kv, w.remaining(), MIN_KV_BYTES));
+        // Checked against the bytes left, so the capacities below are bounded by the file.
+        let kv_cap = bounded(n_kv, w.remaining(), MIN_KV_BYTES);
+        let kv_field = || "header metadata count".to_string();
+        c.charge(
+            bytes_of::<(String, StreamValue)>(kv_cap as u64),
+            16,
+            &kv_field,
+        )?;
+        self.metadata.reserve_exact(kv_cap);
+        // Key offsets, for the duplicate check; freed once it is done.
+        let offsets_bytes = bytes_of::<u64>(kv_cap as u64);
+        c.charge(offsets_bytes, 16, &kv_field)?;
+        let mut key_offsets = Vec::with_capacity(kv_cap);
         for i in 0..n_kv {
             let entry_at = w.pos;
             key_offsets.push(entry_at);
-            let key = w.short_str(STREAM_CHUNK as u64, &|| format!("metadata #{i} key"))?;
+            let key = w.short_str(STREAM_CHUNK as u64, c, &|| format!("metadata #{i} key"))?;
             let field = || format!("metadata #{i} '{}'", clip(&key));
-            let value = read_stream_value(w, 0, &field)?;
+            let value = read_stream_value(w, c, 0, &field)?;
             if key == crate::parse::ALIGNMENT_KEY {
                 let v = match &value {
                     StreamValue::Inline(MetaValue::U32(a)) => Value::U32(*a),
@@ -374,10 +445,12 @@ impl<R: Read + Seek> StreamingGguf<R> {
                 needed: n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES),
             });
         }
-        self.tensors
-            .reserve(bounded(n_tensors, w.remaining(), MIN_TENSOR_INFO_BYTES));
+        let t_cap = bounded(n_tensors, w.remaining(), MIN_TENSOR_INFO_BYTES);
+        let t_field = || "header tensor count".to_string();
+        c.charge(bytes_of::<StreamTensor>(t_cap as u64), 8, &t_field)?;
+        self.tensors.reserve_exact(t_cap);
         for i in 0..n_tensors {
-            let t = read_stream_tensor(w, i, self.alignment)?;
+            let t = read_stream_tensor(w, c, i, self.alignment)?;
             self.tensors.push(t);
         }
         self.data_offset =
@@ -385,13 +458,24 @@ impl<R: Read + Seek> StreamingGguf<R> {
                 offset: w.pos,
                 reason: "data section offset overflows".into(),
             })?;
+        let n = self.tensors.len() as u64;
+        // The range check's borrowed infos and its offset order, freed right after.
+        let ranges_bytes = bytes_of::<TensorInfo<'_>>(n) + bytes_of::<usize>(n);
+        c.charge(ranges_bytes, 8, &t_field)?;
         let infos: Vec<TensorInfo<'_>> = self.tensors.iter().map(StreamTensor::info).collect();
         check_tensor_ranges(&infos, self.data_offset, w.file_len)?;
+        drop(infos);
+        c.release(ranges_bytes);
         let keys = self.metadata.iter().map(|(k, _)| k.as_str());
+        let unique_bytes = bytes_of::<(&str, u64)>(n_kv);
+        c.charge(unique_bytes, 16, &kv_field)?;
         check_unique(keys.zip(key_offsets), |k, offset| GgufError::DuplicateKey {
             offset,
             key: clip(k).into(),
         })?;
+        c.release(unique_bytes + offsets_bytes);
+        let unique_bytes = bytes_of::<(&str, u64)>(n);
+        c.charge(unique_bytes, 8, &t_field)?;
         check_unique(
             self.tensors
                 .iter()
@@ -401,6 +485,13 @@ impl<R: Read + Seek> StreamingGguf<R> {
                 name: clip(n).into(),
             },
         )?;
+        c.release(unique_bytes);
+        c.charge(bytes_of::<u32>(n), 8, &t_field)?;
+        // At most u32::MAX tensors: each takes >= 24 bytes of a stream of u64 length.
+        let mut order: Vec<u32> = Vec::with_capacity(self.tensors.len());
+        order.extend(0..self.tensors.len() as u32);
+        order.sort_unstable_by_key(|&i| self.tensors[i as usize].offset);
+        self.data_order = order;
         Ok(())
     }
 
@@ -439,9 +530,18 @@ impl<R: Read + Seek> StreamingGguf<R> {
         &self.tensors
     }
 
-    /// Bytes currently charged to the budget (0 without one).
+    /// Bytes currently charged to the budget (0 without one): the read buffer plus the
+    /// index.
     pub fn reserved_bytes(&self) -> u64 {
-        self.reservation.as_ref().map_or(0, Reservation::bytes)
+        self.charges
+            .reservation
+            .as_ref()
+            .map_or(0, Reservation::bytes)
+    }
+
+    /// Bytes of index charged against the [`ParseLimits`] cap (and the budget, if any).
+    pub fn charged_index_bytes(&self) -> u64 {
+        self.charges.index
     }
 
     /// Heap held by the buffer and the index (capacity-based estimate).
@@ -461,7 +561,8 @@ impl<R: Read + Seek> StreamingGguf<R> {
         (meta
             + names
             + self.metadata.capacity() * std::mem::size_of::<(String, StreamValue)>()
-            + self.tensors.capacity() * std::mem::size_of::<StreamTensor>()) as u64
+            + self.tensors.capacity() * std::mem::size_of::<StreamTensor>()
+            + self.data_order.capacity() * std::mem::size_of::<u32>()) as u64
     }
 
     /// Visits the elements of the deferred array `key` in order, reading them through the
@@ -559,7 +660,6 @@ impl<R: Read + Seek> StreamingGguf<R> {
             t.n_bytes,
             u64::from(t.ggml_type.type_size()),
         );
-        let name = t.name.clone();
         let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
         let w = &mut self.window;
         if w.pos != start {
@@ -568,7 +668,7 @@ impl<R: Read + Seek> StreamingGguf<R> {
         let mut done = 0u64;
         while done < len {
             let n = chunk.min(len - done) as usize;
-            let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(&name)))?;
+            let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(&t.name)))?;
             sink(done, bytes)?;
             w.consume(n);
             done += n as u64;
@@ -577,16 +677,32 @@ impl<R: Read + Seek> StreamingGguf<R> {
     }
 
     /// Streams every tensor in file-offset order (one forward pass over the data section).
+    /// Allocates nothing.
     pub fn for_each_tensor(
         &mut self,
         mut sink: impl FnMut(&TensorInfo<'_>, u64, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let mut order: Vec<usize> = (0..self.tensors.len()).collect();
-        order.sort_unstable_by_key(|&i| self.tensors[i].offset);
-        for i in order {
-            let t = self.tensors[i].clone();
-            let info = t.info();
-            self.read_tensor(i, |off, bytes| sink(&info, off, bytes))?;
+        for k in 0..self.data_order.len() {
+            let i = self.data_order[k] as usize;
+            let info = self.tensors[i].info();
+            let (start, len, block) = (
+                self.data_offset + info.offset,
+                info.n_bytes,
+                u64::from(info.ggml_type.type_size()),
+            );
+            let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
+            let w = &mut self.window;
+            if w.pos != start {
+                w.seek_to(start)?;
+            }
+            let mut done = 0u64;
+            while done < len {
+                let n = chunk.min(len - done) as usize;
+                let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(info.name)))?;
+                sink(&info, done, bytes)?;
+                w.consume(n);
+                done += n as u64;
+            }
         }
         Ok(())
     }
@@ -611,6 +727,7 @@ fn check_unique<'s>(
 
 fn read_stream_value<R: Read + Seek>(
     w: &mut Window<R>,
+    c: &mut Charges,
     depth: u32,
     field: &dyn Fn() -> String,
 ) -> Result<StreamValue> {
@@ -621,6 +738,15 @@ fn read_stream_value<R: Read + Seek>(
             let len = w.u64(&|| format!("{} length", field()))?;
             if len <= INLINE_STRING_MAX {
                 let bytes_at = w.pos;
+                // Past the end is truncation, reported by `fill` before anything is charged.
+                if len > w.remaining() {
+                    return Err(GgufError::Truncated {
+                        offset: bytes_at,
+                        field: field(),
+                        missing: len - w.remaining(),
+                    });
+                }
+                c.charge(len, at, field)?;
                 let s = std::str::from_utf8(w.fill(len as usize, field)?)
                     .map_err(|_| GgufError::InvalidUtf8 {
                         offset: bytes_at,
@@ -632,7 +758,6 @@ fn read_stream_value<R: Read + Seek>(
             } else {
                 let offset = w.pos;
                 w.skip_utf8(len, field)?;
-                let _ = at;
                 StreamValue::Deferred {
                     value_type: ty,
                     element_type: None,
@@ -715,11 +840,12 @@ fn skip_array<R: Read + Seek>(
 
 fn read_stream_tensor<R: Read + Seek>(
     w: &mut Window<R>,
+    c: &mut Charges,
     i: u64,
     alignment: u64,
 ) -> Result<StreamTensor> {
     let info_offset = w.pos;
-    let name = w.short_str(STREAM_CHUNK as u64, &|| format!("tensor #{i} name"))?;
+    let name = w.short_str(STREAM_CHUNK as u64, c, &|| format!("tensor #{i} name"))?;
     let field = |part: &str| format!("tensor #{i} '{}' {part}", clip(&name));
     let layout = read_tensor_layout(w, &field, alignment)?;
     Ok(StreamTensor {

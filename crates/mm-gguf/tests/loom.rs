@@ -28,7 +28,8 @@ fn registry(path: &PathBuf, idle: Duration) -> ModelRegistry {
             .with_idle_timeout(idle)
             .with_cache(cache),
     );
-    reg.register("m", path);
+    // SAFETY: the model file is written once before the models run and never modified.
+    unsafe { reg.register("m", path) };
     reg
 }
 

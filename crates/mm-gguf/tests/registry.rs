@@ -19,6 +19,12 @@ fn write_model(dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
     p
 }
 
+/// Registers a test model: its file is written once and never changed while mapped.
+fn register(reg: &ModelRegistry, name: &str, path: impl AsRef<std::path::Path>) {
+    // SAFETY: the tests' model files are written before registration and never modified.
+    unsafe { reg.register(name, path) }
+}
+
 fn registry(timeout: Duration) -> ModelRegistry {
     ModelRegistry::new(RegistryConfig::default().with_idle_timeout(timeout))
 }
@@ -28,7 +34,7 @@ fn loads_lazily_and_shares_one_arc_across_threads() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(Duration::from_secs(60));
     let events = reg.subscribe();
-    reg.register("a", write_model(&dir, "a"));
+    register(&reg, "a", write_model(&dir, "a"));
     assert!(!reg.is_loaded("a"));
     assert!(events.try_recv().is_err(), "registering loads nothing");
     let models: Vec<_> = std::thread::scope(|s| {
@@ -49,8 +55,8 @@ fn loads_lazily_and_shares_one_arc_across_threads() {
 fn idle_models_unload_after_the_timeout_unless_held() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(Duration::from_secs(60));
-    reg.register("a", write_model(&dir, "a"));
-    reg.register("b", write_model(&dir, "b"));
+    register(&reg, "a", write_model(&dir, "a"));
+    register(&reg, "b", write_model(&dir, "b"));
     let held = reg.get("a").unwrap();
     drop(reg.get("b").unwrap());
     let now = Instant::now();
@@ -70,7 +76,7 @@ fn idle_models_unload_after_the_timeout_unless_held() {
 fn pressure_unloads_through_a_budget_subscription() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(Duration::from_secs(3600));
-    reg.register("a", write_model(&dir, "a"));
+    register(&reg, "a", write_model(&dir, "a"));
     reg.get("a").unwrap();
     let events = reg.subscribe();
     let budget = MemoryBudget::with_limit(1000).unwrap();
@@ -97,7 +103,7 @@ fn errors_are_typed_and_reported() {
     assert!(matches!(reg.get("nope"), Err(GgufError::NotFound { .. })));
     let bad = dir.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\0\0\0").unwrap();
-    reg.register("bad", &bad);
+    register(&reg, "bad", &bad);
     let events = reg.subscribe();
     assert!(reg.get("bad").unwrap_err().is_truncated());
     assert!(matches!(
@@ -110,7 +116,7 @@ fn errors_are_typed_and_reported() {
 fn the_reaper_thread_stops_when_dropped() {
     let reg = registry(Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
-    reg.register("a", write_model(&dir, "a"));
+    register(&reg, "a", write_model(&dir, "a"));
     drop(reg.get("a").unwrap());
     let events = reg.subscribe();
     let reaper = reg.spawn_reaper(Duration::from_millis(5));
@@ -132,7 +138,7 @@ fn the_facade_pressure_hook_unloads_models() {
     use memory_manager::{MemoryConfig, MemoryManager};
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(Duration::from_secs(3600));
-    reg.register("a", write_model(&dir, "a"));
+    register(&reg, "a", write_model(&dir, "a"));
     let mapped = reg.get("a").unwrap().mapped_bytes();
     let mm = MemoryManager::new(
         MemoryConfig::default()

@@ -250,12 +250,35 @@ impl MmapCache {
     /// make room; the budget is never exceeded by what the cache holds. A file larger than
     /// the budget follows [`MmapCacheConfig::oversized`].
     ///
+    /// # Safety
+    /// The returned map shows the file's pages, not a copy, and hands them out as `&[u8]`,
+    /// which Rust assumes cannot change while borrowed. So, as for `memmap2::Mmap::map`,
+    /// the caller promises that **while the returned `Arc<MappedFile>` (or any clone of
+    /// it) is alive, the file is neither modified in place nor truncated**, by this process
+    /// or any other. Replacing the file by writing a new one and renaming it over the path
+    /// keeps the promise (the old inode lives on for existing maps; revalidation maps the
+    /// new file on a later `get`). Breaking the promise is undefined behaviour: bytes that
+    /// were checked (a string validated as UTF-8, a length) can change under a live
+    /// reference. Files that may change while read are for `read(2)`-based readers (such as
+    /// `mm-gguf`'s streaming reader), not for a map.
+    ///
+    /// # SIGBUS
+    /// If the file is truncated while mapped anyway, the next touch of a page past its new
+    /// end raises `SIGBUS`, which kills the process (no mapping flag prevents it, and the
+    /// cache installs no handler; a binary may install one to print a message).
+    ///
     /// # Errors
     /// [`MmapError::NotFound`], [`MmapError::PermissionDenied`], [`MmapError::EmptyFile`],
     /// [`MmapError::NotRegularFile`], [`MmapError::TooLarge`], [`MmapError::Lock`],
     /// [`MmapError::Advise`], or [`MmapError::Io`] for anything else. A failed `get`
     /// caches nothing.
-    pub fn get(&self, path: &Path) -> Result<Arc<MappedFile>, MmapError> {
+    ///
+    /// Calling it without `unsafe` does not compile:
+    /// ```compile_fail
+    /// let cache = mm_mmap::MmapCache::default();
+    /// let _ = cache.get(std::path::Path::new("model.gguf"));
+    /// ```
+    pub unsafe fn get(&self, path: &Path) -> Result<Arc<MappedFile>, MmapError> {
         if let Some(file) = self.lookup(path)? {
             self.hits.incr();
             return Ok(file);
@@ -303,7 +326,8 @@ impl MmapCache {
         }
     }
 
-    /// The miss path: open, check, map, reserve room, insert.
+    /// The miss path: open, check, map, reserve room, insert. Only `get` calls it, whose
+    /// caller has taken on the immutability contract for `path`.
     fn load(&self, path: &Path) -> Result<Arc<MappedFile>, MmapError> {
         let opened = map::open_checked(path)?;
         let len = opened.identity.len;
@@ -569,7 +593,8 @@ mod tests {
             let tmp = dir.path().join("tmp");
             std::fs::write(&tmp, version.to_le_bytes()).unwrap();
             std::fs::rename(&tmp, &path).unwrap();
-            let map = cache.get(&path).unwrap();
+            // SAFETY: the file is replaced only by rename, never changed in place.
+            let map = unsafe { cache.get(&path) }.unwrap();
             assert_eq!(map[..], version.to_le_bytes());
         }
         assert_eq!(cache.stats().remaps, 499);
@@ -591,11 +616,14 @@ mod tests {
             .collect();
         let cache = MmapCache::new(MmapCacheConfig::default().with_budget(300));
         for p in &paths {
-            cache.get(p).unwrap();
+            // SAFETY: the test's own files, never changed after being written.
+            unsafe { cache.get(p) }.unwrap();
         }
         // Touch f0 and f1 again: their queued records are now stale.
-        cache.get(&paths[0]).unwrap();
-        cache.get(&paths[1]).unwrap();
+        // SAFETY: as above.
+        unsafe { cache.get(&paths[0]) }.unwrap();
+        // SAFETY: as above.
+        unsafe { cache.get(&paths[1]) }.unwrap();
         assert!(cache.evict_one());
         assert!(!cache.contains(&paths[2]));
         assert!(cache.evict_one());

@@ -76,17 +76,20 @@ impl Access {
 }
 
 /// A read-only, private (`MAP_PRIVATE`, `PROT_READ`) map of a whole file, handed out by
-/// [`MmapCache::get`](crate::MmapCache::get) as `Arc<MappedFile>`.
+/// [`MmapCache::get`](crate::MmapCache::get) as `Arc<MappedFile>`. That `get` is the only
+/// way to make one, and it is `unsafe`: its caller promised the file stays unchanged while
+/// the map lives, which is what makes the safe `&[u8]` views below sound.
 ///
 /// Derefs to the file's bytes. The map lives as long as any `Arc` to it, even after the
 /// cache evicted it; its bytes are then reported as *outstanding* in
 /// [`CacheStats`](crate::CacheStats) until the last `Arc` drops. Reading the bytes costs
 /// page faults on first touch (no copy onto the heap).
 ///
-/// # The file must not shrink while mapped
-/// If another process truncates the file, touching a page past the new end raises `SIGBUS`
-/// and kills the process; `MAP_PRIVATE` does not protect against that, and in-place writes
-/// to pages not yet read show through a private map too. Replace files by writing a new
+/// # The file must not change while mapped
+/// If another process truncates the file anyway, touching a page past the new end raises
+/// `SIGBUS` and kills the process (every read of these bytes can hit it); `MAP_PRIVATE`
+/// does not protect against that, and in-place writes to pages not yet read show through a
+/// private map too. Replace files by writing a new
 /// file and renaming it over the old path: existing maps keep the old inode alive and stay
 /// valid, and the cache re-maps the new file on the next `get`.
 pub struct MappedFile {
@@ -274,11 +277,10 @@ pub(crate) fn map_opened(
     }
     // SAFETY: `map_copy_read_only` is unsafe because the bytes behind the returned slice can
     // change or vanish if the file is modified or truncated while mapped. The map is
-    // PROT_READ and MAP_PRIVATE, so this process never writes through it; the remaining
-    // hazard is another process modifying the file, which this crate documents as a
-    // contract on its users (treat mapped files as immutable, replace them by rename), as
-    // every memory-mapping API must. Length and offset are the file's own (checked > 0
-    // and <= usize::MAX above).
+    // PROT_READ and MAP_PRIVATE, so this process never writes through it; that nobody else
+    // modifies or truncates the file while the map lives is the `# Safety` contract of
+    // `MmapCache::get`, the only (unsafe) entry point that reaches here. Length and offset
+    // are the file's own (checked > 0 and <= usize::MAX above).
     let map = unsafe { options.map_copy_read_only(&opened.file) }
         .map_err(|e| MmapError::from_io(path, "mmap", e))?;
     drop(opened.file);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Rng, mapped_bytes_under, page, write};
+use common::{MapFile, Rng, mapped_bytes_under, page, write};
 use mm_mmap::{MmapCache, MmapCacheConfig, MmapError, OversizedPolicy, Revalidate};
 
 fn cache(budget: u64) -> MmapCache {
@@ -20,8 +20,8 @@ fn hit_returns_same_map_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let a = write(dir.path(), "a", 3 * page(), 1);
     let c = cache(16 * page());
-    let first = c.get(&a).unwrap();
-    let second = c.get(&a).unwrap();
+    let first = c.map_file(&a).unwrap();
+    let second = c.map_file(&a).unwrap();
     assert!(Arc::ptr_eq(&first, &second));
     assert!(first.iter().all(|&b| b == 1));
     assert_eq!(first.len() as u64, 3 * page());
@@ -42,12 +42,12 @@ fn lru_evicts_least_recently_used_not_oldest_or_largest() {
     let d = write(dir.path(), "d", p, 4);
     let c = cache(4 * p);
     for path in [&a, &b, &big] {
-        c.get(path).unwrap();
+        c.map_file(path).unwrap();
     }
     // a is the oldest insert and c the largest; touching both leaves b least recent.
-    c.get(&a).unwrap();
-    c.get(&big).unwrap();
-    c.get(&d).unwrap();
+    c.map_file(&a).unwrap();
+    c.map_file(&big).unwrap();
+    c.map_file(&d).unwrap();
     assert!(
         !c.contains(&b),
         "b was least recently used and must go first"
@@ -55,7 +55,7 @@ fn lru_evicts_least_recently_used_not_oldest_or_largest() {
     assert!(c.contains(&a) && c.contains(&big) && c.contains(&d));
     assert_eq!(c.stats().evictions, 1);
     // Now a is least recent (touched before c, and d is newer).
-    c.get(&b).unwrap();
+    c.map_file(&b).unwrap();
     assert!(!c.contains(&a));
     assert_eq!(c.stats().held_bytes, 4 * p);
 }
@@ -83,7 +83,7 @@ fn lru_matches_reference_model() {
     let held = |m: &VecDeque<usize>| m.iter().map(|&i| files[i].1).sum::<u64>();
     for step in 0..3000 {
         let i = rng.below(files.len() as u64) as usize;
-        let map = c.get(&files[i].0).unwrap();
+        let map = c.map_file(&files[i].0).unwrap();
         assert_eq!(map[0], i as u8);
         if let Some(pos) = model.iter().position(|&j| j == i) {
             model.remove(pos);
@@ -140,7 +140,7 @@ fn budget_holds_with_many_files_and_threads() {
                     let mut kept = Vec::new();
                     for _ in 0..3000 {
                         let i = rng.below(files.len() as u64) as usize;
-                        let map = c.get(&files[i]).unwrap();
+                        let map = c.map_file(&files[i]).unwrap();
                         assert_eq!(map[map.len() - 1], i as u8, "wrong bytes for file {i}");
                         // Keep a few maps alive past their eviction to exercise outstanding.
                         if rng.below(10) == 0 {
@@ -187,7 +187,9 @@ fn racing_misses_on_one_file_cache_one_map() {
     for _ in 0..20 {
         let c = cache(64 * page());
         let maps: Vec<_> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4).map(|_| s.spawn(|| c.get(&a).unwrap())).collect();
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| c.map_file(&a).unwrap()))
+                .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(
@@ -212,7 +214,7 @@ fn accounting_matches_proc_smaps() {
     let c = cache(12 * p);
     let mut kept = Vec::new();
     for path in &paths {
-        kept.push(c.get(path).unwrap());
+        kept.push(c.map_file(path).unwrap());
     }
     // 1+2+3+4+5+6 = 21 pages were asked for; the cache holds at most 12, the rest of what
     // the callers keep is outstanding, and the kernel maps exactly the sum.
@@ -255,9 +257,9 @@ fn trim_keeps_most_recent() {
         .collect();
     let c = cache(4 * p);
     for path in &paths {
-        c.get(path).unwrap();
+        c.map_file(path).unwrap();
     }
-    c.get(&paths[0]).unwrap();
+    c.map_file(&paths[0]).unwrap();
     assert_eq!(c.trim_to(2 * p), 2 * p);
     assert!(c.contains(&paths[0]) && c.contains(&paths[3]));
     assert!(!c.contains(&paths[1]) && !c.contains(&paths[2]));
@@ -269,10 +271,10 @@ fn file_replaced_by_rename_is_remapped() {
     let p = page();
     let path = write(dir.path(), "model", p, b'a');
     let c = cache(16 * p);
-    let old = c.get(&path).unwrap();
+    let old = c.map_file(&path).unwrap();
     let tmp = write(dir.path(), "model.tmp", 2 * p, b'b');
     std::fs::rename(&tmp, &path).unwrap();
-    let new = c.get(&path).unwrap();
+    let new = c.map_file(&path).unwrap();
     assert!(!Arc::ptr_eq(&old, &new));
     assert_eq!((new[0], new.len() as u64), (b'b', 2 * p));
     // The old inode is still alive for its holder: readable, no SIGBUS.
@@ -284,7 +286,7 @@ fn file_replaced_by_rename_is_remapped() {
         (1, 1, 2 * p, p)
     );
     assert!(
-        Arc::ptr_eq(&c.get(&path).unwrap(), &new),
+        Arc::ptr_eq(&c.map_file(&path).unwrap(), &new),
         "the stale map is never handed out"
     );
     drop(old);
@@ -298,7 +300,7 @@ fn file_rewritten_in_place_with_same_length_is_remapped() {
     let path = write(dir.path(), "cfg", p, b'x');
     let old_mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     let c = cache(16 * p);
-    let old = c.get(&path).unwrap();
+    let old = c.map_file(&path).unwrap();
     let old_identity = old.identity();
     drop(old); // no live map over the rewrite: this test is about detection, not SIGBUS
     std::fs::write(&path, vec![b'y'; p as usize]).unwrap();
@@ -306,7 +308,7 @@ fn file_rewritten_in_place_with_same_length_is_remapped() {
     let f = std::fs::File::options().write(true).open(&path).unwrap();
     f.set_modified(old_mtime + Duration::from_secs(5)).unwrap();
     drop(f);
-    let new = c.get(&path).unwrap();
+    let new = c.map_file(&path).unwrap();
     assert_ne!(new.identity(), old_identity);
     assert_eq!(new.identity().len, old_identity.len);
     assert_eq!(new[0], b'y');
@@ -319,14 +321,14 @@ fn never_revalidate_trusts_the_cache() {
     let p = page();
     let path = write(dir.path(), "m", p, b'a');
     let c = MmapCache::new(MmapCacheConfig::default().with_revalidate(Revalidate::Never));
-    let old = c.get(&path).unwrap();
+    let old = c.map_file(&path).unwrap();
     std::fs::rename(write(dir.path(), "m2", p, b'b'), &path).unwrap();
     assert!(
-        Arc::ptr_eq(&c.get(&path).unwrap(), &old),
+        Arc::ptr_eq(&c.map_file(&path).unwrap(), &old),
         "Never means no stat on a hit"
     );
     assert!(c.remove(&path));
-    assert_eq!(c.get(&path).unwrap()[0], b'b');
+    assert_eq!(c.map_file(&path).unwrap()[0], b'b');
 }
 
 #[test]
@@ -335,9 +337,9 @@ fn deleted_file_is_not_found_and_dropped() {
     let p = page();
     let path = write(dir.path(), "gone", 2 * p, 1);
     let c = cache(16 * p);
-    let held = c.get(&path).unwrap();
+    let held = c.map_file(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
-    assert!(matches!(c.get(&path), Err(MmapError::NotFound { .. })));
+    assert!(matches!(c.map_file(&path), Err(MmapError::NotFound { .. })));
     let s = c.stats();
     assert_eq!(
         (s.entries, s.held_bytes, s.outstanding_bytes),
@@ -355,9 +357,9 @@ fn oversized_file_is_mapped_uncached_counted_and_shared() {
     let big = write(dir.path(), "big", 8 * p, 5);
     let small = write(dir.path(), "small", p, 6);
     let c = cache(4 * p);
-    c.get(&small).unwrap();
-    let first = c.get(&big).unwrap();
-    let second = c.get(&big).unwrap();
+    c.map_file(&small).unwrap();
+    let first = c.map_file(&big).unwrap();
+    let second = c.map_file(&big).unwrap();
     assert!(
         Arc::ptr_eq(&first, &second),
         "a live oversized map is shared, not mapped twice"
@@ -378,7 +380,7 @@ fn oversized_file_is_mapped_uncached_counted_and_shared() {
     assert_eq!(c.stats().outstanding_bytes, 0);
     assert_eq!(mapped_bytes_under(dir.path()), p);
     // Once dropped, the next get maps again.
-    let third = c.get(&big).unwrap();
+    let third = c.map_file(&big).unwrap();
     assert_eq!(c.stats().misses, 3);
     assert_eq!(third[0], 5);
 }
@@ -392,7 +394,7 @@ fn oversized_file_rejected_when_configured() {
             .with_budget(4 * page())
             .with_oversized(OversizedPolicy::Reject),
     );
-    match c.get(&big) {
+    match c.map_file(&big) {
         Err(MmapError::TooLarge { len, limit, .. }) => {
             assert_eq!((len, limit), (8 * page(), 4 * page()));
         }
@@ -428,7 +430,7 @@ fn concurrent_replacements_trims_and_gets_keep_accounting_exact() {
                     let mut rng = Rng(77 + t);
                     while !stop.load(Ordering::Relaxed) {
                         let i = rng.below(files.len() as u64) as usize;
-                        let map = c.get(&files[i]).unwrap();
+                        let map = c.map_file(&files[i]).unwrap();
                         let version = map[0];
                         assert!(map.iter().all(|&b| b == version), "torn map of file {i}");
                         assert_eq!(map.len() as u64, p * (1 + u64::from(version % 3)));

@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{page, smaps_under, write};
+use common::{MapFile, page, smaps_under, write};
 use mm_mmap::{Access, MmapCache, MmapCacheConfig, MmapError};
 
 /// True (and says so) when the test runs under a sanitizer, which makes `mlock` a no-op that
@@ -30,7 +30,7 @@ fn assert_nothing_cached(c: &MmapCache) {
 fn missing_file_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let c = MmapCache::default();
-    let err = c.get(&dir.path().join("nope")).unwrap_err();
+    let err = c.map_file(&dir.path().join("nope")).unwrap_err();
     assert!(
         matches!(err, MmapError::NotFound { ref path } if path.ends_with("nope")),
         "{err}"
@@ -44,7 +44,10 @@ fn empty_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "empty", 0, 0);
     let c = MmapCache::default();
-    assert!(matches!(c.get(&path), Err(MmapError::EmptyFile { .. })));
+    assert!(matches!(
+        c.map_file(&path),
+        Err(MmapError::EmptyFile { .. })
+    ));
     assert_nothing_cached(&c);
 }
 
@@ -52,7 +55,7 @@ fn empty_file_is_refused() {
 fn directory_is_not_a_regular_file() {
     let dir = tempfile::tempdir().unwrap();
     let c = MmapCache::default();
-    match c.get(dir.path()) {
+    match c.map_file(dir.path()) {
         Err(MmapError::NotRegularFile { kind, .. }) => assert_eq!(kind, "directory"),
         other => panic!("expected NotRegularFile, got {other:?}"),
     }
@@ -69,7 +72,7 @@ fn fifo_is_refused_without_blocking() {
     assert_eq!(rc, 0, "mkfifo failed");
     // A blocking open of a FIFO with no writer would hang this test forever.
     let c = MmapCache::default();
-    match c.get(&path) {
+    match c.map_file(&path) {
         Err(MmapError::NotRegularFile { kind, .. }) => assert_eq!(kind, "fifo"),
         other => panic!("expected NotRegularFile, got {other:?}"),
     }
@@ -79,7 +82,7 @@ fn fifo_is_refused_without_blocking() {
 #[test]
 fn character_device_is_refused() {
     let c = MmapCache::default();
-    match c.get(Path::new("/dev/null")) {
+    match c.map_file(Path::new("/dev/null")) {
         Err(MmapError::NotRegularFile { kind, .. }) => assert_eq!(kind, "character device"),
         other => panic!("expected NotRegularFile, got {other:?}"),
     }
@@ -134,7 +137,7 @@ fn unreadable_file_is_permission_denied() {
     let result = std::thread::scope(|s| {
         s.spawn(|| {
             drop_caps_for_this_thread(&[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH]);
-            c.get(&path).map(|_| ())
+            c.map_file(&path).map(|_| ())
         })
         .join()
         .unwrap()
@@ -153,7 +156,7 @@ fn config_advice_shows_in_vm_flags() {
     let rnd = write(dir.path(), "rnd", 4 * page(), 2);
     let c_seq = MmapCache::new(MmapCacheConfig::default().with_advice(Some(Access::Sequential)));
     let c_rnd = MmapCache::new(MmapCacheConfig::default().with_advice(Some(Access::Random)));
-    let (_s, _r) = (c_seq.get(&seq).unwrap(), c_rnd.get(&rnd).unwrap());
+    let (_s, _r) = (c_seq.map_file(&seq).unwrap(), c_rnd.map_file(&rnd).unwrap());
     let smaps = smaps_under(dir.path());
     let flags = |p: &Path| {
         smaps
@@ -173,7 +176,7 @@ fn advise_changes_hint_and_checks_range() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "f", 4 * page(), 1);
     let c = MmapCache::default();
-    let map = c.get(&path).unwrap();
+    let map = c.map_file(&path).unwrap();
     map.advise(Access::Random).unwrap();
     let has = |flag: &str| {
         smaps_under(dir.path())[0]
@@ -207,7 +210,7 @@ fn lock_and_populate_make_pages_resident() {
             .with_lock(true)
             .with_populate(true),
     );
-    match c.get(&path) {
+    match c.map_file(&path) {
         Ok(map) => {
             let entry = smaps_under(dir.path()).pop().expect("mapping");
             assert!(
@@ -257,7 +260,7 @@ fn lock_failure_is_a_typed_error_and_caches_nothing() {
         s.spawn(|| {
             // Without CAP_IPC_LOCK, mlock is bound by RLIMIT_MEMLOCK (one page here).
             drop_caps_for_this_thread(&[CAP_IPC_LOCK]);
-            c.get(&path).map(|_| ())
+            c.map_file(&path).map(|_| ())
         })
         .join()
         .unwrap()
@@ -285,7 +288,7 @@ fn unmappable_regular_file_is_an_io_error_naming_mmap() {
         return;
     }
     let c = MmapCache::default();
-    match c.get(path) {
+    match c.map_file(path) {
         Err(MmapError::Io { op, source, .. }) => {
             assert_eq!(op, "mmap");
             assert_eq!(source.raw_os_error(), Some(libc::ENODEV));
@@ -293,4 +296,53 @@ fn unmappable_regular_file_is_an_io_error_naming_mmap() {
         other => panic!("expected an Io error from mmap, got {other:?}"),
     }
     assert_nothing_cached(&c);
+}
+
+/// The hazard the `# Safety` and `# SIGBUS` sections of `MmapCache::get` document is real:
+/// a map of a file truncated behind its back kills the process with `SIGBUS` on the next
+/// read of a vanished page. Runs in a child process (this test binary, re-run on this test
+/// alone), which breaks the contract on purpose and must die of the signal.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot map files")]
+fn truncating_a_mapped_file_raises_sigbus() {
+    use std::os::unix::process::ExitStatusExt;
+    const CHILD: &str = "MM_MMAP_SIGBUS_CHILD";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let path = write(Path::new(&dir), "shrinks", 4 * page(), 7);
+        let c = MmapCache::default();
+        let map = c.map_file(&path).unwrap();
+        assert_eq!(map[3 * page() as usize], 7);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        // The page is gone: this read raises SIGBUS. Reaching the exit is the failure.
+        let byte = std::hint::black_box(&map[..])[3 * page() as usize];
+        eprintln!("read {byte} from a truncated map");
+        std::process::exit(0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "truncating_a_mapped_file_raises_sigbus",
+            "--nocapture",
+        ])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    if std::env::var_os("MM_UNDER_SANITIZER").is_some() {
+        // The sanitizer catches the signal itself, reports it and aborts.
+        assert!(!out.status.success(), "child survived: {:?}", out.status);
+        return;
+    }
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGBUS),
+        "child: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

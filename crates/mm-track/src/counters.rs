@@ -55,6 +55,40 @@ impl ScopeStats {
     }
 }
 
+impl core::ops::Add for ScopeStats {
+    type Output = ScopeStats;
+
+    /// Field-by-field sum (wrapping, like the counters themselves): the calls of two
+    /// scopes taken together, for example the polls of one task on different threads.
+    fn add(self, rhs: ScopeStats) -> ScopeStats {
+        ScopeStats {
+            allocs: self.allocs.wrapping_add(rhs.allocs),
+            deallocs: self.deallocs.wrapping_add(rhs.deallocs),
+            reallocs: self.reallocs.wrapping_add(rhs.reallocs),
+            alloc_bytes: self.alloc_bytes.wrapping_add(rhs.alloc_bytes),
+            dealloc_bytes: self.dealloc_bytes.wrapping_add(rhs.dealloc_bytes),
+        }
+    }
+}
+
+impl core::ops::AddAssign for ScopeStats {
+    fn add_assign(&mut self, rhs: ScopeStats) {
+        *self = *self + rhs;
+    }
+}
+
+impl core::iter::Sum for ScopeStats {
+    fn sum<I: Iterator<Item = ScopeStats>>(iter: I) -> ScopeStats {
+        iter.fold(ScopeStats::default(), |a, b| a + b)
+    }
+}
+
+impl<'a> core::iter::Sum<&'a ScopeStats> for ScopeStats {
+    fn sum<I: Iterator<Item = &'a ScopeStats>>(iter: I) -> ScopeStats {
+        iter.copied().sum()
+    }
+}
+
 /// Process-wide figures, as returned by [`crate::snapshot`].
 ///
 /// These are the *folded* totals: each thread keeps its own counters and adds them to the
@@ -534,6 +568,45 @@ mod tests {
         assert_eq!(d.net_bytes(), 32);
         assert!(!d.is_empty());
         assert!(ScopeStats::default().is_empty());
+    }
+
+    #[test]
+    fn scope_stats_add_up() {
+        let a = ScopeStats {
+            allocs: 1,
+            deallocs: 2,
+            reallocs: 3,
+            alloc_bytes: 40,
+            dealloc_bytes: 50,
+        };
+        let b = ScopeStats {
+            allocs: 10,
+            deallocs: 20,
+            reallocs: 30,
+            alloc_bytes: u64::MAX,
+            dealloc_bytes: 500,
+        };
+        let sum = a + b;
+        assert_eq!(
+            sum,
+            ScopeStats {
+                allocs: 11,
+                deallocs: 22,
+                reallocs: 33,
+                alloc_bytes: 39,
+                dealloc_bytes: 550,
+            }
+        );
+        let mut acc = ScopeStats::default();
+        acc += a;
+        acc += b;
+        assert_eq!(acc, sum);
+        assert_eq!([a, b].into_iter().sum::<ScopeStats>(), sum);
+        assert_eq!([a, b].iter().sum::<ScopeStats>(), sum);
+        assert_eq!(
+            core::iter::empty::<ScopeStats>().sum::<ScopeStats>(),
+            ScopeStats::default()
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 mod counters;
+mod future;
 mod global;
 mod sync;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
 pub use counters::{LIVE_SLACK_BYTES, OP_BATCH, ScopeStats, Snapshot};
+pub use future::{CountFuture, count_future};
 
 /// A [`GlobalAlloc`] that forwards every call to `A` and counts it.
 ///

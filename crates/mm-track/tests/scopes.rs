@@ -123,3 +123,66 @@ fn is_active_is_invisible_to_scopes() {
     assert!(active);
     assert!(s.is_empty(), "the probe leaked into the scope: {s:?}");
 }
+
+/// Pending once, then ready.
+struct YieldOnce(bool);
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if std::mem::replace(&mut self.0, true) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn count_future_sums_its_polls_and_counts_the_final_drop() {
+    use std::task::{Context, Poll, Waker};
+    assert!(mm_track::is_active());
+    let mut cx = Context::from_waker(Waker::noop());
+    let fut = mm_track::count_future(async {
+        let a = black_box(vec![1u8; 10]);
+        YieldOnce(false).await;
+        let b = black_box(vec![2u8; 20]);
+        // `a` and `b` are dropped when the block completes, inside the last poll.
+        a.len() + b.len()
+    });
+    let mut fut = std::pin::pin!(fut);
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    let first = fut.stats();
+    assert_eq!(
+        (first.allocs, first.alloc_bytes, first.deallocs),
+        (1, 10, 0)
+    );
+    // Calls made between polls are not the future's.
+    drop(black_box(vec![0u8; 1000]));
+    let Poll::Ready((len, stats)) = fut.as_mut().poll(&mut cx) else {
+        panic!("ready on the second poll")
+    };
+    assert_eq!(len, 30);
+    assert_eq!(
+        stats,
+        ScopeStats {
+            allocs: 2,
+            deallocs: 2,
+            reallocs: 0,
+            alloc_bytes: 30,
+            dealloc_bytes: 30,
+        }
+    );
+    assert_eq!(fut.stats(), stats);
+}
+
+#[test]
+#[should_panic(expected = "polled after it completed")]
+fn count_future_polled_after_completion_panics() {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut fut = std::pin::pin!(mm_track::count_future(async { 1 }));
+    assert!(fut.as_mut().poll(&mut cx).is_ready());
+    let _ = fut.as_mut().poll(&mut cx);
+}

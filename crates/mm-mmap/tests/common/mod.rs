@@ -89,3 +89,25 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Maps through the cache for the tests: every test's files live in its own temporary
+/// directory and are replaced by rename, or rewritten only after each map of them was
+/// dropped, which is what `MmapCache::get`'s contract asks.
+pub trait MapFile {
+    /// `MmapCache::get` under that argument.
+    fn map_file(
+        &self,
+        path: &Path,
+    ) -> Result<std::sync::Arc<mm_mmap::MappedFile>, mm_mmap::MmapError>;
+}
+
+impl MapFile for mm_mmap::MmapCache {
+    fn map_file(
+        &self,
+        path: &Path,
+    ) -> Result<std::sync::Arc<mm_mmap::MappedFile>, mm_mmap::MmapError> {
+        // SAFETY: see the trait's docs: no test changes a file in place while it is mapped,
+        // except the SIGBUS test, which does so on purpose in a child process.
+        unsafe { self.get(path) }
+    }
+}
