@@ -348,10 +348,16 @@ pub struct OwnedTokenizer {
 impl OwnedTokenizer {
     /// Maps `path` (through mm-gguf's process-wide map cache) and builds the index.
     ///
+    /// # Safety
+    /// As [`MappedGguf::open`]: the file must not be modified in place or truncated while
+    /// the returned value lives.
+    ///
     /// # Errors
     /// Every error of [`MappedGguf::open`] and [`Vocab::from_gguf`].
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_mapped(Arc::new(MappedGguf::open(path)?))
+    pub unsafe fn open(path: impl AsRef<Path>) -> Result<Self> {
+        // SAFETY: the caller's contract is the one `MappedGguf::open` asks for.
+        let m = unsafe { MappedGguf::open(path) }?;
+        Self::from_mapped(Arc::new(m))
     }
 
     /// Builds the index of an already mapped file.

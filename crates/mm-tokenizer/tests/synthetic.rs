@@ -444,10 +444,12 @@ fn owned_tokenizer_maps_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vocab.gguf");
     std::fs::write(&path, spm(true).bytes()).unwrap();
-    let owned = OwnedTokenizer::open(&path).unwrap();
+    // SAFETY: the temporary file is not modified while mapped.
+    let owned = unsafe { OwnedTokenizer::open(&path) }.unwrap();
     let t = owned.tokenizer();
     assert_eq!(t.encode("hello", PLAIN), [t.token_id("▁hello").unwrap()]);
     assert_eq!(owned.vocab().len(), t.n_tokens());
     assert!(owned.gguf().mapped_bytes() > 0);
-    assert!(OwnedTokenizer::open(dir.path().join("missing.gguf")).is_err());
+    // SAFETY: as above (the file does not exist).
+    assert!(unsafe { OwnedTokenizer::open(dir.path().join("missing.gguf")) }.is_err());
 }
