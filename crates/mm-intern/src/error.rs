@@ -44,6 +44,18 @@ pub enum InternError {
         /// Strings per shard.
         capacity: u64,
     },
+    /// The allocator returned memory for a new chunk of string data at or above 2^48 (or
+    /// ending past it): the live interner keeps each string's address in 48 bits of an
+    /// 8-byte span. No mainstream 64-bit OS hands out such addresses to a process that
+    /// did not ask for them; nothing was stored.
+    #[error(
+        "the allocator returned string storage at {addr:#x}, above the 48-bit addresses the \
+         interner can record; this platform's address layout is not supported"
+    )]
+    AddressOutOfRange {
+        /// Start of the refused allocation.
+        addr: u64,
+    },
     /// [`InternerConfig::shards`](crate::InternerConfig::shards) is not a power of two in
     /// `1..=256`.
     #[error("invalid shard count {0}: use a power of two from 1 to 256")]

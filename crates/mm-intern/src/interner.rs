@@ -6,9 +6,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::{
     InternError, InternStats, Symbol,
+    counters::CallCounters,
+    live::LiveShard,
     store::{ShardStore, StoreFull},
     symbol::max_local,
-    sync::{self, AtomicU64, HashBuilder, Mutex, Ordering},
+    sync::{self, AtomicU64, HashBuilder, Ordering},
 };
 
 /// How to build an [`Interner`]: shard count and optional limits.
@@ -101,23 +103,36 @@ impl Limits {
             self.strings.fetch_sub(1, Ordering::AcqRel);
         }
     }
+
+    /// Gives back a reservation of `len` bytes made by [`reserve`](Self::reserve) for a
+    /// string that could not be stored after all.
+    fn release(&self, len: u64) {
+        self.release_strings();
+        if self.max_bytes.is_some() {
+            self.bytes.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
 }
 
 /// A thread-safe string interner: `&self` methods from any number of threads.
 ///
-/// Strings are spread over a fixed number of shards by hash; each shard is a mutex around a
-/// hash table and an append-only arena, so two threads contend only when their strings land
-/// in the same shard. A string is stored once; every call with equal text returns the same
+/// Strings are spread over a fixed number of shards by hash. Finding a stored string
+/// ([`get`](Self::get), a hit of [`get_or_intern`](Self::get_or_intern)) and resolving a
+/// symbol take no lock and make no atomic read-modify-write: they read the shard's
+/// published index table and span table with plain (Acquire) loads. Only a new string takes
+/// its shard's lock, so two threads contend only when they add strings to the same shard
+/// at the same time. A string is stored once; every call with equal text returns the same
 /// [`Symbol`].
 ///
 /// When the set of strings stops growing, [`freeze`](Self::freeze) turns it into a
-/// [`FrozenInterner`] whose lookups take no lock at all.
+/// compacted [`FrozenInterner`].
 ///
 /// See the crate docs for an example and `docs/mm-intern.md` for the design.
 pub struct Interner {
-    shards: Box<[CachePadded<Mutex<ShardStore>>]>,
+    shards: Box<[CachePadded<LiveShard>]>,
     hasher: HashBuilder,
     shard_bits: u32,
+    counters: CallCounters,
     limits: Limits,
 }
 
@@ -139,7 +154,8 @@ impl fmt::Debug for Interner {
 
 impl Interner {
     /// An interner with the default configuration (16 shards, no limits). Allocates only
-    /// the shard array (about 2 KiB); shards allocate on their first string.
+    /// the shard array and the per-thread call counters (about 10 KiB); shards allocate on
+    /// their first string.
     pub fn new() -> Self {
         match Self::with_config(InternerConfig::default()) {
             Ok(interner) => interner,
@@ -159,10 +175,11 @@ impl Interner {
         }
         Ok(Self {
             shards: (0..shards)
-                .map(|_| CachePadded::new(Mutex::new(ShardStore::new())))
+                .map(|_| CachePadded::new(LiveShard::new()))
                 .collect(),
             hasher: HashBuilder::default(),
             shard_bits: shards.trailing_zeros(),
+            counters: CallCounters::new(),
             limits: Limits {
                 max_strings: config.max_strings,
                 max_bytes: config.max_bytes,
@@ -174,10 +191,11 @@ impl Interner {
 
     /// The symbol for `s`, storing a copy of `s` first if it is new.
     ///
-    /// Cost: one hash of `s`, one uncontended lock, one hash-table probe; when `s` is new,
-    /// also a copy of `s` into the shard's arena (occasionally a new chunk of up to 64 KiB,
-    /// or exactly `s.len()` for strings over 4 KiB) and a table insert (occasionally a
-    /// table resize).
+    /// Cost of a hit: one hash of `s`, one probe of the shard's table (no lock, no atomic
+    /// read-modify-write) and a per-thread counter update. When `s` is new, also the
+    /// shard's lock, a copy of `s` into the shard's arena (occasionally a new chunk of up
+    /// to 8 KiB, or exactly `s.len()` for strings over 1 KiB), and a table insert
+    /// (occasionally a rebuild of the shard's table at twice the size).
     ///
     /// # Panics
     /// If `s` is new and cannot be stored because a limit from [`InternerConfig`] or the
@@ -200,27 +218,56 @@ impl Interner {
     /// is full. Nothing is stored then, and the call is not counted in the stats.
     #[inline]
     pub fn try_get_or_intern(&self, s: &str) -> Result<Symbol, InternError> {
+        let sym = self.intern_uncounted(s)?;
+        self.counters.add(1, s.len() as u64);
+        Ok(sym)
+    }
+
+    #[inline]
+    fn intern_uncounted(&self, s: &str) -> Result<Symbol, InternError> {
         let hash = self.hasher.hash_one(s);
         let shard = self.shard_of(hash);
-        let mut store = sync::lock(&self.shards[shard]);
-        let local = self.get_or_insert(&mut store, shard, hash, s)?;
-        store.calls += 1;
-        store.requested_bytes += s.len() as u64;
+        let local = match self.shards[shard].find(hash, s) {
+            Some(local) => local,
+            None => self.insert_slow(shard, hash, s)?,
+        };
         Ok(Symbol::new(shard, local, self.shard_bits))
+    }
+
+    /// The locked path: confirm the miss, then store `s`.
+    #[cold]
+    fn insert_slow(&self, shard: usize, hash: u64, s: &str) -> Result<u32, InternError> {
+        let live = &self.shards[shard];
+        let mut w = sync::lock(&live.writer);
+        // Under the lock the probe is exact: no table is being rebuilt.
+        if let Some(local) = live.find(hash, s) {
+            return Ok(local);
+        }
+        let max_local = max_local(self.shard_bits);
+        if live.len() >= max_local {
+            return Err(InternError::SymbolSpaceExhausted {
+                shard,
+                shards: self.shards.len(),
+                capacity: u64::from(max_local),
+            });
+        }
+        let len = s.len() as u64;
+        self.limits.reserve(len)?;
+        live.insert(&mut w, hash, s, &self.hasher).inspect_err(|_| {
+            self.limits.release(len);
+        })
     }
 
     /// Interns every string of `strings` and appends their symbols to `out`, in order.
     ///
-    /// Same result as calling [`try_get_or_intern`](Self::try_get_or_intern) on each, but
-    /// the strings are processed in groups of up to [`BATCH`](Self::BATCH) and each shard's
-    /// lock is taken once per group instead of once per string, which is what a per-call
-    /// interner spends most of its time on when strings repeat (an uncontended lock and
-    /// unlock are two atomic read-modify-writes). Use it for token streams. Needs no heap
-    /// memory beyond `out` (the group's scratch is on the stack, about 3 KiB).
+    /// Same result as calling [`try_get_or_intern`](Self::try_get_or_intern) on each
+    /// (hits take no lock either way); the calls are counted once per batch instead of once
+    /// per string. Needs no heap memory beyond `out`.
     ///
     /// # Errors
     /// As [`try_get_or_intern`](Self::try_get_or_intern). On an error `out` is left as it
-    /// was, but strings of the batch interned before the failing one stay interned.
+    /// was, but strings of the batch interned before the failing one stay interned (and
+    /// their calls are counted).
     pub fn try_intern_batch<S: AsRef<str>>(
         &self,
         strings: &[S],
@@ -228,99 +275,49 @@ impl Interner {
     ) -> Result<(), InternError> {
         let start = out.len();
         out.reserve(strings.len());
-        for group in strings.chunks(Self::BATCH) {
-            if let Err(e) = self.intern_group(group, out) {
-                out.truncate(start);
-                return Err(e);
+        let mut bytes = 0;
+        for s in strings {
+            let s = s.as_ref();
+            match self.intern_uncounted(s) {
+                Ok(sym) => {
+                    out.push(sym);
+                    bytes += s.len() as u64;
+                }
+                Err(e) => {
+                    let done = (out.len() - start) as u64;
+                    self.counters.add(done, bytes);
+                    out.truncate(start);
+                    return Err(e);
+                }
             }
         }
+        self.counters.add((out.len() - start) as u64, bytes);
         Ok(())
     }
 
-    /// Strings per group in [`try_intern_batch`](Self::try_intern_batch).
-    pub const BATCH: usize = 256;
-
-    fn intern_group<S: AsRef<str>>(
-        &self,
-        group: &[S],
-        out: &mut Vec<Symbol>,
-    ) -> Result<(), InternError> {
-        debug_assert!(group.len() <= Self::BATCH);
-        let mut hashes = [0u64; Self::BATCH];
-        // Counting sort of the group's positions by shard.
-        let mut per_shard = [0u16; 257];
-        for (i, s) in group.iter().enumerate() {
-            hashes[i] = self.hasher.hash_one(s.as_ref());
-            per_shard[self.shard_of(hashes[i]) + 1] += 1;
-        }
-        for shard in 0..self.shards.len() {
-            per_shard[shard + 1] += per_shard[shard];
-        }
-        let mut order = [0u16; Self::BATCH];
-        let mut next = per_shard;
-        for (i, &hash) in hashes[..group.len()].iter().enumerate() {
-            let shard = self.shard_of(hash);
-            order[next[shard] as usize] = i as u16;
-            next[shard] += 1;
-        }
-        let mut symbols = [None::<Symbol>; Self::BATCH];
-        for shard in 0..self.shards.len() {
-            let range = per_shard[shard] as usize..per_shard[shard + 1] as usize;
-            if range.is_empty() {
-                continue;
-            }
-            let mut store = sync::lock(&self.shards[shard]);
-            for &i in &order[range] {
-                let (i, s) = (i as usize, group[i as usize].as_ref());
-                let local = self.get_or_insert(&mut store, shard, hashes[i], s)?;
-                store.calls += 1;
-                store.requested_bytes += s.len() as u64;
-                symbols[i] = Some(Symbol::new(shard, local, self.shard_bits));
-            }
-        }
-        out.extend(symbols[..group.len()].iter().flatten());
-        Ok(())
-    }
-
-    #[inline]
-    fn get_or_insert(
-        &self,
-        store: &mut ShardStore,
-        shard: usize,
-        hash: u64,
-        s: &str,
-    ) -> Result<u32, InternError> {
-        let max_local = max_local(self.shard_bits);
-        store.get_or_insert(
-            hash,
-            s,
-            &self.hasher,
-            max_local,
-            || self.limits.reserve(s.len() as u64),
-            |full| match full {
-                StoreFull::Strings | StoreFull::Chunks => InternError::SymbolSpaceExhausted {
-                    shard,
-                    shards: self.shards.len(),
-                    capacity: u64::from(max_local),
-                },
-            },
-        )
-    }
-
-    /// The symbol for `s` if it was interned; never stores anything. Cost: one hash, one
-    /// lock, one probe; no allocation.
+    /// The symbol for `s` if it was interned; never stores anything. Cost of a hit: one
+    /// hash and one probe, no lock, no allocation; a miss confirms itself under the shard's
+    /// lock (a table rebuild in progress can hide a stored string from the lock-free probe).
     #[inline]
     pub fn get(&self, s: &str) -> Option<Symbol> {
         let hash = self.hasher.hash_one(s);
         let shard = self.shard_of(hash);
-        let local = sync::lock(&self.shards[shard]).find(hash, s)?;
+        let live = &self.shards[shard];
+        let local = match live.find(hash, s) {
+            Some(local) => local,
+            None => {
+                let _w = sync::lock(&live.writer);
+                live.find(hash, s)?
+            }
+        };
         Some(Symbol::new(shard, local, self.shard_bits))
     }
 
-    /// The string of `sym`. The `&str` borrows the interner, not a lock: it stays valid
-    /// while other threads keep interning, because stored strings never move.
+    /// The string of `sym`. The `&str` borrows the interner: it stays valid while other
+    /// threads keep interning, because stored strings never move.
     ///
-    /// Cost: one lock and two indexed loads; no hashing, no allocation.
+    /// Cost: a few dependent loads (published count, span directory, span), no lock, no
+    /// hashing, no allocation.
     ///
     /// # Panics
     /// If `sym` was not made by this interner and does not name one of its strings (a
@@ -338,23 +335,12 @@ impl Interner {
     #[inline]
     pub fn try_resolve(&self, sym: Symbol) -> Option<&str> {
         let (shard, local) = sym.split(self.shard_bits);
-        let store = sync::lock(self.shards.get(shard)?);
-        let text: *const str = store.resolve(local)?;
-        drop(store);
-        // SAFETY: `text` points into a chunk of the store inside `self.shards[shard]`. By
-        // the store's pinning guarantee (store.rs) those bytes keep their address and are
-        // never written until the store is dropped or compacted; both need the store by
-        // value or `&mut`, which `Interner` only gives up in `freeze(self)` and `Drop`, and
-        // neither can run while the returned borrow of `self` is alive. Other threads'
-        // inserts after we unlocked write only other bytes, through raw pointers. The bytes
-        // were written before the span was published under the same lock we acquired, so
-        // they are visible to us.
-        Some(unsafe { &*text })
+        self.shards.get(shard)?.resolve(local)
     }
 
-    /// Unique strings stored. Locks each shard in turn.
+    /// Unique strings stored. Reads each shard's published count; no lock.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| sync::lock(s).len()).sum()
+        self.shards.iter().map(|s| s.len() as usize).sum()
     }
 
     /// True if no string has been stored.
@@ -369,22 +355,35 @@ impl Interner {
 
     /// Byte accounting, read from each shard under its lock (see [`InternStats`]).
     pub fn stats(&self) -> InternStats {
+        let (calls, requested_bytes) = self.counters.totals();
         let mut stats = InternStats {
-            fixed_bytes: (self.shards.len() * size_of::<CachePadded<Mutex<ShardStore>>>()) as u64,
+            calls,
+            requested_bytes,
+            fixed_bytes: (self.shards.len() * size_of::<CachePadded<LiveShard>>()
+                + self.counters.heap_bytes()) as u64,
             ..InternStats::default()
         };
         for shard in self.shards.iter() {
-            stats.add_shard(&sync::lock(shard));
+            let w = sync::lock(&shard.writer);
+            let held = shard.held(&w);
+            stats.add_shard(
+                u64::from(shard.len()),
+                w.string_bytes,
+                held.arena,
+                held.index,
+            );
         }
         stats
     }
 
-    /// Turns the interner into a read-only [`FrozenInterner`] whose lookups and resolves
-    /// take no lock. Every symbol keeps naming the same string.
+    /// Turns the interner into a read-only [`FrozenInterner`]. Every symbol keeps naming
+    /// the same string.
     ///
-    /// Cost: gives back all unused capacity (chunk tails, spare table and list capacity),
-    /// which reallocates each chunk and rebuilds each hash table: O(strings + bytes), once.
+    /// Cost: copies every string into a compacted store per shard (exactly sized chunks,
+    /// span list and `hashbrown` table), then frees the live shards: O(strings + bytes),
+    /// once, and for a moment both copies are held.
     pub fn freeze(self) -> FrozenInterner {
+        let (calls, requested_bytes) = self.counters.totals();
         let Interner {
             shards,
             hasher,
@@ -394,7 +393,21 @@ impl Interner {
         let shards: Box<[ShardStore]> = Vec::from(shards)
             .into_iter()
             .map(|shard| {
-                let mut store = sync::into_inner(CachePadded::into_inner(shard));
+                let mut live = CachePadded::into_inner(shard);
+                let string_bytes = sync::lock(&live.writer).string_bytes;
+                let mut store =
+                    ShardStore::with_capacity(live.len() as usize, string_bytes as usize);
+                for (i, text) in live.texts().enumerate() {
+                    let local = store.get_or_insert(
+                        hasher.hash_one(text),
+                        text,
+                        &hasher,
+                        u32::MAX,
+                        || Ok::<(), StoreFull>(()),
+                        |full| full,
+                    );
+                    debug_assert_eq!(local, Ok(i as u32));
+                }
                 store.compact(&hasher);
                 store
             })
@@ -403,21 +416,23 @@ impl Interner {
             shards,
             hasher,
             shard_bits,
+            calls,
+            requested_bytes,
         }
     }
 
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
-        // hashbrown indexes buckets with the low bits and tags them with the top 7; bits
-        // 32.. are used by neither until a table has 2^32 buckets, so choosing the shard
+        // The index tables use the low bits for the group and the top 7 for tags; bits
+        // 32.. are used by neither until a table has 2^32 groups, so choosing the shard
         // with them keeps both well mixed within a shard.
         ((hash >> 32) as usize) & (self.shards.len() - 1)
     }
 }
 
-/// The read-only form of an [`Interner`], made by [`Interner::freeze`]: `get` and `resolve`
-/// are plain reads with no lock and no atomic, so any number of threads can share it (for
-/// example in an `Arc`) at the cost of a hash-table probe each.
+/// The read-only form of an [`Interner`], made by [`Interner::freeze`]: compacted (no spare
+/// capacity), with `get` and `resolve` as plain reads with no lock and no atomic, so any
+/// number of threads can share it (for example in an `Arc`).
 ///
 /// It cannot intern new strings. Its [`stats`](Self::stats) are those of the interner at
 /// freezing time, after unused capacity was given back.
@@ -425,6 +440,8 @@ pub struct FrozenInterner {
     shards: Box<[ShardStore]>,
     hasher: HashBuilder,
     shard_bits: u32,
+    calls: u64,
+    requested_bytes: u64,
 }
 
 impl fmt::Debug for FrozenInterner {
@@ -478,11 +495,19 @@ impl FrozenInterner {
     /// Byte accounting of the frozen form (see [`InternStats`]).
     pub fn stats(&self) -> InternStats {
         let mut stats = InternStats {
+            calls: self.calls,
+            requested_bytes: self.requested_bytes,
             fixed_bytes: (self.shards.len() * size_of::<ShardStore>()) as u64,
             ..InternStats::default()
         };
         for shard in self.shards.iter() {
-            stats.add_shard(shard);
+            let held = shard.held();
+            stats.add_shard(
+                shard.len() as u64,
+                shard.string_bytes,
+                held.arena,
+                held.index,
+            );
         }
         stats
     }
@@ -492,8 +517,9 @@ impl FrozenInterner {
 mod tests {
     use super::*;
 
-    /// The one `unsafe` lifetime extension (`try_resolve`), exercised with a writer in the
-    /// same shard at the same time; small enough for Miri's race detector.
+    /// Lock-free resolves and lookups with a writer in the same shard at the same time
+    /// (300 strings: span segments, directory growth and table rebuilds); small enough for
+    /// Miri's race detector.
     #[test]
     fn resolve_while_another_thread_fills_the_same_shard() {
         let interner = Interner::with_config(InternerConfig::default().shards(1)).unwrap();
@@ -508,6 +534,7 @@ mod tests {
             for _ in 0..50 {
                 assert_eq!(text, "stay");
                 assert_eq!(interner.resolve(sym), "stay");
+                assert_eq!(interner.get("stay"), Some(sym));
             }
         });
         assert_eq!(text, "stay");

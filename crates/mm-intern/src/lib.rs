@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod counters;
 mod error;
 mod interner;
+mod live;
 mod stats;
 mod store;
 mod symbol;

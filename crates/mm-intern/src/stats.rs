@@ -9,8 +9,9 @@
 /// for byte against `mm-track`'s live-bytes delta. It does not include the allocator's own
 /// rounding or headers, which depend on the allocator.
 ///
-/// The interner reads the figures shard by shard, each under its own lock, so while other
-/// threads intern the totals may mix moments; each shard's figures are consistent.
+/// The interner reads the figures shard by shard, each under its own lock, and the call
+/// counters from per-thread slots, so while other threads intern the totals may mix
+/// moments; once they are done (joined) every figure is exact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InternStats {
@@ -47,13 +48,10 @@ impl InternStats {
         requested - held
     }
 
-    pub(crate) fn add_shard(&mut self, shard: &crate::store::ShardStore) {
-        let held = shard.held();
-        self.strings += shard.len() as u64;
-        self.calls += shard.calls;
-        self.requested_bytes += shard.requested_bytes;
-        self.string_bytes += shard.string_bytes;
-        self.arena_bytes += held.arena;
-        self.index_bytes += held.index;
+    pub(crate) fn add_shard(&mut self, strings: u64, string_bytes: u64, arena: u64, index: u64) {
+        self.strings += strings;
+        self.string_bytes += string_bytes;
+        self.arena_bytes += arena;
+        self.index_bytes += index;
     }
 }

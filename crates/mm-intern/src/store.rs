@@ -1,7 +1,7 @@
-//! One shard's storage: an append-only byte arena, a span per string and a hash index.
+//! One frozen shard's storage: an append-only byte arena, a span per string and a hash index.
+//! The live interner's shards (`live.rs`) reuse its [`Chunk`].
 //!
-//! This module holds all the `unsafe` of the crate. Its one guarantee that other modules rely
-//! on (the *pinning guarantee*):
+//! Its one guarantee that other modules rely on (the *pinning guarantee*):
 //!
 //! > The bytes of a string returned by [`ShardStore::resolve`] stay at the same address and
 //! > are never written again until the `ShardStore` is dropped or [`ShardStore::compact`]
@@ -30,9 +30,11 @@ pub(crate) const MAX_SMALL: usize = 1024;
 const LARGE: u64 = 0xFFFF;
 
 /// A fixed-capacity byte buffer whose first `len` bytes are initialised and immutable.
-struct Chunk {
+/// Also the arena chunk of the live interner (`live.rs`), which reads the initialised prefix
+/// through [`Chunk::base`] from other threads.
+pub(crate) struct Chunk {
     ptr: NonNull<u8>,
-    cap: usize,
+    pub(crate) cap: usize,
     len: usize,
 }
 
@@ -56,7 +58,7 @@ impl Chunk {
 
     /// Allocates `cap > 0` uninitialised bytes; aborts through `handle_alloc_error` if the
     /// allocator fails, as `Vec` does.
-    fn with_capacity(cap: usize) -> Self {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
         assert!(cap > 0, "chunks are never empty");
         let layout = Self::layout(cap);
         // SAFETY: `layout` has a non-zero size (asserted above).
@@ -68,13 +70,13 @@ impl Chunk {
     }
 
     #[inline]
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.cap - self.len
     }
 
     /// Appends `bytes` and returns the offset they start at. Panics if they do not fit
     /// (callers check `remaining` first).
-    fn push(&mut self, bytes: &[u8]) -> usize {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
         assert!(bytes.len() <= self.remaining(), "chunk overflow");
         let start = self.len;
         // SAFETY: the destination `[start, start + bytes.len())` lies inside our allocation
@@ -91,6 +93,13 @@ impl Chunk {
         }
         self.len += bytes.len();
         start
+    }
+
+    /// The start of the allocation. Bytes below `len` are initialised and never written
+    /// again; bytes past it are written only by `push`.
+    #[inline]
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.ptr
     }
 
     /// The initialised bytes `[start, start + len)`. Panics if the range is not initialised.
@@ -262,27 +271,28 @@ pub(crate) struct ShardStore {
     arena: Arena,
     spans: Vec<Span>,
     table: HashTable<u32>,
-    /// `get_or_intern` calls that returned a symbol from this shard.
-    pub(crate) calls: u64,
-    /// Sum of the lengths passed by those calls.
-    pub(crate) requested_bytes: u64,
     /// Sum of the lengths of the unique strings stored.
     pub(crate) string_bytes: u64,
 }
 
 impl ShardStore {
     /// An empty shard; allocates nothing.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_capacity(0, 0)
+    }
+
+    /// An empty shard with room for `strings` strings of `bytes` bytes in total in its
+    /// first chunk, span list and table.
+    pub(crate) fn with_capacity(strings: usize, bytes: usize) -> Self {
         Self {
             arena: Arena {
                 chunks: Vec::new(),
                 open: None,
-                next_cap: FIRST_CHUNK,
+                next_cap: bytes.clamp(FIRST_CHUNK, MAX_CHUNK),
             },
-            spans: Vec::new(),
-            table: HashTable::new(),
-            calls: 0,
-            requested_bytes: 0,
+            spans: Vec::with_capacity(strings),
+            table: HashTable::with_capacity(strings),
             string_bytes: 0,
         }
     }

@@ -4,12 +4,12 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     Mutex, MutexGuard,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     Mutex, MutexGuard,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
 /// The hasher of every interner. Loom replays schedules and needs each execution to behave
@@ -23,7 +23,7 @@ pub(crate) type HashBuilder =
     core::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
 /// Locks `mutex`, ignoring poisoning: every store operation leaves the shard consistent at
-/// each point where it could unwind (see `store.rs`), so a panic elsewhere does not make the
+/// each point where it could unwind (see `live.rs`), so a panic elsewhere does not make the
 /// data unusable.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -31,9 +31,85 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Takes the value out of `mutex`, ignoring poisoning for the same reason as [`lock`].
-pub(crate) fn into_inner<T>(mutex: Mutex<T>) -> T {
-    mutex
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Number of per-thread counter slots (see `counters.rs`); a thread that finds all of them
+/// taken uses the shared slot `SLOTS`.
+pub(crate) const SLOTS: usize = 32;
+
+/// One bit per slot: set while a live thread owns it.
+#[cfg(not(loom))]
+static CLAIMED: AtomicU64 = AtomicU64::new(0);
+/// Under loom a static lives in the model's execution; each claim keeps an `Arc` of it,
+/// because loom drops the main thread's thread-locals after its statics.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref CLAIMED_LOOM: loom::sync::Arc<AtomicU64> = loom::sync::Arc::new(AtomicU64::new(0));
+}
+
+/// A thread's claim on one counter slot, given back when the thread exits.
+struct SlotClaim(
+    usize,
+    #[cfg(not(loom))] &'static AtomicU64,
+    #[cfg(loom)] loom::sync::Arc<AtomicU64>,
+);
+
+impl SlotClaim {
+    fn claim() -> Self {
+        #[cfg(not(loom))]
+        let claim = SlotClaim(Self::claim_in(&CLAIMED), &CLAIMED);
+        #[cfg(loom)]
+        let claim = {
+            let claimed = CLAIMED_LOOM.clone();
+            SlotClaim(Self::claim_in(&claimed), claimed)
+        };
+        claim
+    }
+
+    fn claim_in(claimed: &AtomicU64) -> usize {
+        let all = (1u64 << SLOTS) - 1;
+        let mut seen = claimed.load(Ordering::Relaxed);
+        loop {
+            let free = !seen & all;
+            if free == 0 {
+                return SLOTS;
+            }
+            let bit = free.trailing_zeros() as usize;
+            // Acquire: the previous owner's counter stores (before its Release in `drop`)
+            // happen before this thread's first load of the slot's counters.
+            match claimed.compare_exchange(
+                seen,
+                seen | 1 << bit,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return bit,
+                Err(now) => seen = now,
+            }
+        }
+    }
+}
+
+impl Drop for SlotClaim {
+    fn drop(&mut self) {
+        if self.0 < SLOTS {
+            // Release: hands this thread's last counter stores to the slot's next owner.
+            self.1.fetch_and(!(1u64 << self.0), Ordering::Release);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static SLOT: SlotClaim = SlotClaim::claim();
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static SLOT: SlotClaim = SlotClaim::claim();
+}
+
+/// The calling thread's counter slot: `0..SLOTS`, owned by this thread alone until it exits,
+/// or `SLOTS` (shared, updated with read-modify-writes) when every slot is taken or the
+/// thread's slot was already given back (a thread-local destructor interning).
+#[inline]
+pub(crate) fn thread_slot() -> usize {
+    SLOT.try_with(|s| s.0).unwrap_or(SLOTS)
 }

@@ -1,0 +1,518 @@
+//! One shard of the live interner: published strings are found and resolved without a lock;
+//! new strings are added by one thread at a time, the holder of the shard's mutex.
+//!
+//! ```text
+//! LiveShard
+//!   count        AtomicU32       strings published; local index i < count is readable
+//!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of fixed-size span segments
+//!                   seg -> [AtomicU64; SPAN_SEG]   span = address (48 bits) | len (16 bits)
+//!   groups       AtomicUsize     group count of the index table (a power of two, or 0)
+//!   table_segs   [ptr; 30]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0)
+//!                   Group { tags: AtomicU64 (8 one-byte tags), slots: [AtomicU32; 8] }
+//!   writer       Mutex<Writer>   arena chunks, retired directories, byte counts
+//! ```
+//!
+//! # Invariants (argued where each `unsafe` block relies on them)
+//!
+//! 1. **Publication.** A writer stores a string's bytes into a chunk, its span into its
+//!    segment and, if needed, the segment pointer into the directory and the directory into
+//!    `span_dir`, all before `count.store(i + 1, Release)`. A reader that loads `count` with
+//!    Acquire and sees `c > i` therefore sees all of them (writers follow each other through
+//!    the mutex, so this holds across writers too).
+//! 2. **Nothing readable moves or is freed while the shard lives.** Chunks are raw
+//!    allocations written only past their initialised prefix; span segments and the table's
+//!    group segments are never reallocated; a replaced directory is *retired* (kept, still
+//!    holding every pointer it had) until the shard is dropped. Only `Drop` frees anything,
+//!    and it has `&mut self`.
+//! 3. **Index table.** Group segments are published (Release) before `groups` is raised
+//!    (Release), so a reader that read `groups = G` with Acquire finds every segment of the
+//!    groups `0..G` non-null. A slot's index is stored before its tag byte (Release on the
+//!    tag word). A reader may still read a stale or newer index (the writer rebuilds the
+//!    table in place when it grows); it uses an index only after checking it against
+//!    `count` (Acquire) and then compares the text, so a stale slot can only cause a
+//!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
+//!    under the mutex by the caller.
+
+use core::{hash::BuildHasher, mem::size_of, ptr, slice, str};
+
+use crate::{
+    InternError,
+    store::{Chunk, MAX_SMALL},
+    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Ordering},
+};
+
+/// Spans per segment: 2 KiB segments, so the unused tail of a shard's span table is at most
+/// 2 KiB. Loom uses two-span segments so that its small models cross segment and directory
+/// boundaries.
+const SPAN_SEG_BITS: u32 = if cfg!(loom) { 1 } else { 8 };
+const SPAN_SEG: usize = 1 << SPAN_SEG_BITS;
+/// First capacity of the span directory (segment pointers).
+const FIRST_DIR: usize = if cfg!(loom) { 1 } else { 4 };
+/// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
+/// that two or three strings already rebuild the table under a concurrent reader.
+const GROUP_FILL: usize = if cfg!(loom) { 1 } else { 7 };
+/// Capacity of a shard's first regular chunk; chunks double up to `MAX_CHUNK`.
+const FIRST_CHUNK: usize = 256;
+const MAX_CHUNK: usize = 1 << 13;
+/// The `len` field of a span whose string is longer than 16 bits can say: its chunk starts
+/// with the length as 8 native-endian bytes.
+const HEADER_LEN: u64 = 0xFFFF;
+/// Spans keep a byte address in their top 48 bits.
+const ADDR_LIMIT: u64 = 1 << 48;
+/// Index-table segments: enough for `2^29` groups, more than a shard can hold strings.
+const TABLE_SEGS: usize = 30;
+/// Tag byte of an empty slot; a full slot's tag is the hash's top 7 bits (high bit clear).
+const EMPTY_GROUP: u64 = 0x8080_8080_8080_8080;
+const LO_BITS: u64 = 0x0101_0101_0101_0101;
+
+/// Eight slots of the index table: a tag byte and a local index each.
+struct Group {
+    tags: AtomicU64,
+    slots: [AtomicU32; 8],
+}
+
+impl Group {
+    fn empty() -> Self {
+        Self {
+            tags: AtomicU64::new(EMPTY_GROUP),
+            slots: core::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+#[inline]
+fn tag(hash: u64) -> u64 {
+    hash >> 57
+}
+
+/// Bytes of `tags` whose tag may equal `tag` (exact for the lowest, possibly false for
+/// higher ones; callers compare the text anyway); empty slots are never reported.
+#[inline]
+fn matches(tags: u64, tag: u64) -> u64 {
+    let x = tags ^ (LO_BITS * tag);
+    x.wrapping_sub(LO_BITS) & !x & !tags & EMPTY_GROUP
+}
+
+/// The segment of group `g` and its position there.
+#[inline]
+fn group_place(g: usize) -> (usize, usize) {
+    let k = (usize::BITS - g.leading_zeros()) as usize;
+    (k, g - ((1usize << k) >> 1))
+}
+
+/// Groups in table segment `k`.
+fn segment_groups(k: usize) -> usize {
+    if k == 0 { 1 } else { 1 << (k - 1) }
+}
+
+/// Span of a string stored at `addr`: the address above, the length (or `HEADER_LEN`) below.
+fn pack(addr: usize, len: u64) -> u64 {
+    (addr as u64) << 16 | len
+}
+
+/// A retired span directory (see invariant 2): freed when the shard is dropped.
+struct Retired {
+    first: *mut AtomicPtr<AtomicU64>,
+    cap: usize,
+}
+
+/// The mutex-protected half of a shard.
+pub(crate) struct Writer {
+    chunks: Vec<Chunk>,
+    /// The regular chunk being filled (large strings' chunks are interleaved in `chunks`).
+    open: Option<usize>,
+    next_cap: usize,
+    /// Span segments allocated, and the capacity of the current directory.
+    span_segs: usize,
+    dir_cap: usize,
+    retired: Vec<Retired>,
+    /// Sum of the lengths of the unique strings stored.
+    pub(crate) string_bytes: u64,
+}
+
+// SAFETY: the raw pointers in `retired` are owned allocations that only this shard frees (in
+// `LiveShard::drop`), like `Box`es; moving the writer to another thread moves that
+// ownership. Everything else in `Writer` is `Send`.
+unsafe impl Send for Writer {}
+
+/// Bytes a shard holds, as allocated.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Held {
+    pub(crate) arena: u64,
+    pub(crate) index: u64,
+}
+
+impl Writer {
+    /// Copies `s` into the arena and returns its span (see invariant 2 for why its bytes
+    /// stay put).
+    fn store(&mut self, s: &str) -> Result<u64, InternError> {
+        let len = s.len();
+        if len == 0 {
+            return Ok(0);
+        }
+        if len > MAX_SMALL {
+            let header = len as u64 >= HEADER_LEN;
+            let mut chunk = Chunk::with_capacity(len + if header { 8 } else { 0 });
+            let addr = checked_base(&chunk)?;
+            if header {
+                chunk.push(&(len as u64).to_ne_bytes());
+            }
+            chunk.push(s.as_bytes());
+            self.chunks.push(chunk);
+            return Ok(pack(addr, if header { HEADER_LEN } else { len as u64 }));
+        }
+        let open = match self.open {
+            Some(open) if self.chunks[open].remaining() >= len => open,
+            _ => {
+                // MAX_SMALL <= MAX_CHUNK, so this ends at most at MAX_CHUNK.
+                let mut cap = self.next_cap;
+                while cap < len {
+                    cap *= 2;
+                }
+                let chunk = Chunk::with_capacity(cap);
+                checked_base(&chunk)?;
+                self.next_cap = (cap * 2).min(MAX_CHUNK);
+                self.chunks.push(chunk);
+                self.open = Some(self.chunks.len() - 1);
+                self.chunks.len() - 1
+            }
+        };
+        let chunk = &mut self.chunks[open];
+        let start = chunk.push(s.as_bytes());
+        Ok(pack(
+            chunk.base().as_ptr().expose_provenance() + start,
+            len as u64,
+        ))
+    }
+}
+
+/// The chunk's address, exposed so that spans can carry it as an integer, if the whole
+/// chunk lies below `ADDR_LIMIT`.
+fn checked_base(chunk: &Chunk) -> Result<usize, InternError> {
+    let addr = chunk.base().as_ptr().expose_provenance();
+    if addr as u64 + chunk.cap as u64 > ADDR_LIMIT {
+        return Err(InternError::AddressOutOfRange { addr: addr as u64 });
+    }
+    Ok(addr)
+}
+
+/// One shard of a live interner; see the module docs.
+pub(crate) struct LiveShard {
+    count: AtomicU32,
+    span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
+    groups: AtomicUsize,
+    table_segs: [AtomicPtr<Group>; TABLE_SEGS],
+    pub(crate) writer: crate::sync::Mutex<Writer>,
+}
+
+impl LiveShard {
+    /// An empty shard; allocates nothing.
+    pub(crate) fn new() -> Self {
+        Self {
+            count: AtomicU32::new(0),
+            span_dir: AtomicPtr::new(ptr::null_mut()),
+            groups: AtomicUsize::new(0),
+            table_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            writer: crate::sync::Mutex::new(Writer {
+                chunks: Vec::new(),
+                open: None,
+                next_cap: FIRST_CHUNK,
+                span_segs: 0,
+                dir_cap: 0,
+                retired: Vec::new(),
+                string_bytes: 0,
+            }),
+        }
+    }
+
+    /// Strings published so far.
+    #[inline]
+    pub(crate) fn len(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// The string with local index `i`, if it is published. No lock.
+    #[inline]
+    pub(crate) fn resolve(&self, i: u32) -> Option<&str> {
+        if i >= self.count.load(Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: `i` is below a `count` read with Acquire, as `published_text` requires.
+        Some(unsafe { self.published_text(i) })
+    }
+
+    /// The text of published string `i`.
+    ///
+    /// # Safety
+    /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
+    /// below `count`).
+    #[inline]
+    unsafe fn published_text(&self, i: u32) -> &str {
+        let i = i as usize;
+        let dir = self.span_dir.load(Ordering::Acquire);
+        // SAFETY: by invariant 1 the directory published before `count` covered segment
+        // `i >> SPAN_SEG_BITS`, and the directory read here is that one or a later one
+        // (they only grow, and a retired one stays allocated with its entries: invariant
+        // 2), so the entry is in bounds, non-null and points to a live segment of
+        // `SPAN_SEG` spans whose entry `i % SPAN_SEG` holds `i`'s span.
+        let span = unsafe {
+            let seg = (*dir.add(i >> SPAN_SEG_BITS)).load(Ordering::Acquire);
+            (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed)
+        };
+        // SAFETY: the span was made by `Writer::store` for a string whose bytes are
+        // initialised, visible (invariant 1) and never written or freed while `self` lives
+        // (invariant 2).
+        unsafe { span_text(span) }
+    }
+
+    /// The local index of `s` (hash `hash`), if the lock-free probe finds it. `None` is not
+    /// final while writers run (a table being rebuilt hides entries): confirm it under the
+    /// writer lock, where this probe is exact.
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
+        let groups = self.groups.load(Ordering::Acquire);
+        let mask = groups.wrapping_sub(1);
+        let want = tag(hash);
+        let mut pos = hash as usize & mask;
+        for stride in 1..=groups {
+            let group = self.group(pos);
+            let tags = group.tags.load(Ordering::Acquire);
+            let mut hits = matches(tags, want);
+            while hits != 0 {
+                let slot = (hits.trailing_zeros() / 8) as usize;
+                hits &= hits - 1;
+                let i = group.slots[slot].load(Ordering::Relaxed);
+                if i >= self.count.load(Ordering::Acquire) {
+                    continue;
+                }
+                // SAFETY: `i` is below a `count` read with Acquire just now.
+                if unsafe { self.published_text(i) } == s {
+                    return Some(i);
+                }
+            }
+            if tags & EMPTY_GROUP != 0 {
+                return None;
+            }
+            pos = (pos + stride) & mask;
+        }
+        None
+    }
+
+    /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
+    #[inline]
+    fn group(&self, g: usize) -> &Group {
+        let (k, at) = group_place(g);
+        let seg = self.table_segs[k].load(Ordering::Acquire);
+        // SAFETY: by invariant 3 the segment of every group below the `groups` value the
+        // caller read is published and non-null, holds `segment_groups(k) > at` groups
+        // (`group_place`), and is never freed while `self` lives (invariant 2).
+        unsafe { &*seg.add(at) }
+    }
+
+    /// Stores `s` (hash `hash`, not yet in the shard) as local index `len()` and publishes
+    /// it. The caller holds `writer` (passed as `w`), checked that the index fits a symbol,
+    /// and reserved the limits.
+    pub(crate) fn insert(
+        &self,
+        w: &mut Writer,
+        hash: u64,
+        s: &str,
+        hasher: &HashBuilder,
+    ) -> Result<u32, InternError> {
+        let i = self.count.load(Ordering::Relaxed);
+        let span = w.store(s)?;
+        self.push_span(w, i as usize, span);
+        w.string_bytes += s.len() as u64;
+        // Invariant 1: everything above happens before this.
+        self.count.store(i + 1, Ordering::Release);
+        self.index(w, i, hash, hasher);
+        Ok(i)
+    }
+
+    fn push_span(&self, w: &mut Writer, i: usize, span: u64) {
+        let seg_index = i >> SPAN_SEG_BITS;
+        if seg_index == w.span_segs {
+            if seg_index == w.dir_cap {
+                self.grow_dir(w);
+            }
+            let seg: Box<[AtomicU64]> = (0..SPAN_SEG).map(|_| AtomicU64::new(0)).collect();
+            let seg = Box::into_raw(seg).cast::<AtomicU64>();
+            let dir = self.span_dir.load(Ordering::Relaxed);
+            // SAFETY: `dir` is the current directory (only lock holders store it), with
+            // `dir_cap > seg_index` entries.
+            unsafe { (*dir.add(seg_index)).store(seg, Ordering::Release) };
+            w.span_segs += 1;
+        }
+        let dir = self.span_dir.load(Ordering::Relaxed);
+        // SAFETY: as above; entry `seg_index < span_segs` is set and points to a live
+        // segment of `SPAN_SEG` spans.
+        unsafe {
+            let seg = (*dir.add(seg_index)).load(Ordering::Relaxed);
+            (*seg.add(i & (SPAN_SEG - 1))).store(span, Ordering::Relaxed);
+        }
+    }
+
+    /// Replaces the span directory by one twice as large with the same entries, retiring
+    /// the old one (invariant 2).
+    fn grow_dir(&self, w: &mut Writer) {
+        let cap = (w.dir_cap * 2).max(FIRST_DIR);
+        let old = self.span_dir.load(Ordering::Relaxed);
+        let new: Box<[AtomicPtr<AtomicU64>]> = (0..cap)
+            .map(|k| {
+                let entry = if k < w.span_segs {
+                    // SAFETY: `old` has `dir_cap > k` entries when `span_segs > k`.
+                    unsafe { (*old.add(k)).load(Ordering::Relaxed) }
+                } else {
+                    ptr::null_mut()
+                };
+                AtomicPtr::new(entry)
+            })
+            .collect();
+        w.retired.reserve(1);
+        let new = Box::into_raw(new).cast::<AtomicPtr<AtomicU64>>();
+        self.span_dir.store(new, Ordering::Release);
+        if !old.is_null() {
+            w.retired.push(Retired {
+                first: old,
+                cap: w.dir_cap,
+            });
+        }
+        w.dir_cap = cap;
+    }
+
+    /// Adds published string `i` to the index table, growing it past `GROUP_FILL` strings
+    /// per group (7/8 full).
+    fn index(&self, _w: &mut Writer, i: u32, hash: u64, hasher: &HashBuilder) {
+        let groups = self.groups.load(Ordering::Relaxed);
+        if (i as usize) < groups * GROUP_FILL {
+            self.place(groups, i, hash);
+            return;
+        }
+        // Grow: one new segment doubles the groups; then rebuild in place.
+        let grown = (groups * 2).max(1);
+        let k = grown.trailing_zeros() as usize;
+        let seg: Box<[Group]> = (0..segment_groups(k)).map(|_| Group::empty()).collect();
+        // Invariant 3: the segment is published before `groups` covers it.
+        self.table_segs[k].store(Box::into_raw(seg).cast::<Group>(), Ordering::Release);
+        for g in 0..groups {
+            self.group(g).tags.store(EMPTY_GROUP, Ordering::Relaxed);
+        }
+        self.groups.store(grown, Ordering::Release);
+        for j in 0..=i {
+            // SAFETY: the writer published `j <= i` itself (`count > i`).
+            let h = hasher.hash_one(unsafe { self.published_text(j) });
+            self.place(grown, j, h);
+        }
+    }
+
+    /// Writes index `i` into the first slot with an empty tag along `hash`'s probe sequence.
+    /// The table is at most 7/8 full, so there is one.
+    fn place(&self, groups: usize, i: u32, hash: u64) {
+        let mask = groups - 1;
+        let mut pos = hash as usize & mask;
+        let mut stride = 0;
+        loop {
+            let group = self.group(pos);
+            let tags = group.tags.load(Ordering::Relaxed);
+            let empty = tags & EMPTY_GROUP;
+            if empty != 0 {
+                let shift = empty.trailing_zeros() & !7;
+                group.slots[(shift / 8) as usize].store(i, Ordering::Relaxed);
+                let tags = tags & !(0xFF << shift) | tag(hash) << shift;
+                // Invariant 3: the index is visible to whoever sees the tag.
+                group.tags.store(tags, Ordering::Release);
+                return;
+            }
+            stride += 1;
+            pos = (pos + stride) & mask;
+        }
+    }
+
+    /// Bytes this shard has allocated (the caller holds `writer`, passed as `w`).
+    pub(crate) fn held(&self, w: &Writer) -> Held {
+        let arena: usize = w.chunks.iter().map(|c| c.cap).sum();
+        let dirs = w.dir_cap + w.retired.iter().map(|r| r.cap).sum::<usize>();
+        let index = w.span_segs * SPAN_SEG * size_of::<AtomicU64>()
+            + dirs * size_of::<AtomicPtr<AtomicU64>>()
+            + self.groups.load(Ordering::Relaxed) * size_of::<Group>()
+            + w.chunks.capacity() * size_of::<Chunk>()
+            + w.retired.capacity() * size_of::<Retired>();
+        Held {
+            arena: arena as u64,
+            index: index as u64,
+        }
+    }
+
+    /// Every string in local-index order (the caller owns the shard).
+    pub(crate) fn texts(&mut self) -> impl Iterator<Item = &str> {
+        let n = self.count.load(Ordering::Relaxed);
+        let this: &Self = self;
+        // SAFETY: `&mut self` excludes writers, so every store is visible; `j < count`.
+        (0..n).map(move |j| unsafe { this.published_text(j) })
+    }
+}
+
+/// The text of a span made by `Writer::store`.
+///
+/// # Safety
+/// The span's bytes are initialised, visible to the caller and stay put while the returned
+/// borrow lives.
+#[inline]
+unsafe fn span_text<'a>(span: u64) -> &'a str {
+    let len = span & 0xFFFF;
+    if len == 0 {
+        return "";
+    }
+    let at = ptr::with_exposed_provenance::<u8>((span >> 16) as usize);
+    // SAFETY: `store` exposed the chunk's provenance and packed an address inside it; the
+    // caller guarantees the bytes. A `HEADER_LEN` span points to an 8-byte length followed by
+    // that many bytes; any other span to `len` bytes. They are a copy of a `&str`, so valid
+    // UTF-8.
+    unsafe {
+        let bytes = if len == HEADER_LEN {
+            let n = at.cast::<u64>().read_unaligned() as usize;
+            slice::from_raw_parts(at.add(8), n)
+        } else {
+            slice::from_raw_parts(at, len as usize)
+        };
+        str::from_utf8_unchecked(bytes)
+    }
+}
+
+impl Drop for LiveShard {
+    fn drop(&mut self) {
+        // `&mut self`: no reader or writer is left, so Relaxed loads see every store.
+        let mut w = crate::sync::lock(&self.writer);
+        let dir = self.span_dir.load(Ordering::Relaxed);
+        let free_dir = |first: *mut AtomicPtr<AtomicU64>, cap: usize| {
+            // SAFETY: each directory was made by `Box::into_raw` of a `cap`-entry boxed
+            // slice in `grow_dir` and is freed once, here.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(first, cap)) });
+        };
+        for k in 0..w.span_segs {
+            // SAFETY: `dir` has `dir_cap > k` entries, each set to a segment made by
+            // `Box::into_raw` of a `SPAN_SEG`-span boxed slice in `push_span`, freed once,
+            // here.
+            unsafe {
+                let seg = (*dir.add(k)).load(Ordering::Relaxed);
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(seg, SPAN_SEG)));
+            }
+        }
+        if !dir.is_null() {
+            free_dir(dir, w.dir_cap);
+        }
+        for r in w.retired.drain(..) {
+            free_dir(r.first, r.cap);
+        }
+        // Table segments are allocated in order 0, 1, 2, ...: stop at the first missing.
+        for (k, seg) in self.table_segs.iter().enumerate() {
+            let seg = seg.load(Ordering::Relaxed);
+            if seg.is_null() {
+                break;
+            }
+            // SAFETY: segment `k` was made by `Box::into_raw` of a boxed slice of
+            // `segment_groups(k)` groups in `index` and is freed once, here.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(seg, segment_groups(k))) });
+        }
+    }
+}
