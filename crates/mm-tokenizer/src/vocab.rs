@@ -8,6 +8,7 @@
 use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
+use hashbrown::hash_table::Entry;
 use hashbrown::{HashMap, HashTable};
 use mm_budget::{MemoryBudget, Reservation};
 use mm_gguf::{ArrayView, Gguf, Value, ValueType};
@@ -530,11 +531,11 @@ fn index_strings(file: &[u8], tokens: ArrayView<'_>) -> Result<Index> {
         let text_of = |i: &TokenId| -> &[u8] {
             string_at(file, base + u64::from(offsets[*i as usize])).unwrap_or(&[])
         };
-        match lookup.find_mut(h, |i| text_of(i) == text) {
+        match lookup.entry(h, |i| text_of(i) == text, |i| hasher.hash_one(text_of(i))) {
             // A duplicate spelling: the later id wins, as in llama.cpp's map.
-            Some(slot) => *slot = id,
-            None => {
-                lookup.insert_unique(h, id, |i| hasher.hash_one(text_of(i)));
+            Entry::Occupied(mut e) => *e.get_mut() = id,
+            Entry::Vacant(e) => {
+                e.insert(id);
             }
         }
     }
