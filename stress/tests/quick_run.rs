@@ -2,12 +2,9 @@
 //! correctness check passes (timing checks only warn in a quick run, so they cannot fail it).
 //!
 //! A `harness = false` test: the run compares process-wide live-heap figures, which are exact
-//! only when no thread outside the run allocates meanwhile. Under libtest the harness's main
-//! thread stays alive next to the test thread; at 60 s (a slow, loaded machine) it prints
-//! "has been running for over 60 seconds", and the allocator calls of that message can fold
-//! the harness thread's pending counter deltas into the process-wide figures in the middle
-//! of a baseline comparison (1,056 bytes in one observed failure). Here `main` is the only
-//! thread besides the ones the run spawns and joins.
+//! only while no thread outside the run allocates. Under libtest the harness's main thread
+//! stays alive next to the test (and allocates, for one, when a test passes 60 s on a loaded
+//! machine); here `main` is the only thread besides the ones the run spawns and joins.
 
 use mm_stress::Options;
 use mm_stress::check::Status;
