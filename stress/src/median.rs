@@ -29,6 +29,18 @@ pub struct MedianInterval {
     pub hi: f64,
 }
 
+/// The sample median of `samples` (NaN samples sort last), or `None` when empty.
+pub fn sample_median(samples: &[f64]) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
 /// The interval at miss probability `alpha` for the median of `samples`, or `None` when there
 /// are too few samples for one (or a sample is NaN).
 pub fn median_interval(samples: &[f64], alpha: f64) -> Option<MedianInterval> {
@@ -39,13 +51,8 @@ pub fn median_interval(samples: &[f64], alpha: f64) -> Option<MedianInterval> {
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
     let k = order_statistic_rank(n, alpha)?;
-    let median = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    };
     Some(MedianInterval {
-        median,
+        median: sample_median(&sorted)?,
         lo: sorted[k - 1],
         hi: sorted[n - k],
     })
@@ -116,6 +123,9 @@ mod tests {
         assert_eq!(ci.median, 9.5);
         assert_eq!((ci.lo, ci.hi), (5.0, 14.0));
         assert_eq!(median_interval(&[1.0, f64::NAN, 2.0], 0.5), None);
+        assert_eq!(sample_median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(sample_median(&[4.0, 1.0]), Some(2.5));
+        assert_eq!(sample_median(&[]), None);
     }
 
     #[test]

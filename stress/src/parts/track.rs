@@ -19,7 +19,7 @@ use super::on_threads;
 use crate::Options;
 use crate::check::{Check, Report, Status, fmt_num};
 use crate::gate::Gate;
-use crate::median::{Verdict, decide};
+use crate::median::{Verdict, decide, sample_median};
 use crate::workload::{ServiceConfig, ServiceOutcome, churn, serve};
 
 const PART: &str = "mm-track";
@@ -277,7 +277,7 @@ fn overhead(name: &str, timing: &Timing, limit_pct: f64, quick: bool) -> Check {
         Verdict::Holds(ci) | Verdict::Broken(ci) | Verdict::Undecided(Some(ci)) => Some(ci),
         Verdict::Undecided(None) => None,
     };
-    let median = ci.map_or(f64::NAN, |ci| ci.median);
+    let median = sample_median(&timing.overheads).unwrap_or(f64::NAN);
     let interval = ci.map_or_else(
         || "too few rounds for an interval".to_owned(),
         |ci| format!("99 % interval {:+.2} % .. {:+.2} %", ci.lo, ci.hi),
