@@ -194,6 +194,22 @@ fn report_gives_process_and_model_figures() {
     );
     assert_eq!(j["model"]["tensors"], 1);
     assert!(j["model"]["mapped_bytes"].as_u64().unwrap() > 0);
+    // Loaded through the manager: listed in its `models` section, the index heap charged.
+    let file_len = std::fs::metadata(&p).unwrap().len();
+    let row = &j["report"]["models"][0];
+    assert_eq!(row["state"], "loaded", "{j}");
+    assert_eq!(row["mapped_bytes"], file_len, "{j}");
+    assert_eq!(row["file_bytes"], file_len, "{j}");
+    let heap = row["index_heap_bytes"].as_u64().unwrap();
+    assert!(heap > 0, "{j}");
+    let models = j["report"]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "models")
+        .expect("models component");
+    assert_eq!(models["held_bytes"], heap);
+    assert!(j["report"]["budget"]["used_bytes"].as_u64().unwrap() >= heap);
     let o = mm(&["report", "--prometheus"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("mm_"), "{}", stdout(&o));
@@ -203,6 +219,17 @@ fn report_gives_process_and_model_figures() {
         "{}",
         stdout(&o)
     );
+}
+
+#[test]
+fn report_with_only_a_limit_is_valid() {
+    let o = Command::new(env!("CARGO_BIN_EXE_mm"))
+        .arg("report")
+        .env("MM_MAX_MEMORY_MB", "64")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("of 64.0 MiB"), "{}", stdout(&o));
 }
 
 /// A header with the key `general.name` twice (what `GgufWriter` refuses to write).

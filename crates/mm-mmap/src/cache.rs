@@ -19,6 +19,11 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 100 * 1024 * 1024;
 
 /// When `get` checks that a cached map still shows the file at the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Revalidate {
     /// `stat` the path on every `get` (one system call, about a microsecond) and re-map if
@@ -34,6 +39,11 @@ pub enum Revalidate {
 
 /// What `get` does with a file larger than the whole budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum OversizedPolicy {
     /// Map it without caching it and count its bytes as *outstanding* until the caller drops
@@ -49,6 +59,11 @@ pub enum OversizedPolicy {
 /// How an [`MmapCache`] behaves. Start from [`MmapCacheConfig::default`] and adjust with
 /// the `with_*` methods.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct MmapCacheConfig {
     /// Most bytes of maps the cache keeps ([`DEFAULT_BUDGET_BYTES`] by default). Maps
