@@ -35,6 +35,8 @@
 
 use core::{hash::BuildHasher, mem::size_of, ptr, slice, str};
 
+use crossbeam_utils::CachePadded;
+
 use crate::{
     InternError,
     store::{Chunk, MAX_SMALL},
@@ -202,7 +204,8 @@ pub(crate) struct LiveShard {
     span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
     groups: AtomicUsize,
     table_segs: [AtomicPtr<Group>; TABLE_SEGS],
-    pub(crate) writer: crate::sync::Mutex<Writer>,
+    /// In its own cache line: inserts write the lock word, lookups never read it.
+    pub(crate) writer: CachePadded<crate::sync::Mutex<Writer>>,
 }
 
 impl LiveShard {
@@ -213,7 +216,7 @@ impl LiveShard {
             span_dir: AtomicPtr::new(ptr::null_mut()),
             groups: AtomicUsize::new(0),
             table_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-            writer: crate::sync::Mutex::new(Writer {
+            writer: CachePadded::new(crate::sync::Mutex::new(Writer {
                 chunks: Vec::new(),
                 open: None,
                 next_cap: FIRST_CHUNK,
@@ -221,7 +224,7 @@ impl LiveShard {
                 dir_cap: 0,
                 retired: Vec::new(),
                 string_bytes: 0,
-            }),
+            })),
         }
     }
 
@@ -246,7 +249,7 @@ impl LiveShard {
     /// # Safety
     /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
     /// below `count`).
-    #[inline]
+    #[inline(always)]
     unsafe fn published_text(&self, i: u32) -> &str {
         let i = i as usize;
         let dir = self.span_dir.load(Ordering::Acquire);
@@ -268,7 +271,7 @@ impl LiveShard {
     /// The local index of `s` (hash `hash`), if the lock-free probe finds it. `None` is not
     /// final while writers run (a table being rebuilt hides entries): confirm it under the
     /// writer lock, where this probe is exact.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
         let groups = self.groups.load(Ordering::Acquire);
         let mask = groups.wrapping_sub(1);
@@ -299,7 +302,7 @@ impl LiveShard {
     }
 
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
-    #[inline]
+    #[inline(always)]
     fn group(&self, g: usize) -> &Group {
         let (k, at) = group_place(g);
         let seg = self.table_segs[k].load(Ordering::Acquire);
@@ -457,7 +460,7 @@ impl LiveShard {
 /// # Safety
 /// The span's bytes are initialised, visible to the caller and stay put while the returned
 /// borrow lives.
-#[inline]
+#[inline(always)]
 unsafe fn span_text<'a>(span: u64) -> &'a str {
     let len = span & 0xFFFF;
     if len == 0 {
