@@ -4,12 +4,17 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use crate::sync::Arc;
-use crate::tiers::Core;
+use crate::tiers::{Core, Event};
 use crate::{PoolError, PoolStats};
 use bytes::BytesMut;
 
 /// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct TierConfig {
     /// Capacity of every buffer of the tier, in bytes.
     pub size: usize,
@@ -23,6 +28,11 @@ pub struct TierConfig {
 /// filled lazily), with a per-thread cache and a 64 MiB `max_request` for
 /// [`BufferPool::try_acquire`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct BufferPoolConfig {
     tiers: Vec<TierConfig>,
     max_request: usize,
@@ -134,19 +144,20 @@ impl Shared {
     #[inline]
     fn checkout(&self, min_len: usize) -> (BytesMut, Option<usize>) {
         let local = self.core.local();
+        let local = local.as_ref();
         match self.tier_for(min_len) {
             Some(t) => match self.core.take(t, local) {
                 Some(buf) => {
-                    local.hits.inc();
+                    self.core.count(local, Event::Hit);
                     (buf, Some(t))
                 }
                 None => {
-                    local.misses.inc();
+                    self.core.count(local, Event::Miss);
                     (BytesMut::with_capacity(self.sizes[t]), Some(t))
                 }
             },
             None => {
-                local.oversize.inc();
+                self.core.count(local, Event::Oversize);
                 (BytesMut::with_capacity(min_len), None)
             }
         }
@@ -155,15 +166,19 @@ impl Shared {
     #[inline]
     fn give_back(&self, t: usize, mut buf: BytesMut) {
         let local = self.core.local();
+        let local = local.as_ref();
         if buf.capacity() != self.sizes[t] {
             // Grown past the tier, split, or swapped for another buffer: not ours to keep.
-            local.discards.inc();
+            self.core.count(local, Event::Discard);
             return;
         }
         buf.clear();
         match self.core.put(t, local, buf) {
-            Ok(()) => local.returns.inc(),
-            Err(_dropped) => local.discards.inc(),
+            Ok(()) => self.core.count(local, Event::Return),
+            Err(dropped) => {
+                drop(dropped);
+                self.core.count(local, Event::Discard);
+            }
         }
     }
 }
@@ -179,12 +194,17 @@ impl Shared {
 /// Tiers fill lazily: the pool allocates no buffer until asked. The buffers held idle never
 /// exceed each tier's `max_idle` (so never the config's bound, 3.25 MiB by default).
 ///
-/// Each thread keeps its last returned buffer of each tier in a one-buffer slot and gets it
+/// Each thread keeps its last returned buffer of each tier in a one-buffer cache and gets it
 /// back first: the shared queue is FIFO and would hand out the coldest buffer. Up to half a
-/// tier's places can be slots (the rest stay for the queue). Slot buffers count in `held`
-/// and in the bound; a buffer left in the slot of a thread that exits stays held until
-/// another thread misses on that tier (it is then taken before allocating) or
-/// [`trim`](Self::trim) runs. See `docs/mm-pool.md`.
+/// tier's places can be thread caches (the rest stay for the queue). Cached buffers count in
+/// `held` and in the bound. Another thread never takes from a live thread's cache (that is
+/// what keeps the owner's hit free of atomic read-modify-writes): [`trim`](Self::trim)
+/// releases the queues, the calling thread's cache and the caches of exited threads at
+/// once, and every other thread drops its cached buffer at its next operation on the pool.
+/// The cache of a thread that has exited goes to the next thread that misses on that tier,
+/// or to the next thread given the same thread id. A guard dropped during thread-local
+/// destruction (kept in a `thread_local!`) goes to the shared queue, or is counted as a
+/// discard when the tier is full; it never panics. See `docs/mm-pool.md`.
 ///
 /// ```
 /// use mm_pool::BufferPool;
@@ -227,11 +247,11 @@ impl BufferPool {
 
     /// A buffer with `capacity() >= min_len` and `len() == 0`.
     ///
-    /// Cost at steady state: a thread-local lookup and a pop from this thread's slot (a
-    /// compare-and-swap on a line no other thread writes), plus the `Arc` clone of the
-    /// guard; from the shared queue, a pop and a counter update. A miss allocates the tier size; an oversize
-    /// request allocates `min_len` bytes: use [`try_acquire`](Self::try_acquire) when
-    /// `min_len` comes from untrusted input.
+    /// Cost at steady state: a thread-local lookup and a take from this thread's cache
+    /// (plain loads and stores on the thread's own record, no atomic read-modify-write),
+    /// plus the `Arc` clone of the guard; from the shared queue, a pop and a place update.
+    /// A miss allocates the tier size; an oversize request allocates `min_len` bytes: use
+    /// [`try_acquire`](Self::try_acquire) when `min_len` comes from untrusted input.
     #[inline]
     pub fn acquire(&self, min_len: usize) -> PooledBuffer {
         let (buf, tier) = self.shared.checkout(min_len);
@@ -270,13 +290,15 @@ impl BufferPool {
         Ok(self.acquire(min_len))
     }
 
-    /// Drops every idle buffer (queues and thread caches); returns the bytes released.
-    /// The memory-pressure handler calls this. Buffers in use are untouched.
+    /// Drops the idle buffers this thread can reach now (the queues, its own cache, the
+    /// caches of exited threads) and returns the bytes released; every other live thread
+    /// drops its cached buffer at its next operation on this pool. The memory-pressure
+    /// handler calls this. Buffers in use are untouched.
     pub fn trim(&self) -> usize {
         let shared = &*self.shared;
-        (0..shared.sizes.len())
-            .map(|t| shared.core.trim(t) * shared.sizes[t])
-            .sum()
+        let mut bytes = 0;
+        shared.core.trim(&mut |t| bytes += shared.sizes[t]);
+        bytes
     }
 
     /// Counters summed over threads, and what is held now. O(threads x tiers).
@@ -292,7 +314,7 @@ impl BufferPool {
         stats
     }
 
-    /// Idle buffers per tier right now (queue plus thread slots), smallest tier first.
+    /// Idle buffers per tier right now (queue plus thread caches), smallest tier first.
     pub fn held_per_tier(&self) -> Vec<usize> {
         (0..self.shared.sizes.len())
             .map(|t| self.shared.core.held(t))

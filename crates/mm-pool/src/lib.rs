@@ -3,6 +3,7 @@
 mod buffer;
 mod error;
 mod object;
+mod registry;
 mod stats;
 mod sync;
 mod tiers;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use crate::sync::Arc;
-use crate::tiers::Core;
+use crate::tiers::{Core, Event};
 use crate::{PoolError, PoolStats};
 
 type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
@@ -38,10 +38,13 @@ struct Shared<T: Send> {
 /// # Ok::<(), mm_pool::PoolError>(())
 /// ```
 ///
-/// Costs: acquire takes this thread's last returned object (a one-object slot, as in
-/// [`BufferPool`](crate::BufferPool)) or pops the shared FIFO queue, or calls the factory;
-/// return runs the reset hook, then refills the slot or pushes to the queue. `acquire`'s
-/// guard also clones an `Arc`; [`acquire_ref`](Self::acquire_ref)'s does not.
+/// Costs: acquire takes this thread's last returned object (a one-object cache, as in
+/// [`BufferPool`](crate::BufferPool): plain loads and stores on the thread's own record, no
+/// atomic read-modify-write) or pops the shared FIFO queue, or calls the factory; return
+/// runs the reset hook, then refills the cache or pushes to the queue. `acquire`'s guard
+/// also clones an `Arc`; [`acquire_ref`](Self::acquire_ref)'s does not. A guard dropped
+/// during thread-local destruction goes to the shared queue (or is dropped and counted as a
+/// discard); it never panics.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
 pub struct ObjectPool<T: Send> {
     shared: Arc<Shared<T>>,
@@ -115,9 +118,13 @@ impl<T: Send> ObjectPool<T> {
         }
     }
 
-    /// Drops every idle object (queue and thread slots); returns how many.
+    /// Drops the idle objects this thread can reach now (the queue, its own cache, the
+    /// caches of exited threads); returns how many. Every other live thread drops its
+    /// cached object at its next operation on this pool.
     pub fn trim(&self) -> usize {
-        self.shared.core.trim(0)
+        let mut n = 0;
+        self.shared.core.trim(&mut |_| n += 1);
+        n
     }
 
     /// Counters and the idle count. O(threads).
@@ -142,13 +149,13 @@ impl<T: Send> Shared<T> {
     #[inline]
     fn checkout(&self) -> T {
         let local = self.core.local();
-        match self.core.take(0, local) {
+        match self.core.take(0, local.as_ref()) {
             Some(v) => {
-                local.hits.inc();
+                self.core.count(local.as_ref(), Event::Hit);
                 v
             }
             None => {
-                local.misses.inc();
+                self.core.count(local.as_ref(), Event::Miss);
                 (self.factory)()
             }
         }
@@ -157,17 +164,21 @@ impl<T: Send> Shared<T> {
     #[inline]
     fn give_back(&self, mut value: T) {
         let local = self.core.local();
+        let local = local.as_ref();
         // Skip the reset hook when the pool is visibly full; `put` is the real check.
         if self.core.looks_full(0, local) {
-            local.discards.inc();
+            self.core.count(local, Event::Discard);
             return;
         }
         if let Some(reset) = &self.reset {
             reset(&mut value);
         }
         match self.core.put(0, local, value) {
-            Ok(()) => local.returns.inc(),
-            Err(_dropped) => local.discards.inc(),
+            Ok(()) => self.core.count(local, Event::Return),
+            Err(dropped) => {
+                drop(dropped);
+                self.core.count(local, Event::Discard);
+            }
         }
     }
 }

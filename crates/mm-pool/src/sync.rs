@@ -1,19 +1,49 @@
 //! The one place that switches between std/crossbeam and loom (`--cfg loom`).
 //!
 //! Under loom, `ArrayQueue` (whose atomics loom cannot see) becomes a `loom` mutex around a
-//! `VecDeque` with the same bounded push/pop contract, and the per-thread cache becomes one
-//! shared instance (loom threads all run on one OS thread, so `thread_local` would see a
-//! single thread anyway). The pool logic above them is the same code in both builds.
+//! `VecDeque` with the same bounded push/pop contract; atomics, `Arc`, `Mutex`, `UnsafeCell`
+//! and `thread_local!` become loom's. The per-thread records (`src/registry.rs`), the thread
+//! ids and the pool logic above them are the same code in both builds.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::{Arc, Mutex};
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::Arc;
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::{Arc, Mutex};
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// `std::cell::UnsafeCell` with loom's closure-based API, so that loom can check every
+/// access in the loom build.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Locks `m`, ignoring poisoning: every critical section here leaves the data consistent
+/// at each step (no user code runs under these locks).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> impl std::ops::DerefMut<Target = T> + '_ {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[cfg(not(loom))]
 pub(crate) use crossbeam_queue::ArrayQueue as Queue;
@@ -22,7 +52,7 @@ pub(crate) use crossbeam_queue::ArrayQueue as Queue;
 #[cfg(loom)]
 #[derive(Debug)]
 pub(crate) struct Queue<T> {
-    items: loom::sync::Mutex<std::collections::VecDeque<T>>,
+    items: Mutex<std::collections::VecDeque<T>>,
     cap: usize,
 }
 
@@ -30,12 +60,12 @@ pub(crate) struct Queue<T> {
 impl<T> Queue<T> {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
-            items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
+            items: Mutex::new(std::collections::VecDeque::new()),
             cap,
         }
     }
     pub(crate) fn push(&self, value: T) -> Result<(), T> {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let mut items = lock(&self.items);
         if items.len() >= self.cap {
             return Err(value);
         }
@@ -43,87 +73,27 @@ impl<T> Queue<T> {
         Ok(())
     }
     pub(crate) fn pop(&self) -> Option<T> {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+        lock(&self.items).pop_front()
     }
     pub(crate) fn len(&self) -> usize {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
+        lock(&self.items).len()
     }
 }
 
-/// One `T` per thread, created on the thread's first use; all of them visible to `iter`.
-#[cfg(not(loom))]
-pub(crate) struct PerThread<T: Send> {
-    inner: thread_local::ThreadLocal<T>,
-    init: fn(usize) -> T,
-    arg: usize,
-}
-
-#[cfg(not(loom))]
-impl<T: Send> PerThread<T> {
-    pub(crate) fn new(init: fn(usize) -> T, arg: usize) -> Self {
-        Self {
-            inner: thread_local::ThreadLocal::new(),
-            init,
-            arg,
-        }
-    }
-    #[inline]
-    pub(crate) fn get(&self) -> &T {
-        self.inner.get_or(|| (self.init)(self.arg))
-    }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T>
-    where
-        T: Sync,
-    {
-        self.inner.iter()
-    }
-}
-
-/// Under loom: a single instance shared by every (simulated) thread.
-#[cfg(loom)]
-pub(crate) struct PerThread<T: Send> {
-    one: T,
-}
-
-#[cfg(loom)]
-impl<T: Send> PerThread<T> {
-    pub(crate) fn new(init: fn(usize) -> T, arg: usize) -> Self {
-        Self { one: init(arg) }
-    }
-    pub(crate) fn get(&self) -> &T {
-        &self.one
-    }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T>
-    where
-        T: Sync,
-    {
-        std::iter::once(&self.one)
-    }
-}
-
-/// A statistics counter owned by one thread (it lives in that thread's `PerThread` entry)
-/// and read by any. Only the owner writes, so the increment is a plain load and store: no
-/// locked read-modify-write on the hot path. Under loom the `PerThread` entry is shared by
-/// every simulated thread, so there it is a real `fetch_add`.
+/// A statistics counter owned by one thread (it lives in that thread's record) and read by
+/// any. Only the owner writes, so the increment is a plain load and store: no locked
+/// read-modify-write on the hot path. The loom models check the one-writer rule: a lost
+/// update would show as counts that do not add up.
 #[derive(Debug, Default)]
 pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     #[inline]
     pub(crate) fn inc(&self) {
-        #[cfg(not(loom))]
         self.0.store(
             self.0.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
         );
-        #[cfg(loom)]
-        self.0.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {

@@ -1,22 +1,27 @@
 //! The concurrent core both pools share: bounded tiers, each with a shared FIFO queue and a
-//! one-item slot per thread in front of it.
+//! one-item cache per thread in front of it.
 //!
 //! Accounting. Each tier counts *places* (`places`): one per queued item (reserved before
-//! the push) plus one per slot *credit*. A thread's slot may hold an item only once the
-//! thread owns a credit for it; credits are handed out at most `max_credits` per tier and
-//! kept for the pool's life. Hence, at every instant,
+//! the push) plus one per cache *credit*. A thread's cache may hold an item of a tier only
+//! while the thread owns a credit for it; at most `max_credits` credits per tier are out.
+//! Hence, at every instant,
 //!
-//! `items held = queued + in slots <= queued + credits <= places <= max_idle`,
+//! `items held = queued + cached <= queued + credits <= places <= max_idle`.
 //!
-//! and a thread that takes from or returns to its own slot touches no shared cache line:
-//! the slot is a one-item `ArrayQueue` on the thread's own line, and its credit stays put.
-//! Other threads only *pop* a slot (a miss stealing a stranded item, or `trim`), which
-//! needs no credit change either: the place stays reserved for the owner.
+//! The cache is plain data in the thread's own record (`src/registry.rs`): a hit or a
+//! return on the owning thread makes no atomic read-modify-write and writes no line another
+//! thread writes. Other threads never touch a live thread's cache. Instead:
+//! - `trim` bumps `trim_epoch`; each thread empties its cache at its next operation on the
+//!   pool (the trimming thread at once);
+//! - the cache of a thread that has exited (its id is free) is swept, under the id lock, by
+//!   the next miss or `trim` after the exit: its item goes to the queue or to the thread
+//!   that missed, and its credit is handed back.
 
 use crossbeam_utils::CachePadded;
 
 use crate::PoolStats;
-use crate::sync::{AtomicBool, AtomicUsize, Counter, Ordering, PerThread, Queue};
+use crate::registry::{self, Mine, PerThread};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Counter, Ordering, Queue};
 
 pub(crate) struct Tier<T> {
     queue: Queue<T>,
@@ -33,7 +38,7 @@ impl<T> Tier<T> {
             places: CachePadded::new(AtomicUsize::new(0)),
             credits: AtomicUsize::new(0),
             max_idle,
-            // Half the places at most, so threads without a slot still find room.
+            // Half the places at most, so threads without a cache still find room.
             max_credits: if thread_cache {
                 max_idle.div_ceil(2)
             } else {
@@ -60,130 +65,222 @@ impl<T> Tier<T> {
     fn enqueue_reserved(&self, item: T) -> Result<(), T> {
         self.queue.push(item).inspect_err(|_| self.release())
     }
-}
 
-/// One thread's state for one pool: a slot and a credit flag per tier, and its counters.
-pub(crate) struct Local<T> {
-    slots: Box<[Queue<T>]>,
-    /// Written only by the owning thread (read by it alone, too).
-    credit: Box<[AtomicBool]>,
-    pub(crate) hits: Counter,
-    pub(crate) misses: Counter,
-    pub(crate) returns: Counter,
-    pub(crate) discards: Counter,
-    pub(crate) oversize: Counter,
-}
-
-impl<T> Local<T> {
-    fn new(tiers: usize) -> Self {
-        Self {
-            slots: (0..tiers).map(|_| Queue::new(1)).collect(),
-            credit: (0..tiers).map(|_| AtomicBool::new(false)).collect(),
-            hits: Counter::default(),
-            misses: Counter::default(),
-            returns: Counter::default(),
-            discards: Counter::default(),
-            oversize: Counter::default(),
+    /// Reserves a place and queues `item`, or hands it back when the tier is full.
+    fn enqueue(&self, item: T) -> Result<(), T> {
+        if !self.reserve() {
+            return Err(item);
         }
-    }
-
-    fn has_credit(&self, t: usize) -> bool {
-        self.credit
-            .get(t)
-            .is_some_and(|c| c.load(Ordering::Relaxed))
+        self.enqueue_reserved(item)
     }
 }
+
+/// What a pool counts, per thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Event {
+    Hit,
+    Miss,
+    Return,
+    Discard,
+    Oversize,
+}
+
+const EVENTS: usize = 5;
+
+/// The part of a thread's record other threads read: counters and which cache places are
+/// filled. Written only by the record's owner (or, for an exited thread, by a sweep).
+pub(crate) struct LocalStats {
+    counts: [Counter; EVENTS],
+    filled: Box<[AtomicBool]>,
+}
+
+/// The part only the owner touches: the cache itself.
+pub(crate) struct LocalCache<T> {
+    slots: Box<[Option<T>]>,
+    credit: Box<[bool]>,
+    trim_seen: u64,
+}
+
+/// This thread's record in a pool.
+pub(crate) type Local<'a, T> = Mine<'a, LocalStats, LocalCache<T>>;
 
 pub(crate) struct Core<T: Send> {
     tiers: Box<[Tier<T>]>,
-    locals: PerThread<Local<T>>,
+    locals: PerThread<LocalStats, LocalCache<T>>,
     thread_cache: bool,
+    /// Counts of operations made without a record (during thread-local destruction).
+    unowned: [AtomicU64; EVENTS],
+    trim_epoch: CachePadded<AtomicU64>,
+    /// `registry::exits()` when this pool last swept exited threads' caches.
+    exits_swept: AtomicU64,
 }
 
 impl<T: Send> Core<T> {
     pub(crate) fn new(max_idle: impl Iterator<Item = usize>, thread_cache: bool) -> Self {
         let tiers: Box<[Tier<T>]> = max_idle.map(|m| Tier::new(m, thread_cache)).collect();
-        let per_thread = if thread_cache { tiers.len() } else { 0 };
+        let n = if thread_cache { tiers.len() } else { 0 };
         Self {
             tiers,
-            locals: PerThread::new(Local::new, per_thread),
+            locals: PerThread::new(move || {
+                (
+                    LocalStats {
+                        counts: std::array::from_fn(|_| Counter::default()),
+                        filled: (0..n).map(|_| AtomicBool::new(false)).collect(),
+                    },
+                    LocalCache {
+                        slots: (0..n).map(|_| None).collect(),
+                        credit: vec![false; n].into_boxed_slice(),
+                        trim_seen: 0,
+                    },
+                )
+            }),
             thread_cache,
+            unowned: std::array::from_fn(|_| AtomicU64::new(0)),
+            trim_epoch: CachePadded::new(AtomicU64::new(0)),
+            exits_swept: AtomicU64::new(0),
         }
     }
 
-    /// This thread's state (created on its first use of the pool).
+    /// This thread's record, created on its first use of the pool; `None` while the
+    /// thread's thread-local storage is being destroyed (then only shared paths are used).
     #[inline]
-    pub(crate) fn local(&self) -> &Local<T> {
-        self.locals.get()
+    pub(crate) fn local(&self) -> Option<Local<'_, T>> {
+        self.locals.mine()
     }
 
     pub(crate) fn thread_cache(&self) -> bool {
         self.thread_cache
     }
 
-    /// An idle item of tier `t`: this thread's slot, then the queue, then (before the caller
-    /// allocates) any other thread's slot.
+    /// Counts `event` for this thread.
     #[inline]
-    pub(crate) fn take(&self, t: usize, local: &Local<T>) -> Option<T> {
-        if local.has_credit(t)
-            && let Some(item) = local.slots[t].pop()
-        {
-            return Some(item);
+    pub(crate) fn count(&self, local: Option<&Local<'_, T>>, event: Event) {
+        match local {
+            Some(l) => l.shared().counts[event as usize].inc(),
+            None => {
+                self.unowned[event as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Empties this thread's cache if a `trim` ran since its last look; calls `released`
+    /// with the tier of each item dropped.
+    #[cold]
+    fn catch_up_with_trim(&self, l: &Local<'_, T>, epoch: u64, released: &mut dyn FnMut(usize)) {
+        l.with_own(|c| c.trim_seen = epoch);
+        for t in 0..self.tiers.len() {
+            let item = l.with_own(|c| c.slots[t].take());
+            if let Some(item) = item {
+                l.shared().filled[t].store(false, Ordering::Relaxed);
+                drop(item);
+                released(t);
+            }
+        }
+    }
+
+    /// An idle item of tier `t`: this thread's cache, then the queue, then (before the
+    /// caller allocates) the cache of a thread that has exited.
+    #[inline]
+    pub(crate) fn take(&self, t: usize, local: Option<&Local<'_, T>>) -> Option<T> {
+        if let Some(l) = local.filter(|_| self.thread_cache) {
+            let epoch = self.trim_epoch.load(Ordering::Relaxed);
+            let cached = l.with_own(|c| (c.trim_seen == epoch).then(|| c.slots[t].take()));
+            match cached {
+                Some(Some(item)) => {
+                    l.shared().filled[t].store(false, Ordering::Relaxed);
+                    return Some(item);
+                }
+                Some(None) => {}
+                None => self.catch_up_with_trim(l, epoch, &mut |_| {}),
+            }
         }
         let tier = &self.tiers[t];
         if let Some(item) = tier.queue.pop() {
             tier.release();
             return Some(item);
         }
-        if self.thread_cache {
-            // O(threads), on the path that would otherwise allocate. A slot keeps its
-            // credit (its place) when robbed, so no count changes.
-            return self.locals.iter().find_map(|l| l.slots[t].pop());
+        if self.thread_cache && self.exits_swept.load(Ordering::Relaxed) != registry::exits() {
+            let mut got = None;
+            self.sweep_exited(Some((t, &mut got)), &mut |_| {});
+            return got;
         }
         None
     }
 
-    /// Keeps `item` in tier `t` if there is a place, else hands it back to be dropped.
-    #[inline]
-    pub(crate) fn put(&self, t: usize, local: &Local<T>, item: T) -> Result<(), T> {
-        let tier = &self.tiers[t];
-        if self.thread_cache && (local.has_credit(t) || self.grant_credit(t, local)) {
-            let slot = &local.slots[t];
-            let item = match slot.push(item) {
-                Ok(()) => return Ok(()),
-                Err(item) => item,
-            };
-            // The slot is full. Keep the newest (hottest) item in it and move the older one
-            // to the queue, if the queue has a place; otherwise keep the older one.
-            if !tier.reserve() {
-                return Err(item);
-            }
-            let to_queue = match slot.pop() {
-                Some(older) => match slot.push(item) {
-                    Ok(()) => older,
-                    // Only under loom, where the slot is shared: someone refilled it.
-                    Err(item) => {
-                        let kept = tier.enqueue_reserved(older);
-                        return match kept {
-                            Ok(()) if tier.reserve() => tier.enqueue_reserved(item),
-                            Ok(()) => Err(item),
-                            Err(_) => Err(item),
-                        };
+    /// Empties the caches of exited threads and hands their credits back. Their items go to
+    /// the queue, except the first of tier `want.0`, which is stored in `want.1`; an item
+    /// that finds no room is dropped after the sweep, and `dropped` called with its tier.
+    #[cold]
+    fn sweep_exited(
+        &self,
+        mut want: Option<(usize, &mut Option<T>)>,
+        dropped: &mut dyn FnMut(usize),
+    ) {
+        self.exits_swept.store(registry::exits(), Ordering::Relaxed);
+        let mut spill: Vec<(usize, T)> = Vec::new();
+        self.locals.orphans(|stats, cache| {
+            for (t, tier) in self.tiers.iter().enumerate() {
+                if !std::mem::take(&mut cache.credit[t]) {
+                    continue;
+                }
+                tier.credits.fetch_sub(1, Ordering::AcqRel);
+                stats.filled[t].store(false, Ordering::Relaxed);
+                let Some(item) = cache.slots[t].take() else {
+                    tier.release();
+                    continue;
+                };
+                match &mut want {
+                    Some((w, out)) if *w == t && out.is_none() => {
+                        tier.release();
+                        **out = Some(item);
                     }
-                },
-                None => item,
-            };
-            return tier.enqueue_reserved(to_queue);
+                    // The credit's place becomes the queued item's.
+                    _ => {
+                        if let Err(item) = tier.enqueue_reserved(item) {
+                            spill.push((t, item));
+                        }
+                    }
+                }
+            }
+        });
+        for (t, item) in spill {
+            drop(item);
+            dropped(t);
         }
-        if !tier.reserve() {
-            return Err(item);
-        }
-        tier.enqueue_reserved(item)
     }
 
-    /// Gives this thread a slot credit for tier `t` if any is left and a place is free.
+    /// Keeps `item` in tier `t` if there is a place, else hands it back to be dropped.
+    #[inline]
+    pub(crate) fn put(&self, t: usize, local: Option<&Local<'_, T>>, item: T) -> Result<(), T> {
+        let tier = &self.tiers[t];
+        if let Some(l) = local.filter(|_| self.thread_cache) {
+            let epoch = self.trim_epoch.load(Ordering::Relaxed);
+            let credit = l.with_own(|c| (c.trim_seen == epoch).then_some(c.credit[t]));
+            let credit = match credit {
+                Some(credit) => credit,
+                None => {
+                    self.catch_up_with_trim(l, epoch, &mut |_| {});
+                    l.with_own(|c| c.credit[t])
+                }
+            };
+            if credit || self.grant_credit(t, l) {
+                // The newest item stays cached (it is the hottest); an older one moves to
+                // the queue if there is a place.
+                return match l.with_own(|c| c.slots[t].replace(item)) {
+                    None => {
+                        l.shared().filled[t].store(true, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Some(older) => tier.enqueue(older),
+                };
+            }
+        }
+        tier.enqueue(item)
+    }
+
+    /// Gives this thread a cache credit for tier `t` if any is left and a place is free.
     #[cold]
-    fn grant_credit(&self, t: usize, local: &Local<T>) -> bool {
+    fn grant_credit(&self, t: usize, l: &Local<'_, T>) -> bool {
         let tier = &self.tiers[t];
         let granted = tier
             .credits
@@ -198,56 +295,76 @@ impl<T: Send> Core<T> {
             tier.credits.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        local.credit[t].store(true, Ordering::Relaxed);
+        l.with_own(|c| c.credit[t] = true);
         true
     }
 
     /// Whether a return to tier `t` would surely be refused (a hint: skip reset work).
-    pub(crate) fn looks_full(&self, t: usize, local: &Local<T>) -> bool {
+    pub(crate) fn looks_full(&self, t: usize, local: Option<&Local<'_, T>>) -> bool {
         let tier = &self.tiers[t];
-        !(local.has_credit(t) && local.slots[t].is_empty())
-            && tier.places.load(Ordering::Relaxed) >= tier.max_idle
+        let room_in_cache = self.thread_cache
+            && local.is_some_and(|l| l.with_own(|c| c.credit[t] && c.slots[t].is_none()));
+        !room_in_cache && tier.places.load(Ordering::Relaxed) >= tier.max_idle
     }
 
-    /// Drops every idle item of tier `t` (queue and every thread's slot); returns how many.
-    pub(crate) fn trim(&self, t: usize) -> usize {
-        let tier = &self.tiers[t];
-        let mut n = 0;
-        while tier.queue.pop().is_some() {
-            tier.release();
-            n += 1;
+    /// Drops every idle item the calling thread can reach now: the queues, its own cache
+    /// and the caches of exited threads; other threads drop their cached item at their
+    /// next operation on the pool. Calls `released` with the tier of each item dropped.
+    pub(crate) fn trim(&self, released: &mut dyn FnMut(usize)) {
+        self.trim_epoch.fetch_add(1, Ordering::Relaxed);
+        for (t, tier) in self.tiers.iter().enumerate() {
+            while let Some(item) = tier.queue.pop() {
+                tier.release();
+                drop(item);
+                released(t);
+            }
         }
-        if self.thread_cache {
-            n += self
-                .locals
-                .iter()
-                .filter(|l| l.slots[t].pop().is_some())
-                .count();
+        if !self.thread_cache {
+            return;
         }
-        n
+        if let Some(l) = self.local() {
+            self.catch_up_with_trim(&l, self.trim_epoch.load(Ordering::Relaxed), released);
+        }
+        self.sweep_exited(None, &mut *released);
+        // The sweep moved exited threads' items to the queues: drop them too.
+        for (t, tier) in self.tiers.iter().enumerate() {
+            while let Some(item) = tier.queue.pop() {
+                tier.release();
+                drop(item);
+                released(t);
+            }
+        }
     }
 
-    /// Items held idle in tier `t` now (queue plus slots); never above `max_idle`.
+    /// Items held idle in tier `t` now (queue plus caches); never above `max_idle`.
     pub(crate) fn held(&self, t: usize) -> usize {
         let tier = &self.tiers[t];
-        let in_slots: usize = if self.thread_cache {
-            self.locals.iter().map(|l| l.slots[t].len()).sum()
-        } else {
-            0
-        };
-        (tier.queue.len() + in_slots).min(tier.max_idle)
+        let mut cached = 0;
+        if self.thread_cache {
+            self.locals
+                .for_each_shared(|s| cached += usize::from(s.filled[t].load(Ordering::Relaxed)));
+        }
+        (tier.queue.len() + cached).min(tier.max_idle)
     }
 
     /// Counters summed over threads (held figures left for the caller).
     pub(crate) fn counts(&self) -> PoolStats {
-        let mut stats = PoolStats::default();
-        for l in self.locals.iter() {
-            stats.hits += l.hits.get();
-            stats.misses += l.misses.get();
-            stats.returns += l.returns.get();
-            stats.discards += l.discards.get();
-            stats.oversize += l.oversize.get();
+        let mut sum = [0u64; EVENTS];
+        for (s, u) in sum.iter_mut().zip(&self.unowned) {
+            *s = u.load(Ordering::Relaxed);
         }
-        stats
+        self.locals.for_each_shared(|l| {
+            for (s, c) in sum.iter_mut().zip(&l.counts) {
+                *s += c.get();
+            }
+        });
+        PoolStats {
+            hits: sum[Event::Hit as usize],
+            misses: sum[Event::Miss as usize],
+            returns: sum[Event::Return as usize],
+            discards: sum[Event::Discard as usize],
+            oversize: sum[Event::Oversize as usize],
+            ..PoolStats::default()
+        }
     }
 }

@@ -214,14 +214,21 @@ fn borrowed_buffers_share_tiers_and_stats_with_owned_ones() {
 fn bound_holds_with_more_threads_than_places() {
     let pool = BufferPool::new(BufferPoolConfig::with_tiers([(1024, 4)])).unwrap();
     std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                for _ in 0..200 {
-                    let held: Vec<_> = (0..3).map(|_| pool.acquire_ref(100)).collect();
-                    assert!(pool.stats().held <= 4);
-                    drop(held);
-                }
-            });
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let held: Vec<_> = (0..3).map(|_| pool.acquire_ref(100)).collect();
+                        assert!(pool.stats().held <= 4);
+                        drop(held);
+                    }
+                })
+            })
+            .collect();
+        // A join (unlike the end of the scope) waits for the threads' thread-local
+        // destructors, which give their ids back: `trim` below then reaches their caches.
+        for t in threads {
+            t.join().unwrap();
         }
     });
     let s = pool.stats();

@@ -148,7 +148,8 @@ fn borrowed_guards_return_from_scoped_threads() {
     let pool = ObjectPool::with_reset(4, || Vec::<u8>::with_capacity(32), Vec::clear).unwrap();
     let g = pool.acquire_ref();
     std::thread::scope(|s| {
-        s.spawn(move || drop(g));
+        // Joined, so the thread has exited and its cache is up for the next miss.
+        s.spawn(move || drop(g)).join().unwrap();
     });
     let mut again = pool.acquire_ref();
     again.push(1);
