@@ -8,6 +8,9 @@ mod managed;
 mod names;
 pub mod simulate;
 pub mod sse;
+#[cfg(feature = "stream")]
+pub mod sse_stream;
+mod sync;
 mod tokens;
 mod windows;
 
@@ -16,7 +19,8 @@ pub use conversation::{
     DroppedMessages, FitPolicy, FitReport, MessageView, ResultOutcome, Role,
 };
 pub use embedding::{
-    ENTRY_OVERHEAD, EmbeddingCache, EmbeddingCacheConfig, EmbeddingKey, EmbeddingStats,
+    Clock, ENTRY_OVERHEAD, Embedding, EmbeddingCache, EmbeddingCacheConfig, EmbeddingKey,
+    EmbeddingStats, EvictionCounts, EvictionNotice, ManualClock, MonotonicClock, RemovalCause,
 };
 pub use error::LlmError;
 pub use names::{Interner, Symbol};
