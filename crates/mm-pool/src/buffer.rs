@@ -119,7 +119,9 @@ impl BufferPoolConfig {
 struct Shared {
     /// Buffer capacity of each tier, smallest first.
     sizes: Box<[usize]>,
-    core: Core<BytesMut>,
+    /// Buffers are pooled boxed: a guard and the caches move a pointer, never the
+    /// `BytesMut` (moving it right after a write to its length stalls store forwarding).
+    core: Core<Box<BytesMut>>,
     max_request: usize,
     bound: usize,
 }
@@ -132,7 +134,7 @@ impl Shared {
 
     /// A buffer for `min_len` bytes and its tier (`None`: oversize plain allocation).
     #[inline]
-    fn checkout(&self, min_len: usize) -> (BytesMut, Option<usize>) {
+    fn checkout(&self, min_len: usize) -> (Box<BytesMut>, Option<usize>) {
         let local = self.core.local();
         let local = local.as_ref();
         match self.tier_for(min_len) {
@@ -143,18 +145,18 @@ impl Shared {
                 }
                 None => {
                     self.core.count(local, Event::Miss);
-                    (BytesMut::with_capacity(self.sizes[t]), Some(t))
+                    (Box::new(BytesMut::with_capacity(self.sizes[t])), Some(t))
                 }
             },
             None => {
                 self.core.count(local, Event::Oversize);
-                (BytesMut::with_capacity(min_len), None)
+                (Box::new(BytesMut::with_capacity(min_len)), None)
             }
         }
     }
 
     #[inline]
-    fn give_back(&self, t: usize, mut buf: BytesMut) {
+    fn give_back(&self, t: usize, mut buf: Box<BytesMut>) {
         let local = self.core.local();
         let local = local.as_ref();
         if buf.capacity() != self.sizes[t] {
@@ -246,7 +248,7 @@ impl BufferPool {
     pub fn acquire(&self, min_len: usize) -> PooledBuffer {
         let (buf, tier) = self.shared.checkout(min_len);
         PooledBuffer {
-            buf,
+            buf: Some(buf),
             tier,
             pool: Arc::clone(&self.shared),
         }
@@ -260,7 +262,7 @@ impl BufferPool {
     pub fn acquire_ref(&self, min_len: usize) -> BufferRef<'_> {
         let (buf, tier) = self.shared.checkout(min_len);
         BufferRef {
-            buf,
+            buf: Some(buf),
             tier,
             pool: &self.shared,
         }
@@ -332,7 +334,8 @@ impl fmt::Debug for BufferPool {
 /// `Send`: it may be dropped on another thread (it then lands in that thread's cache). It
 /// holds the pool's shared state, so it may outlive every `BufferPool` handle.
 pub struct PooledBuffer {
-    buf: BytesMut,
+    /// `Some` until drop or `detach`.
+    buf: Option<Box<BytesMut>>,
     /// `None` for an oversize buffer, or after `detach`.
     tier: Option<usize>,
     pool: Arc<Shared>,
@@ -342,7 +345,10 @@ impl PooledBuffer {
     /// Keeps the buffer; it will not return to the pool.
     pub fn detach(mut self) -> BytesMut {
         self.tier = None;
-        std::mem::take(&mut self.buf)
+        match self.buf.take() {
+            Some(b) => *b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 
     /// Whether the buffer came from a tier (false for an oversize plain allocation).
@@ -355,21 +361,27 @@ impl Deref for PooledBuffer {
     type Target = BytesMut;
     #[inline]
     fn deref(&self) -> &BytesMut {
-        &self.buf
+        match &self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl DerefMut for PooledBuffer {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        match &mut self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        if let Some(t) = self.tier {
-            self.pool.give_back(t, std::mem::take(&mut self.buf));
+        if let (Some(t), Some(buf)) = (self.tier, self.buf.take()) {
+            self.pool.give_back(t, buf);
         }
     }
 }
@@ -377,8 +389,8 @@ impl Drop for PooledBuffer {
 impl fmt::Debug for PooledBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledBuffer")
-            .field("len", &self.buf.len())
-            .field("capacity", &self.buf.capacity())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
             .field("tier", &self.tier)
             .finish()
     }
@@ -387,7 +399,7 @@ impl fmt::Debug for PooledBuffer {
 /// A buffer checked out with [`BufferPool::acquire_ref`]: like [`PooledBuffer`], but it
 /// borrows the pool, so it cannot outlive the `BufferPool` handle it came from.
 pub struct BufferRef<'a> {
-    buf: BytesMut,
+    buf: Option<Box<BytesMut>>,
     tier: Option<usize>,
     pool: &'a Shared,
 }
@@ -396,7 +408,10 @@ impl BufferRef<'_> {
     /// Keeps the buffer; it will not return to the pool.
     pub fn detach(mut self) -> BytesMut {
         self.tier = None;
-        std::mem::take(&mut self.buf)
+        match self.buf.take() {
+            Some(b) => *b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 
     /// Whether the buffer came from a tier (false for an oversize plain allocation).
@@ -409,21 +424,27 @@ impl Deref for BufferRef<'_> {
     type Target = BytesMut;
     #[inline]
     fn deref(&self) -> &BytesMut {
-        &self.buf
+        match &self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl DerefMut for BufferRef<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        match &mut self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl Drop for BufferRef<'_> {
     fn drop(&mut self) {
-        if let Some(t) = self.tier {
-            self.pool.give_back(t, std::mem::take(&mut self.buf));
+        if let (Some(t), Some(buf)) = (self.tier, self.buf.take()) {
+            self.pool.give_back(t, buf);
         }
     }
 }
@@ -431,8 +452,8 @@ impl Drop for BufferRef<'_> {
 impl fmt::Debug for BufferRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferRef")
-            .field("len", &self.buf.len())
-            .field("capacity", &self.buf.capacity())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
             .field("tier", &self.tier)
             .finish()
     }
