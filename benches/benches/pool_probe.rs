@@ -73,8 +73,8 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported here.
     let iters = env("PROBE_ITERS", 2_000_000);
     let rounds = env("PROBE_ROUNDS", 7) as usize;
-    let mm = ObjectPool::with_reset(64, || Vec::<u8>::with_capacity(BUF), Vec::clear)
-        .expect("pool");
+    let mm =
+        ObjectPool::with_reset(64, || Vec::<u8>::with_capacity(BUF), Vec::clear).expect("pool");
     let buffers = BufferPool::new(BufferPoolConfig::default()).expect("pool");
     let lockfree = LinearObjectPool::new(|| Vec::<u8>::with_capacity(BUF), Vec::clear);
     let cases: [(&str, &(dyn Fn() + Sync)); 5] = [

@@ -213,8 +213,8 @@ impl Shared {
 /// # Ok::<(), mm_pool::PoolError>(())
 /// ```
 ///
-/// A pool's main win is bounded, predictable memory, not speed: a warm glibc recycles a
-/// freed buffer in about the time of a pool round trip (see `docs/benchmarks.md`).
+/// A pool's main win is bounded, predictable memory; a round trip on one thread is also
+/// faster than a fresh allocation here (see `docs/benchmarks.md`).
 #[derive(Clone)]
 pub struct BufferPool {
     shared: Arc<Shared>,

@@ -346,7 +346,11 @@ impl<T: Send> Core<T> {
     pub(crate) fn looks_full(&self, t: usize, local: Option<&Local<'_, T>>) -> bool {
         let tier = &self.tiers[t];
         let room_in_cache = local.is_some_and(|l| {
-            l.with_own(|c| c.tiers.get(t).is_some_and(|ct| ct.credit && ct.item.is_none()))
+            l.with_own(|c| {
+                c.tiers
+                    .get(t)
+                    .is_some_and(|ct| ct.credit && ct.item.is_none())
+            })
         });
         !room_in_cache && tier.places.load(Ordering::Relaxed) >= tier.max_idle
     }
