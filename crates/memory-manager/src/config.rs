@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use mm_arena::ArenaConfig;
 use mm_budget::BudgetConfig;
 use mm_pool::BufferPoolConfig;
-use serde::Deserialize;
 
 use crate::error::ConfigError;
 
@@ -26,74 +25,153 @@ pub const DEFAULT_LEAK_WINDOW: usize = 5;
 
 /// Everything a [`MemoryManager`](crate::MemoryManager) is built from.
 ///
-/// Build it with [`MemoryConfig::default`] and the `with_*` methods, from environment
-/// variables ([`MemoryConfig::from_env`]), or from a TOML file ([`MemoryConfig::from_toml_file`]).
-/// The environment variables and TOML keys are the same names (`MM_MAX_MEMORY_MB` is
-/// `max_memory_mb`); the table is in the crate documentation.
+/// Build it with [`MemoryConfig::new`] (equal to `Default`) and the `with_*` methods, from
+/// environment variables ([`MemoryConfig::from_env`]), from a TOML file
+/// ([`MemoryConfig::from_toml_file`]), or inside an application's own configuration through
+/// serde: the serialized form uses the same keys as the TOML file (`max_memory_mb`,
+/// `mmap_cache_mb`, ...; each size also as `*_bytes` for values that are not whole units),
+/// and an unknown key is an error that names it.
+///
+/// ```
+/// use memory_manager::MemoryConfig;
+///
+/// #[derive(serde::Deserialize)]
+/// struct AppConfig { port: u16, memory: MemoryConfig }
+///
+/// let app: AppConfig = toml::from_str("port = 8080\n[memory]\nmax_memory_mb = 64\n")?;
+/// assert_eq!(app.memory.max_memory_bytes(), Some(64 << 20));
+/// // The cache budget follows the limit: a quarter of it, at most 100 MiB.
+/// assert_eq!(app.memory.mmap_cache_bytes_for(64 << 20), 16 << 20);
+/// assert!(toml::from_str::<AppConfig>("port = 1\n[memory]\nmax_memroy_mb = 1").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// Nothing is checked until [`validate`](Self::validate) (which
-/// [`MemoryManager::new`](crate::MemoryManager::new) calls).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`MemoryManager::new`](crate::MemoryManager::new), `from_env`, the TOML readers and
+/// deserialization call).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
 pub struct MemoryConfig {
-    /// The hard limit of the memory budget in bytes; `None` derives it from the cgroup limit
-    /// or the machine's memory ([`mm_budget::sys::default_limit`]).
-    pub max_memory_bytes: Option<u64>,
-    /// Warning threshold, percent of the limit (default 80).
-    pub warn_percent: u8,
-    /// Critical threshold, percent of the limit (default 90).
-    pub critical_percent: u8,
-    /// Byte budget of the mmap cache (default 100 MiB); must not exceed the memory limit.
-    pub mmap_cache_bytes: u64,
-    /// Buffer-pool tiers as `(size, max_idle)`, smallest first.
-    pub pool_tiers: Vec<(usize, usize)>,
-    /// Capacity reserved for each thread's request arena on first use (0: grow on demand).
-    pub arena_initial_bytes: usize,
-    /// Most bytes one request may take from its arena; `None` for no limit.
-    pub arena_limit_bytes: Option<usize>,
-    /// Most distinct strings the interner accepts; `None` for no limit.
-    pub intern_max_strings: Option<u64>,
-    /// Most string bytes the interner stores; `None` for no limit.
-    pub intern_max_bytes: Option<u64>,
-    /// Snapshots the [`Sampler`](crate::Sampler) keeps.
-    pub sampler_capacity: usize,
-    /// Consecutive growing snapshots after which a component is named a leak suspect.
-    pub leak_window: usize,
+    max_memory_bytes: Option<u64>,
+    warn_percent: u8,
+    critical_percent: u8,
+    mmap_cache_bytes: Option<u64>,
+    pool_tiers: Option<Vec<(usize, usize)>>,
+    arena_initial_bytes: usize,
+    arena_limit_bytes: Option<usize>,
+    intern_max_strings: Option<u64>,
+    intern_max_bytes: Option<u64>,
+    sampler_capacity: usize,
+    leak_window: usize,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig {
-            max_memory_bytes: None,
-            warn_percent: mm_budget::DEFAULT_WARNING_PERCENT,
-            critical_percent: mm_budget::DEFAULT_CRITICAL_PERCENT,
-            mmap_cache_bytes: DEFAULT_MMAP_CACHE_BYTES,
-            pool_tiers: DEFAULT_POOL_TIERS.to_vec(),
-            arena_initial_bytes: DEFAULT_ARENA_INITIAL_BYTES,
-            arena_limit_bytes: Some(DEFAULT_ARENA_LIMIT_BYTES),
-            intern_max_strings: None,
-            intern_max_bytes: None,
-            sampler_capacity: DEFAULT_SAMPLER_CAPACITY,
-            leak_window: DEFAULT_LEAK_WINDOW,
-        }
+        Self::new()
     }
 }
 
-/// The settings as they come from a TOML file or the environment: every field optional,
-/// sizes in the units their names say.
-#[derive(Debug, Default, Deserialize)]
+/// The settings as they come from a TOML file, the environment or serde: every field
+/// optional, sizes in the units their names say (`*_bytes` for exact byte counts).
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_memory_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     warn_percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     critical_percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mmap_cache_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mmap_cache_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pool_tiers: Option<Vec<(usize, usize)>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     arena_initial_kb: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arena_initial_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     arena_limit_mb: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arena_limit_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     intern_max_strings: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     intern_max_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intern_max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sampler_capacity: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     leak_window: Option<usize>,
+}
+
+impl TryFrom<RawConfig> for MemoryConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mut config = MemoryConfig::new();
+        raw.apply(&mut config, |key| Source::toml(key, None))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Whole units in the unit key, anything else in the bytes key.
+fn split_unit(bytes: u64, unit: u64) -> (Option<u64>, Option<u64>) {
+    if bytes.is_multiple_of(unit) {
+        (Some(bytes / unit), None)
+    } else {
+        (None, Some(bytes))
+    }
+}
+
+impl From<MemoryConfig> for RawConfig {
+    fn from(c: MemoryConfig) -> Self {
+        let (max_memory_mb, max_memory_bytes) = c
+            .max_memory_bytes
+            .map_or((None, None), |b| split_unit(b, MIB));
+        let (mmap_cache_mb, mmap_cache_bytes) = c
+            .mmap_cache_bytes
+            .map_or((None, None), |b| split_unit(b, MIB));
+        let (intern_max_mb, intern_max_bytes) = c
+            .intern_max_bytes
+            .map_or((None, None), |b| split_unit(b, MIB));
+        let usize_split = |b: usize, unit: usize| {
+            if b.is_multiple_of(unit) {
+                (Some(b / unit), None)
+            } else {
+                (None, Some(b))
+            }
+        };
+        let (arena_initial_kb, arena_initial_bytes) = usize_split(c.arena_initial_bytes, 1024);
+        let (arena_limit_mb, arena_limit_bytes) = match c.arena_limit_bytes {
+            None => (Some(0), None),
+            Some(b) => usize_split(b, 1 << 20),
+        };
+        RawConfig {
+            max_memory_mb,
+            max_memory_bytes,
+            warn_percent: Some(c.warn_percent),
+            critical_percent: Some(c.critical_percent),
+            mmap_cache_mb,
+            mmap_cache_bytes,
+            pool_tiers: c.pool_tiers,
+            arena_initial_kb,
+            arena_initial_bytes,
+            arena_limit_mb,
+            arena_limit_bytes,
+            intern_max_strings: c.intern_max_strings,
+            intern_max_mb,
+            intern_max_bytes,
+            sampler_capacity: Some(c.sampler_capacity),
+            leak_window: Some(c.leak_window),
+        }
+    }
 }
 
 /// One row of the settings table: environment variable, TOML key, meaning.
@@ -118,7 +196,7 @@ pub const SETTINGS: [(&str, &str, &str); 11] = [
     (
         "MM_MMAP_CACHE_MB",
         "mmap_cache_mb",
-        "mmap cache budget in MiB (100)",
+        "mmap cache budget in MiB (limit / 4, at most 100)",
     ),
     (
         "MM_POOL_TIERS",
@@ -158,48 +236,149 @@ pub const SETTINGS: [(&str, &str, &str); 11] = [
 ];
 
 impl MemoryConfig {
-    /// Sets the hard memory limit in bytes.
-    pub fn with_max_memory(mut self, bytes: u64) -> Self {
+    /// The defaults: limit derived from the system, thresholds 80 % / 90 %, mmap cache
+    /// following the limit, [`DEFAULT_POOL_TIERS`], 64 KiB arenas limited to 64 MiB per
+    /// request, an unlimited interner, a sampler of 64 snapshots with a leak window of 5.
+    pub const fn new() -> Self {
+        MemoryConfig {
+            max_memory_bytes: None,
+            warn_percent: mm_budget::DEFAULT_WARNING_PERCENT,
+            critical_percent: mm_budget::DEFAULT_CRITICAL_PERCENT,
+            mmap_cache_bytes: None,
+            pool_tiers: None,
+            arena_initial_bytes: DEFAULT_ARENA_INITIAL_BYTES,
+            arena_limit_bytes: Some(DEFAULT_ARENA_LIMIT_BYTES),
+            intern_max_strings: None,
+            intern_max_bytes: None,
+            sampler_capacity: DEFAULT_SAMPLER_CAPACITY,
+            leak_window: DEFAULT_LEAK_WINDOW,
+        }
+    }
+
+    /// Sets the hard memory limit in bytes. Default: derived from the cgroup limit or the
+    /// machine's memory ([`mm_budget::sys::default_limit`]). Range `1..=2^56`.
+    pub const fn with_max_memory(mut self, bytes: u64) -> Self {
         self.max_memory_bytes = Some(bytes);
         self
     }
 
-    /// Sets the warning and critical thresholds in percent of the limit.
-    pub fn with_thresholds(mut self, warn_percent: u8, critical_percent: u8) -> Self {
+    /// Sets the warning and critical thresholds in percent of the limit. Default 80 and 90;
+    /// warning in `1..=99`, below critical, critical in `2..=100`.
+    pub const fn with_thresholds(mut self, warn_percent: u8, critical_percent: u8) -> Self {
         self.warn_percent = warn_percent;
         self.critical_percent = critical_percent;
         self
     }
 
-    /// Sets the mmap cache's byte budget.
-    pub fn with_mmap_cache(mut self, bytes: u64) -> Self {
-        self.mmap_cache_bytes = bytes;
+    /// Sets the mmap cache's byte budget. Default: follows the limit (a quarter of it, at
+    /// most [`DEFAULT_MMAP_CACHE_BYTES`]). Range `1..=limit`.
+    pub const fn with_mmap_cache(mut self, bytes: u64) -> Self {
+        self.mmap_cache_bytes = Some(bytes);
         self
     }
 
-    /// Sets the buffer-pool tiers as `(size, max_idle)` pairs, smallest first.
+    /// Sets the buffer-pool tiers as `(size in bytes, most idle buffers)` pairs, smallest
+    /// first. Default [`DEFAULT_POOL_TIERS`].
     pub fn with_pool_tiers(mut self, tiers: impl IntoIterator<Item = (usize, usize)>) -> Self {
-        self.pool_tiers = tiers.into_iter().collect();
+        self.pool_tiers = Some(tiers.into_iter().collect());
         self
     }
 
-    /// Sets the per-request arena limit (`None`: unlimited).
-    pub fn with_arena_limit(mut self, bytes: Option<usize>) -> Self {
+    /// Sets the most bytes one request may take from its arena (`None`: unlimited). Default
+    /// [`DEFAULT_ARENA_LIMIT_BYTES`]; at least 1 and at least the initial capacity.
+    pub const fn with_arena_limit(mut self, bytes: Option<usize>) -> Self {
         self.arena_limit_bytes = bytes;
         self
     }
 
-    /// Sets the capacity reserved for each thread's arena on its first request.
-    pub fn with_arena_initial(mut self, bytes: usize) -> Self {
+    /// Sets the capacity reserved for each thread's arena on its first request, in bytes
+    /// (0: grow on demand). Default [`DEFAULT_ARENA_INITIAL_BYTES`].
+    pub const fn with_arena_initial(mut self, bytes: usize) -> Self {
         self.arena_initial_bytes = bytes;
         self
     }
 
-    /// Sets the interner's limits.
-    pub fn with_intern_limits(mut self, max_strings: Option<u64>, max_bytes: Option<u64>) -> Self {
+    /// Sets the interner's limits: most distinct strings and most string bytes (`None`: no
+    /// limit, the default; a limit of 0 is refused).
+    pub const fn with_intern_limits(
+        mut self,
+        max_strings: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> Self {
         self.intern_max_strings = max_strings;
         self.intern_max_bytes = max_bytes;
         self
+    }
+
+    /// Sets how many snapshots the [`Sampler`](crate::Sampler) keeps (default 64, at
+    /// least one) and after how many consecutive growing ones a component is a leak
+    /// suspect (default 5, at most the capacity).
+    pub const fn with_sampler(mut self, capacity: usize, leak_window: usize) -> Self {
+        self.sampler_capacity = capacity;
+        self.leak_window = leak_window;
+        self
+    }
+
+    /// The configured hard limit (`None`: derived from the system).
+    pub const fn max_memory_bytes(&self) -> Option<u64> {
+        self.max_memory_bytes
+    }
+
+    /// The warning threshold, percent.
+    pub const fn warn_percent(&self) -> u8 {
+        self.warn_percent
+    }
+
+    /// The critical threshold, percent.
+    pub const fn critical_percent(&self) -> u8 {
+        self.critical_percent
+    }
+
+    /// The explicitly set mmap cache budget (`None`: follows the limit).
+    pub const fn mmap_cache_bytes(&self) -> Option<u64> {
+        self.mmap_cache_bytes
+    }
+
+    /// The mmap cache budget under a limit of `limit` bytes: the explicit setting, or a
+    /// quarter of the limit capped at [`DEFAULT_MMAP_CACHE_BYTES`] (at least 1 byte).
+    pub fn mmap_cache_bytes_for(&self, limit: u64) -> u64 {
+        self.mmap_cache_bytes
+            .unwrap_or_else(|| (limit / 4).clamp(1, DEFAULT_MMAP_CACHE_BYTES))
+    }
+
+    /// The buffer-pool tiers.
+    pub fn pool_tiers(&self) -> &[(usize, usize)] {
+        self.pool_tiers.as_deref().unwrap_or(&DEFAULT_POOL_TIERS)
+    }
+
+    /// The arena capacity reserved per thread.
+    pub const fn arena_initial_bytes(&self) -> usize {
+        self.arena_initial_bytes
+    }
+
+    /// The per-request arena limit (`None`: unlimited).
+    pub const fn arena_limit_bytes(&self) -> Option<usize> {
+        self.arena_limit_bytes
+    }
+
+    /// The interner's string-count limit.
+    pub const fn intern_max_strings(&self) -> Option<u64> {
+        self.intern_max_strings
+    }
+
+    /// The interner's byte limit.
+    pub const fn intern_max_bytes(&self) -> Option<u64> {
+        self.intern_max_bytes
+    }
+
+    /// Snapshots the sampler keeps.
+    pub const fn sampler_capacity(&self) -> usize {
+        self.sampler_capacity
+    }
+
+    /// Growing snapshots before a leak suspect.
+    pub const fn leak_window(&self) -> usize {
+        self.leak_window
     }
 
     /// The defaults, then the TOML file named by `MM_CONFIG` (if set), then every `MM_*`
@@ -229,7 +408,7 @@ impl MemoryConfig {
             .collect();
         let mut config = match vars.iter().find(|(k, _)| k == "MM_CONFIG") {
             Some((_, path)) => Self::read_toml_file(Path::new(path))?,
-            None => MemoryConfig::default(),
+            None => MemoryConfig::new(),
         };
         let mut raw = RawConfig::default();
         for (name, value) in &vars {
@@ -274,7 +453,7 @@ impl MemoryConfig {
             path: path.clone(),
             message: e.message().to_owned(),
         })?;
-        let mut config = MemoryConfig::default();
+        let mut config = MemoryConfig::new();
         raw.apply(&mut config, |key| Source::toml(key, path.clone()))?;
         Ok(config)
     }
@@ -295,15 +474,7 @@ impl MemoryConfig {
             BudgetConfig::new(limit)
                 .validate()
                 .map_err(|e| invalid("max_memory", limit.to_string(), e.to_string()))?;
-            if self.mmap_cache_bytes > limit {
-                return Err(invalid(
-                    "mmap_cache",
-                    self.mmap_cache_bytes.to_string(),
-                    format!(
-                        "the mmap cache budget is larger than the memory limit ({limit} bytes)"
-                    ),
-                ));
-            }
+            self.check_within(limit)?;
         }
         let mut thresholds = BudgetConfig::new(u64::MAX >> 8);
         thresholds.warning_percent = self.warn_percent;
@@ -318,7 +489,7 @@ impl MemoryConfig {
                 e.to_string(),
             )
         })?;
-        if self.mmap_cache_bytes == 0 {
+        if self.mmap_cache_bytes == Some(0) {
             return Err(invalid(
                 "mmap_cache",
                 "0".into(),
@@ -328,7 +499,7 @@ impl MemoryConfig {
         self.buffer_pool_config().validate().map_err(|e| {
             invalid(
                 "pool_tiers",
-                format!("{:?}", self.pool_tiers),
+                format!("{:?}", self.pool_tiers()),
                 e.to_string(),
             )
         })?;
@@ -372,9 +543,24 @@ impl MemoryConfig {
         Ok(())
     }
 
+    /// Checks the explicit settings that must fit under the memory limit `limit`.
+    ///
+    /// # Errors
+    /// [`ConfigError::AboveLimit`] naming the setting, its value and the limit.
+    pub fn check_within(&self, limit: u64) -> Result<(), ConfigError> {
+        match self.mmap_cache_bytes {
+            Some(value) if value > limit => Err(ConfigError::AboveLimit {
+                field: "mmap_cache",
+                value,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The buffer pool's configuration.
     pub fn buffer_pool_config(&self) -> BufferPoolConfig {
-        BufferPoolConfig::with_tiers(self.pool_tiers.iter().copied())
+        BufferPoolConfig::with_tiers(self.pool_tiers().iter().copied())
     }
 
     /// The configuration each thread's request arena gets.
@@ -385,7 +571,7 @@ impl MemoryConfig {
     }
 
     /// The budget configuration for a limit of `limit` bytes.
-    pub(crate) fn budget_config(&self, limit: u64) -> BudgetConfig {
+    pub fn budget_config(&self, limit: u64) -> BudgetConfig {
         let mut c = BudgetConfig::new(limit);
         c.warning_percent = self.warn_percent;
         c.critical_percent = self.critical_percent;
@@ -471,6 +657,67 @@ impl RawConfig {
             v.checked_mul(MIB)
                 .ok_or_else(|| source(key).error(v.to_string(), "too large"))
         };
+        let one_of = |unit_key: &'static str, set: (bool, bool)| match set {
+            (true, true) => Err(source(unit_key).error(
+                "both set".into(),
+                "give the size in one key only (the unit key or the *_bytes key)",
+            )),
+            _ => Ok(()),
+        };
+        one_of(
+            "max_memory_mb",
+            (
+                self.max_memory_mb.is_some(),
+                self.max_memory_bytes.is_some(),
+            ),
+        )?;
+        one_of(
+            "mmap_cache_mb",
+            (
+                self.mmap_cache_mb.is_some(),
+                self.mmap_cache_bytes.is_some(),
+            ),
+        )?;
+        one_of(
+            "arena_initial_kb",
+            (
+                self.arena_initial_kb.is_some(),
+                self.arena_initial_bytes.is_some(),
+            ),
+        )?;
+        one_of(
+            "arena_limit_mb",
+            (
+                self.arena_limit_mb.is_some(),
+                self.arena_limit_bytes.is_some(),
+            ),
+        )?;
+        one_of(
+            "intern_max_mb",
+            (
+                self.intern_max_mb.is_some(),
+                self.intern_max_bytes.is_some(),
+            ),
+        )?;
+        if let Some(v) = self.max_memory_bytes {
+            if v == 0 {
+                return Err(source("max_memory_bytes")
+                    .error("0".into(), "the limit must be at least 1 byte"));
+            }
+            config.max_memory_bytes = Some(v);
+        }
+        if let Some(v) = self.mmap_cache_bytes {
+            config.mmap_cache_bytes = Some(v);
+        }
+        if let Some(v) = self.arena_initial_bytes {
+            config.arena_initial_bytes = v;
+        }
+        if let Some(v) = self.arena_limit_bytes {
+            config.arena_limit_bytes = (v != 0).then_some(v);
+        }
+        if let Some(v) = self.intern_max_bytes {
+            config.intern_max_bytes = Some(v);
+        }
         if let Some(v) = self.max_memory_mb {
             if v == 0 {
                 return Err(
@@ -489,10 +736,10 @@ impl RawConfig {
             if v == 0 {
                 return Err(source("mmap_cache_mb").error("0".into(), "must be at least 1 MiB"));
             }
-            config.mmap_cache_bytes = mib("mmap_cache_mb", v)?;
+            config.mmap_cache_bytes = Some(mib("mmap_cache_mb", v)?);
         }
         if let Some(v) = self.pool_tiers {
-            config.pool_tiers = v;
+            config.pool_tiers = Some(v);
         }
         if let Some(v) = self.arena_initial_kb {
             config.arena_initial_bytes = v
@@ -570,5 +817,27 @@ mod tests {
     #[test]
     fn defaults_validate() {
         MemoryConfig::default().validate().unwrap();
+        assert_eq!(MemoryConfig::new(), MemoryConfig::default());
+    }
+
+    #[test]
+    fn serde_round_trips_exact_sizes() {
+        let c = MemoryConfig::new()
+            .with_max_memory((64 << 20) + 1)
+            .with_mmap_cache(3 << 20)
+            .with_arena_limit(None)
+            .with_arena_initial(1000)
+            .with_intern_limits(Some(5), Some(7 << 20))
+            .with_pool_tiers([(4096, 2)]);
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("max_memory_bytes = 67108865"), "{text}");
+        assert!(text.contains("mmap_cache_mb = 3"), "{text}");
+        let back: MemoryConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let json = serde_json::to_string(&MemoryConfig::new()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<MemoryConfig>(&json).unwrap(),
+            MemoryConfig::new()
+        );
     }
 }

@@ -26,6 +26,18 @@ pub enum ConfigError {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// An explicit setting is larger than the memory limit it must fit under.
+    #[error(
+        "setting {field} = {value} bytes is larger than the memory limit ({limit} bytes): lower it, raise the limit, or leave it unset to follow the limit"
+    )]
+    AboveLimit {
+        /// The setting (`mmap_cache`).
+        field: &'static str,
+        /// Its value in bytes.
+        value: u64,
+        /// The limit in bytes (configured or derived from the system).
+        limit: u64,
+    },
     /// The configuration file cannot be read.
     #[error("cannot read configuration file {}: {source}", path.display())]
     File {

@@ -117,6 +117,8 @@ struct Registered {
 struct Inner {
     id: u64,
     config: MemoryConfig,
+    /// The mmap cache's budget: the setting, or derived from the limit.
+    mmap_budget: u64,
     budget: MemoryBudget,
     buffers: OnceLock<BufferPool>,
     interner: OnceLock<Arc<Interner>>,
@@ -168,18 +170,13 @@ impl MemoryManager {
     /// none can be read from the system.
     pub fn new(config: MemoryConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let limit = match config.max_memory_bytes {
+        let limit = match config.max_memory_bytes() {
             Some(limit) => limit,
             None => mm_budget::sys::default_limit()
                 .map_err(|source| ConfigError::NoSystemLimit { source })?,
         };
-        if config.mmap_cache_bytes > limit {
-            return Err(ConfigError::Invalid {
-                field: "mmap_cache",
-                value: config.mmap_cache_bytes.to_string(),
-                reason: format!("larger than the derived memory limit ({limit} bytes)"),
-            });
-        }
+        config.check_within(limit)?;
+        let mmap_budget = config.mmap_cache_bytes_for(limit);
         let budget =
             MemoryBudget::new(config.budget_config(limit)).map_err(|e| ConfigError::Invalid {
                 field: "max_memory",
@@ -189,6 +186,7 @@ impl MemoryManager {
         let inner = Arc::new(Inner {
             id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
             config,
+            mmap_budget,
             budget,
             buffers: OnceLock::new(),
             interner: OnceLock::new(),
@@ -301,10 +299,10 @@ impl MemoryManager {
         self.inner.interner.get_or_init(|| {
             let c = &self.inner.config;
             let mut config = InternerConfig::default();
-            if let Some(n) = c.intern_max_strings {
+            if let Some(n) = c.intern_max_strings() {
                 config = config.max_strings(n);
             }
-            if let Some(n) = c.intern_max_bytes {
+            if let Some(n) = c.intern_max_bytes() {
                 config = config.max_bytes(n);
             }
             Arc::new(Interner::with_config(config).unwrap_or_default())
@@ -316,7 +314,7 @@ impl MemoryManager {
     pub fn mmap_cache(&self) -> &Arc<MmapCache> {
         self.inner.mmap.get_or_init(|| {
             Arc::new(MmapCache::new(
-                MmapCacheConfig::default().with_budget(self.inner.config.mmap_cache_bytes),
+                MmapCacheConfig::default().with_budget(self.inner.mmap_budget),
             ))
         })
     }
@@ -571,7 +569,7 @@ impl MemoryManager {
         if let Some(i) = inner.interner.get() {
             let s = i.stats();
             let mut r = ComponentReading::new(s.held_bytes());
-            r.bound_bytes = inner.config.intern_max_bytes;
+            r.bound_bytes = inner.config.intern_max_bytes();
             r.items = s.strings;
             r.hits = Some(s.calls.saturating_sub(s.strings));
             r.misses = Some(s.strings);
@@ -621,8 +619,8 @@ impl MemoryManager {
             .collect();
         MemoryReport::from_readings(Readings {
             budget: inner.budget.stats(),
-            warn_percent: inner.config.warn_percent,
-            critical_percent: inner.config.critical_percent,
+            warn_percent: inner.config.warn_percent(),
+            critical_percent: inner.config.critical_percent(),
             components: self.component_readings(),
             interner: inner.interner.get().map(|i| i.stats()),
             mmap: inner.mmap.get().map(|c| c.stats()),

@@ -488,6 +488,37 @@ impl MemoryReport {
             "Pressure handler runs.",
             &[(None, f(self.pressure.handler_runs))],
         );
+        for (name, help, pick) in [
+            (
+                "mm_model_mapped_bytes",
+                "Bytes of a model's file mapped now.",
+                (|m: &ModelReading| Some(m.mapped_bytes)) as fn(&ModelReading) -> Option<u64>,
+            ),
+            (
+                "mm_model_resident_bytes",
+                "Resident pages of a model's map, when measured.",
+                |m| m.resident_bytes,
+            ),
+            (
+                "mm_model_index_heap_bytes",
+                "Heap of a model's parsed index.",
+                |m| Some(m.index_heap_bytes),
+            ),
+        ] {
+            let samples: Vec<(&str, u64)> = self
+                .models
+                .iter()
+                .filter_map(|m| pick(m).map(|v| (m.name.as_str(), v)))
+                .collect();
+            if samples.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (model, v) in samples {
+                let _ = writeln!(out, "{name}{{model=\"{}\"}} {v}", escape_label(model));
+            }
+        }
         out
     }
 }
@@ -598,6 +629,21 @@ impl fmt::Display for MemoryReport {
                 human(m.budget_bytes),
                 human(m.outstanding_bytes),
                 m.evictions
+            )?;
+        }
+        for m in &self.models {
+            writeln!(
+                f,
+                "model      {} ({}): {}, file {}, mapped {}, resident {}, index heap {}, {} tensors",
+                m.name,
+                m.path,
+                m.state,
+                opt(m.file_bytes),
+                human(m.mapped_bytes),
+                opt(m.resident_bytes),
+                human(m.index_heap_bytes),
+                m.tensors
+                    .map_or_else(|| "n/a".to_owned(), |t| t.to_string())
             )?;
         }
         write!(

@@ -46,8 +46,8 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler with the manager's configured capacity and leak window.
     pub fn new(manager: MemoryManager) -> Self {
-        let capacity = manager.config().sampler_capacity;
-        let window = manager.config().leak_window;
+        let capacity = manager.config().sampler_capacity();
+        let window = manager.config().leak_window();
         Sampler {
             manager,
             ring: VecDeque::with_capacity(capacity),
@@ -167,13 +167,10 @@ mod tests {
 
     #[test]
     fn strict_growth_over_the_window_is_a_suspect() {
-        let config = MemoryConfig::default().with_max_memory(1 << 30);
-        let manager = MemoryManager::new(MemoryConfig {
-            sampler_capacity: 4,
-            leak_window: 3,
-            ..config
-        })
-        .unwrap();
+        let config = MemoryConfig::new()
+            .with_max_memory(1 << 30)
+            .with_sampler(4, 3);
+        let manager = MemoryManager::new(config).unwrap();
         let mut s = Sampler::new(manager);
         let t = Instant::now();
         for (i, mmap) in [(10, 5), (20, 5), (30, 6)] {

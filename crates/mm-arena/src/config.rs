@@ -11,6 +11,11 @@ use crate::ArenaError;
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct ArenaConfig {
     initial_capacity: usize,
     allocation_limit: Option<usize>,

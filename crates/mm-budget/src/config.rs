@@ -46,17 +46,38 @@ pub const DEFAULT_HYSTERESIS_PERCENT: u8 = 5;
 /// Critical returns to Warning below 85%. Set `hysteresis_percent` to 0 for plain level
 /// tracking (every crossing of the threshold in either direction is an event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct BudgetConfig {
     /// The hard limit in bytes: `try_reserve` never lets the sum of reservations exceed it.
     /// Must be in `1..=MAX_LIMIT`.
     pub limit: u64,
     /// Warning threshold in percent of `limit`, in `1..=99` and below `critical_percent`.
+    #[cfg_attr(feature = "serde", serde(default = "default_warning"))]
     pub warning_percent: u8,
     /// Critical threshold in percent of `limit`, in `2..=100`.
+    #[cfg_attr(feature = "serde", serde(default = "default_critical"))]
     pub critical_percent: u8,
     /// How many percentage points below a threshold usage must fall before the level goes
     /// back down; in `0..warning_percent`.
+    #[cfg_attr(feature = "serde", serde(default = "default_hysteresis"))]
     pub hysteresis_percent: u8,
+}
+
+#[cfg(feature = "serde")]
+const fn default_warning() -> u8 {
+    DEFAULT_WARNING_PERCENT
+}
+#[cfg(feature = "serde")]
+const fn default_critical() -> u8 {
+    DEFAULT_CRITICAL_PERCENT
+}
+#[cfg(feature = "serde")]
+const fn default_hysteresis() -> u8 {
+    DEFAULT_HYSTERESIS_PERCENT
 }
 
 impl BudgetConfig {

@@ -46,7 +46,7 @@ pub(crate) fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MappedFile>>, Fail>
 }
 
 /// Maps and parses `path` (the same contract as [`map`]).
-fn open_mapped(path: &Path) -> Result<MappedGguf, Fail> {
+pub(crate) fn open_mapped(path: &Path) -> Result<MappedGguf, Fail> {
     crate::sigbus::watch(path);
     // SAFETY: as in `map`: the documented contract of `mm`, with the SIGBUS handler behind it.
     unsafe { MappedGguf::open(path) }.map_err(at(path))
@@ -456,22 +456,27 @@ pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<()
         .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
     let mm = memory_manager::MemoryManager::new(config)
         .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
+    // The model is loaded the way a service loads it: by a registry that is a component of
+    // the manager (its cache, its budget, its report's `models` section).
+    let registry = mm_gguf::ModelRegistry::from_manager(&mm, mm_gguf::RegistryConfig::new());
     let model = match file {
         Some(p) => {
             let before = live_heap();
             let t0 = Instant::now();
             crate::sigbus::watch(p);
+            let name = p
+                .file_stem()
+                .map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
             // SAFETY: as in `map`: the documented contract of `mm`, with the SIGBUS handler.
-            let map =
-                unsafe { mm.map(p) }.map_err(|e| Fail::file(format!("{}: {e}", p.display())))?;
-            let m = MappedGguf::from_mapped(map).map_err(at(p))?;
+            unsafe { registry.register(name.as_str(), p) };
+            let m = registry.get(&name).map_err(at(p))?;
             let took = t0.elapsed().as_secs_f64();
             let heap = live_heap().saturating_sub(before);
             Some((p, m, heap, took))
         }
         None => None,
     };
-    let report = mm.report();
+    let report = mm.report_with(memory_manager::Residency::Measure);
     if prometheus {
         print!("{}", report.to_prometheus());
         return Ok(());

@@ -22,7 +22,8 @@ pub use parse::{
     MAX_DIMS, MetadataEntry, ParseLimits, TensorInfo, TensorView, inspect, inspect_with,
 };
 pub use registry::{
-    ModelRegistry, Reaper, RegistryConfig, RegistryEvent, RegistryStats, UnloadReason,
+    ModelRegistry, Preload, ReadAhead, Reaper, RegistryConfig, RegistryEvent, RegistryStats,
+    UnloadReason,
 };
 pub use stream::{INLINE_STRING_MAX, STREAM_CHUNK, StreamTensor, StreamValue, StreamingGguf};
 pub use value::{ArrayIter, ArrayView, MAX_ARRAY_DEPTH, Value, ValueType};

@@ -12,52 +12,121 @@
 //! registry's reference; a caller's `Arc` keeps its map alive until it is dropped, so the
 //! memory comes back only then. Pressure unloading therefore skips models still in use and
 //! says so in its result.
+//!
+//! Built with [`ModelRegistry::from_manager`], the registry is one of the manager's
+//! components: models are mapped through the manager's own mmap cache, the indexes' heap is
+//! charged to the manager's budget, the report lists every model (`models` section) and the
+//! manager's pressure reaches the registry.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use memory_manager::{
+    Component, ComponentReading, MemoryManager, ModelReading, ModelState, Residency,
+};
 use mm_budget::{MemoryBudget, PressureLevel, SubscriberId};
-use mm_mmap::MmapCache;
+use mm_mmap::{Access, MmapCache};
 
 use crate::error::{GgufError, Result};
 use crate::mapped::MappedGguf;
 use crate::sync::{Mutex, MutexGuard};
 
-/// How a [`ModelRegistry`] behaves.
+/// How a [`ModelRegistry`] behaves. Every value of every setting is valid, so there is
+/// nothing to validate.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = mm_gguf::RegistryConfig::new()
+///     .with_idle_timeout(Duration::from_secs(60))
+///     .with_preload(["embedder"]);
+/// assert_eq!(config.idle_timeout(), Duration::from_secs(60));
+/// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct RegistryConfig {
-    /// A loaded model not asked for within this time, and not held elsewhere, is unloaded
-    /// by the next idle sweep. Default 5 minutes.
-    pub idle_timeout: Duration,
-    /// The map cache models are opened through (`None`: the crate's process-wide one).
-    pub cache: Option<Arc<MmapCache>>,
+    idle_timeout: Duration,
+    cache: Option<Arc<MmapCache>>,
+    preload: Vec<String>,
+    read_ahead: ReadAhead,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig {
-            idle_timeout: Duration::from_secs(300),
-            cache: None,
-        }
+        Self::new()
     }
 }
 
 impl RegistryConfig {
-    /// Sets the idle timeout.
-    pub fn with_idle_timeout(mut self, t: Duration) -> Self {
+    /// The defaults: 5 minutes of idle timeout, the crate's process-wide map cache (or the
+    /// manager's, with [`ModelRegistry::from_manager`]), nothing to preload.
+    pub const fn new() -> Self {
+        RegistryConfig {
+            idle_timeout: Duration::from_secs(300),
+            cache: None,
+            preload: Vec::new(),
+            read_ahead: ReadAhead::Skip,
+        }
+    }
+
+    /// Sets the idle timeout: a loaded model not asked for within it, and not held
+    /// elsewhere, is unloaded by the next idle sweep. Default 5 minutes; at least 1 ms.
+    pub const fn with_idle_timeout(mut self, t: Duration) -> Self {
         self.idle_timeout = t;
         self
     }
 
-    /// Opens models through `cache`.
+    /// Opens models through `cache`. Default: the crate's process-wide cache.
     pub fn with_cache(mut self, cache: Arc<MmapCache>) -> Self {
         self.cache = Some(cache);
         self
     }
+
+    /// Names of registered models that [`ModelRegistry::spawn_preload`] loads in the
+    /// background. Default: none.
+    pub fn with_preload<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.preload = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether preloading also asks the kernel to read the tensor data ahead
+    /// (`madvise(WILLNEED)`). Default [`ReadAhead::Skip`].
+    pub const fn with_read_ahead(mut self, read_ahead: ReadAhead) -> Self {
+        self.read_ahead = read_ahead;
+        self
+    }
+
+    /// The idle timeout.
+    pub const fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// The map cache, when set.
+    pub fn cache(&self) -> Option<&Arc<MmapCache>> {
+        self.cache.as_ref()
+    }
+
+    /// The models to preload.
+    pub fn preload(&self) -> &[String] {
+        &self.preload
+    }
+
+    /// The read-ahead choice for preloading.
+    pub const fn read_ahead(&self) -> ReadAhead {
+        self.read_ahead
+    }
+}
+
+/// Whether background preloading reads tensor data ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadAhead {
+    /// Map and parse only; pages are read on first touch.
+    #[default]
+    Skip,
+    /// Also `madvise(WILLNEED)` the whole file, so the kernel reads it in now.
+    WillNeed,
 }
 
 /// Why a model was unloaded.
@@ -127,6 +196,10 @@ struct Slot {
     path: PathBuf,
     model: Option<Arc<MappedGguf>>,
     last_used: Instant,
+    /// Whether the model was ever asked for (for the report's last use).
+    used: bool,
+    /// Whether the last load failed.
+    failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +214,35 @@ struct State {
 struct Inner {
     config: RegistryConfig,
     state: Mutex<State>,
+    /// Figures the manager reads at sync points without taking `state`.
+    counters: Counters,
+    /// The manager this registry is a component of.
+    manager: Option<MemoryManager>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    loaded: AtomicU64,
+    index_heap: AtomicU64,
+    hits: AtomicU64,
+    loads: AtomicU64,
+    unloads: AtomicU64,
+}
+
+impl Counters {
+    fn loaded(&self, m: &MappedGguf) {
+        self.loaded.fetch_add(1, Ordering::Relaxed);
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.index_heap
+            .fetch_add(m.index_heap_bytes(), Ordering::Relaxed);
+    }
+
+    fn unloaded(&self, m: &MappedGguf) {
+        self.loaded.fetch_sub(1, Ordering::Relaxed);
+        self.unloads.fetch_add(1, Ordering::Relaxed);
+        self.index_heap
+            .fetch_sub(m.index_heap_bytes(), Ordering::Relaxed);
+    }
 }
 
 /// Named models loaded on first use and shared as `Arc<MappedGguf>`. Cheap to clone (an
@@ -160,20 +262,54 @@ impl Default for ModelRegistry {
 }
 
 impl ModelRegistry {
-    /// An empty registry.
+    /// An empty registry on its own (or the configured) map cache, charged to nothing.
     pub fn new(config: RegistryConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// An empty registry that is a component of `manager`: models are mapped through the
+    /// manager's mmap cache, their index heap is charged to its budget, its report lists
+    /// them (`models`), and its pressure events unload them (see
+    /// [`handle_pressure`](Self::handle_pressure)). A cache set in `config` is replaced by
+    /// the manager's.
+    ///
+    /// ```
+    /// use memory_manager::{MemoryConfig, MemoryManager};
+    /// use mm_gguf::{ModelRegistry, RegistryConfig};
+    ///
+    /// let manager = MemoryManager::new(MemoryConfig::new().with_max_memory(64 << 20))?;
+    /// let registry = ModelRegistry::from_manager(&manager, RegistryConfig::new());
+    /// assert!(manager.report().components.iter().any(|c| c.name == "models"));
+    /// # drop(registry);
+    /// # Ok::<(), memory_manager::ConfigError>(())
+    /// ```
+    pub fn from_manager(manager: &MemoryManager, config: RegistryConfig) -> Self {
+        let config = config.with_cache(Arc::clone(manager.mmap_cache()));
+        let registry = Self::build(config, Some(manager.clone()));
+        manager.register(Arc::clone(&registry.inner) as Arc<dyn Component>);
+        registry
+    }
+
+    fn build(config: RegistryConfig, manager: Option<MemoryManager>) -> Self {
         ModelRegistry {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(State::default()),
+                counters: Counters::default(),
+                manager,
             }),
         }
     }
 
+    /// Brings the manager's charges up to date (never called under the registry's lock).
+    fn sync_manager(&self) {
+        if let Some(m) = &self.inner.manager {
+            m.sync();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the table consistent (every mutation is
-        // a single insert/remove), so a poisoned lock is still usable.
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     /// Registers `name` for the file at `path` (not opened until first use). Re-registering
@@ -192,9 +328,12 @@ impl ModelRegistry {
                 path: path.as_ref().to_path_buf(),
                 model: None,
                 last_used: Instant::now(),
+                used: false,
+                failed: false,
             },
         );
         if let Some(m) = old.and_then(|s| s.model) {
+            self.inner.counters.unloaded(&m);
             st.unloads += 1;
             emit(
                 &mut st,
@@ -204,6 +343,9 @@ impl ModelRegistry {
                     mapped_bytes: m.mapped_bytes(),
                 },
             );
+            drop(st);
+            drop(m);
+            self.sync_manager();
         }
     }
 
@@ -214,14 +356,25 @@ impl ModelRegistry {
     /// [`MappedGguf::open`] on load (reported as [`RegistryEvent::LoadFailed`] too; the
     /// next `get` tries again).
     pub fn get(&self, name: &str) -> Result<Arc<MappedGguf>> {
+        let (model, loaded) = self.get_inner(name)?;
+        if loaded {
+            self.sync_manager();
+        }
+        Ok(model)
+    }
+
+    /// `get`'s work under the lock: the model and whether this call loaded it.
+    fn get_inner(&self, name: &str) -> Result<(Arc<MappedGguf>, bool)> {
         let mut st = self.lock();
         let slot = st.slots.get_mut(name).ok_or_else(|| GgufError::NotFound {
             what: "model",
             name: name.into(),
         })?;
         slot.last_used = Instant::now();
+        slot.used = true;
         if let Some(m) = &slot.model {
-            return Ok(Arc::clone(m));
+            self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((Arc::clone(m), false));
         }
         let path = slot.path.clone();
         let t0 = Instant::now();
@@ -237,7 +390,9 @@ impl ModelRegistry {
                 let m = Arc::new(m);
                 if let Some(slot) = st.slots.get_mut(name) {
                     slot.model = Some(Arc::clone(&m));
+                    slot.failed = false;
                 }
+                self.inner.counters.loaded(&m);
                 st.loads += 1;
                 let ev = RegistryEvent::Loaded {
                     name: name.into(),
@@ -246,9 +401,12 @@ impl ModelRegistry {
                     took: t0.elapsed(),
                 };
                 emit(&mut st, ev);
-                Ok(m)
+                Ok((m, true))
             }
             Err(e) => {
+                if let Some(slot) = st.slots.get_mut(name) {
+                    slot.failed = true;
+                }
                 emit(
                     &mut st,
                     RegistryEvent::LoadFailed {
@@ -275,6 +433,7 @@ impl ModelRegistry {
         let Some(m) = st.slots.get_mut(name).and_then(|s| s.model.take()) else {
             return false;
         };
+        self.inner.counters.unloaded(&m);
         st.unloads += 1;
         emit(
             &mut st,
@@ -284,6 +443,9 @@ impl ModelRegistry {
                 mapped_bytes: m.mapped_bytes(),
             },
         );
+        drop(st);
+        drop(m);
+        self.sync_manager();
         true
     }
 
@@ -296,61 +458,18 @@ impl ModelRegistry {
     /// no one else holds. Taking the time as an argument makes the policy testable.
     pub fn unload_idle_at(&self, now: Instant) -> usize {
         let timeout = self.inner.config.idle_timeout;
-        self.unload_where(UnloadReason::Idle, |s| {
-            now.saturating_duration_since(s.last_used) >= timeout
-        })
-        .0
+        self.inner
+            .unload_where(UnloadReason::Idle, |s| {
+                now.saturating_duration_since(s.last_used) >= timeout
+            })
+            .0
     }
 
     /// Reacts to memory pressure: at `Critical`, unloads every model no one else holds; at
     /// `Warning`, those idle for at least half the idle timeout; at `Normal`, nothing.
     /// Returns how many were unloaded.
     pub fn handle_pressure(&self, level: PressureLevel) -> usize {
-        self.release_for(level).0
-    }
-
-    /// `handle_pressure`'s work: (models unloaded, their mapped bytes).
-    fn release_for(&self, level: PressureLevel) -> (usize, u64) {
-        let now = Instant::now();
-        let half = self.inner.config.idle_timeout / 2;
-        match level {
-            PressureLevel::Normal => (0, 0),
-            PressureLevel::Warning => self.unload_where(UnloadReason::Pressure(level), |s| {
-                now.saturating_duration_since(s.last_used) >= half
-            }),
-            PressureLevel::Critical => self.unload_where(UnloadReason::Pressure(level), |_| true),
-        }
-    }
-
-    fn unload_where(&self, reason: UnloadReason, pick: impl Fn(&Slot) -> bool) -> (usize, u64) {
-        let mut st = self.lock();
-        let mut dropped = Vec::new();
-        for (name, slot) in st.slots.iter_mut() {
-            let unused = slot
-                .model
-                .as_ref()
-                .is_some_and(|m| Arc::strong_count(m) == 1);
-            if unused
-                && pick(slot)
-                && let Some(m) = slot.model.take()
-            {
-                dropped.push((name.clone(), m.mapped_bytes()));
-            }
-        }
-        st.unloads += dropped.len() as u64;
-        let n = dropped.len();
-        let bytes = dropped.iter().map(|(_, b)| b).sum();
-        for (name, mapped_bytes) in dropped {
-            emit(
-                &mut st,
-                RegistryEvent::Unloaded {
-                    name,
-                    reason,
-                    mapped_bytes,
-                },
-            );
-        }
-        (n, bytes)
+        self.inner.release_for(level).0
     }
 
     /// A receiver of every later [`RegistryEvent`]. Events are sent without blocking; a
@@ -392,10 +511,7 @@ impl ModelRegistry {
     /// ```
     pub fn pressure_hook(&self) -> impl Fn(PressureLevel) -> u64 + Send + Sync + 'static {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        move |level| {
-            weak.upgrade()
-                .map_or(0, |inner| ModelRegistry { inner }.release_for(level).1)
-        }
+        move |level| weak.upgrade().map_or(0, |inner| inner.release_for(level).1)
     }
 
     /// Starts a thread that calls [`unload_idle`](Self::unload_idle) every `interval`; it
@@ -420,6 +536,33 @@ impl ModelRegistry {
         }
     }
 
+    /// Loads the configured preload list ([`RegistryConfig::with_preload`]) on a thread
+    /// named `mm-gguf-preload`, so a first request does not pay for the map and parse (and,
+    /// with [`ReadAhead::WillNeed`], for reading the pages). Join the handle for the
+    /// outcome of each model; dropping it lets the thread finish on its own.
+    pub fn spawn_preload(&self) -> Preload {
+        let registry = self.clone();
+        let names = self.inner.config.preload.clone();
+        let read_ahead = self.inner.config.read_ahead;
+        let thread = std::thread::Builder::new()
+            .name("mm-gguf-preload".into())
+            .spawn(move || {
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let outcome = registry.get(&name).and_then(|m| match read_ahead {
+                            ReadAhead::Skip => Ok(()),
+                            ReadAhead::WillNeed => m.advise(Access::WillNeed),
+                        });
+                        (name, outcome)
+                    })
+                    .collect()
+            });
+        Preload {
+            thread: thread.map_err(|source| GgufError::Io { path: None, source }),
+        }
+    }
+
     /// Current figures.
     pub fn stats(&self) -> RegistryStats {
         let st = self.lock();
@@ -438,6 +581,142 @@ impl ModelRegistry {
 
 fn emit(st: &mut State, ev: RegistryEvent) {
     st.subscribers.retain(|tx| tx.send(ev.clone()).is_ok());
+}
+
+/// Each preloaded model's name with its outcome.
+type PreloadOutcome = Vec<(String, Result<()>)>;
+
+/// The background preload started by [`ModelRegistry::spawn_preload`].
+#[derive(Debug)]
+pub struct Preload {
+    thread: std::result::Result<std::thread::JoinHandle<PreloadOutcome>, GgufError>,
+}
+
+impl Preload {
+    /// Waits for the preload; returns each model's name with its outcome.
+    ///
+    /// # Errors
+    /// [`GgufError::Io`] when the thread could not be started or panicked.
+    pub fn join(self) -> Result<PreloadOutcome> {
+        self.thread?.join().map_err(|_| GgufError::Io {
+            path: None,
+            source: std::io::Error::other("the preload thread panicked"),
+        })
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the table consistent (every mutation is
+        // a single insert/remove), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `handle_pressure`'s work: (models unloaded, their mapped bytes).
+    fn release_for(&self, level: PressureLevel) -> (usize, u64) {
+        let now = Instant::now();
+        let half = self.config.idle_timeout / 2;
+        match level {
+            PressureLevel::Normal => (0, 0),
+            PressureLevel::Warning => self.unload_where(UnloadReason::Pressure(level), |s| {
+                now.saturating_duration_since(s.last_used) >= half
+            }),
+            PressureLevel::Critical => self.unload_where(UnloadReason::Pressure(level), |_| true),
+        }
+    }
+
+    fn unload_where(&self, reason: UnloadReason, pick: impl Fn(&Slot) -> bool) -> (usize, u64) {
+        let mut st = self.lock();
+        let mut dropped = Vec::new();
+        for (name, slot) in st.slots.iter_mut() {
+            let unused = slot
+                .model
+                .as_ref()
+                .is_some_and(|m| Arc::strong_count(m) == 1);
+            if unused
+                && pick(slot)
+                && let Some(m) = slot.model.take()
+            {
+                self.counters.unloaded(&m);
+                dropped.push((name.clone(), m.mapped_bytes()));
+            }
+        }
+        st.unloads += dropped.len() as u64;
+        let n = dropped.len();
+        let bytes = dropped.iter().map(|(_, b)| b).sum();
+        for (name, mapped_bytes) in dropped {
+            emit(
+                &mut st,
+                RegistryEvent::Unloaded {
+                    name,
+                    reason,
+                    mapped_bytes,
+                },
+            );
+        }
+        drop(st);
+        // Pressure unloads run inside the manager's own sync, which repeats by itself.
+        if n > 0
+            && !matches!(reason, UnloadReason::Pressure(_))
+            && let Some(m) = &self.manager
+        {
+            m.sync();
+        }
+        (n, bytes)
+    }
+}
+
+impl Component for Inner {
+    fn name(&self) -> &str {
+        "models"
+    }
+
+    fn reading(&self) -> ComponentReading {
+        let c = &self.counters;
+        let mut r = ComponentReading::new(c.index_heap.load(Ordering::Relaxed));
+        r.items = c.loaded.load(Ordering::Relaxed);
+        r.hits = Some(c.hits.load(Ordering::Relaxed));
+        r.misses = Some(c.loads.load(Ordering::Relaxed));
+        r.evictions = Some(c.unloads.load(Ordering::Relaxed));
+        r
+    }
+
+    fn on_pressure(&self, level: PressureLevel) -> u64 {
+        self.release_for(level).1
+    }
+
+    fn models(&self, residency: Residency) -> Vec<ModelReading> {
+        let st = self.lock();
+        let now = Instant::now();
+        let mut rows: Vec<ModelReading> = st
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let mut r = ModelReading::new(name.clone(), slot.path.display().to_string());
+                r.file_bytes = std::fs::metadata(&slot.path).ok().map(|m| m.len());
+                r.idle_seconds = slot
+                    .used
+                    .then(|| now.saturating_duration_since(slot.last_used).as_secs_f64());
+                r.state = if slot.failed {
+                    ModelState::Failed
+                } else {
+                    ModelState::Registered
+                };
+                if let Some(m) = &slot.model {
+                    r.state = ModelState::Loaded;
+                    r.mapped_bytes = m.mapped_bytes();
+                    r.index_heap_bytes = m.index_heap_bytes();
+                    r.tensors = Some(m.gguf().n_tensors() as u64);
+                    if residency == Residency::Measure {
+                        r.resident_bytes = memory_manager::resident_bytes(m.file().as_bytes());
+                    }
+                }
+                r
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
 }
 
 /// Stops the idle-unload thread started by [`ModelRegistry::spawn_reaper`] when dropped.

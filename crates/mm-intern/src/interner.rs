@@ -23,6 +23,11 @@ use crate::{
 /// # Ok::<(), mm_intern::InternError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct InternerConfig {
     shards: usize,
     max_strings: Option<u64>,

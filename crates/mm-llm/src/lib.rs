@@ -7,6 +7,7 @@ mod json;
 mod names;
 pub mod simulate;
 pub mod sse;
+mod sync;
 mod tokens;
 mod windows;
 
@@ -15,7 +16,8 @@ pub use conversation::{
     DroppedMessages, FitPolicy, FitReport, MessageView, ResultOutcome, Role,
 };
 pub use embedding::{
-    ENTRY_OVERHEAD, EmbeddingCache, EmbeddingCacheConfig, EmbeddingKey, EmbeddingStats,
+    Clock, ENTRY_OVERHEAD, Embedding, EmbeddingCache, EmbeddingCacheConfig, EmbeddingKey,
+    EmbeddingStats, EvictionCounts, EvictionNotice, ManualClock, MonotonicClock, RemovalCause,
 };
 pub use error::LlmError;
 pub use names::{Interner, Symbol};

@@ -124,12 +124,11 @@ impl ChatTurnSim {
         conv.set_tools(&tools)?;
         let parser = SseParser::with_pool(SseConfig::default(), pool.clone())?;
         let cache = EmbeddingCache::new(
-            EmbeddingCacheConfig {
-                max_bytes: 16 << 20,
-                max_entries: 64,
-            },
+            EmbeddingCacheConfig::new()
+                .with_max_bytes(16 << 20)
+                .with_max_entries(64),
             Some(budget),
-        );
+        )?;
         let users = (0..USER_TEXTS)
             .map(|i| {
                 format!(

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
-
+use crate::index::{Index, Inserted};
 use crate::ledger::Ledger;
 use crate::map::{self, Access, FileIdentity, MapSettings, MappedFile};
 use crate::sync::Mutex;
@@ -21,6 +19,11 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 100 * 1024 * 1024;
 
 /// When `get` checks that a cached map still shows the file at the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Revalidate {
     /// `stat` the path on every `get` (one system call, about a microsecond) and re-map if
@@ -36,6 +39,11 @@ pub enum Revalidate {
 
 /// What `get` does with a file larger than the whole budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum OversizedPolicy {
     /// Map it without caching it and count its bytes as *outstanding* until the caller drops
@@ -51,6 +59,11 @@ pub enum OversizedPolicy {
 /// How an [`MmapCache`] behaves. Start from [`MmapCacheConfig::default`] and adjust with
 /// the `with_*` methods.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct MmapCacheConfig {
     /// Most bytes of maps the cache keeps ([`DEFAULT_BUDGET_BYTES`] by default). Maps
@@ -181,9 +194,8 @@ impl Ord for Queued {
 ///
 /// `docs/mm-mmap.md` in the repository explains why this is sound and what it does not do.
 pub struct MmapCache {
-    /// Keyed by the path's bytes: hashing them with foldhash costs a few nanoseconds,
-    /// where `Path`'s component-wise `Hash` with SipHash cost about 30 ns per hit.
-    index: DashMap<Box<[u8]>, Arc<MappedFile>, foldhash::fast::RandomState>,
+    /// Path bytes to the cached map (a `DashMap`; see `index.rs`).
+    index: Index,
     queue: Mutex<BinaryHeap<Queued>>,
     oversized: Mutex<HashMap<PathBuf, Weak<MappedFile>>>,
     ledger: Arc<Ledger>,
@@ -218,7 +230,7 @@ impl MmapCache {
     /// An empty cache. Allocates only the (small) lookup shards; maps are made on `get`.
     pub fn new(config: MmapCacheConfig) -> Self {
         Self {
-            index: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            index: Index::new(),
             queue: Mutex::new(BinaryHeap::new()),
             oversized: Mutex::new(HashMap::new()),
             ledger: Arc::new(Ledger::new(config.budget_bytes)),
@@ -289,7 +301,7 @@ impl MmapCache {
     /// The cached map for `path` if it is still current; `None` on a miss. Removes the
     /// entry if revalidation finds the file changed or gone.
     fn lookup(&self, path: &Path) -> Result<Option<Arc<MappedFile>>, MmapError> {
-        let Some(file) = self.index.get(key(path)).map(|r| r.value().clone()) else {
+        let Some(file) = self.index.get(key(path)) else {
             return Ok(None);
         };
         if self.config.revalidate == Revalidate::Always {
@@ -343,23 +355,18 @@ impl MmapCache {
         }
         file.charge.commit_held();
         file.touch(self.tick());
-        let replaced = match self.index.entry(key(path).into()) {
-            Entry::Occupied(mut slot) => {
-                let current = slot.get();
-                if current.identity() == file.identity() && current.charge.is_held() {
-                    // Another thread mapped the same file first: use its map, drop ours.
-                    let winner = current.clone();
-                    drop(slot);
-                    file.charge.cancel_held();
-                    self.touch(&winner);
-                    return Ok(winner);
-                }
-                Some(slot.insert(file.clone()))
+        let same = |current: &Arc<MappedFile>| {
+            current.identity() == file.identity() && current.charge.is_held()
+        };
+        let replaced = match self.index.insert_unless(key(path), &file, same) {
+            Inserted::Kept(winner) => {
+                // Another thread mapped the same file first: use its map, drop ours.
+                file.charge.cancel_held();
+                self.touch(&winner);
+                return Ok(winner);
             }
-            Entry::Vacant(slot) => {
-                slot.insert(file.clone());
-                None
-            }
+            Inserted::Replaced(old) => Some(old),
+            Inserted::Vacant => None,
         };
         if let Some(old) = replaced
             && old.charge.release_from_cache()
@@ -407,7 +414,7 @@ impl MmapCache {
             if self.ledger.try_reserve(len) {
                 return true;
             }
-            if !self.evict_one() {
+            if self.evict_one().is_none() {
                 return self.ledger.try_reserve(len);
             }
         }
@@ -427,15 +434,14 @@ impl MmapCache {
         }
     }
 
-    /// Evicts the least recently used map. `false` if the cache holds nothing evictable.
-    fn evict_one(&self) -> bool {
+    /// Evicts the least recently used map and returns its length; `None` if the cache
+    /// holds nothing evictable.
+    fn evict_one(&self) -> Option<u64> {
         loop {
             let victim = {
                 let mut queue = lock(&self.queue);
                 loop {
-                    let Some(record) = queue.pop() else {
-                        return false;
-                    };
+                    let record = queue.pop()?;
                     let Some(file) = record.file.upgrade() else {
                         continue;
                     };
@@ -456,7 +462,7 @@ impl MmapCache {
             // The queue lock is released before the index shard lock is taken: `load`
             // takes them in the other order.
             if self.remove_exact(&victim, &self.evictions) {
-                return true;
+                return Some(victim.charge.len());
             }
         }
     }
@@ -464,10 +470,7 @@ impl MmapCache {
     /// Removes exactly this map from the index (not a newer one at the same path) and
     /// moves its bytes to outstanding. `true` if this call did it; bumps `counter`.
     fn remove_exact(&self, file: &Arc<MappedFile>, counter: &AtomicU64) -> bool {
-        let removed = self
-            .index
-            .remove_if(key(file.path()), |_, v| Arc::ptr_eq(v, file))
-            .is_some();
+        let removed = self.index.remove_exact(key(file.path()), file);
         if removed && file.charge.release_from_cache() {
             counter.fetch_add(1, Ordering::Relaxed);
             return true;
@@ -476,16 +479,18 @@ impl MmapCache {
     }
 
     /// Evicts least-recently-used maps until the cache holds at most `bytes`. Returns the
-    /// bytes released from the cache (they stay mapped, as outstanding, while callers hold
-    /// them). O(k log n) for k evictions.
+    /// bytes this call released from the cache (they stay mapped, as outstanding, while
+    /// callers hold them; maps that other threads remove meanwhile are not counted here).
+    /// O(k log n) for k evictions.
     pub fn trim_to(&self, bytes: u64) -> u64 {
-        let before = self.ledger.held();
+        let mut released = 0;
         while self.ledger.held() > bytes {
-            if !self.evict_one() {
-                break;
+            match self.evict_one() {
+                Some(len) => released += len,
+                None => break,
             }
         }
-        before.saturating_sub(self.ledger.held())
+        released
     }
 
     /// Evicts down to `fraction` of the budget (clamped to 0..=1; `0.5` is what a
@@ -504,7 +509,7 @@ impl MmapCache {
     /// Drops the cache's entry for `path`, if any. `true` if one was removed. The map
     /// stays alive (as outstanding) while callers hold it.
     pub fn remove(&self, path: &Path) -> bool {
-        let Some(file) = self.index.get(key(path)).map(|r| r.value().clone()) else {
+        let Some(file) = self.index.get(key(path)) else {
             return false;
         };
         self.remove_exact(&file, &self.evictions)
@@ -517,15 +522,15 @@ impl MmapCache {
 
     /// Whether `path` has a cached entry (no revalidation, no recency update).
     pub fn contains(&self, path: &Path) -> bool {
-        self.index.contains_key(key(path))
+        self.index.contains(key(path))
     }
 
     /// The cached files and their lengths, in no particular order. O(n), allocates.
     pub fn cached_files(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::with_capacity(self.index.len());
         self.index
-            .iter()
-            .map(|r| (r.value().path().to_path_buf(), r.value().charge.len()))
-            .collect()
+            .for_each(|f| out.push((f.path().to_path_buf(), f.charge.len())));
+        out
     }
 
     /// The current counters. O(number of lookup shards).
@@ -547,9 +552,9 @@ impl MmapCache {
 impl Drop for MmapCache {
     /// Maps still referenced by callers become outstanding in the shared ledger.
     fn drop(&mut self) {
-        for entry in self.index.iter() {
-            entry.value().charge.release_from_cache();
-        }
+        self.index.for_each(|f| {
+            f.charge.release_from_cache();
+        });
     }
 }
 
@@ -624,9 +629,9 @@ mod tests {
         unsafe { cache.get(&paths[0]) }.unwrap();
         // SAFETY: as above.
         unsafe { cache.get(&paths[1]) }.unwrap();
-        assert!(cache.evict_one());
+        assert_eq!(cache.evict_one(), Some(100));
         assert!(!cache.contains(&paths[2]));
-        assert!(cache.evict_one());
+        assert_eq!(cache.evict_one(), Some(100));
         assert!(!cache.contains(&paths[0]), "f0 was touched before f1");
         assert!(cache.contains(&paths[1]));
         assert_eq!(lock(&cache.queue).len(), 1);

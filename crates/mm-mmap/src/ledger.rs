@@ -175,9 +175,17 @@ impl Charge {
     }
 }
 
+/// Set by `Drop`: the charge is settled.
+const SETTLED: u8 = 3;
+
 impl Drop for Charge {
     fn drop(&mut self) {
-        match self.state.load(Ordering::Acquire) {
+        // A swap, not a load: a read-modify-write reads the latest transition whatever the
+        // path by which this thread came to drop the map. With `std::sync::Arc` the last
+        // strong drop's acquire fence orders the evictor's transition before this read
+        // anyway; the swap does not lean on that (loom, which cannot see `std`'s `Arc`,
+        // found a stale `HELD` read here subtracting a map's bytes from the wrong counter).
+        match self.state.swap(SETTLED, Ordering::AcqRel) {
             HELD => self.ledger.sub_held(self.len),
             OUTSTANDING => self.ledger.sub_outstanding(self.len),
             _ => {}

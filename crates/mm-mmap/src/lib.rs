@@ -3,6 +3,7 @@
 mod cache;
 mod counter;
 mod error;
+mod index;
 mod ledger;
 mod map;
 mod sync;

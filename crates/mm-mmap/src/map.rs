@@ -50,6 +50,11 @@ impl FileIdentity {
 
 /// An access-pattern hint passed to `madvise(2)` through memmap2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Access {
     /// `MADV_NORMAL`: the kernel's default read-ahead.

@@ -10,6 +10,11 @@ use bytes::BytesMut;
 
 /// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct TierConfig {
     /// Capacity of every buffer of the tier, in bytes.
     pub size: usize,
@@ -23,6 +28,11 @@ pub struct TierConfig {
 /// filled lazily), with a per-thread cache and a 64 MiB `max_request` for
 /// [`BufferPool::try_acquire`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct BufferPoolConfig {
     tiers: Vec<TierConfig>,
     max_request: usize,

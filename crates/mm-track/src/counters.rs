@@ -1,5 +1,5 @@
-//! The counting logic: per-thread cumulative counters (`Local`) folded into process-wide
-//! atomics (`Shared`) in batches.
+//! The counting logic: per-thread counters (`Local`: two packed hot words rolled into
+//! cumulative counters) folded into process-wide atomics (`Shared`) in batches.
 //!
 //! Nothing here allocates, panics or touches a thread-local: the allocator glue in
 //! `global.rs` owns the statics and the thread-exit handling, and `tests/loom.rs` drives
@@ -92,8 +92,9 @@ impl<'a> core::iter::Sum<&'a ScopeStats> for ScopeStats {
 /// Process-wide figures, as returned by [`crate::snapshot`].
 ///
 /// These are the *folded* totals: each thread keeps its own counters and adds them to the
-/// process-wide atomics once its pending live-byte change exceeds a slack of
-/// [`LIVE_SLACK_BYTES`] either way, every [`OP_BATCH`] calls of one kind, and when it exits.
+/// process-wide atomics in batches (before its unfolded live-byte change can exceed
+/// [`LIVE_SLACK_BYTES`] either way, before it holds [`OP_BATCH`] unfolded calls of one kind,
+/// and when it exits).
 /// `snapshot()` folds the calling thread first. So, with `threads` other threads running:
 ///
 /// - `live_bytes` is within `threads x LIVE_SLACK_BYTES` of the true live heap (see
@@ -133,12 +134,55 @@ impl Snapshot {
     }
 }
 
-/// A thread folds its live-byte change into the process-wide total once the change exceeds
-/// this many bytes either way.
+/// The most live bytes one running thread holds back from the process-wide total (either
+/// way): its per-thread hot counters hold less than 32 KiB each way, and what it moved out of
+/// them but did not fold is kept within the other 32 KiB.
 pub const LIVE_SLACK_BYTES: i64 = 64 * 1024;
 
-/// A thread folds its counts after at most this many allocator calls.
-pub const OP_BATCH: u32 = 16 * 1024;
+/// A running thread folds its counts into the process-wide totals before it holds this many
+/// unfolded calls of one kind.
+pub const OP_BATCH: u32 = 64 * 1024;
+
+/// A hot word is rolled into the thread's cumulative counters once it holds this many bytes.
+pub const ROLL_BYTES: u64 = 32 * 1024;
+
+// The two hot words (one for allocs, one for deallocs) pack three fields each:
+//   bits  0..20  calls           (allocs | deallocs)
+//   bits 20..40  a second count  (zeroed allocs | reallocs)
+//   bits 40..64  bytes
+// A word starts at a base whose bytes field is 2^24 - ROLL_BYTES, so the add that brings the
+// bytes since the last roll to ROLL_BYTES carries out of bit 63: the carry flag of the one
+// add is the whole due test. (With the base's bytes field at 2^24 - 1, every call carries.)
+// The word minus its base is the exact packed count as long as the bytes since the roll stay
+// below 2^24. A word is rolled as soon as it carries, and every call adds at least one byte
+// (a layout's size is never 0; a 0 takes the slow path anyway), so the two counts stay below
+// ROLL_BYTES + 1 and never carry into the next field. One call adds fewer than SMALL_MAX
+// bytes on the hot path; larger sizes go straight to the cumulative counters.
+const MID_SHIFT: u32 = 20;
+const BYTES_SHIFT: u32 = 40;
+const FIELD_MASK: u64 = (1 << MID_SHIFT) - 1;
+const ONE_CALL: u64 = 1;
+const ONE_MID: u64 = 1 << MID_SHIFT;
+/// The hot words' base while calls are batched: the add reaching `ROLL_BYTES` carries.
+const BATCHED: u64 = ((1 << (64 - BYTES_SHIFT)) - ROLL_BYTES) << BYTES_SHIFT;
+/// The base when every call must be due: any add of a byte or more carries.
+const EVERY_CALL: u64 = ((1 << (64 - BYTES_SHIFT)) - 1) << BYTES_SHIFT;
+/// Sizes from this up skip the hot words.
+const SMALL_MAX: u64 = 1 << 23;
+/// Rolled but unfolded live bytes a running thread keeps at most (either way); with what its
+/// hot words hold, under `LIVE_SLACK_BYTES` in all.
+pub const FOLD_SLACK: i64 = LIVE_SLACK_BYTES - ROLL_BYTES as i64;
+/// Rolled but unfolded calls of one kind a thread may keep: with the fewer than
+/// `ROLL_BYTES` calls a hot word holds, under `OP_BATCH` in all.
+const FOLD_CALLS: u64 = OP_BATCH as u64 - ROLL_BYTES;
+
+const _: () = {
+    // Both counts of a word fit their 20 bits, with one call's worth of margin.
+    assert!(ROLL_BYTES + 1 < FIELD_MASK);
+    // The bytes since a roll (fewer than ROLL_BYTES, plus one small call) fit the field.
+    assert!(ROLL_BYTES + SMALL_MAX < 1 << (64 - BYTES_SHIFT));
+    assert!(FOLD_SLACK > 0 && OP_BATCH as u64 > ROLL_BYTES);
+};
 
 /// The process-wide folded totals. Generic over the atomic so loom can model it.
 #[derive(Debug)]
@@ -254,20 +298,32 @@ impl<A: Atom> Shared<A> {
 /// One thread's counters: plain `Cell`s, no `Drop`, `const`-constructible, so a
 /// `thread_local!` of it needs no lazy initialisation and no destructor.
 ///
-/// The `record_*` methods are the hot path: a few loads and stores in one cache line and two
-/// compares. They return `true` when the caller must take its slow path (fold via
-/// [`Local::fold`], and whatever else it does on that path). A fold is due when the pending
-/// live bytes leave `lo..=hi`, or when the call's own counter reaches a multiple of
-/// [`OP_BATCH`]. While folding is not wanted to be batched (before the first call, and after
-/// the thread's exit hook ran) `hi` and `lo` are set so that every call is due.
+/// Three levels, each exact:
+/// - two hot words (`alloc_word`, `dealloc_word`), each packing a call count, a second count
+///   and a byte count (see the layout above): the hot path is one add to one of them and one
+///   compare;
+/// - the cumulative counters, into which the hot words are *rolled* (locally, no atomics)
+///   once one of them holds [`ROLL_BYTES`], or for a call of `SMALL_MAX` bytes or more;
+/// - the fold marks: what has been added to [`Shared`] so far. After a roll the thread folds
+///   when its rolled-but-unfolded live bytes exceed `FOLD_SLACK` either way or its unfolded
+///   calls of one kind reach `FOLD_CALLS`.
+///
+/// The `record_*` methods return `true` when the caller must take its slow path
+/// ([`Local::settle`], and whatever else it does there). The signal is the carry of one add
+/// and is given once: the caller must settle before the thread's next call. Both hot words start at `base`,
+/// which is `BATCHED` while folds are batched, and `EVERY_CALL` when they are not (before the
+/// first call, and after the thread's exit hook ran), so that then every call is due.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Local {
-    /// Live bytes changed since the last fold.
-    pending_live: Cell<i64>,
-    /// A fold is due when `pending_live > hi` ...
-    hi: Cell<i64>,
-    /// ... or `pending_live < lo`.
-    lo: Cell<i64>,
+    /// Allocs, zeroed allocs, bytes allocated (plus `base`): first, the hot cache line.
+    alloc_word: Cell<u64>,
+    /// Deallocs, reallocs, bytes released (plus `base`).
+    dealloc_word: Cell<u64>,
+    /// `BATCHED`, or `EVERY_CALL` when every call must be due.
+    base: Cell<u64>,
+    /// The cumulative counters, up to the last roll (a realloc adds its new size to
+    /// `alloc_bytes` and its old size to `dealloc_bytes`).
     allocs: Cell<u64>,
     alloc_bytes: Cell<u64>,
     deallocs: Cell<u64>,
@@ -278,22 +334,19 @@ pub struct Local {
     folded_allocs: Cell<u64>,
     folded_alloc_bytes: Cell<u64>,
     folded_deallocs: Cell<u64>,
+    folded_dealloc_bytes: Cell<u64>,
     folded_reallocs: Cell<u64>,
     folded_zeroed: Cell<u64>,
+    /// Rolled live bytes a thread may keep unfolded (a field so loom can use tiny ones).
+    slack: i64,
     /// Owned by the caller (the thread-exit state machine); opaque here.
     state: Cell<u8>,
-    /// The live-byte slack (a field rather than a constant so loom can use tiny ones).
-    slack: i64,
 }
 
-/// `OP_BATCH - 1`: a call whose counter has these bits clear is due for a fold.
-const BATCH_MASK: u64 = OP_BATCH as u64 - 1;
-const _: () = assert!(OP_BATCH.is_power_of_two());
-
 impl Local {
-    /// Fresh counters folding at `slack` live bytes either way (clamped to `0..=i64::MAX-1`).
-    /// The first call is due for a fold, so it takes the slow path (where the caller
-    /// registers its exit hook).
+    /// Fresh counters keeping at most `slack` rolled live bytes unfolded either way (clamped
+    /// to `0..=i64::MAX - 1`). The first call is due, so it takes the slow path (where the
+    /// caller registers its exit hook).
     pub const fn new(slack: i64) -> Self {
         let slack = if slack < 0 {
             0
@@ -303,9 +356,9 @@ impl Local {
             slack
         };
         Self {
-            pending_live: Cell::new(0),
-            hi: Cell::new(i64::MIN),
-            lo: Cell::new(i64::MAX),
+            alloc_word: Cell::new(EVERY_CALL),
+            dealloc_word: Cell::new(EVERY_CALL),
+            base: Cell::new(EVERY_CALL),
             allocs: Cell::new(0),
             alloc_bytes: Cell::new(0),
             deallocs: Cell::new(0),
@@ -315,73 +368,99 @@ impl Local {
             folded_allocs: Cell::new(0),
             folded_alloc_bytes: Cell::new(0),
             folded_deallocs: Cell::new(0),
+            folded_dealloc_bytes: Cell::new(0),
             folded_reallocs: Cell::new(0),
             folded_zeroed: Cell::new(0),
-            state: Cell::new(0),
             slack,
+            state: Cell::new(0),
         }
     }
 
-    /// Adds one to `counter`; true when it reached a multiple of the batch.
+    /// True when `size` can go through a hot word (`1..SMALL_MAX`).
     #[inline(always)]
-    fn bump(counter: &Cell<u64>) -> bool {
-        let n = counter.get().wrapping_add(1);
-        counter.set(n);
-        n & BATCH_MASK == 0
+    fn small(size: u64) -> bool {
+        size.wrapping_sub(1) < SMALL_MAX - 1
+    }
+
+    /// Adds `size` bytes and `calls` (packed) to `word`; true when it is due for a roll
+    /// (the add carried). One memory add and a branch on its carry flag.
+    #[inline(always)]
+    fn add(word: &Cell<u64>, size: u64, calls: u64) -> bool {
+        let (w, carried) = word.get().overflowing_add((size << BYTES_SHIFT) | calls);
+        word.set(w);
+        carried
     }
 
     /// Records a successful alloc of `size` bytes.
     #[inline(always)]
     pub fn record_alloc(&self, size: u64) -> bool {
-        let batch_due = Self::bump(&self.allocs);
-        self.alloc_bytes
-            .set(self.alloc_bytes.get().wrapping_add(size));
-        let pending = self.pending_live.get().wrapping_add(size as i64);
-        self.pending_live.set(pending);
-        batch_due | (pending > self.hi.get())
+        if Self::small(size) {
+            Self::add(&self.alloc_word, size, ONE_CALL)
+        } else {
+            self.large_alloc(size, 0)
+        }
     }
 
     /// Records a successful `alloc_zeroed` of `size` bytes.
     #[inline(always)]
     pub fn record_alloc_zeroed(&self, size: u64) -> bool {
-        self.zeroed.set(self.zeroed.get().wrapping_add(1));
-        self.record_alloc(size)
+        if Self::small(size) {
+            Self::add(&self.alloc_word, size, ONE_CALL | ONE_MID)
+        } else {
+            self.large_alloc(size, 1)
+        }
     }
 
     /// Records a dealloc of `size` bytes.
     #[inline(always)]
     pub fn record_dealloc(&self, size: u64) -> bool {
-        let batch_due = Self::bump(&self.deallocs);
-        self.dealloc_bytes
-            .set(self.dealloc_bytes.get().wrapping_add(size));
-        let pending = self.pending_live.get().wrapping_sub(size as i64);
-        self.pending_live.set(pending);
-        batch_due | (pending < self.lo.get())
+        if Self::small(size) {
+            Self::add(&self.dealloc_word, size, ONE_CALL)
+        } else {
+            bump(&self.deallocs, 1);
+            bump(&self.dealloc_bytes, size);
+            true
+        }
     }
 
     /// Records a successful realloc from `old` to `new` bytes.
     #[inline(always)]
     pub fn record_realloc(&self, old: u64, new: u64) -> bool {
-        let batch_due = Self::bump(&self.reallocs);
-        self.alloc_bytes
-            .set(self.alloc_bytes.get().wrapping_add(new));
-        self.dealloc_bytes
-            .set(self.dealloc_bytes.get().wrapping_add(old));
-        let delta = new.wrapping_sub(old) as i64;
-        let pending = self.pending_live.get().wrapping_add(delta);
-        self.pending_live.set(pending);
-        batch_due | (pending > self.hi.get()) | (pending < self.lo.get())
+        if Self::small(old) & Self::small(new) {
+            Self::add(&self.alloc_word, new, 0) | Self::add(&self.dealloc_word, old, ONE_MID)
+        } else {
+            bump(&self.reallocs, 1);
+            bump(&self.alloc_bytes, new);
+            bump(&self.dealloc_bytes, old);
+            true
+        }
+    }
+
+    /// An alloc too large for the hot word goes straight to the cumulative counters; the
+    /// caller's slow path then folds it (it exceeds the slack).
+    #[cold]
+    fn large_alloc(&self, size: u64, zeroed: u64) -> bool {
+        bump(&self.allocs, 1);
+        bump(&self.zeroed, zeroed);
+        bump(&self.alloc_bytes, size);
+        true
     }
 
     /// This thread's cumulative totals (for scope counting by difference).
     #[inline]
     pub fn totals(&self) -> ScopeStats {
+        let base = self.base.get();
+        let a = self.alloc_word.get().wrapping_sub(base);
+        let d = self.dealloc_word.get().wrapping_sub(base);
         ScopeStats {
-            allocs: self.allocs.get(),
-            deallocs: self.deallocs.get(),
-            reallocs: self.reallocs.get(),
-            alloc_bytes: self.alloc_bytes.get(),
-            dealloc_bytes: self.dealloc_bytes.get(),
+            allocs: self.allocs.get().wrapping_add(a & FIELD_MASK),
+            deallocs: self.deallocs.get().wrapping_add(d & FIELD_MASK),
+            reallocs: self
+                .reallocs
+                .get()
+                .wrapping_add((d >> MID_SHIFT) & FIELD_MASK),
+            alloc_bytes: self.alloc_bytes.get().wrapping_add(a >> BYTES_SHIFT),
+            dealloc_bytes: self.dealloc_bytes.get().wrapping_add(d >> BYTES_SHIFT),
         }
     }
 
@@ -397,31 +476,73 @@ impl Local {
             .set(self.dealloc_bytes.get().wrapping_sub(size));
     }
 
-    /// Adds everything not yet folded to `shared` and sets the fold marks. With
-    /// `keep_batching` later calls fold by the slack and the batch; without, every later
-    /// call is due for a fold.
+    /// Moves the hot words into the cumulative counters and restarts them at the base for
+    /// `batching` (`BATCHED`) or not (`EVERY_CALL`).
+    fn roll(&self, batching: bool) {
+        let new_base = if batching { BATCHED } else { EVERY_CALL };
+        let base = self.base.replace(new_base);
+        let a = self.alloc_word.replace(new_base).wrapping_sub(base);
+        let d = self.dealloc_word.replace(new_base).wrapping_sub(base);
+        bump(&self.allocs, a & FIELD_MASK);
+        bump(&self.zeroed, (a >> MID_SHIFT) & FIELD_MASK);
+        bump(&self.alloc_bytes, a >> BYTES_SHIFT);
+        bump(&self.deallocs, d & FIELD_MASK);
+        bump(&self.reallocs, (d >> MID_SHIFT) & FIELD_MASK);
+        bump(&self.dealloc_bytes, d >> BYTES_SHIFT);
+    }
+
+    /// Rolled live bytes and calls not yet folded: is a fold due?
+    fn fold_due(&self) -> bool {
+        let live = self
+            .alloc_bytes
+            .get()
+            .wrapping_sub(self.folded_alloc_bytes.get())
+            .wrapping_sub(
+                self.dealloc_bytes
+                    .get()
+                    .wrapping_sub(self.folded_dealloc_bytes.get()),
+            ) as i64;
+        let calls = |c: &Cell<u64>, m: &Cell<u64>| c.get().wrapping_sub(m.get()) >= FOLD_CALLS;
+        live > self.slack
+            || live < -self.slack
+            || calls(&self.allocs, &self.folded_allocs)
+            || calls(&self.deallocs, &self.folded_deallocs)
+            || calls(&self.reallocs, &self.folded_reallocs)
+    }
+
+    /// The slow path after a `record_*` returned true: rolls the hot words, then folds into
+    /// `shared` when the rolled figures are due (always, without `keep_batching`). With
+    /// `keep_batching` later calls roll by `ROLL_BYTES`; without, every later call is due.
+    pub fn settle<A: Atom>(&self, shared: &Shared<A>, keep_batching: bool) {
+        self.roll(keep_batching);
+        if !keep_batching || self.fold_due() {
+            self.push(shared);
+        }
+    }
+
+    /// Rolls and adds everything not yet folded to `shared` (see [`Local::settle`] for
+    /// `keep_batching`).
     pub fn fold<A: Atom>(&self, shared: &Shared<A>, keep_batching: bool) {
+        self.roll(keep_batching);
+        self.push(shared);
+    }
+
+    /// Adds the rolled deltas to `shared` and moves the fold marks.
+    fn push<A: Atom>(&self, shared: &Shared<A>) {
         // Take every delta and move the marks *before* touching the atomics, so a fold
         // re-entered from anywhere below sees nothing left to fold twice.
-        let live = self.pending_live.replace(0);
         let allocs = take(&self.allocs, &self.folded_allocs);
         let alloc_bytes = take(&self.alloc_bytes, &self.folded_alloc_bytes);
         let deallocs = take(&self.deallocs, &self.folded_deallocs);
+        let dealloc_bytes = take(&self.dealloc_bytes, &self.folded_dealloc_bytes);
         let reallocs = take(&self.reallocs, &self.folded_reallocs);
         let zeroed = take(&self.zeroed, &self.folded_zeroed);
-        if keep_batching {
-            self.hi.set(self.slack);
-            self.lo.set(-self.slack);
-        } else {
-            self.hi.set(i64::MIN);
-            self.lo.set(i64::MAX);
-        }
         add_nonzero(&shared.allocs, allocs);
         add_nonzero(&shared.total_alloc_bytes, alloc_bytes);
         add_nonzero(&shared.deallocs, deallocs);
         add_nonzero(&shared.reallocs, reallocs);
         add_nonzero(&shared.zeroed, zeroed);
-        shared.add_live(live);
+        shared.add_live(alloc_bytes.wrapping_sub(dealloc_bytes) as i64);
     }
 
     /// The caller's state byte.
@@ -435,6 +556,12 @@ impl Local {
     pub fn set_state(&self, state: u8) {
         self.state.set(state);
     }
+}
+
+/// Adds `v` to a cell (wrapping).
+#[inline]
+fn bump(cell: &Cell<u64>, v: u64) {
+    cell.set(cell.get().wrapping_add(v));
 }
 
 /// Returns `cumulative - mark` and moves the mark up to `cumulative`.
@@ -461,36 +588,94 @@ mod tests {
     }
 
     #[test]
-    fn first_call_takes_the_slow_path_then_batches() {
-        let l = Local::new(i64::MAX);
-        assert!(l.record_alloc(10), "the first call is due");
+    fn first_call_takes_the_slow_path_then_rolls_by_bytes() {
         let s = Shared::new();
-        l.fold(&s, true);
-        for i in 2..OP_BATCH {
-            assert!(!l.record_alloc(1), "alloc {i} not due");
-            assert!(!l.record_dealloc(1));
-            assert!(!l.record_realloc(1, 1));
+        let l = Local::new(FOLD_SLACK);
+        assert!(l.record_alloc(10), "the first call is due");
+        l.settle(&s, true);
+        assert_eq!(s.snapshot().allocs, 0, "10 bytes are not worth a fold");
+        assert_eq!(l.totals().allocs, 1);
+        // 100-byte calls: the alloc word is due once it holds ROLL_BYTES.
+        let per_roll = ROLL_BYTES.div_ceil(100);
+        for i in 1..per_roll {
+            assert!(!l.record_alloc(100), "alloc {i} not due");
+            assert!(!l.record_dealloc(100));
         }
-        assert!(l.record_alloc(1), "a batch of allocs is due");
-        assert!(!l.record_dealloc(1));
-        assert!(l.record_dealloc(1), "a batch of deallocs is due");
+        assert!(l.record_alloc(100), "a word full of bytes is due");
+        l.settle(&s, true);
+        assert_eq!(l.totals().allocs, 1 + per_roll);
+        assert_eq!(l.totals().deallocs, per_roll - 1);
         l.fold(&s, false);
-        assert!(l.record_dealloc(0), "unbatched: every call is due");
-        assert!(l.record_realloc(0, 0));
+        assert!(l.record_dealloc(1), "unbatched: every call is due");
+        l.settle(&s, false);
+        assert!(l.record_realloc(1, 1));
+        l.settle(&s, false);
+        assert!(l.record_alloc_zeroed(1));
+        l.settle(&s, false);
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap.allocs, snap.deallocs, snap.reallocs),
+            (2 + per_roll, per_roll, 1)
+        );
+        assert_eq!(snap.zeroed_allocs, 1);
+        assert_eq!(snap.live_bytes, 10 + 100);
     }
 
     #[test]
-    fn slack_triggers_a_fold_both_ways() {
+    fn rolled_live_bytes_beyond_the_slack_fold() {
         let s = Shared::new();
         let l = Local::new(100);
-        l.fold(&s, true);
-        assert!(!l.record_alloc(100));
-        assert!(l.record_alloc(1), "101 pending > 100");
-        l.fold(&s, true);
-        assert!(!l.record_dealloc(100));
-        assert!(l.record_dealloc(1), "-101 pending");
-        l.fold(&s, true);
-        assert!(l.record_realloc(0, 500), "a large realloc folds at once");
+        l.settle(&s, true);
+        // A roll of little net change keeps it local ...
+        for _ in 0..ROLL_BYTES / 64 {
+            l.record_alloc(32);
+            l.record_dealloc(32);
+        }
+        assert!(l.record_alloc(ROLL_BYTES));
+        l.settle(&s, true);
+        assert_eq!(
+            s.snapshot().allocs,
+            ROLL_BYTES / 64 + 1,
+            "net change > slack folds"
+        );
+        assert_eq!(s.snapshot().live_bytes, ROLL_BYTES);
+        // ... a large call goes past the hot words and folds at once.
+        assert!(l.record_alloc(SMALL_MAX));
+        l.settle(&s, true);
+        assert_eq!(s.snapshot().live_bytes, ROLL_BYTES + SMALL_MAX);
+        assert!(l.record_dealloc(SMALL_MAX));
+        l.settle(&s, true);
+        assert_eq!(s.snapshot().live_bytes, ROLL_BYTES);
+        assert!(l.record_realloc(ROLL_BYTES, 2 * SMALL_MAX));
+        l.settle(&s, true);
+        let snap = s.snapshot();
+        assert_eq!((snap.live_bytes, snap.reallocs), (2 * SMALL_MAX, 1));
+        assert!(l.record_alloc_zeroed(SMALL_MAX));
+        l.settle(&s, true);
+        assert_eq!(s.snapshot().zeroed_allocs, 1);
+        // A zero size (never passed by a sound caller) cannot corrupt the packed counts.
+        assert!(l.record_alloc(0));
+        l.settle(&s, true);
+        assert_eq!(l.totals().alloc_bytes, s.snapshot().total_alloc_bytes);
+    }
+
+    #[test]
+    fn calls_fold_before_a_batch_is_held() {
+        let s = Shared::new();
+        let l = Local::new(i64::MAX);
+        l.settle(&s, true);
+        let mut folded_at = None;
+        for i in 1..=u64::from(OP_BATCH) {
+            if l.record_dealloc(1) {
+                l.settle(&s, true);
+                if s.snapshot().deallocs > 0 && folded_at.is_none() {
+                    folded_at = Some(i);
+                }
+            }
+            // Never OP_BATCH calls of one kind unfolded.
+            assert!(l.totals().deallocs - s.snapshot().deallocs < u64::from(OP_BATCH));
+        }
+        assert!(folded_at.is_some(), "never folded");
     }
 
     #[test]
@@ -613,6 +798,7 @@ mod tests {
     fn counters_wrap_instead_of_overflowing() {
         let s = Shared::new();
         let l = Local::new(i64::MAX);
+        l.settle(&s, true);
         l.allocs.set(u64::MAX);
         l.folded_allocs.set(u64::MAX);
         l.record_alloc(1);

@@ -14,13 +14,13 @@
 //! |---------------|---------------------------------------|------------------------------------|
 //! | `UNINIT`      | no call seen on this thread yet       | slow path: register `EXIT`, fold   |
 //! | `REGISTERING` | inside `EXIT`'s registration          | fold at once (never touch `EXIT`)  |
-//! | `ALIVE`       | `EXIT` registered                     | count; fold every batch            |
+//! | `ALIVE`       | `EXIT` registered                     | count; roll and fold in batches    |
 //! | `DESTROYED`   | `EXIT` ran, or could not be registered| fold at once                       |
 //!
-//! Only `ALIVE` threads hold unfolded deltas, and each holds at most the slack, which is what
-//! bounds the error of the process-wide view.
+//! Only `ALIVE` threads hold unfolded deltas, and each holds less than `LIVE_SLACK_BYTES` of
+//! live bytes, which is what bounds the error of the process-wide view.
 
-use crate::counters::{LIVE_SLACK_BYTES, Local, ScopeStats, Shared, Snapshot};
+use crate::counters::{FOLD_SLACK, Local, ScopeStats, Shared, Snapshot};
 
 const UNINIT: u8 = 0;
 const REGISTERING: u8 = 1;
@@ -30,7 +30,7 @@ const DESTROYED: u8 = 3;
 static SHARED: Shared = Shared::new();
 
 thread_local! {
-    static LOCAL: Local = const { Local::new(LIVE_SLACK_BYTES) };
+    static LOCAL: Local = const { Local::new(FOLD_SLACK) };
     static EXIT: ExitFold = const { ExitFold };
 }
 
@@ -47,20 +47,22 @@ impl Drop for ExitFold {
     }
 }
 
-/// Runs `record` on this thread's counters and the slow path when it asks for it.
+/// Runs `record` on this thread's counters; true when the caller must call [`settle`].
 /// `try_with` cannot fail for a `const`, drop-free thread-local; if it ever did, the call
 /// would go uncounted rather than panic inside the allocator.
 #[inline(always)]
-fn with_local(record: impl FnOnce(&Local) -> bool) {
-    let _ = LOCAL.try_with(|local| {
-        if record(local) {
-            slow_path(local);
-        }
-    });
+fn record(record: impl FnOnce(&Local) -> bool) -> bool {
+    LOCAL.try_with(record).unwrap_or(false)
 }
 
+/// The slow path after a `record` that returned true: registers the exit hook on a
+/// thread's first call, rolls this thread's hot counters and folds them when due.
 #[cold]
 #[inline(never)]
+pub(crate) fn settle() {
+    let _ = LOCAL.try_with(slow_path);
+}
+
 fn slow_path(local: &Local) {
     if local.state() == UNINIT {
         local.set_state(REGISTERING);
@@ -73,27 +75,31 @@ fn slow_path(local: &Local) {
             local.set_state(DESTROYED);
         }
     }
-    local.fold(&SHARED, local.state() == ALIVE);
+    local.settle(&SHARED, local.state() == ALIVE);
 }
 
 #[inline(always)]
-pub(crate) fn on_alloc(size: usize) {
-    with_local(|l| l.record_alloc(size as u64));
+#[must_use]
+pub(crate) fn on_alloc(size: usize) -> bool {
+    record(|l| l.record_alloc(size as u64))
 }
 
 #[inline(always)]
-pub(crate) fn on_alloc_zeroed(size: usize) {
-    with_local(|l| l.record_alloc_zeroed(size as u64));
+#[must_use]
+pub(crate) fn on_alloc_zeroed(size: usize) -> bool {
+    record(|l| l.record_alloc_zeroed(size as u64))
 }
 
 #[inline(always)]
-pub(crate) fn on_dealloc(size: usize) {
-    with_local(|l| l.record_dealloc(size as u64));
+#[must_use]
+pub(crate) fn on_dealloc(size: usize) -> bool {
+    record(|l| l.record_dealloc(size as u64))
 }
 
 #[inline(always)]
-pub(crate) fn on_realloc(old: usize, new: usize) {
-    with_local(|l| l.record_realloc(old as u64, new as u64));
+#[must_use]
+pub(crate) fn on_realloc(old: usize, new: usize) -> bool {
+    record(|l| l.record_realloc(old as u64, new as u64))
 }
 
 pub(crate) fn thread_totals() -> ScopeStats {

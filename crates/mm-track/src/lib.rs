@@ -16,9 +16,10 @@ pub use future::{CountFuture, count_future};
 /// process-wide figures (read with [`snapshot`]) and the same per-thread counters (read with
 /// [`count`]); normally there is exactly one, the global allocator.
 ///
-/// Cost per call: a few loads and stores to this thread's counters and one or two
-/// compares; every [`OP_BATCH`] calls, or when the thread's live bytes moved by more than
-/// [`LIVE_SLACK_BYTES`], a fold of about seven relaxed atomic adds. It never allocates,
+/// Cost per call: one add to a packed thread-local word (calls and bytes together) and two
+/// compares, about ten instructions; every 32 KiB of calls in one direction, a local roll of
+/// that word into the thread's cumulative counters; now and then (see [`OP_BATCH`] and
+/// [`LIVE_SLACK_BYTES`]) a fold of about seven relaxed atomic adds. It never allocates,
 /// panics or locks; the inner allocator's failures (null) are passed on and not counted.
 ///
 /// Sizes counted are the [`Layout`] sizes callers ask for, not what `A` rounds them up to.
@@ -47,8 +48,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's own guarantees about `layout`.
         let ptr = unsafe { self.inner.alloc(layout) };
-        if !ptr.is_null() {
-            global::on_alloc(layout.size());
+        if !ptr.is_null() && global::on_alloc(layout.size()) {
+            global::settle();
         }
         ptr
     }
@@ -57,16 +58,20 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's own guarantees about `layout`.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            global::on_alloc_zeroed(layout.size());
+        if !ptr.is_null() && global::on_alloc_zeroed(layout.size()) {
+            global::settle();
         }
         ptr
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Counted first so the forwarding call can be a tail call.
-        global::on_dealloc(layout.size());
+        // Counted first so that the forwarding call can be a tail call, on the slow path
+        // too (it forwards itself), so the hot path keeps nothing across a call.
+        if global::on_dealloc(layout.size()) {
+            // SAFETY: the caller's guarantees, passed on unchanged.
+            return unsafe { dealloc_slow(ptr, layout, &self.inner) };
+        }
         // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `inner`)
         // with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -77,11 +82,25 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
         // SAFETY: forwarded unchanged; the caller's guarantees about `ptr`, `layout` and
         // `new_size` are the ones `inner.realloc` needs.
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            global::on_realloc(layout.size(), new_size);
+        if !new.is_null() && global::on_realloc(layout.size(), new_size) {
+            global::settle();
         }
         new
     }
+}
+
+/// `dealloc`'s slow path: settles this thread's counters, then forwards. The arguments come
+/// in `dealloc`'s own order, so the hot path jumps here without moving them.
+///
+/// # Safety
+///
+/// The caller's guarantees for [`GlobalAlloc::dealloc`] on `inner`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow<A: GlobalAlloc>(ptr: *mut u8, layout: Layout, inner: &A) {
+    global::settle();
+    // SAFETY: `ptr` and `layout` are what `inner` needs, by this function's contract.
+    unsafe { inner.dealloc(ptr, layout) }
 }
 
 /// Runs `f` and returns its result with the allocator calls *this thread* made inside it.
@@ -142,9 +161,10 @@ pub fn snapshot() -> Option<Snapshot> {
 
 /// Folds the calling thread's pending deltas into the process-wide figures now.
 ///
-/// A thread folds by itself every [`OP_BATCH`] calls, when its live bytes move by more than
-/// [`LIVE_SLACK_BYTES`], and when it exits; a long-lived thread that goes idle can call this
-/// so that [`snapshot`] taken elsewhere is exact for it. Cost: up to seven atomic adds.
+/// A thread folds by itself before it holds [`OP_BATCH`] unfolded calls of one kind or
+/// [`LIVE_SLACK_BYTES`] of unfolded live bytes, and when it exits; a long-lived thread that
+/// goes idle can call this so that [`snapshot`] taken elsewhere is exact for it. Cost: up to
+/// seven atomic adds.
 pub fn flush() {
     global::flush();
 }
@@ -162,6 +182,6 @@ pub fn reset_peak() {
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod model {
-    pub use crate::counters::{Local, Shared};
+    pub use crate::counters::{FOLD_SLACK, Local, ROLL_BYTES, Shared};
     pub use crate::sync::Atom;
 }

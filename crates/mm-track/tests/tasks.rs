@@ -1,6 +1,7 @@
 //! Per-task counting (`count_future`) on a multi-thread tokio runtime, under a real
 //! `#[global_allocator]`: a task whose polls run on different worker threads, and many tasks
 //! interleaved on the same workers, each get exactly their own calls.
+#![cfg(not(loom))]
 
 use std::future::Future;
 use std::hint::black_box;
