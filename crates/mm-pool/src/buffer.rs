@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use crate::sync::Arc;
 use crate::tiers::{Core, Event};
 use crate::{PoolError, PoolStats};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 /// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,12 +169,13 @@ impl Shared {
     fn give_back(&self, t: usize, mut buf: Box<BytesMut>) {
         let local = self.core.local();
         let local = local.as_ref();
-        if buf.capacity() != self.sizes[t] {
-            // Grown past the tier, split, or swapped for another buffer: not ours to keep.
+        buf.clear();
+        if buf.capacity() != self.sizes[t] && !self.restore(t, &mut buf) {
+            // Grown past the tier, or split while the other part is alive: not ours to keep.
+            self.core.count(local, Event::Reshaped);
             self.core.count(local, Event::Discard);
             return;
         }
-        buf.clear();
         match self.core.put(t, local, buf) {
             Ok(()) => self.core.count(local, Event::Return),
             Err(dropped) => {
@@ -185,12 +186,34 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Gives a split buffer its whole allocation back, if every split-off part is gone
+    /// and the allocation is the tier's; true when `buf` has the tier's capacity again.
+    #[cold]
+    fn restore(&self, t: usize, buf: &mut BytesMut) -> bool {
+        let size = self.sizes[t];
+        buf.capacity() < size && buf.try_reclaim(size) && buf.capacity() == size
+    }
+}
+
+/// The owner of the bytes of a frozen [`PooledBuffer`]: returns the buffer to its pool when
+/// the last `Bytes` clone drops.
+struct Frozen(PooledBuffer);
+
+impl AsRef<[u8]> for Frozen {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// A pool of `BytesMut` buffers in size tiers.
 ///
 /// [`acquire(n)`](Self::acquire) hands out a buffer from the smallest tier whose size is at
 /// least `n` (capacity exactly the tier size, length 0); dropping the [`PooledBuffer`] clears
 /// it and returns it, unless its tier is full or its capacity changed (it grew, or was
-/// split), in which case it is dropped. A request above the largest tier is a plain
+/// split and the split-off part still lives: counted in [`PoolStats::reshaped`]), in which
+/// case it is dropped. [`PooledBuffer::into_bytes`] turns a buffer into a zero-copy
+/// `Bytes` body that returns it when the last clone drops. A request above the largest tier is a plain
 /// allocation, counted in [`PoolStats::oversize`] and never pooled.
 ///
 /// Tiers fill lazily: the pool allocates no buffer until asked. The buffers held idle never
@@ -364,6 +387,37 @@ impl PooledBuffer {
     /// Whether the buffer came from a tier (false for an oversize plain allocation).
     pub fn is_pooled(&self) -> bool {
         self.tier.is_some()
+    }
+
+    /// Freezes the filled bytes into [`Bytes`] without copying; the buffer goes back to the
+    /// pool when the last clone (or slice) of the `Bytes` is dropped, on whatever thread.
+    /// Use it for a response body. (Freezing through `BytesMut` instead, as
+    /// `buf.split().freeze()`, keeps the bytes but loses the buffer to the pool while they
+    /// live: see [`PoolStats::reshaped`].) Costs one small allocation (the owner's
+    /// reference count, in `bytes`).
+    ///
+    /// ```
+    /// let pool = mm_pool::BufferPool::new(Default::default())?;
+    /// let mut buf = pool.acquire(100);
+    /// buf.extend_from_slice(b"data: hi\n\n");
+    /// let body = buf.into_bytes();
+    /// let part = body.slice(6..8);
+    /// drop(body);
+    /// assert_eq!(&part[..], b"hi");
+    /// assert_eq!(pool.stats().returns, 0, "still in use by `part`");
+    /// drop(part);
+    /// assert_eq!(pool.stats().returns, 1);
+    /// # Ok::<(), mm_pool::PoolError>(())
+    /// ```
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(Frozen(self))
+    }
+}
+
+impl From<PooledBuffer> for Bytes {
+    /// As [`PooledBuffer::into_bytes`].
+    fn from(buf: PooledBuffer) -> Bytes {
+        buf.into_bytes()
     }
 }
 

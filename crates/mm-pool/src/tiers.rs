@@ -83,9 +83,10 @@ pub(crate) enum Event {
     Return,
     Discard,
     Oversize,
+    Reshaped,
 }
 
-const EVENTS: usize = 5;
+const EVENTS: usize = 6;
 
 /// The part of a thread's record other threads read: counters and which cache places are
 /// filled. Written only by the record's owner (or, for an exited thread, by a sweep).
@@ -412,6 +413,7 @@ impl<T: Send> Core<T> {
             returns: sum[Event::Return as usize],
             discards: sum[Event::Discard as usize],
             oversize: sum[Event::Oversize as usize],
+            reshaped: sum[Event::Reshaped as usize],
             ..PoolStats::default()
         }
     }
