@@ -46,7 +46,7 @@ pub(crate) fn map(path: &Path) -> Result<Option<Arc<mm_gguf::MappedFile>>, Fail>
 }
 
 /// Maps and parses `path` (the same contract as [`map`]).
-fn open_mapped(path: &Path) -> Result<MappedGguf, Fail> {
+pub(crate) fn open_mapped(path: &Path) -> Result<MappedGguf, Fail> {
     crate::sigbus::watch(path);
     // SAFETY: as in `map`: the documented contract of `mm`, with the SIGBUS handler behind it.
     unsafe { MappedGguf::open(path) }.map_err(at(path))

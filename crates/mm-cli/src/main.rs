@@ -10,6 +10,7 @@
 mod commands;
 mod show;
 mod sigbus;
+mod tokenize;
 
 use std::process::ExitCode;
 
@@ -77,6 +78,24 @@ enum Command {
                 .range(1..=mm_llm::sse::MAX_DUMP_CHUNK as u64)
         )]
         chunk_size: usize,
+    },
+    /// Tokenize TEXT (stdin when absent) with the model's own tokenizer, read from the
+    /// file's `tokenizer.*` metadata: one `id<TAB>piece` line per token, then the count
+    /// (`--json`: an object with `ids`, `pieces` and `count`). BOS/EOS are added only with
+    /// `--add-special` (and only where the model's add_bos/add_eos flags say);
+    /// `<start_of_turn>`-style control tokens in the text are matched only with
+    /// `--parse-special`.
+    Tokenize {
+        /// The GGUF file (a model or a vocabulary-only file).
+        file: std::path::PathBuf,
+        /// The text; read from stdin when absent.
+        text: Option<String>,
+        /// Add BOS/EOS as the model's add_bos_token/add_eos_token flags say.
+        #[arg(long)]
+        add_special: bool,
+        /// Match control tokens written in the text as those tokens.
+        #[arg(long)]
+        parse_special: bool,
     },
     /// The memory report (allocator, budget, process, components; configured from `MM_*`
     /// variables); with a FILE, what loading that model costs.
@@ -175,6 +194,12 @@ fn main() -> ExitCode {
             commands::report(file.as_deref(), cli.json, prometheus)
         }
         Command::Sse { file, chunk_size } => sse(file.as_deref(), chunk_size),
+        Command::Tokenize {
+            file,
+            text,
+            add_special,
+            parse_special,
+        } => tokenize::run(&file, text, add_special, parse_special, cli.json),
     };
     match out {
         Ok(()) => ExitCode::SUCCESS,

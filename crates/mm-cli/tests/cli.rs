@@ -280,3 +280,84 @@ fn duplicate_keys_are_shown_then_refused() {
         &needle,
     );
 }
+
+/// A tiny SentencePiece-style vocabulary file.
+fn vocab_file(dir: &Path) -> PathBuf {
+    let pieces = [
+        "<unk>",
+        "<s>",
+        "</s>",
+        "<start_of_turn>",
+        "▁",
+        "h",
+        "i",
+        "▁h",
+        "▁hi",
+    ];
+    let mut w = GgufWriter::new();
+    w.add_metadata("tokenizer.ggml.model", MetaValue::String("llama".into()))
+        .unwrap();
+    w.add_metadata("tokenizer.ggml.tokens", MetaValue::strings(pieces))
+        .unwrap();
+    let scores = [0.0f32, 0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -1.5, -1.0];
+    w.add_metadata(
+        "tokenizer.ggml.scores",
+        MetaValue::Array(mm_gguf::ValueType::F32, scores.map(MetaValue::F32).to_vec()),
+    )
+    .unwrap();
+    let types = [2, 3, 3, 3, 1, 1, 1, 1, 1];
+    w.add_metadata(
+        "tokenizer.ggml.token_type",
+        MetaValue::Array(mm_gguf::ValueType::I32, types.map(MetaValue::I32).to_vec()),
+    )
+    .unwrap();
+    let path = dir.join("vocab.gguf");
+    w.write_file(&path).unwrap();
+    path
+}
+
+#[test]
+fn tokenize_prints_ids_pieces_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = vocab_file(dir.path());
+    let p = path.to_str().unwrap();
+    let o = mm(&["tokenize", p, "hi hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "8\t▁hi\n8\t▁hi\n2 tokens (5 bytes of text)\n");
+    // BOS only with --add-special; control tokens in the text only with --parse-special.
+    let o = mm(&[
+        "--json",
+        "tokenize",
+        p,
+        "<start_of_turn>hi",
+        "--add-special",
+        "--parse-special",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ids"], serde_json::json!([1, 3, 8]));
+    assert_eq!(v["count"], 3);
+    let o = mm(&["--json", "tokenize", p, "hi"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ids"], serde_json::json!([8]));
+    // stdin when no text is given.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mm"))
+        .args(["--json", "tokenize", p])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hi").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ids"], serde_json::json!([8]));
+    // A file without a tokenizer is one clear line.
+    let (model, _) = model(dir.path());
+    let o = mm(&["tokenize", model.to_str().unwrap(), "hi"]);
+    assert_fails(&o, 1, "tokenizer");
+    let help = stdout(&mm(&["tokenize", "--help"]));
+    assert!(
+        help.contains("--add-special") && help.contains("stdin"),
+        "{help}"
+    );
+}

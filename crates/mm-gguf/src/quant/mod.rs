@@ -34,11 +34,13 @@
 
 mod chunks;
 mod grids;
+mod rows;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use chunks::{DequantChunk, DequantChunks};
+pub use rows::{dequantize_rows, dequantize_rows_with, dequantize_tensor_rows, row_bytes};
 
 use crate::types::GgmlType;
 
@@ -73,6 +75,25 @@ pub enum DequantError {
         needed: usize,
         /// Length of the output slice.
         got: usize,
+    },
+    /// A row length that is not a whole number of blocks (rows of a ggml tensor always
+    /// are).
+    #[error("a row of {row_len} {ty} values is not a whole number of {block_size}-value blocks")]
+    RowNotWholeBlocks {
+        /// The tensor type.
+        ty: GgmlType,
+        /// Values per row asked for.
+        row_len: usize,
+        /// Values per block of `ty`.
+        block_size: usize,
+    },
+    /// A row index past the end of the tensor.
+    #[error("row {row} asked for, but the tensor has {n_rows} rows")]
+    RowOutOfRange {
+        /// The row asked for.
+        row: usize,
+        /// Rows in the tensor.
+        n_rows: usize,
     },
     /// The number of values does not fit in `usize` on this platform.
     #[error("{len} bytes of {ty} data decode to more values than fit in memory")]
