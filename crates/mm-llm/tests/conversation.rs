@@ -118,12 +118,17 @@ fn default_policy_fits_small_windows_with_distinct_points() {
         c.set_model("tiny").unwrap();
         // About twice the window of history, in 100-token turns.
         for i in 0..(window / 50) {
-            c.push_user(&format!("question {i} {}", "x".repeat(380))).unwrap();
-            c.push_assistant(&format!("answer {i} {}", "y".repeat(380))).unwrap();
+            c.push_user(&format!("question {i} {}", "x".repeat(380)))
+                .unwrap();
+            c.push_assistant(&format!("answer {i} {}", "y".repeat(380)))
+                .unwrap();
         }
         let r = c.fit().unwrap();
         assert!(r.limit >= u64::from(window) * 3 / 4, "{window}: {r:?}");
-        assert!(r.target < r.trigger && r.trigger < r.limit, "{window}: {r:?}");
+        assert!(
+            r.target < r.trigger && r.trigger < r.limit,
+            "{window}: {r:?}"
+        );
         assert!(r.triggered && r.tokens_after <= r.target, "{window}: {r:?}");
     }
 }
