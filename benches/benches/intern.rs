@@ -8,14 +8,21 @@
 //!   SipHash; string-interner and mm-intern: foldhash). `mm-intern-batch` uses
 //!   `Interner::try_intern_batch`, which takes each shard lock once per 256 strings.
 //! - `intern/fill-2-threads`: the same stream split in two halves interned by two threads
-//!   into one shared interner (thread-safe interners only; the 1-thread figure of each is
+//!   at once into one shared interner, against string-interner behind a `Mutex` and
+//!   lasso's `ThreadedRodeo` (the 1-thread figure of each, whole stream on one thread, is
 //!   in the same group for the ratio).
+//! - `intern/get-2-threads`: hits only on one shared, filled interner, the stream's halves
+//!   looked up by two threads at once (string-interner behind an `RwLock`, read-locked per
+//!   call).
 //! - `intern/get`: look up every token in a filled interner (hits only).
 //! - `intern/resolve`: resolve every token's symbol.
 //!
 //! Run: `cargo bench -p mm-benches --bench intern -- --warm-up-time 1 --measurement-time 3`
 
-use std::hint::black_box;
+use std::{
+    hint::black_box,
+    sync::{Mutex, RwLock},
+};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mm_intern::Interner;
@@ -80,31 +87,51 @@ fn fill(c: &mut Criterion) {
     g.finish();
 }
 
+/// Runs `work` over the whole stream on one thread, or over its two halves on two threads
+/// at once, all against the same shared interner.
+fn split<'a>(threads: usize, tokens: &'a [String], work: impl Fn(&'a [String]) + Sync) {
+    if threads == 1 {
+        work(tokens);
+    } else {
+        let (left, right) = tokens.split_at(tokens.len() / 2);
+        std::thread::scope(|s| {
+            s.spawn(|| work(left));
+            work(right);
+        });
+    }
+}
+
 fn fill_two_threads(c: &mut Criterion) {
     let tokens = tokens();
-    let (left, right) = tokens.split_at(tokens.len() / 2);
     let mut g = c.benchmark_group("intern/fill-2-threads");
     g.throughput(Throughput::Elements(tokens.len() as u64));
     for threads in [1, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("string-interner-mutex", threads),
+            &threads,
+            |b, &threads| {
+                b.iter(|| {
+                    let r = Mutex::new(SiInterner::default());
+                    split(threads, &tokens, |part| {
+                        for t in part {
+                            black_box(r.lock().unwrap().get_or_intern(t));
+                        }
+                    });
+                    r
+                })
+            },
+        );
         g.bench_with_input(
             BenchmarkId::new("lasso-ThreadedRodeo", threads),
             &threads,
             |b, &threads| {
                 b.iter(|| {
                     let r = lasso::ThreadedRodeo::default();
-                    let work = |part: &[String]| {
+                    split(threads, &tokens, |part| {
                         for t in part {
                             black_box(r.get_or_intern(t));
                         }
-                    };
-                    if threads == 1 {
-                        work(&tokens);
-                    } else {
-                        std::thread::scope(|s| {
-                            s.spawn(|| work(left));
-                            work(right);
-                        });
-                    }
+                    });
                     r
                 })
             },
@@ -115,19 +142,11 @@ fn fill_two_threads(c: &mut Criterion) {
             |b, &threads| {
                 b.iter(|| {
                     let r = Interner::new();
-                    let work = |part: &[String]| {
+                    split(threads, &tokens, |part| {
                         for t in part {
                             black_box(r.get_or_intern(t));
                         }
-                    };
-                    if threads == 1 {
-                        work(&tokens);
-                    } else {
-                        std::thread::scope(|s| {
-                            s.spawn(|| work(left));
-                            work(right);
-                        });
-                    }
+                    });
                     r
                 })
             },
@@ -138,20 +157,70 @@ fn fill_two_threads(c: &mut Criterion) {
             |b, &threads| {
                 b.iter(|| {
                     let r = Interner::new();
-                    let work = |part: &[String]| {
+                    split(threads, &tokens, |part| {
                         let mut out = Vec::with_capacity(part.len());
                         r.try_intern_batch(part, &mut out).unwrap();
-                        out
-                    };
-                    if threads == 1 {
-                        black_box(work(&tokens));
-                    } else {
-                        std::thread::scope(|s| {
-                            s.spawn(|| black_box(work(left)));
-                            black_box(work(right));
-                        });
-                    }
+                        black_box(out);
+                    });
                     r
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+/// Hits only, on one shared, filled interner: the stream looked up by one thread, or its
+/// halves by two threads at once.
+fn get_two_threads(c: &mut Criterion) {
+    let tokens = tokens();
+    let si = RwLock::new(SiInterner::default());
+    let threaded = lasso::ThreadedRodeo::default();
+    let ours = Interner::new();
+    for t in &tokens {
+        si.write().unwrap().get_or_intern(t);
+        threaded.get_or_intern(t);
+        ours.get_or_intern(t);
+    }
+    let mut g = c.benchmark_group("intern/get-2-threads");
+    g.throughput(Throughput::Elements(tokens.len() as u64));
+    for threads in [1, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("string-interner-rwlock", threads),
+            &threads,
+            |b, &threads| {
+                b.iter(|| {
+                    split(threads, &tokens, |part| {
+                        for t in part {
+                            black_box(si.read().unwrap().get(t));
+                        }
+                    })
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("lasso-ThreadedRodeo", threads),
+            &threads,
+            |b, &threads| {
+                b.iter(|| {
+                    split(threads, &tokens, |part| {
+                        for t in part {
+                            black_box(threaded.get(t));
+                        }
+                    })
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("mm-intern", threads),
+            &threads,
+            |b, &threads| {
+                b.iter(|| {
+                    split(threads, &tokens, |part| {
+                        for t in part {
+                            black_box(ours.get(t));
+                        }
+                    })
                 })
             },
         );
@@ -266,5 +335,5 @@ fn lookups(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fill, fill_two_threads, lookups);
+criterion_group!(benches, fill, fill_two_threads, get_two_threads, lookups);
 criterion_main!(benches);

@@ -20,22 +20,21 @@ struct Pair {
 
 /// Per-slot call counters of one interner.
 pub(crate) struct CallCounters {
-    pairs: Box<[CachePadded<Pair>]>,
+    pairs: Box<[CachePadded<Pair>; SLOTS + 1]>,
 }
 
 impl CallCounters {
     pub(crate) fn new() -> Self {
         Self {
-            pairs: (0..=SLOTS)
-                .map(|_| CachePadded::new(Pair::default()))
-                .collect(),
+            pairs: Box::new(core::array::from_fn(|_| CachePadded::new(Pair::default()))),
         }
     }
 
     /// Counts `calls` calls asking for `bytes` bytes in total, on the calling thread's slot.
     #[inline]
     pub(crate) fn add(&self, calls: u64, bytes: u64) {
-        let slot = sync::thread_slot();
+        // `min` lets the compiler drop the bounds check (`thread_slot` is at most `SLOTS`).
+        let slot = sync::thread_slot().min(SLOTS);
         let pair = &self.pairs[slot];
         if slot < SLOTS {
             // Only the thread that owns `slot` writes this pair (see `sync::thread_slot`;

@@ -4,7 +4,8 @@
 //! ```text
 //! LiveShard
 //!   count        AtomicU32       strings published; local index i < count is readable
-//!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of fixed-size span segments
+//!   inline_segs  [seg ptr; 32]   the first 32 span segments (8192 strings)
+//!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of the span segments after them
 //!                   seg -> [AtomicU64; SPAN_SEG]   span = address (48 bits) | len (16 bits)
 //!   groups       AtomicUsize     group count of the index table (a power of two, or 0)
 //!   table_segs   [ptr; 30]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0)
@@ -15,8 +16,8 @@
 //! # Invariants (argued where each `unsafe` block relies on them)
 //!
 //! 1. **Publication.** A writer stores a string's bytes into a chunk, its span into its
-//!    segment and, if needed, the segment pointer into the directory and the directory into
-//!    `span_dir`, all before `count.store(i + 1, Release)`. A reader that loads `count` with
+//!    segment and, if needed, the segment pointer into `inline_segs` or the directory and
+//!    the directory into `span_dir`, all before `count.store(i + 1, Release)`. A reader that loads `count` with
 //!    Acquire and sees `c > i` therefore sees all of them (writers follow each other through
 //!    the mutex, so this holds across writers too).
 //! 2. **Nothing readable moves or is freed while the shard lives.** Chunks are raw
@@ -35,6 +36,8 @@
 
 use core::{hash::BuildHasher, mem::size_of, ptr, slice, str};
 
+use crossbeam_utils::CachePadded;
+
 use crate::{
     InternError,
     store::{Chunk, MAX_SMALL},
@@ -46,6 +49,10 @@ use crate::{
 /// boundaries.
 const SPAN_SEG_BITS: u32 = if cfg!(loom) { 1 } else { 8 };
 const SPAN_SEG: usize = 1 << SPAN_SEG_BITS;
+/// Span segments whose pointers live in the shard itself (one dependent load less on every
+/// lookup and resolve of the shard's first `INLINE_SEGS * SPAN_SEG` strings); the rest go
+/// through `span_dir`. Loom keeps one inline, so its models reach the directory.
+const INLINE_SEGS: usize = if cfg!(loom) { 1 } else { 32 };
 /// First capacity of the span directory (segment pointers).
 const FIRST_DIR: usize = if cfg!(loom) { 1 } else { 4 };
 /// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
@@ -199,10 +206,12 @@ fn checked_base(chunk: &Chunk) -> Result<usize, InternError> {
 /// One shard of a live interner; see the module docs.
 pub(crate) struct LiveShard {
     count: AtomicU32,
+    inline_segs: [AtomicPtr<AtomicU64>; INLINE_SEGS],
     span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
     groups: AtomicUsize,
     table_segs: [AtomicPtr<Group>; TABLE_SEGS],
-    pub(crate) writer: crate::sync::Mutex<Writer>,
+    /// In its own cache line: inserts write the lock word, lookups never read it.
+    pub(crate) writer: CachePadded<crate::sync::Mutex<Writer>>,
 }
 
 impl LiveShard {
@@ -210,10 +219,11 @@ impl LiveShard {
     pub(crate) fn new() -> Self {
         Self {
             count: AtomicU32::new(0),
+            inline_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             span_dir: AtomicPtr::new(ptr::null_mut()),
             groups: AtomicUsize::new(0),
             table_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-            writer: crate::sync::Mutex::new(Writer {
+            writer: CachePadded::new(crate::sync::Mutex::new(Writer {
                 chunks: Vec::new(),
                 open: None,
                 next_cap: FIRST_CHUNK,
@@ -221,7 +231,7 @@ impl LiveShard {
                 dir_cap: 0,
                 retired: Vec::new(),
                 string_bytes: 0,
-            }),
+            })),
         }
     }
 
@@ -246,17 +256,18 @@ impl LiveShard {
     /// # Safety
     /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
     /// below `count`).
-    #[inline]
+    #[inline(always)]
     unsafe fn published_text(&self, i: u32) -> &str {
         let i = i as usize;
-        let dir = self.span_dir.load(Ordering::Acquire);
-        // SAFETY: by invariant 1 the directory published before `count` covered segment
-        // `i >> SPAN_SEG_BITS`, and the directory read here is that one or a later one
-        // (they only grow, and a retired one stays allocated with its entries: invariant
-        // 2), so the entry is in bounds, non-null and points to a live segment of
+        // SAFETY: by invariant 1 segment `i >> SPAN_SEG_BITS` was entered (inline, or in a
+        // directory at least as new as the one read here: directories only grow, and a
+        // retired one stays allocated with its entries, invariant 2) before the `count`
+        // the caller read, so the entry is non-null and points to a live segment of
         // `SPAN_SEG` spans whose entry `i % SPAN_SEG` holds `i`'s span.
         let span = unsafe {
-            let seg = (*dir.add(i >> SPAN_SEG_BITS)).load(Ordering::Acquire);
+            let seg = self
+                .seg_entry(i >> SPAN_SEG_BITS, Ordering::Acquire)
+                .load(Ordering::Acquire);
             (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed)
         };
         // SAFETY: the span was made by `Writer::store` for a string whose bytes are
@@ -265,10 +276,25 @@ impl LiveShard {
         unsafe { span_text(span) }
     }
 
+    /// Where the pointer of span segment `seg` is kept.
+    ///
+    /// # Safety
+    /// Segment `seg` is inline, or the span directory read with `order` has more than
+    /// `seg - INLINE_SEGS` entries: a reader made sure a string of that segment is
+    /// published (invariant 1); the writer, that `seg - INLINE_SEGS < dir_cap`.
+    #[inline(always)]
+    unsafe fn seg_entry(&self, seg: usize, order: Ordering) -> &AtomicPtr<AtomicU64> {
+        match self.inline_segs.get(seg) {
+            Some(entry) => entry,
+            // SAFETY: in bounds of a live directory, by the caller's guarantee.
+            None => unsafe { &*self.span_dir.load(order).add(seg - INLINE_SEGS) },
+        }
+    }
+
     /// The local index of `s` (hash `hash`), if the lock-free probe finds it. `None` is not
     /// final while writers run (a table being rebuilt hides entries): confirm it under the
     /// writer lock, where this probe is exact.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
         let groups = self.groups.load(Ordering::Acquire);
         let mask = groups.wrapping_sub(1);
@@ -299,7 +325,7 @@ impl LiveShard {
     }
 
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
-    #[inline]
+    #[inline(always)]
     fn group(&self, g: usize) -> &Group {
         let (k, at) = group_place(g);
         let seg = self.table_segs[k].load(Ordering::Acquire);
@@ -332,22 +358,22 @@ impl LiveShard {
     fn push_span(&self, w: &mut Writer, i: usize, span: u64) {
         let seg_index = i >> SPAN_SEG_BITS;
         if seg_index == w.span_segs {
-            if seg_index == w.dir_cap {
+            if seg_index >= INLINE_SEGS && seg_index - INLINE_SEGS == w.dir_cap {
                 self.grow_dir(w);
             }
             let seg: Box<[AtomicU64]> = (0..SPAN_SEG).map(|_| AtomicU64::new(0)).collect();
             let seg = Box::into_raw(seg).cast::<AtomicU64>();
-            let dir = self.span_dir.load(Ordering::Relaxed);
-            // SAFETY: `dir` is the current directory (only lock holders store it), with
-            // `dir_cap > seg_index` entries.
-            unsafe { (*dir.add(seg_index)).store(seg, Ordering::Release) };
+            // SAFETY: the segment is inline or below the `dir_cap` ensured just above;
+            // only lock holders store `span_dir`, so a Relaxed load reads the current one.
+            unsafe { self.seg_entry(seg_index, Ordering::Relaxed) }.store(seg, Ordering::Release);
             w.span_segs += 1;
         }
-        let dir = self.span_dir.load(Ordering::Relaxed);
         // SAFETY: as above; entry `seg_index < span_segs` is set and points to a live
         // segment of `SPAN_SEG` spans.
         unsafe {
-            let seg = (*dir.add(seg_index)).load(Ordering::Relaxed);
+            let seg = self
+                .seg_entry(seg_index, Ordering::Relaxed)
+                .load(Ordering::Relaxed);
             (*seg.add(i & (SPAN_SEG - 1))).store(span, Ordering::Relaxed);
         }
     }
@@ -356,11 +382,12 @@ impl LiveShard {
     /// the old one (invariant 2).
     fn grow_dir(&self, w: &mut Writer) {
         let cap = (w.dir_cap * 2).max(FIRST_DIR);
+        let used = w.span_segs.saturating_sub(INLINE_SEGS);
         let old = self.span_dir.load(Ordering::Relaxed);
         let new: Box<[AtomicPtr<AtomicU64>]> = (0..cap)
             .map(|k| {
-                let entry = if k < w.span_segs {
-                    // SAFETY: `old` has `dir_cap > k` entries when `span_segs > k`.
+                let entry = if k < used {
+                    // SAFETY: `old` has `dir_cap >= used > k` entries.
                     unsafe { (*old.add(k)).load(Ordering::Relaxed) }
                 } else {
                     ptr::null_mut()
@@ -457,7 +484,7 @@ impl LiveShard {
 /// # Safety
 /// The span's bytes are initialised, visible to the caller and stay put while the returned
 /// borrow lives.
-#[inline]
+#[inline(always)]
 unsafe fn span_text<'a>(span: u64) -> &'a str {
     let len = span & 0xFFFF;
     if len == 0 {
@@ -490,11 +517,11 @@ impl Drop for LiveShard {
             drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(first, cap)) });
         };
         for k in 0..w.span_segs {
-            // SAFETY: `dir` has `dir_cap > k` entries, each set to a segment made by
-            // `Box::into_raw` of a `SPAN_SEG`-span boxed slice in `push_span`, freed once,
-            // here.
+            // SAFETY: segment `k < span_segs` is inline or in `dir` (`dir_cap > k -
+            // INLINE_SEGS`), set to a segment made by `Box::into_raw` of a `SPAN_SEG`-span
+            // boxed slice in `push_span`, freed once, here.
             unsafe {
-                let seg = (*dir.add(k)).load(Ordering::Relaxed);
+                let seg = self.seg_entry(k, Ordering::Relaxed).load(Ordering::Relaxed);
                 drop(Box::from_raw(ptr::slice_from_raw_parts_mut(seg, SPAN_SEG)));
             }
         }

@@ -7,6 +7,8 @@ mod json;
 mod names;
 pub mod simulate;
 pub mod sse;
+#[cfg(feature = "stream")]
+pub mod sse_stream;
 mod sync;
 mod tokens;
 mod windows;
