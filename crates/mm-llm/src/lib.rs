@@ -4,6 +4,7 @@ mod conversation;
 mod embedding;
 mod error;
 mod json;
+mod managed;
 mod names;
 pub mod simulate;
 pub mod sse;
