@@ -53,7 +53,7 @@ if command -v valgrind >/dev/null; then
         for kind in system floor tracked; do
             valgrind -q --tool=cachegrind --cache-sim=no \
                 --cachegrind-out-file="$out.cg.$shape.$kind" \
-                "$bin/track_probe_$kind" 1 "$n" "$shape" >/dev/null
+                "$bin/track_probe_$kind" 1 "$n" "$shape" >/dev/null 2>&1
         done
     done
     python3 - "$out" "$n" <<'PY'

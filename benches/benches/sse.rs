@@ -1,6 +1,8 @@
 //! SSE parsing: `mm_llm::sse::SseParser` side by side with `eventsource-stream` 0.2.3 on the
 //! issue's inputs: 40,000 small events in one 1.3 MB chunk, one 4 MiB line delivered in 1,024
 //! chunks, and a chat-completions stream of the shape real APIs send, in network-sized chunks.
+//! `mm_llm_stream` is `mm_llm::sse_stream` (feature `stream`): the same `Stream` of owned
+//! events as `eventsource-stream`, over the same chunk stream.
 //!
 //! Run: `cargo bench -p mm-benches --bench sse -- --warm-up-time 1 --measurement-time 3`
 
@@ -94,6 +96,18 @@ fn theirs(chunks: &[Vec<u8>]) -> usize {
     })
 }
 
+fn ours_stream(chunks: &[Vec<u8>]) -> usize {
+    let stream = futures::stream::iter(chunks.iter().map(|c| Ok::<_, Infallible>(c.as_slice())));
+    futures::executor::block_on(async {
+        let mut events = mm_llm::sse_stream::Eventsource::eventsource(stream);
+        let mut total = 0;
+        while let Some(ev) = events.next().await {
+            total += ev.unwrap().data.len();
+        }
+        total
+    })
+}
+
 fn bench(c: &mut Criterion) {
     let inputs = [
         ("40k_small_events_one_chunk", many_small()),
@@ -105,6 +119,11 @@ fn bench(c: &mut Criterion) {
         let mut parser = SseParser::new();
         let expect = ours(&mut parser, chunks);
         assert_eq!(expect, theirs(chunks), "the two parsers disagree on {name}");
+        assert_eq!(
+            expect,
+            ours_stream(chunks),
+            "the stream adapter disagrees on {name}"
+        );
         let mut group = c.benchmark_group(format!("sse/{name}"));
         group.throughput(Throughput::Bytes(bytes as u64));
         if *name != "chat_stream" {
@@ -112,6 +131,9 @@ fn bench(c: &mut Criterion) {
         }
         group.bench_function(BenchmarkId::new("mm_llm", bytes), |b| {
             b.iter(|| black_box(ours(&mut parser, black_box(chunks))))
+        });
+        group.bench_function(BenchmarkId::new("mm_llm_stream", bytes), |b| {
+            b.iter(|| black_box(ours_stream(black_box(chunks))))
         });
         group.bench_function(BenchmarkId::new("eventsource_stream_0_2_3", bytes), |b| {
             b.iter(|| black_box(theirs(black_box(chunks))))

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod clock;
 pub mod gate;
+pub mod median;
 pub mod parts;
 pub mod progress;
 pub mod workload;
@@ -59,6 +60,7 @@ pub fn run_all(opts: &Options) -> Report {
 /// Runs every part's checks (or the soak, with [`Options::soak`]), reporting progress.
 pub fn run_with(opts: &Options, progress: &mut Progress) -> Report {
     let mut report = Report::new();
+    parts::prewarm_lock_table();
     if let Some(duration) = opts.soak {
         parts::soak::run(opts, duration, progress, &mut report);
     } else {

@@ -132,15 +132,78 @@ impl<'a> Arena<'a> {
             .map_err(|_| self.failure(bytes))
     }
 
-    /// The underlying [`bumpalo::Bump`], for `bumpalo::collections::{Vec, String}`.
+    /// An empty growable vector in the arena (`bumpalo::collections::Vec`).
     ///
-    /// Those collections grow by reallocating inside the arena (the old copy stays until the
-    /// reset) and their infallible methods panic when a limit is hit; prefer their
-    /// `try_reserve` where the size comes from input. `Bump::reset` needs `&mut`, which this
-    /// shared reference cannot give, so the scope's guarantees hold.
+    /// It grows by reallocating inside the arena (the old copy stays until the reset), and
+    /// its infallible methods (`push`, `extend`) panic when the arena's limit is hit: where
+    /// the size comes from input, call its `try_reserve` first. Element types with a
+    /// destructor are refused at compile time, as in [`alloc`](Self::alloc): turned into a
+    /// slice with `into_bump_slice`, the elements would never be dropped.
+    ///
+    /// ```compile_fail,E0080
+    /// mm_arena::scope(|arena| {
+    ///     // error: `String` needs `Drop`.
+    ///     let mut v = arena.vec::<String>();
+    ///     v.push(String::from("leak"));
+    /// });
+    /// ```
+    ///
+    /// There is deliberately no accessor for the underlying `Bump`: `Bump::alloc` would take
+    /// any value, destructor or not, and skip its `Drop` at the reset.
+    ///
+    /// ```compile_fail,E0599
+    /// mm_arena::scope(|arena| {
+    ///     // error: no method `bump`: the escape hatch around the `Drop` check is closed.
+    ///     let _ = arena.bump().alloc(String::from("leak"));
+    /// });
+    /// ```
     #[inline]
-    pub fn bump(&self) -> &'a Bump {
-        self.bump
+    pub fn vec<T>(&self) -> bumpalo::collections::Vec<'a, T> {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "mm-arena never runs Drop: store values without a destructor"
+            )
+        };
+        bumpalo::collections::Vec::new_in(self.bump)
+    }
+
+    /// A vector in the arena with room for `capacity` elements.
+    ///
+    /// # Errors
+    /// [`ArenaError::SizeOverflow`] if the capacity in bytes overflows, otherwise as
+    /// [`alloc`](Self::alloc).
+    #[inline]
+    pub fn vec_with_capacity<T>(
+        &self,
+        capacity: usize,
+    ) -> Result<bumpalo::collections::Vec<'a, T>, ArenaError> {
+        let bytes = Self::slice_bytes::<T>(capacity)?;
+        let mut v = self.vec::<T>();
+        v.try_reserve_exact(capacity)
+            .map_err(|_| self.failure(bytes))?;
+        Ok(v)
+    }
+
+    /// An empty growable string in the arena (`bumpalo::collections::String`); growth as in
+    /// [`vec`](Self::vec).
+    #[inline]
+    pub fn string(&self) -> bumpalo::collections::String<'a> {
+        bumpalo::collections::String::new_in(self.bump)
+    }
+
+    /// A string in the arena with room for `capacity` bytes.
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc).
+    #[inline]
+    pub fn string_with_capacity(
+        &self,
+        capacity: usize,
+    ) -> Result<bumpalo::collections::String<'a>, ArenaError> {
+        let bytes = self.vec_with_capacity::<u8>(capacity)?;
+        // An empty byte vector is valid UTF-8, so the fallback is never taken.
+        Ok(bumpalo::collections::String::from_utf8(bytes).unwrap_or_else(|_| self.string()))
     }
 
     /// Bytes consumed in the arena so far, including alignment padding and the unused tails

@@ -41,6 +41,13 @@ pub enum ArenaError {
         "the thread arena cannot be reconfigured or trimmed inside `mm_arena::scope`; call this between requests"
     )]
     InsideScope,
+    /// This thread's arena was already destroyed: the call came from a thread-local
+    /// destructor while the thread exits. Scopes still run there, on a temporary arena.
+    #[error(
+        "this thread's arena is already destroyed (called from a thread-local destructor at thread exit); \
+         a scope here runs on a temporary arena, with default settings"
+    )]
+    ThreadExiting,
     /// A [`Generational`](crate::Generational) arena reached its configured maximum length.
     #[error(
         "generational arena is full ({max_len} live objects); remove stale entries or raise max_len"
@@ -49,6 +56,10 @@ pub enum ArenaError {
         /// The configured maximum number of live objects.
         max_len: usize,
     },
+    /// An [`ArenaPool`](crate::ArenaPool) was asked to keep 0 idle arenas: nothing would be
+    /// reused.
+    #[error("arena pool max_idle of 0 would free every arena on return; use at least 1")]
+    ZeroMaxIdle,
     /// A [`Generational`](crate::Generational) arena was configured with a maximum length of 0.
     #[error("generational arena max_len of 0 would refuse every insert; use at least 1")]
     ZeroMaxLen,

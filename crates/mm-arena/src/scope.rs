@@ -251,11 +251,13 @@ pub fn scope<R>(f: impl for<'a> FnOnce(&Arena<'a>) -> R) -> R {
 ///
 /// # Errors
 /// [`ArenaError::InsideScope`] inside a scope, [`ArenaError::ZeroLimit`] for a limit of 0,
-/// and [`ArenaError::LimitExceeded`] if the arena already holds more than the limit or the
-/// initial capacity exceeds it.
+/// [`ArenaError::LimitExceeded`] if the arena already holds more than the limit or the
+/// initial capacity exceeds it, and [`ArenaError::ThreadExiting`] when called from a
+/// thread-local destructor after this thread's arena was destroyed (never a panic: a later
+/// [`scope`] there still runs, on a temporary arena).
 pub fn configure_thread(config: &ArenaConfig) -> Result<(), ArenaError> {
     config.validate()?;
-    THREAD_ARENA.with(|arena| {
+    let configured = THREAD_ARENA.try_with(|arena| {
         let mut bump = arena.outside_scope()?;
         if let Some(limit) = config.allocation_limit()
             && bump.allocated_bytes() > limit
@@ -277,21 +279,27 @@ pub fn configure_thread(config: &ArenaConfig) -> Result<(), ArenaError> {
         drop(bump);
         arena.report_retained(retained);
         Ok(())
-    })
+    });
+    configured.unwrap_or(Err(ArenaError::ThreadExiting))
 }
 
 /// Releases the chunk this thread's arena keeps between requests.
 ///
+/// Called from a thread-local destructor after this thread's arena was destroyed, it does
+/// nothing and returns `Ok`: that arena's chunks are already freed.
+///
 /// # Errors
 /// [`ArenaError::InsideScope`] when called inside a scope.
 pub fn trim_thread() -> Result<(), ArenaError> {
-    THREAD_ARENA.with(|arena| {
-        let mut bump = arena.outside_scope()?;
-        *bump = fresh_like(&bump);
-        drop(bump);
-        arena.report_retained(0);
-        Ok(())
-    })
+    THREAD_ARENA
+        .try_with(|arena| {
+            let mut bump = arena.outside_scope()?;
+            *bump = fresh_like(&bump);
+            drop(bump);
+            arena.report_retained(0);
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
 }
 
 /// Asks every thread arena to release its retained chunk at the end of its next request

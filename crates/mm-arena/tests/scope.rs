@@ -178,3 +178,46 @@ fn scope_works_from_a_thread_local_destructor() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn arena_collections_grow_in_the_arena_and_respect_its_limit() {
+    let words = mm_arena::scope(|arena| {
+        let mut v = arena.vec::<&str>();
+        v.extend("a bb ccc".split(' '));
+        let mut s = arena.string_with_capacity(8).expect("8 bytes fit");
+        s.push_str("joined:");
+        for w in &v {
+            s.push_str(w);
+        }
+        assert!(arena.consumed_bytes() >= 8);
+        s.len()
+    });
+    assert_eq!(words, "joined:abbccc".len());
+    let refused =
+        mm_arena::RequestArena::new(mm_arena::ArenaConfig::new().with_allocation_limit(Some(4096)))
+            .map(|request| {
+                let arena = request.arena();
+                (
+                    arena
+                        .vec_with_capacity::<u64>(1 << 20)
+                        .map(|v| v.capacity()),
+                    arena.string_with_capacity(1 << 20).map(|s| s.capacity()),
+                    arena
+                        .vec_with_capacity::<u64>(usize::MAX)
+                        .map(|v| v.capacity()),
+                )
+            })
+            .expect("a 4 KiB limit is valid");
+    assert!(
+        matches!(refused.0, Err(ArenaError::LimitExceeded { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(refused.1, Err(ArenaError::LimitExceeded { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(refused.2, Err(ArenaError::SizeOverflow { .. })),
+        "{refused:?}"
+    );
+}

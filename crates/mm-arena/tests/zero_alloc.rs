@@ -53,7 +53,7 @@ fn collect_words<'a>(
     arena: &mm_arena::Arena<'a>,
     text: &'a str,
 ) -> bumpalo::collections::Vec<'a, &'a str> {
-    let mut words = bumpalo::collections::Vec::new_in(arena.bump());
+    let mut words = arena.vec();
     words.extend(text.split(' '));
     words
 }

@@ -3,7 +3,13 @@
 //! See `docs/mm-budget.md` for why this is sound.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use event_listener::{Event, Listener};
 
 use crate::BudgetError;
 use crate::config::{BudgetConfig, MAX_LIMIT, Thresholds};
@@ -52,6 +58,8 @@ struct Inner {
     /// Subscriber calls that panicked (and were caught).
     subscriber_panics: AtomicU64,
     subscribers: Subscribers,
+    /// Notified on every release, for the waiting reservations.
+    released: Event,
 }
 
 /// A point-in-time view of a budget's counters, for reports.
@@ -84,6 +92,10 @@ impl MemoryBudget {
     /// or absurd limit, percentages out of range, warning not below critical.
     pub fn new(config: BudgetConfig) -> Result<Self, BudgetError> {
         config.validate()?;
+        let released = Event::new();
+        // `Event` allocates its listener list on first use, even by `notify`; doing it here
+        // keeps every later reserve and release allocation-free.
+        drop(released.listen());
         Ok(MemoryBudget {
             inner: Arc::new(Inner {
                 config,
@@ -96,6 +108,7 @@ impl MemoryBudget {
                 events: AtomicU64::new(0),
                 subscriber_panics: AtomicU64::new(0),
                 subscribers: Subscribers::new(),
+                released,
             }),
         })
     }
@@ -125,6 +138,116 @@ impl MemoryBudget {
             budget: self.clone(),
             bytes,
         })
+    }
+
+    /// Waits until `bytes` fit, then reserves them: the backpressure form of
+    /// [`try_reserve`](Self::try_reserve), for admitting work by memory instead of failing it.
+    ///
+    /// Runtime-agnostic: the future is woken by the release that makes room (through
+    /// `event-listener`), on any executor. It is cancel-safe: dropping it reserves nothing.
+    /// There is no built-in deadline, since timers belong to the runtime: use
+    /// [`reserve_before`](Self::reserve_before) with the runtime's sleep, or the runtime's own
+    /// timeout around this future.
+    ///
+    /// Fairness: none is promised. Every release wakes every waiter and each retries
+    /// [`try_reserve`](Self::try_reserve); one that still does not fit waits again. A large
+    /// request can therefore wait behind a stream of small ones that keep fitting first
+    /// (no FIFO order, no aging); bound the wait with a deadline, or size requests alike.
+    /// No wake-up is lost: a waiter registers before its last check, so a release that
+    /// happens after that check always wakes it (`tests/waiting.rs` hammers this).
+    ///
+    /// ```
+    /// # let budget = mm_budget::MemoryBudget::with_limit(100)?;
+    /// let held = budget.try_reserve(80)?;
+    /// let waiting = budget.reserve_wait(50); // does not fit yet
+    /// drop(held); // the release wakes the waiter
+    /// let r = futures::executor::block_on(waiting)?;
+    /// assert_eq!(r.bytes(), 50);
+    /// # Ok::<(), mm_budget::BudgetError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`BudgetError::RequestTooLarge`] at once when `bytes` exceeds the limit (it could
+    /// never fit).
+    pub async fn reserve_wait(&self, bytes: u64) -> Result<Reservation, BudgetError> {
+        loop {
+            match self.try_reserve(bytes) {
+                Err(BudgetError::Exhausted { .. }) => {}
+                done => return done,
+            }
+            let listener = self.inner.released.listen();
+            // Checked again after registering: a release between the first check and
+            // `listen` would otherwise go unnoticed.
+            match self.try_reserve(bytes) {
+                Err(BudgetError::Exhausted { .. }) => {}
+                done => return done,
+            }
+            listener.await;
+        }
+    }
+
+    /// As [`reserve_wait`](Self::reserve_wait), giving up when `deadline` completes first
+    /// (pass the runtime's timer, e.g. `tokio::time::sleep(Duration::from_millis(50))`).
+    ///
+    /// # Errors
+    /// [`BudgetError::TimedOut`] when `deadline` completed before the bytes fit (nothing is
+    /// reserved), and the errors of [`reserve_wait`](Self::reserve_wait).
+    pub async fn reserve_before<D: Future>(
+        &self,
+        bytes: u64,
+        deadline: D,
+    ) -> Result<Reservation, BudgetError> {
+        let mut wait = pin!(self.reserve_wait(bytes));
+        let mut deadline = pin!(deadline);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = wait.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            match deadline.as_mut().poll(cx) {
+                Poll::Ready(_) => Poll::Ready(Err(self.timed_out(bytes))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The blocking form of [`reserve_wait`](Self::reserve_wait) for threads outside an async
+    /// runtime: parks the thread until `bytes` fit or `deadline` passes. Same fairness.
+    ///
+    /// # Errors
+    /// [`BudgetError::TimedOut`] when `deadline` passed first (nothing is reserved), and
+    /// [`BudgetError::RequestTooLarge`] at once for a request above the limit.
+    pub fn reserve_blocking(
+        &self,
+        bytes: u64,
+        deadline: Instant,
+    ) -> Result<Reservation, BudgetError> {
+        loop {
+            match self.try_reserve(bytes) {
+                Err(BudgetError::Exhausted { .. }) => {}
+                done => return done,
+            }
+            let listener = self.inner.released.listen();
+            match self.try_reserve(bytes) {
+                Err(BudgetError::Exhausted { .. }) => {}
+                done => return done,
+            }
+            if listener.wait_deadline(deadline).is_none() {
+                // One last try: a release may have landed just as the deadline passed.
+                return match self.try_reserve(bytes) {
+                    Err(BudgetError::Exhausted { .. }) => Err(self.timed_out(bytes)),
+                    done => done,
+                };
+            }
+        }
+    }
+
+    fn timed_out(&self, bytes: u64) -> BudgetError {
+        BudgetError::TimedOut {
+            requested: bytes,
+            available: self.available(),
+            limit: self.limit(),
+        }
     }
 
     /// Charges `bytes` even if that takes usage over the limit, for memory the application
@@ -320,6 +443,9 @@ impl Inner {
         }
         let old = self.used.fetch_sub(bytes, Ordering::AcqRel);
         let new = old - bytes;
+        // Every waiter retries: which of them fits is theirs to find out. Without
+        // listeners this is one atomic load.
+        self.released.notify(usize::MAX);
         self.after_change(old, new);
     }
 

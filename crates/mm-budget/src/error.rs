@@ -71,6 +71,22 @@ pub enum BudgetError {
         limit: u64,
     },
 
+    /// A waiting reservation ([`crate::MemoryBudget::reserve_before`],
+    /// [`crate::MemoryBudget::reserve_blocking`]) reached its deadline before enough memory
+    /// was released; nothing was reserved. Shed the request, or retry later.
+    #[error(
+        "memory budget wait timed out: {requested} bytes requested, {available} of {limit} bytes \
+         available at the deadline"
+    )]
+    TimedOut {
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes free at the deadline (a snapshot).
+        available: u64,
+        /// The budget's limit.
+        limit: u64,
+    },
+
     /// The request is larger than the budget's whole limit and can never succeed (for
     /// `force_reserve`: larger than [`crate::MAX_LIMIT`], or it would overflow the counter).
     #[error(

@@ -25,6 +25,8 @@ pub use registry::{
     ModelRegistry, Preload, ReadAhead, Reaper, RegistryConfig, RegistryEvent, RegistryStats,
     UnloadReason,
 };
-pub use stream::{INLINE_STRING_MAX, STREAM_CHUNK, StreamTensor, StreamValue, StreamingGguf};
+pub use stream::{
+    INLINE_STRING_MAX, STREAM_BUFFER, STREAM_CHUNK, StreamTensor, StreamValue, StreamingGguf,
+};
 pub use value::{ArrayIter, ArrayView, MAX_ARRAY_DEPTH, Value, ValueType};
 pub use writer::{GgufWriter, MetaValue};

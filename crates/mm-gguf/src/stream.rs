@@ -2,10 +2,10 @@
 //!
 //! For hosts where mapping is not wanted (a network filesystem, a sandbox without `mmap`, a
 //! 2 GB container that must not fault a whole model into its page cache). The header is
-//! parsed with 64 KiB reads into one reused buffer; scalars and short strings are kept,
+//! parsed through one reused read buffer (up to 768 KiB, [`STREAM_BUFFER`]); scalars and short strings are kept,
 //! arrays and long strings are recorded by position and skipped (the 262k-entry vocabulary
 //! is never held); tensor data is handed to a callback in chunks of whole blocks. Working
-//! memory is the 64 KiB buffer plus the index (about 150 bytes per tensor and key, plus the
+//! memory is the buffer plus the index (about 150 bytes per tensor and key, plus the
 //! copied keys, names and short strings). Every piece of it is charged before it is
 //! allocated: to an `mm-budget` [`Reservation`] when a budget is given, and always to the
 //! [`ParseLimits`] index cap, so a crafted header is refused before it costs more than
@@ -29,8 +29,17 @@ use crate::types::GgmlType;
 use crate::value::{MAX_ARRAY_DEPTH, Value, ValueType};
 use crate::writer::MetaValue;
 
-/// Size of each read, and of the one buffer the streaming reader holds.
+/// The most bytes handed to a tensor sink at once, and the longest key, tensor name or
+/// visited array string the streaming reader accepts (each must fit one buffer fill).
 pub const STREAM_CHUNK: usize = 64 * 1024;
+/// The read buffer for a file larger than this: each `read(2)` asks for up to this much.
+/// 768 KiB measured 54 to 55 % of the mapped rate reading every tensor of the real model,
+/// against 43 to 44 % with 64 KiB reads and about 46 % with 256 KiB (thread CPU time,
+/// `examples/stream_rate.rs`, docs/benchmarks.md); 896 KiB was no faster. It leaves a
+/// quarter of a 1 MiB working-memory target for the index and a caller's dequantization
+/// buffer. Smaller files get a buffer of their own size (at least [`STREAM_CHUNK`]); a
+/// budget that cannot spare this much gets [`STREAM_CHUNK`].
+pub const STREAM_BUFFER: usize = 768 * 1024;
 /// Strings up to this length are kept in the index; longer ones are recorded by position.
 pub const INLINE_STRING_MAX: u64 = 4096;
 
@@ -81,7 +90,7 @@ impl StreamTensor {
     }
 }
 
-/// A 64 KiB window over the stream with the file offset of its first byte.
+/// A buffered window over the stream with the file offset of its first byte.
 struct Window<R> {
     inner: R,
     buf: Box<[u8]>,
@@ -105,6 +114,7 @@ impl<R: Read + Seek> Window<R> {
     }
 
     /// Makes at least `n` (<= STREAM_CHUNK) bytes available, or reports how many are missing.
+    /// Each read asks for the whole free part of the buffer.
     fn fill(&mut self, n: usize, field: &dyn Fn() -> String) -> Result<&[u8]> {
         if self.end - self.start < n {
             self.buf.copy_within(self.start..self.end, 0);
@@ -209,6 +219,12 @@ impl<R: Read + Seek> Window<R> {
     }
 
     fn seek_to(&mut self, pos: u64) -> Result<()> {
+        // A short hop forward (the alignment padding between tensors) within what is
+        // buffered: consume it instead of dropping the buffer and reading it again.
+        if pos >= self.pos && pos - self.pos <= (self.end - self.start) as u64 {
+            self.consume((pos - self.pos) as usize);
+            return Ok(());
+        }
         self.start = 0;
         self.end = 0;
         self.pos = pos;
@@ -336,9 +352,10 @@ impl<R: Read + Seek> StreamingGguf<R> {
         Self::open_with(inner, None)
     }
 
-    /// Like [`open`](Self::open), charging the working memory (the buffer, then each part
-    /// of the index before it is allocated) to `budget`; [`GgufError::Budget`] if the budget
-    /// refuses. The reservation is held until the reader drops. The index is also capped by
+    /// Like [`open`](Self::open), charging the working memory (the read buffer, then each
+    /// part of the index before it is allocated) to `budget`; [`GgufError::Budget`] if the
+    /// budget refuses. The buffer is [`STREAM_BUFFER`] (or the file's size if smaller), and
+    /// [`STREAM_CHUNK`] when the budget cannot spare that. The reservation is held until the reader drops. The index is also capped by
     /// the default [`ParseLimits`].
     pub fn open_with(inner: R, budget: Option<&MemoryBudget>) -> Result<Self> {
         Self::open_with_limits(inner, budget, ParseLimits::new())
@@ -351,22 +368,38 @@ impl<R: Read + Seek> StreamingGguf<R> {
         budget: Option<&MemoryBudget>,
         limits: ParseLimits,
     ) -> Result<Self> {
-        let reservation = match budget {
-            Some(b) => Some(
-                b.try_reserve(STREAM_CHUNK as u64)
-                    .map_err(|e| GgufError::Budget {
-                        bytes: STREAM_CHUNK as u64,
-                        what: "the streaming read buffer",
-                        reason: e.to_string(),
-                    })?,
-            ),
-            None => None,
-        };
         let file_len = inner.seek(SeekFrom::End(0)).map_err(Window::<R>::io)?;
         inner.seek(SeekFrom::Start(0)).map_err(Window::<R>::io)?;
+        let wanted = usize::try_from(file_len)
+            .unwrap_or(usize::MAX)
+            .clamp(STREAM_CHUNK, STREAM_BUFFER);
+        let (reservation, buf_len) = match budget {
+            Some(b) => match b.try_reserve(wanted as u64) {
+                Ok(r) => (Some(r), wanted),
+                // A tight budget: the smallest buffer that still reads every field.
+                Err(_) if wanted > STREAM_CHUNK => {
+                    let r = b
+                        .try_reserve(STREAM_CHUNK as u64)
+                        .map_err(|e| GgufError::Budget {
+                            bytes: STREAM_CHUNK as u64,
+                            what: "the streaming read buffer",
+                            reason: e.to_string(),
+                        })?;
+                    (Some(r), STREAM_CHUNK)
+                }
+                Err(e) => {
+                    return Err(GgufError::Budget {
+                        bytes: wanted as u64,
+                        what: "the streaming read buffer",
+                        reason: e.to_string(),
+                    });
+                }
+            },
+            None => (None, wanted),
+        };
         let window = Window {
             inner,
-            buf: vec![0u8; STREAM_CHUNK].into_boxed_slice(),
+            buf: vec![0u8; buf_len].into_boxed_slice(),
             start: 0,
             end: 0,
             pos: 0,
@@ -566,7 +599,7 @@ impl<R: Read + Seek> StreamingGguf<R> {
     }
 
     /// Visits the elements of the deferred array `key` in order, reading them through the
-    /// 64 KiB buffer (so a 262,144-token vocabulary is never held whole): `visit` gets each
+    /// read buffer (so a 262,144-token vocabulary is never held whole): `visit` gets each
     /// element's index and value, strings borrowed from the buffer and UTF-8-validated.
     ///
     /// # Errors

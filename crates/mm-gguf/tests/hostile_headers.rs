@@ -92,7 +92,7 @@ fn streaming_reader_never_holds_more_than_its_budget() {
     let (res, peak) = peak_of(|| StreamingGguf::open(Cursor::new(&file)));
     let err = res.expect_err("over the default cap");
     assert!(matches!(err, GgufError::IndexTooLarge { .. }), "{err}");
-    let cap = mm_gguf::DEFAULT_MAX_INDEX_BYTES + STREAM_CHUNK as u64;
+    let cap = mm_gguf::DEFAULT_MAX_INDEX_BYTES + mm_gguf::STREAM_BUFFER as u64;
     assert!(peak <= cap + PEAK_SLACK, "peaked at {peak} B, cap {cap} B");
     assert!(err.to_string().contains("ParseLimits::max_index_bytes"));
 }
@@ -161,7 +161,7 @@ fn a_million_empty_keys_are_refused_by_every_reader() {
         "{err}"
     );
     assert!(
-        peak <= STREAM_CHUNK as u64 + PEAK_SLACK,
+        peak <= mm_gguf::STREAM_BUFFER as u64 + PEAK_SLACK,
         "streaming peaked at {peak} B"
     );
 

@@ -26,6 +26,17 @@ pub enum LlmError {
         /// The configured limit in bytes.
         max: usize,
     },
+    /// An SSE `event` or `id` value, decoded, would take the parser's fields (data, event
+    /// type and last event id together) past the buffer limit.
+    #[error(
+        "SSE `{field}` field too long: with the event's other fields it passes the {max}-byte buffer limit (counted after UTF-8 decoding); raise SseConfig::max_buffer if such values are legitimate"
+    )]
+    SseFieldTooLong {
+        /// The field: `event` or `id`.
+        field: &'static str,
+        /// The configured limit in bytes.
+        max: usize,
+    },
     /// The parser hit an error earlier in this stream and refuses more input.
     #[error(
         "SSE parser stopped after an earlier error ({0}); call reset() before feeding a new stream"

@@ -97,6 +97,8 @@ pub struct SseStats {
 enum Failure {
     LineTooLong,
     EventTooLarge,
+    /// An `event` or `id` value would take the decoded fields past the limit.
+    FieldTooLong(&'static str),
 }
 
 impl Failure {
@@ -104,8 +106,17 @@ impl Failure {
         match self {
             Failure::LineTooLong => "line too long",
             Failure::EventTooLarge => "event too large",
+            Failure::FieldTooLong(_) => "field too long",
         }
     }
+}
+
+/// Which decoded field a value goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Data,
+    EventType,
+    LastId,
 }
 
 /// What the parser knows about the event being built; separate from the line buffer so a
@@ -165,20 +176,17 @@ impl Fields {
         };
         match name {
             b"data" => {
-                if self.data.len() + value.len() + 1 > self.max {
-                    return Err(Failure::EventTooLarge);
-                }
+                self.make_room(Field::Data, lossy_len(value) + 1)?;
                 push_lossy(&mut self.data, value);
                 self.data.push('\n');
-                if self.data.len() > self.max {
-                    return Err(Failure::EventTooLarge);
-                }
             }
             b"event" => {
+                self.make_room(Field::EventType, lossy_len(value))?;
                 self.event_type.clear();
                 push_lossy(&mut self.event_type, value);
             }
             b"id" if memchr::memchr(0, value).is_none() => {
+                self.make_room(Field::LastId, lossy_len(value))?;
                 self.last_id.clear();
                 push_lossy(&mut self.last_id, value);
             }
@@ -192,6 +200,48 @@ impl Fields {
             _ => {}
         }
         Ok(false)
+    }
+
+    /// Checks that `field` can take `decoded` more bytes (data appends; the type and the id
+    /// are replaced) with the three fields' decoded lengths together within `max`, and
+    /// grows its capacity so that the three capacities together stay within `max` too:
+    /// growth doubles but is capped there, and the other fields give back their spare room
+    /// when the cap is reached. Nothing changes on failure.
+    fn make_room(&mut self, field: Field, decoded: usize) -> Result<(), Failure> {
+        let failure = match field {
+            Field::Data => Failure::EventTooLarge,
+            Field::EventType => Failure::FieldTooLong("event"),
+            Field::LastId => Failure::FieldTooLong("id"),
+        };
+        let [target, a, b] = match field {
+            Field::Data => [&mut self.data, &mut self.event_type, &mut self.last_id],
+            Field::EventType => [&mut self.event_type, &mut self.data, &mut self.last_id],
+            Field::LastId => [&mut self.last_id, &mut self.data, &mut self.event_type],
+        };
+        let kept = if field == Field::Data {
+            target.len()
+        } else {
+            0
+        };
+        let need = kept.checked_add(decoded).ok_or(failure)?;
+        let others = a.len() + b.len();
+        if need > self.max.saturating_sub(others) {
+            return Err(failure);
+        }
+        if need <= target.capacity() {
+            return Ok(());
+        }
+        if a.capacity() + b.capacity() + need > self.max {
+            a.shrink_to_fit();
+            b.shrink_to_fit();
+        }
+        let room = self.max.saturating_sub(a.capacity() + b.capacity());
+        let want = need.max(target.capacity().saturating_mul(2).min(room));
+        if field != Field::Data {
+            target.clear();
+        }
+        target.reserve_exact(want - target.len());
+        Ok(())
     }
 
     fn dispatch(&mut self) -> bool {
@@ -218,6 +268,25 @@ impl Fields {
     }
 }
 
+/// Length in bytes of `bytes` decoded as [`push_lossy`] decodes them (each maximal invalid
+/// subpart becomes the 3-byte U+FFFD, so the decoded text can be 3 times the input).
+fn lossy_len(bytes: &[u8]) -> usize {
+    if bytes.is_ascii() {
+        return bytes.len();
+    }
+    bytes
+        .utf8_chunks()
+        .map(|c| {
+            c.valid().len()
+                + if c.invalid().is_empty() {
+                    0
+                } else {
+                    char::REPLACEMENT_CHARACTER.len_utf8()
+                }
+        })
+        .sum()
+}
+
 /// Appends `bytes` decoded as UTF-8, each maximal invalid subpart replaced by U+FFFD.
 fn push_lossy(dst: &mut String, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
@@ -240,11 +309,16 @@ enum Backing {
 }
 
 impl Backing {
-    fn new(pool: Option<&BufferPool>, capacity: usize) -> Self {
-        match pool {
-            Some(p) => Backing::Pooled(p.acquire(capacity)),
-            None => Backing::Owned(BytesMut::with_capacity(capacity)),
+    /// A buffer of at least `capacity` bytes, from the pool unless the pool's tier would be
+    /// larger than `max` (a small limit must bound the memory too, not only the length).
+    fn new(pool: Option<&BufferPool>, capacity: usize, max: usize) -> Self {
+        if let Some(p) = pool {
+            let pooled = p.acquire(capacity);
+            if pooled.capacity() <= max.max(capacity) {
+                return Backing::Pooled(pooled);
+            }
         }
+        Backing::Owned(BytesMut::with_capacity(capacity))
     }
 }
 
@@ -296,7 +370,7 @@ impl fmt::Debug for LineBuffer {
 
 impl LineBuffer {
     fn new(initial: usize, max: usize, pool: Option<BufferPool>) -> Self {
-        let buf = Backing::new(pool.as_ref(), initial);
+        let buf = Backing::new(pool.as_ref(), initial, max);
         Self {
             base: buf.capacity(),
             buf,
@@ -318,7 +392,7 @@ impl LineBuffer {
             while cap < need {
                 cap = cap.saturating_mul(2);
             }
-            let mut bigger = Backing::new(self.pool.as_ref(), cap.min(self.max));
+            let mut bigger = Backing::new(self.pool.as_ref(), cap.min(self.max), self.max);
             bigger.extend_from_slice(&self.buf);
             self.buf = bigger;
             spilled = true;
@@ -330,7 +404,7 @@ impl LineBuffer {
     /// Empties the buffer, going back to the initial size if a long line spilled it.
     fn clear(&mut self) {
         if self.buf.capacity() > self.base {
-            self.buf = Backing::new(self.pool.as_ref(), self.initial);
+            self.buf = Backing::new(self.pool.as_ref(), self.initial, self.max);
             self.base = self.buf.capacity();
         } else {
             self.buf.clear();
@@ -511,6 +585,10 @@ impl SseParser {
                 max: self.fields.max,
             },
             Failure::EventTooLarge => LlmError::SseEventTooLarge {
+                max: self.fields.max,
+            },
+            Failure::FieldTooLong(field) => LlmError::SseFieldTooLong {
+                field,
                 max: self.fields.max,
             },
         }

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use crate::sync::Arc;
 use crate::tiers::{Core, Event};
 use crate::{PoolError, PoolStats};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 /// One tier: buffers of exactly `size` bytes of capacity, at most `max_idle` kept idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +129,9 @@ impl BufferPoolConfig {
 struct Shared {
     /// Buffer capacity of each tier, smallest first.
     sizes: Box<[usize]>,
-    core: Core<BytesMut>,
+    /// Buffers are pooled boxed: a guard and the caches move a pointer, never the
+    /// `BytesMut` (moving it right after a write to its length stalls store forwarding).
+    core: Core<Box<BytesMut>>,
     max_request: usize,
     bound: usize,
 }
@@ -142,7 +144,7 @@ impl Shared {
 
     /// A buffer for `min_len` bytes and its tier (`None`: oversize plain allocation).
     #[inline]
-    fn checkout(&self, min_len: usize) -> (BytesMut, Option<usize>) {
+    fn checkout(&self, min_len: usize) -> (Box<BytesMut>, Option<usize>) {
         let local = self.core.local();
         let local = local.as_ref();
         match self.tier_for(min_len) {
@@ -153,26 +155,27 @@ impl Shared {
                 }
                 None => {
                     self.core.count(local, Event::Miss);
-                    (BytesMut::with_capacity(self.sizes[t]), Some(t))
+                    (Box::new(BytesMut::with_capacity(self.sizes[t])), Some(t))
                 }
             },
             None => {
                 self.core.count(local, Event::Oversize);
-                (BytesMut::with_capacity(min_len), None)
+                (Box::new(BytesMut::with_capacity(min_len)), None)
             }
         }
     }
 
     #[inline]
-    fn give_back(&self, t: usize, mut buf: BytesMut) {
+    fn give_back(&self, t: usize, mut buf: Box<BytesMut>) {
         let local = self.core.local();
         let local = local.as_ref();
-        if buf.capacity() != self.sizes[t] {
-            // Grown past the tier, split, or swapped for another buffer: not ours to keep.
+        buf.clear();
+        if buf.capacity() != self.sizes[t] && !self.restore(t, &mut buf) {
+            // Grown past the tier, or split while the other part is alive: not ours to keep.
+            self.core.count(local, Event::Reshaped);
             self.core.count(local, Event::Discard);
             return;
         }
-        buf.clear();
         match self.core.put(t, local, buf) {
             Ok(()) => self.core.count(local, Event::Return),
             Err(dropped) => {
@@ -183,12 +186,34 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Gives a split buffer its whole allocation back, if every split-off part is gone
+    /// and the allocation is the tier's; true when `buf` has the tier's capacity again.
+    #[cold]
+    fn restore(&self, t: usize, buf: &mut BytesMut) -> bool {
+        let size = self.sizes[t];
+        buf.capacity() < size && buf.try_reclaim(size) && buf.capacity() == size
+    }
+}
+
+/// The owner of the bytes of a frozen [`PooledBuffer`]: returns the buffer to its pool when
+/// the last `Bytes` clone drops.
+struct Frozen(PooledBuffer);
+
+impl AsRef<[u8]> for Frozen {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// A pool of `BytesMut` buffers in size tiers.
 ///
 /// [`acquire(n)`](Self::acquire) hands out a buffer from the smallest tier whose size is at
 /// least `n` (capacity exactly the tier size, length 0); dropping the [`PooledBuffer`] clears
 /// it and returns it, unless its tier is full or its capacity changed (it grew, or was
-/// split), in which case it is dropped. A request above the largest tier is a plain
+/// split and the split-off part still lives: counted in [`PoolStats::reshaped`]), in which
+/// case it is dropped. [`PooledBuffer::into_bytes`] turns a buffer into a zero-copy
+/// `Bytes` body that returns it when the last clone drops. A request above the largest tier is a plain
 /// allocation, counted in [`PoolStats::oversize`] and never pooled.
 ///
 /// Tiers fill lazily: the pool allocates no buffer until asked. The buffers held idle never
@@ -221,8 +246,8 @@ impl Shared {
 /// # Ok::<(), mm_pool::PoolError>(())
 /// ```
 ///
-/// A pool's main win is bounded, predictable memory, not speed: a warm glibc recycles a
-/// freed buffer in about the time of a pool round trip (see `docs/benchmarks.md`).
+/// A pool's main win is bounded, predictable memory; a round trip on one thread is also
+/// faster than a fresh allocation here (see `docs/benchmarks.md`).
 #[derive(Clone)]
 pub struct BufferPool {
     shared: Arc<Shared>,
@@ -256,7 +281,7 @@ impl BufferPool {
     pub fn acquire(&self, min_len: usize) -> PooledBuffer {
         let (buf, tier) = self.shared.checkout(min_len);
         PooledBuffer {
-            buf,
+            buf: Some(buf),
             tier,
             pool: Arc::clone(&self.shared),
         }
@@ -270,7 +295,7 @@ impl BufferPool {
     pub fn acquire_ref(&self, min_len: usize) -> BufferRef<'_> {
         let (buf, tier) = self.shared.checkout(min_len);
         BufferRef {
-            buf,
+            buf: Some(buf),
             tier,
             pool: &self.shared,
         }
@@ -342,7 +367,8 @@ impl fmt::Debug for BufferPool {
 /// `Send`: it may be dropped on another thread (it then lands in that thread's cache). It
 /// holds the pool's shared state, so it may outlive every `BufferPool` handle.
 pub struct PooledBuffer {
-    buf: BytesMut,
+    /// `Some` until drop or `detach`.
+    buf: Option<Box<BytesMut>>,
     /// `None` for an oversize buffer, or after `detach`.
     tier: Option<usize>,
     pool: Arc<Shared>,
@@ -352,12 +378,46 @@ impl PooledBuffer {
     /// Keeps the buffer; it will not return to the pool.
     pub fn detach(mut self) -> BytesMut {
         self.tier = None;
-        std::mem::take(&mut self.buf)
+        match self.buf.take() {
+            Some(b) => *b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 
     /// Whether the buffer came from a tier (false for an oversize plain allocation).
     pub fn is_pooled(&self) -> bool {
         self.tier.is_some()
+    }
+
+    /// Freezes the filled bytes into [`Bytes`] without copying; the buffer goes back to the
+    /// pool when the last clone (or slice) of the `Bytes` is dropped, on whatever thread.
+    /// Use it for a response body. (Freezing through `BytesMut` instead, as
+    /// `buf.split().freeze()`, keeps the bytes but loses the buffer to the pool while they
+    /// live: see [`PoolStats::reshaped`].) Costs one small allocation (the owner's
+    /// reference count, in `bytes`).
+    ///
+    /// ```
+    /// let pool = mm_pool::BufferPool::new(Default::default())?;
+    /// let mut buf = pool.acquire(100);
+    /// buf.extend_from_slice(b"data: hi\n\n");
+    /// let body = buf.into_bytes();
+    /// let part = body.slice(6..8);
+    /// drop(body);
+    /// assert_eq!(&part[..], b"hi");
+    /// assert_eq!(pool.stats().returns, 0, "still in use by `part`");
+    /// drop(part);
+    /// assert_eq!(pool.stats().returns, 1);
+    /// # Ok::<(), mm_pool::PoolError>(())
+    /// ```
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(Frozen(self))
+    }
+}
+
+impl From<PooledBuffer> for Bytes {
+    /// As [`PooledBuffer::into_bytes`].
+    fn from(buf: PooledBuffer) -> Bytes {
+        buf.into_bytes()
     }
 }
 
@@ -365,21 +425,27 @@ impl Deref for PooledBuffer {
     type Target = BytesMut;
     #[inline]
     fn deref(&self) -> &BytesMut {
-        &self.buf
+        match &self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl DerefMut for PooledBuffer {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        match &mut self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        if let Some(t) = self.tier {
-            self.pool.give_back(t, std::mem::take(&mut self.buf));
+        if let (Some(t), Some(buf)) = (self.tier, self.buf.take()) {
+            self.pool.give_back(t, buf);
         }
     }
 }
@@ -387,8 +453,8 @@ impl Drop for PooledBuffer {
 impl fmt::Debug for PooledBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledBuffer")
-            .field("len", &self.buf.len())
-            .field("capacity", &self.buf.capacity())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
             .field("tier", &self.tier)
             .finish()
     }
@@ -397,7 +463,7 @@ impl fmt::Debug for PooledBuffer {
 /// A buffer checked out with [`BufferPool::acquire_ref`]: like [`PooledBuffer`], but it
 /// borrows the pool, so it cannot outlive the `BufferPool` handle it came from.
 pub struct BufferRef<'a> {
-    buf: BytesMut,
+    buf: Option<Box<BytesMut>>,
     tier: Option<usize>,
     pool: &'a Shared,
 }
@@ -406,7 +472,10 @@ impl BufferRef<'_> {
     /// Keeps the buffer; it will not return to the pool.
     pub fn detach(mut self) -> BytesMut {
         self.tier = None;
-        std::mem::take(&mut self.buf)
+        match self.buf.take() {
+            Some(b) => *b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 
     /// Whether the buffer came from a tier (false for an oversize plain allocation).
@@ -419,21 +488,27 @@ impl Deref for BufferRef<'_> {
     type Target = BytesMut;
     #[inline]
     fn deref(&self) -> &BytesMut {
-        &self.buf
+        match &self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl DerefMut for BufferRef<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        match &mut self.buf {
+            Some(b) => b,
+            None => unreachable!("a buffer guard holds its buffer until drop"),
+        }
     }
 }
 
 impl Drop for BufferRef<'_> {
     fn drop(&mut self) {
-        if let Some(t) = self.tier {
-            self.pool.give_back(t, std::mem::take(&mut self.buf));
+        if let (Some(t), Some(buf)) = (self.tier, self.buf.take()) {
+            self.pool.give_back(t, buf);
         }
     }
 }
@@ -441,8 +516,8 @@ impl Drop for BufferRef<'_> {
 impl fmt::Debug for BufferRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferRef")
-            .field("len", &self.buf.len())
-            .field("capacity", &self.buf.capacity())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
             .field("tier", &self.tier)
             .finish()
     }

@@ -11,7 +11,8 @@ type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
 type ResetHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 
 struct Shared<T: Send> {
-    core: Core<T>,
+    /// Objects are pooled boxed: a guard and the caches move a pointer, never the `T`.
+    core: Core<Box<T>>,
     max_idle: usize,
     factory: Factory<T>,
     reset: Option<ResetHook<T>>,
@@ -147,7 +148,7 @@ impl<T: Send> ObjectPool<T> {
 
 impl<T: Send> Shared<T> {
     #[inline]
-    fn checkout(&self) -> T {
+    fn checkout(&self) -> Box<T> {
         let local = self.core.local();
         match self.core.take(0, local.as_ref()) {
             Some(v) => {
@@ -156,13 +157,13 @@ impl<T: Send> Shared<T> {
             }
             None => {
                 self.core.count(local.as_ref(), Event::Miss);
-                (self.factory)()
+                Box::new((self.factory)())
             }
         }
     }
 
     #[inline]
-    fn give_back(&self, mut value: T) {
+    fn give_back(&self, mut value: Box<T>) {
         let local = self.core.local();
         let local = local.as_ref();
         // Skip the reset hook when the pool is visibly full; `put` is the real check.
@@ -171,7 +172,7 @@ impl<T: Send> Shared<T> {
             return;
         }
         if let Some(reset) = &self.reset {
-            reset(&mut value);
+            reset(&mut *value);
         }
         match self.core.put(0, local, value) {
             Ok(()) => self.core.count(local, Event::Return),
@@ -205,7 +206,7 @@ impl<T: Send> fmt::Debug for ObjectPool<T> {
 /// `Send` when `T` is, so it can be dropped on another thread; it keeps the pool's shared
 /// state alive, so it can outlive every `ObjectPool` handle.
 pub struct Pooled<T: Send> {
-    value: Option<T>,
+    value: Option<Box<T>>,
     shared: Arc<Shared<T>>,
 }
 
@@ -214,7 +215,7 @@ impl<T: Send> Pooled<T> {
     /// as a discard).
     pub fn detach(mut self) -> T {
         match self.value.take() {
-            Some(v) => v,
+            Some(v) => *v,
             None => unreachable!("a Pooled guard holds its value until drop"),
         }
     }
@@ -258,7 +259,7 @@ impl<T: Send + fmt::Debug> fmt::Debug for Pooled<T> {
 /// An object checked out with [`ObjectPool::acquire_ref`]: like [`Pooled`], but it borrows
 /// the pool, so it cannot outlive the `ObjectPool` handle it came from.
 pub struct PooledRef<'a, T: Send> {
-    value: Option<T>,
+    value: Option<Box<T>>,
     shared: &'a Shared<T>,
 }
 
@@ -266,7 +267,7 @@ impl<T: Send> PooledRef<'_, T> {
     /// Keeps the object: it will not go back to the pool.
     pub fn detach(mut self) -> T {
         match self.value.take() {
-            Some(v) => v,
+            Some(v) => *v,
             None => unreachable!("a PooledRef guard holds its value until drop"),
         }
     }

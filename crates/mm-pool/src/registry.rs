@@ -134,6 +134,8 @@ impl Drop for ThreadId {
     fn drop(&mut self) {
         let id = self.id.replace(NO_ID);
         if id != NO_ID {
+            // The hint must not outlive the id (a later holder may claim the record).
+            let _ = LAST.try_with(|last| last.set((0, ptr::null())));
             #[cfg(not(loom))]
             let reg = registry();
             #[cfg(loom)]
@@ -159,6 +161,23 @@ thread_local! {
         registry: std::cell::RefCell::new(None),
     };
 }
+
+// The record this thread used last: (table uid, record). Set by `PerThread::mine` for a
+// record this thread holds; cleared when the thread gives its id back. No destructor, so
+// it stays readable during thread-local destruction.
+#[cfg(not(loom))]
+thread_local! {
+    static LAST: Cell<(u64, *const ())> = const { Cell::new((0, ptr::null())) };
+}
+
+#[cfg(loom)]
+thread_local! {
+    static LAST: Cell<(u64, *const ())> = Cell::new((0, ptr::null()));
+}
+
+/// Uids of tables, from 1, never reused (unlike addresses): a hint naming a dropped table
+/// can never match a live one. Only uniqueness matters, so it needs no loom model.
+static TABLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// This thread's id and generation, assigned on first use; `None` once the thread's id
 /// has been given back (its thread-local storage is being destroyed). Never panics.
@@ -204,6 +223,7 @@ type Slot<S, O> = AtomicPtr<CachePadded<Record<S, O>>>;
 
 /// One [`Record`] per thread id, created on the thread's first use, freed with the table.
 pub(crate) struct PerThread<S, O> {
+    uid: u64,
     buckets: Box<[AtomicPtr<Slot<S, O>>]>,
     init: Box<dyn Fn() -> (S, O) + Send + Sync>,
 }
@@ -218,6 +238,7 @@ unsafe impl<S: Send + Sync, O: Send> Send for PerThread<S, O> {}
 impl<S, O> PerThread<S, O> {
     pub(crate) fn new(init: impl Fn() -> (S, O) + Send + Sync + 'static) -> Self {
         Self {
+            uid: TABLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             buckets: (0..BUCKETS)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
@@ -255,6 +276,22 @@ impl<S, O> PerThread<S, O> {
     /// destruction (see [`current`]) or for an id past the table.
     #[inline]
     pub(crate) fn mine(&self) -> Option<Mine<'_, S, O>> {
+        if let Ok((table, rec)) = LAST.try_with(Cell::get)
+            && table == self.uid
+        {
+            return Some(Mine {
+                // SAFETY: the hint names this table (uids are unique) and a record of it
+                // that this thread claimed while holding its current id (the hint is
+                // cleared when the id is given back); the record lives as long as `&self`.
+                rec: unsafe { &*rec.cast::<Record<S, O>>() },
+                _not_send: PhantomData,
+            });
+        }
+        self.mine_slow()
+    }
+
+    /// [`mine`](Self::mine) without the hint: look the record up by id, create or claim it.
+    fn mine_slow(&self) -> Option<Mine<'_, S, O>> {
         let (id, generation) = current()?;
         let (b, i) = locate(id)?;
         // SAFETY: bucket `b` has `1 << b` slots and `i < 1 << b` (from `locate`).
@@ -278,6 +315,8 @@ impl<S, O> PerThread<S, O> {
         if rec.owner.load(Ordering::Relaxed) != generation {
             Self::claim(rec, generation);
         }
+        let hint = (self.uid, ptr::from_ref(rec).cast::<()>());
+        let _ = LAST.try_with(|last| last.set(hint));
         Some(Mine {
             rec,
             _not_send: PhantomData,

@@ -16,6 +16,13 @@ pub struct PoolStats {
     /// Objects or buffers dropped on return: pool full, or a buffer that no longer has its
     /// tier's capacity (grown, split, swapped out).
     pub discards: u64,
+    /// `BufferPool` buffers that came back with another capacity than their tier's and
+    /// could not be restored, so were dropped (also counted in `discards`): grown past the
+    /// tier, or split (`split`, `split_to`, `split_off`, `mem::take(..).freeze()`) while
+    /// the split-off part is still alive. A split whose parts are all dropped by the time
+    /// the guard returns is reclaimed whole. Use [`PooledBuffer::into_bytes`](crate::PooledBuffer::into_bytes)
+    /// for a frozen body that goes back to the pool.
+    pub reshaped: u64,
     /// `BufferPool` requests above the largest tier: plain allocations, never pooled.
     pub oversize: u64,
     /// Objects or buffers held idle right now.

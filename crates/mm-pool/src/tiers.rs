@@ -83,9 +83,10 @@ pub(crate) enum Event {
     Return,
     Discard,
     Oversize,
+    Reshaped,
 }
 
-const EVENTS: usize = 5;
+const EVENTS: usize = 6;
 
 /// The part of a thread's record other threads read: counters and which cache places are
 /// filled. Written only by the record's owner (or, for an exited thread, by a sweep).
@@ -94,11 +95,16 @@ pub(crate) struct LocalStats {
     filled: Box<[AtomicBool]>,
 }
 
-/// The part only the owner touches: the cache itself.
+/// The part only the owner touches: the cache itself (empty without thread caches).
 pub(crate) struct LocalCache<T> {
-    slots: Box<[Option<T>]>,
-    credit: Box<[bool]>,
+    tiers: Box<[CacheTier<T>]>,
     trim_seen: u64,
+}
+
+/// One tier of a thread's cache: at most one item, held only with a credit.
+struct CacheTier<T> {
+    item: Option<T>,
+    credit: bool,
 }
 
 /// This thread's record in a pool.
@@ -128,8 +134,12 @@ impl<T: Send> Core<T> {
                         filled: (0..n).map(|_| AtomicBool::new(false)).collect(),
                     },
                     LocalCache {
-                        slots: (0..n).map(|_| None).collect(),
-                        credit: vec![false; n].into_boxed_slice(),
+                        tiers: (0..n)
+                            .map(|_| CacheTier {
+                                item: None,
+                                credit: false,
+                            })
+                            .collect(),
                         trim_seen: 0,
                     },
                 )
@@ -169,7 +179,7 @@ impl<T: Send> Core<T> {
     fn catch_up_with_trim(&self, l: &Local<'_, T>, epoch: u64, released: &mut dyn FnMut(usize)) {
         l.with_own(|c| c.trim_seen = epoch);
         for t in 0..self.tiers.len() {
-            let item = l.with_own(|c| c.slots[t].take());
+            let item = l.with_own(|c| c.tiers.get_mut(t).and_then(|ct| ct.item.take()));
             if let Some(item) = item {
                 l.shared().filled[t].store(false, Ordering::Relaxed);
                 drop(item);
@@ -182,16 +192,27 @@ impl<T: Send> Core<T> {
     /// caller allocates) the cache of a thread that has exited.
     #[inline]
     pub(crate) fn take(&self, t: usize, local: Option<&Local<'_, T>>) -> Option<T> {
+        if let Some(l) = local {
+            let epoch = self.trim_epoch.load(Ordering::Relaxed);
+            let cached = l.with_own(|c| match c.tiers.get_mut(t) {
+                Some(ct) if c.trim_seen == epoch => ct.item.take(),
+                _ => None,
+            });
+            if let Some(item) = cached {
+                l.shared().filled[t].store(false, Ordering::Relaxed);
+                return Some(item);
+            }
+        }
+        self.take_shared(t, local)
+    }
+
+    /// [`take`](Self::take) past this thread's cache.
+    #[inline(never)]
+    fn take_shared(&self, t: usize, local: Option<&Local<'_, T>>) -> Option<T> {
         if let Some(l) = local.filter(|_| self.thread_cache) {
             let epoch = self.trim_epoch.load(Ordering::Relaxed);
-            let cached = l.with_own(|c| (c.trim_seen == epoch).then(|| c.slots[t].take()));
-            match cached {
-                Some(Some(item)) => {
-                    l.shared().filled[t].store(false, Ordering::Relaxed);
-                    return Some(item);
-                }
-                Some(None) => {}
-                None => self.catch_up_with_trim(l, epoch, &mut |_| {}),
+            if l.with_own(|c| c.trim_seen != epoch) {
+                self.catch_up_with_trim(l, epoch, &mut |_| {});
             }
         }
         let tier = &self.tiers[t];
@@ -220,12 +241,15 @@ impl<T: Send> Core<T> {
         let mut spill: Vec<(usize, T)> = Vec::new();
         self.locals.orphans(|stats, cache| {
             for (t, tier) in self.tiers.iter().enumerate() {
-                if !std::mem::take(&mut cache.credit[t]) {
+                let Some(ct) = cache.tiers.get_mut(t) else {
+                    continue;
+                };
+                if !std::mem::take(&mut ct.credit) {
                     continue;
                 }
                 tier.credits.fetch_sub(1, Ordering::AcqRel);
                 stats.filled[t].store(false, Ordering::Relaxed);
-                let Some(item) = cache.slots[t].take() else {
+                let Some(item) = ct.item.take() else {
                     tier.release();
                     continue;
                 };
@@ -252,28 +276,47 @@ impl<T: Send> Core<T> {
     /// Keeps `item` in tier `t` if there is a place, else hands it back to be dropped.
     #[inline]
     pub(crate) fn put(&self, t: usize, local: Option<&Local<'_, T>>, item: T) -> Result<(), T> {
-        let tier = &self.tiers[t];
-        if let Some(l) = local.filter(|_| self.thread_cache) {
-            let epoch = self.trim_epoch.load(Ordering::Relaxed);
-            let credit = l.with_own(|c| (c.trim_seen == epoch).then_some(c.credit[t]));
-            let credit = match credit {
-                Some(credit) => credit,
-                None => {
-                    self.catch_up_with_trim(l, epoch, &mut |_| {});
-                    l.with_own(|c| c.credit[t])
-                }
-            };
-            if credit || self.grant_credit(t, l) {
-                // The newest item stays cached (it is the hottest); an older one moves to
-                // the queue if there is a place.
-                return match l.with_own(|c| c.slots[t].replace(item)) {
-                    None => {
-                        l.shared().filled[t].store(true, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    Some(older) => tier.enqueue(older),
-                };
+        let Some(l) = local else {
+            return self.tiers[t].enqueue(item);
+        };
+        let epoch = self.trim_epoch.load(Ordering::Relaxed);
+        let refused = l.with_own(|c| match c.tiers.get_mut(t) {
+            Some(ct) if c.trim_seen == epoch && ct.credit && ct.item.is_none() => {
+                ct.item = Some(item);
+                None
             }
+            _ => Some(item),
+        });
+        match refused {
+            None => {
+                l.shared().filled[t].store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Some(item) => self.put_shared(t, l, item),
+        }
+    }
+
+    /// [`put`](Self::put) when this thread's cache cannot simply take the item.
+    #[inline(never)]
+    fn put_shared(&self, t: usize, l: &Local<'_, T>, item: T) -> Result<(), T> {
+        let tier = &self.tiers[t];
+        if !self.thread_cache {
+            return tier.enqueue(item);
+        }
+        let epoch = self.trim_epoch.load(Ordering::Relaxed);
+        if l.with_own(|c| c.trim_seen != epoch) {
+            self.catch_up_with_trim(l, epoch, &mut |_| {});
+        }
+        if l.with_own(|c| c.tiers[t].credit) || self.grant_credit(t, l) {
+            // The newest item stays cached (it is the hottest); an older one moves to the
+            // queue if there is a place.
+            return match l.with_own(|c| c.tiers[t].item.replace(item)) {
+                None => {
+                    l.shared().filled[t].store(true, Ordering::Relaxed);
+                    Ok(())
+                }
+                Some(older) => tier.enqueue(older),
+            };
         }
         tier.enqueue(item)
     }
@@ -295,15 +338,21 @@ impl<T: Send> Core<T> {
             tier.credits.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        l.with_own(|c| c.credit[t] = true);
+        l.with_own(|c| c.tiers[t].credit = true);
         true
     }
 
     /// Whether a return to tier `t` would surely be refused (a hint: skip reset work).
+    #[inline]
     pub(crate) fn looks_full(&self, t: usize, local: Option<&Local<'_, T>>) -> bool {
         let tier = &self.tiers[t];
-        let room_in_cache = self.thread_cache
-            && local.is_some_and(|l| l.with_own(|c| c.credit[t] && c.slots[t].is_none()));
+        let room_in_cache = local.is_some_and(|l| {
+            l.with_own(|c| {
+                c.tiers
+                    .get(t)
+                    .is_some_and(|ct| ct.credit && ct.item.is_none())
+            })
+        });
         !room_in_cache && tier.places.load(Ordering::Relaxed) >= tier.max_idle
     }
 
@@ -364,6 +413,7 @@ impl<T: Send> Core<T> {
             returns: sum[Event::Return as usize],
             discards: sum[Event::Discard as usize],
             oversize: sum[Event::Oversize as usize],
+            reshaped: sum[Event::Reshaped as usize],
             ..PoolStats::default()
         }
     }

@@ -66,15 +66,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Counted first so that the forwarding call can be a tail call, on the slow path
-        // too (it forwards itself), so the hot path keeps nothing across a call.
-        if global::on_dealloc(layout.size()) {
-            // SAFETY: the caller's guarantees, passed on unchanged.
-            return unsafe { dealloc_slow(ptr, layout, &self.inner) };
-        }
-        // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `inner`)
-        // with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        unsafe { dealloc_counted(ptr, layout.size(), layout.align(), &self.inner) }
     }
 
     #[inline]
@@ -87,6 +80,28 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackedAlloc<A> {
         }
         new
     }
+}
+
+/// `dealloc`, out of line: callers that may free (`Vec::into_boxed_slice`, every drop)
+/// inline the allocator shim, and a larger inlined body makes them too big to be inlined
+/// themselves. The arguments come in the shim's own order (pointer, size, alignment), so it
+/// jumps here moving nothing. Counted first so that the forwarding call is a tail call, on
+/// the slow path too (it forwards itself).
+///
+/// # Safety
+///
+/// The caller's guarantees for [`GlobalAlloc::dealloc`] on `inner`, with `size` and `align`
+/// those of a valid [`Layout`].
+#[inline(never)]
+unsafe fn dealloc_counted<A: GlobalAlloc>(ptr: *mut u8, size: usize, align: usize, inner: &A) {
+    // SAFETY: `size` and `align` come from a `Layout`, by this function's contract.
+    let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
+    if global::on_dealloc(size) {
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        return unsafe { dealloc_slow(ptr, layout, inner) };
+    }
+    // SAFETY: the caller guarantees `ptr` came from `inner` with `layout`.
+    unsafe { inner.dealloc(ptr, layout) }
 }
 
 /// `dealloc`'s slow path: settles this thread's counters, then forwards. The arguments come

@@ -158,6 +158,14 @@ impl Stack {
     }
 }
 
+/// Threads the tracker counts as alive (including this one). The live-heap figures are
+/// exact only when this is 1: another live thread may hold up to `LIVE_SLACK_BYTES` of
+/// unfolded deltas and fold them at any time (why `tests/quick_run.rs` has no libtest
+/// harness thread).
+fn live_threads() -> u64 {
+    mm_track::snapshot().map_or(0, |s| s.threads)
+}
+
 /// Builds a stack, runs `cycles` cycles and drops it.
 fn stack_cycles(opts: &Options, cycles: u32) -> Result<CycleTally, String> {
     let mut stack = Stack::new(opts)?;
@@ -182,11 +190,13 @@ pub fn run(opts: &Options, report: &mut Report) {
     // One small cycle on a throwaway stack first: what is set up once per process (thread
     // registries, lazily built tables) then lies in the baseline.
     let warm = stack_cycles(opts, 1);
+    let threads_at_base = live_threads();
     let base = live_bytes();
     let started = Instant::now();
     let cycles = if opts.quick { 2 } else { 3 };
     let result = warm.and_then(|_| stack_cycles(opts, cycles));
     let after = live_bytes();
+    let threads_after = live_threads();
     let (tally, err) = match result {
         Ok(t) => (t, String::new()),
         Err(e) => (CycleTally::default(), e),
@@ -200,7 +210,7 @@ pub fn run(opts: &Options, report: &mut Report) {
             0.0,
         )
         .detail(format!(
-            "{cycles} cycles in {:.1} s: {} requests ({} stack allocations), {} map lookups, {} chat turns, {} values dequantized; baseline {}, after {}",
+            "{cycles} cycles in {:.1} s: {} requests ({} stack allocations), {} map lookups, {} chat turns, {} values dequantized; baseline {}, after {}; threads alive (exact only at 1) {threads_at_base} then {threads_after}",
             started.elapsed().as_secs_f64(),
             fmt_num(tally.requests.requests as f64),
             fmt_num(tally.requests.stack_allocs() as f64),

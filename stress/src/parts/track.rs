@@ -11,14 +11,15 @@
 //!   the one least disturbed by other work on the machine.
 
 use std::alloc::System;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mm_track::{ScopeStats, TrackedAlloc};
 
 use super::on_threads;
 use crate::Options;
-use crate::check::{Check, Report, fmt_num};
+use crate::check::{Check, Report, Status, fmt_num};
 use crate::gate::Gate;
+use crate::median::{Verdict, decide, sample_median};
 use crate::workload::{ServiceConfig, ServiceOutcome, churn, serve};
 
 const PART: &str = "mm-track";
@@ -29,7 +30,7 @@ struct Plan {
     min_allocs: f64,
     /// Each timed service pass (shorter: many alternating passes beat a few long ones).
     timed: ServiceConfig,
-    rounds: usize,
+    rounds: RoundBudget,
     churn_pairs: u64,
 }
 
@@ -47,7 +48,10 @@ impl Plan {
                     requests: 300,
                     users,
                 },
-                rounds: 3,
+                rounds: RoundBudget {
+                    max_rounds: 12,
+                    time_cap: Duration::from_secs(3),
+                },
                 churn_pairs: 200_000,
             }
         } else {
@@ -61,7 +65,10 @@ impl Plan {
                     requests: 2_500,
                     users,
                 },
-                rounds: 11,
+                rounds: RoundBudget {
+                    max_rounds: 400,
+                    time_cap: Duration::from_secs(60),
+                },
                 churn_pairs: 1_000_000,
             }
         }
@@ -84,7 +91,7 @@ pub fn run(opts: &Options, report: &mut Report) {
     }
     counted_pass(&plan, report);
     for threads in [1, 2] {
-        let timing = alternate(plan.rounds, |tracking| {
+        let timing = alternate(1.0, &plan.rounds, |tracking| {
             Gate::set_tracking(tracking);
             let t = service_pass(&plan.timed, threads).1;
             Gate::set_tracking(true);
@@ -99,7 +106,7 @@ pub fn run(opts: &Options, report: &mut Report) {
     }
     for threads in [1, 2] {
         let tracker = TrackedAlloc::new(System);
-        let timing = alternate(plan.rounds, |tracking| {
+        let timing = alternate(15.0, &plan.rounds, |tracking| {
             on_threads(threads, |w| {
                 if tracking {
                     churn(&tracker, plan.churn_pairs, w)
@@ -206,22 +213,38 @@ fn service_pass(
 
 /// Paired timings of bare and tracked passes.
 struct Timing {
-    /// `tracked / bare` of each round.
-    ratios: Vec<f64>,
+    /// `(tracked / bare - 1) * 100` of each round: the overhead in percent.
+    overheads: Vec<f64>,
     bare: Duration,
     tracked: Duration,
+    /// Wall time the rounds took.
+    spent: Duration,
+}
+
+/// How long the paired rounds of one overhead check may run before it gives up deciding.
+struct RoundBudget {
+    max_rounds: usize,
+    time_cap: Duration,
 }
 
 /// Runs `pass(false)` and `pass(true)` once per round, alternating which goes first, and
-/// keeps each round's ratio: the two passes of a round run seconds apart at most, so they
-/// see the same load from the rest of the machine.
-fn alternate(rounds: usize, mut pass: impl FnMut(bool) -> Duration) -> Timing {
+/// keeps each round's overhead: the two passes of a round run seconds apart at most, so they
+/// see the same load from the rest of the machine. Stops as soon as the confidence interval
+/// of the median overhead lies on one side of `limit_pct` (see [`crate::median`]), or at
+/// the budget's round or time cap.
+fn alternate(
+    limit_pct: f64,
+    budget: &RoundBudget,
+    mut pass: impl FnMut(bool) -> Duration,
+) -> Timing {
+    let started = Instant::now();
     let mut t = Timing {
-        ratios: Vec::with_capacity(rounds),
+        overheads: Vec::with_capacity(budget.max_rounds),
         bare: Duration::ZERO,
         tracked: Duration::ZERO,
+        spent: Duration::ZERO,
     };
-    for r in 0..rounds {
+    for r in 0..budget.max_rounds {
         let order = if r % 2 == 0 {
             [false, true]
         } else {
@@ -234,30 +257,54 @@ fn alternate(rounds: usize, mut pass: impl FnMut(bool) -> Duration) -> Timing {
         }
         t.bare += bare;
         t.tracked += tracked;
-        t.ratios
-            .push(tracked.as_secs_f64() / bare.as_secs_f64().max(1e-9));
+        t.overheads
+            .push((tracked.as_secs_f64() / bare.as_secs_f64().max(1e-9) - 1.0) * 100.0);
+        let decided = !matches!(decide(&t.overheads, limit_pct), Verdict::Undecided(_));
+        if decided || started.elapsed() >= budget.time_cap {
+            break;
+        }
     }
+    t.spent = started.elapsed();
     t
 }
 
-/// The overhead check: the median of the rounds' ratios, as a percentage.
+/// The overhead check: PASS when the 99 % interval of the median overhead is at or below
+/// `limit_pct`, FAIL when it is above (the claim is false), WARN with the interval when the
+/// rounds could not tell within their budget. A quick run only warns.
 fn overhead(name: &str, timing: &Timing, limit_pct: f64, quick: bool) -> Check {
-    let mut ratios = timing.ratios.clone();
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
-    let pct = (median - 1.0) * 100.0;
-    let (lo, hi) = (
-        ratios.first().copied().unwrap_or(f64::NAN),
-        ratios.last().copied().unwrap_or(f64::NAN),
+    let verdict = decide(&timing.overheads, limit_pct);
+    let ci = match verdict {
+        Verdict::Holds(ci) | Verdict::Broken(ci) | Verdict::Undecided(Some(ci)) => Some(ci),
+        Verdict::Undecided(None) => None,
+    };
+    let median = sample_median(&timing.overheads).unwrap_or(f64::NAN);
+    let interval = ci.map_or_else(
+        || "too few rounds for an interval".to_owned(),
+        |ci| format!("99 % interval {:+.2} % .. {:+.2} %", ci.lo, ci.hi),
     );
-    Check::at_most(PART, name, (pct * 100.0).round() / 100.0, "%", limit_pct)
-        .detail(format!(
-            "median of {} paired rounds (range {:+.2} % .. {:+.2} %); CPU time bare {:.0} ms, tracked {:.0} ms",
-            ratios.len(),
-            (lo - 1.0) * 100.0,
-            (hi - 1.0) * 100.0,
-            timing.bare.as_secs_f64() * 1e3,
-            timing.tracked.as_secs_f64() * 1e3
-        ))
-        .soft(quick)
+    let mut check = Check::at_most(
+        PART,
+        name,
+        (median * 100.0).round() / 100.0,
+        "%",
+        limit_pct,
+    )
+    .detail(format!(
+        "median of {} paired rounds in {:.1} s, {interval}{}; CPU time bare {:.0} ms, tracked {:.0} ms",
+        timing.overheads.len(),
+        timing.spent.as_secs_f64(),
+        if matches!(verdict, Verdict::Undecided(_)) {
+            ": too noisy here to decide"
+        } else {
+            ""
+        },
+        timing.bare.as_secs_f64() * 1e3,
+        timing.tracked.as_secs_f64() * 1e3
+    ));
+    check.status = match verdict {
+        Verdict::Holds(_) => Status::Pass,
+        Verdict::Broken(_) => Status::Fail,
+        Verdict::Undecided(_) => Status::Warn,
+    };
+    check.soft(quick)
 }

@@ -8,6 +8,7 @@
 //! holds the cache type and its public methods; `IMPLEMENTATION.md` next to it explains the
 //! concurrency.
 
+mod component;
 mod config;
 mod flight;
 mod key;
@@ -33,9 +34,9 @@ pub use storage::Embedding;
 
 use crate::LlmError;
 use crate::names::Symbol;
-use crate::sync::{Mutex, TextHasher, lock};
+use crate::sync::TextHasher;
 use flight::{Flight, FlightWait};
-use shard::{Lookup, Notes, Shard};
+use shard::{Lookup, Notes, Shard, ShardCell};
 
 /// Bytes counted per entry on top of its vector: its record, its policy node and its index
 /// slot, the index counted at half load (a test checks that these fit).
@@ -59,13 +60,17 @@ type Listener = dyn Fn(&EvictionNotice) + Send + Sync;
 /// that points into the slot and pins it (two atomic increments, no copy, no lock held);
 /// a pinned slot is not reused until its handles drop.
 ///
-/// **Policy.** Window TinyLFU (as in Caffeine and moka): a new entry enters a small window
-/// (1% of the bounds) and, pushed out of it, is admitted to the main space only if a
-/// frequency sketch says it was asked for more often than the entry it would evict; main is a
-/// segmented LRU (probation and an 80% protected part). One-time keys (a scan, a re-index)
-/// pass through the window without flushing the keys that come back. Time to live and time
-/// to idle are checked on every lookup and swept on inserts (and by
-/// [`evict_expired`](Self::evict_expired)), from lists ordered by time.
+/// **Policy.** Window TinyLFU (the scheme of Caffeine; moka has its TinyLFU half): a new
+/// entry enters a small window and, pushed out of it, is admitted to the main space only if a
+/// frequency sketch counts it at least 2 above the entry it would evict; main is a segmented
+/// LRU (probation and an 80% protected part). One-time keys (a scan, a re-index) pass through
+/// the window without flushing the keys that come back. The window starts at 1% of the
+/// bounds and is resized by hill climbing on the hit rate (up to 80%) once the cache is full,
+/// so a workload where recency matters gets a larger one. Hits in the window and protected
+/// lists set a flag (a CLOCK-style second chance at the list end) instead of moving the entry,
+/// so a hit on a hot entry writes little. Time to live and time to idle are checked on every
+/// lookup and swept on inserts (and by [`evict_expired`](Self::evict_expired)), from lists
+/// ordered by time.
 ///
 /// **Bounds.** At most `max_entries` entries and `max_bytes` bytes, each entry counting
 /// `4 * dims +` [`ENTRY_OVERHEAD`]; each shard keeps to `1/shards` of both, so one vector may
@@ -98,7 +103,13 @@ type Listener = dyn Fn(&EvictionNotice) + Send + Sync;
 /// 3. with a budget, the shard's reservation holds exactly its counted bytes;
 /// 4. a slot is written only while free and unpinned; evicted slots still pinned by handles
 ///    wait on a deferred list;
-/// 5. at most one flight per key is registered, and only while its leader computes.
+/// 5. at most one flight per key is registered, and only while its leader computes;
+/// 6. when a shard's lock is released, its mirror (atomics read by
+///    [`reading`](Self::reading) without a lock) holds its counted bytes, entries and counters.
+///
+/// With a [`MemoryManager`](memory_manager::MemoryManager), build it with
+/// [`from_manager`](Self::from_manager): charged to the manager's budget, reported, and
+/// relieved under pressure ([`relieve_pressure`](Self::relieve_pressure)).
 ///
 /// ```
 /// use mm_llm::{EmbeddingCache, EmbeddingCacheConfig, Interner};
@@ -115,7 +126,7 @@ type Listener = dyn Fn(&EvictionNotice) + Send + Sync;
 /// # Ok::<(), mm_llm::LlmError>(())
 /// ```
 pub struct EmbeddingCache {
-    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    shards: Box<[CachePadded<ShardCell>]>,
     /// `64 - log2(shards)`: the shard is the top bits of the key's mixed hash.
     shift: u32,
     config: EmbeddingCacheConfig,
@@ -163,7 +174,7 @@ impl EmbeddingCache {
             .map(|i| {
                 let e = entries / n + usize::from(i < entries % n);
                 let b = bytes / n as u64 + u64::from((i as u64) < bytes % n as u64);
-                CachePadded::new(Mutex::new(Shard::new(e, b, ttl, tti)))
+                CachePadded::new(ShardCell::new(Shard::new(e, b, ttl, tti)))
             })
             .collect();
         Ok(Self {
@@ -210,13 +221,13 @@ impl EmbeddingCache {
     /// The vector for `key` without counting a lookup or touching recency.
     pub fn peek(&self, key: &EmbeddingKey) -> Option<Embedding> {
         let now = self.now();
-        lock(self.shard(key)).peek(key, now)
+        self.shard(key).lock().peek(key, now)
     }
 
     /// Whether a live (unexpired) entry is under `key`; no recency change.
     pub fn contains(&self, key: &EmbeddingKey) -> bool {
         let now = self.now();
-        lock(self.shard(key)).contains(key, now)
+        self.shard(key).lock().contains(key, now)
     }
 
     /// Stores a copy of `vector` under `key` (replacing an older vector). The entry starts in
@@ -337,7 +348,7 @@ impl EmbeddingCache {
     pub fn invalidate_all(&self) {
         for shard in self.shards.iter() {
             let mut notes = self.notes();
-            lock(shard).invalidate_all(&mut notes);
+            shard.lock().invalidate_all(&mut notes);
             self.notify(notes);
         }
     }
@@ -356,7 +367,7 @@ impl EmbeddingCache {
         for shard in self.shards.iter() {
             let mut notes = self.notes();
             {
-                let mut s = lock(shard);
+                let mut s = shard.lock();
                 let count = (s.len() as f64 * fraction).ceil() as usize;
                 evicted += s.evict(count, RemovalCause::Pressure, &mut notes) as u64;
                 s.release_unused();
@@ -376,7 +387,7 @@ impl EmbeddingCache {
         for shard in self.shards.iter() {
             let mut notes = self.notes();
             let now = self.now();
-            removed += lock(shard).expire(now, &mut notes) as u64;
+            removed += shard.lock().expire(now, &mut notes) as u64;
             self.notify(notes);
         }
         removed
@@ -387,14 +398,14 @@ impl EmbeddingCache {
     pub fn clear(&self) {
         for shard in self.shards.iter() {
             let mut notes = self.notes();
-            lock(shard).clear(&mut notes);
+            shard.lock().clear(&mut notes);
             self.notify(notes);
         }
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).len()).sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     /// Whether the cache holds nothing.
@@ -404,7 +415,7 @@ impl EmbeddingCache {
 
     /// Bytes counted against the bound.
     pub fn bytes(&self) -> u64 {
-        self.shards.iter().map(|s| lock(s).bytes()).sum()
+        self.shards.iter().map(|s| s.lock().bytes()).sum()
     }
 
     /// The configuration.
@@ -427,13 +438,13 @@ impl EmbeddingCache {
         };
         let mut evicted = [0; 5];
         for shard in self.shards.iter() {
-            lock(shard).add_to(&mut s, &mut evicted);
+            shard.lock().add_to(&mut s, &mut evicted);
         }
         s.evictions = EvictionCounts::from_array(evicted);
         s
     }
 
-    fn shard(&self, key: &EmbeddingKey) -> &Mutex<Shard> {
+    fn shard(&self, key: &EmbeddingKey) -> &ShardCell {
         let i = key.mixed().checked_shr(self.shift).unwrap_or(0) as usize;
         &self.shards[i]
     }
@@ -461,7 +472,7 @@ impl EmbeddingCache {
     ) -> R {
         let mut notes = self.notes();
         let now = self.now();
-        let r = f(&mut lock(self.shard(key)), now, &mut notes);
+        let r = f(&mut self.shard(key).lock(), now, &mut notes);
         self.notify(notes);
         r
     }
@@ -476,7 +487,7 @@ impl EmbeddingCache {
     #[cfg(test)]
     fn check_invariants(&self) {
         for shard in self.shards.iter() {
-            lock(shard).check_invariants();
+            shard.lock().check_invariants();
         }
         let s = self.stats();
         assert!(s.bytes <= s.max_bytes && s.entries <= s.max_entries);

@@ -51,6 +51,9 @@ const UNLINKED: Link = Link {
 pub(super) struct Node {
     links: [Link; 3],
     queue: Queue,
+    /// Hit since it last reached a list end (window and protected): a second chance instead
+    /// of a move to the front on every hit, so a hit on a hot entry writes nothing shared.
+    referenced: bool,
     /// Bytes the entry counts against the bound.
     weight: u64,
     /// The key's hash for the sketch.
@@ -270,6 +273,7 @@ impl Policy {
         let node = Node {
             links: [UNLINKED; 3],
             queue: Queue::Window,
+            referenced: false,
             weight,
             hash,
             written: now,
@@ -299,7 +303,13 @@ impl Policy {
                 self.push_front(QUEUE, idx);
                 self.demote_protected_overflow();
             }
-            Queue::Window | Queue::Protected => self.move_to_front(QUEUE, idx),
+            // CLOCK-style recency: mark it, and let the list end give it another round.
+            Queue::Window | Queue::Protected => {
+                let n = &mut self.nodes[idx as usize];
+                if !n.referenced {
+                    n.referenced = true;
+                }
+            }
         }
         if self.tti.is_some() {
             self.nodes[idx as usize].accessed = now;
@@ -411,6 +421,11 @@ impl Policy {
             }
             let candidate = w.tail;
             self.unlink(QUEUE, candidate);
+            if std::mem::take(&mut self.nodes[candidate as usize].referenced) {
+                // Hit while in the window: another round instead of an admission contest.
+                self.push_front(QUEUE, candidate);
+                continue;
+            }
             let weight = self.nodes[candidate as usize].weight;
             let freq = self.sketch.frequency(self.nodes[candidate as usize].hash);
             let mut admitted = true;
@@ -457,7 +472,9 @@ impl Policy {
             }
             let idx = p.tail;
             self.unlink(QUEUE, idx);
-            self.nodes[idx as usize].queue = Queue::Probation;
+            if !std::mem::take(&mut self.nodes[idx as usize].referenced) {
+                self.nodes[idx as usize].queue = Queue::Probation;
+            }
             self.push_front(QUEUE, idx);
         }
     }

@@ -13,6 +13,111 @@ use super::key::{EmbeddingKey, KeyHash};
 use super::policy::Policy;
 use super::storage::{Embedding, SlotRef, SlotStore};
 use crate::LlmError;
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, lock};
+
+/// A shard with its lock, and a mirror of its figures in atomics, rewritten whenever a lock
+/// of it ends, so a reading (the memory manager's report) needs no lock: a component's reading
+/// may run on a thread that holds this shard's lock (a budget charge under the lock can raise
+/// a pressure event, delivered synchronously), where locking again would deadlock.
+#[derive(Debug)]
+#[repr(C)] // the mirror shares the cache line of the lock word, which a locker owns anyway
+pub(super) struct ShardCell {
+    mirror: Mirror,
+    shard: Mutex<Shard>,
+}
+
+/// The figures a lock-free reading sees.
+#[derive(Debug, Default)]
+struct Mirror {
+    bytes: AtomicU64,
+    entries: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// A shard's figures as last mirrored.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct MirrorReading {
+    pub(super) bytes: u64,
+    pub(super) entries: u64,
+    pub(super) hits: u64,
+    pub(super) misses: u64,
+    pub(super) evictions: u64,
+}
+
+/// A locked shard; updates the mirror when dropped.
+pub(super) struct ShardGuard<'a> {
+    guard: MutexGuard<'a, Shard>,
+    mirror: &'a Mirror,
+}
+
+impl ShardCell {
+    pub(super) fn new(shard: Shard) -> Self {
+        Self {
+            mirror: Mirror::default(),
+            shard: Mutex::new(shard),
+        }
+    }
+
+    /// Locks the shard (ignoring poisoning, see `sync::lock`).
+    pub(super) fn lock(&self) -> ShardGuard<'_> {
+        ShardGuard {
+            guard: lock(&self.shard),
+            mirror: &self.mirror,
+        }
+    }
+
+    /// Locks the shard if no one holds it (this thread included).
+    pub(super) fn try_lock(&self) -> Option<ShardGuard<'_>> {
+        let guard = match self.shard.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(ShardGuard {
+            guard,
+            mirror: &self.mirror,
+        })
+    }
+
+    /// The figures as of the last unlock, without locking.
+    pub(super) fn mirrored(&self) -> MirrorReading {
+        let m = &self.mirror;
+        MirrorReading {
+            bytes: m.bytes.load(Ordering::Relaxed),
+            entries: m.entries.load(Ordering::Relaxed),
+            hits: m.hits.load(Ordering::Relaxed),
+            misses: m.misses.load(Ordering::Relaxed),
+            evictions: m.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::ops::Deref for ShardGuard<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for ShardGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        &mut self.guard
+    }
+}
+
+impl Drop for ShardGuard<'_> {
+    fn drop(&mut self) {
+        let (s, m) = (&*self.guard, self.mirror);
+        m.bytes.store(s.policy.bytes(), Ordering::Relaxed);
+        m.entries.store(s.index.len() as u64, Ordering::Relaxed);
+        m.hits.store(s.counters.hits, Ordering::Relaxed);
+        m.misses.store(s.counters.misses, Ordering::Relaxed);
+        m.evictions
+            .store(s.counters.evicted.iter().sum(), Ordering::Relaxed);
+    }
+}
 
 /// What one entry's record holds besides its policy node.
 #[derive(Debug, Clone, Copy)]
@@ -346,6 +451,9 @@ impl Shard {
     /// Finishes the removal of the entries the policy let go: index, slot, budget, counters,
     /// notices.
     fn drain(&mut self, notes: &mut Notes) {
+        if self.victims.is_empty() {
+            return;
+        }
         let mut victims = std::mem::take(&mut self.victims);
         for &(idx, cause) in &victims {
             let rec = self.records[idx as usize];

@@ -212,9 +212,10 @@ pub(super) struct SlotStore {
     classes: Vec<DimClass>,
 }
 
-/// Slots in the first block of a class; each new block doubles, up to [`MAX_BLOCK`].
+/// Slots in the first block of a class; each new block doubles, up to [`MAX_BLOCK`] (small
+/// blocks spread the handles' reference counts of hot entries over many cache lines).
 const FIRST_BLOCK: usize = 16;
-const MAX_BLOCK: usize = 4096;
+const MAX_BLOCK: usize = 64;
 
 impl SlotStore {
     /// A free, unpinned slot for a vector of `dims`, allocating a block when none is left.
