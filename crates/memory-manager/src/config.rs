@@ -63,6 +63,19 @@ pub struct MemoryConfig {
     intern_max_bytes: Option<u64>,
     sampler_capacity: usize,
     leak_window: usize,
+    pressure_delivery: PressureDelivery,
+}
+
+/// Where pressure handlers (and components' pressure hooks) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PressureDelivery {
+    /// On the thread whose reservation crossed the threshold, before that reservation
+    /// returns: deterministic, for tests and single-threaded tools. The default.
+    #[default]
+    Inline,
+    /// On a dedicated thread named `mm-pressure`, started on the first event: the request
+    /// that tripped the threshold only queues the event and goes on.
+    Thread,
 }
 
 impl Default for MemoryConfig {
@@ -108,6 +121,9 @@ struct RawConfig {
     sampler_capacity: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     leak_window: Option<usize>,
+    /// `inline` or `thread`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pressure_delivery: Option<String>,
 }
 
 impl TryFrom<RawConfig> for MemoryConfig {
@@ -170,6 +186,13 @@ impl From<MemoryConfig> for RawConfig {
             intern_max_bytes,
             sampler_capacity: Some(c.sampler_capacity),
             leak_window: Some(c.leak_window),
+            pressure_delivery: Some(
+                match c.pressure_delivery {
+                    PressureDelivery::Inline => "inline",
+                    PressureDelivery::Thread => "thread",
+                }
+                .to_owned(),
+            ),
         }
     }
 }
@@ -177,7 +200,7 @@ impl From<MemoryConfig> for RawConfig {
 /// One row of the settings table: environment variable, TOML key, meaning.
 ///
 /// The crate docs render this table; [`MemoryConfig::from_env`] reads exactly these names.
-pub const SETTINGS: [(&str, &str, &str); 11] = [
+pub const SETTINGS: [(&str, &str, &str); 12] = [
     (
         "MM_MAX_MEMORY_MB",
         "max_memory_mb",
@@ -233,6 +256,11 @@ pub const SETTINGS: [(&str, &str, &str); 11] = [
         "leak_window",
         "growing snapshots before a leak suspect (5)",
     ),
+    (
+        "MM_PRESSURE_DELIVERY",
+        "pressure_delivery",
+        "where pressure handlers run: inline or thread (inline)",
+    ),
 ];
 
 impl MemoryConfig {
@@ -252,7 +280,20 @@ impl MemoryConfig {
             intern_max_bytes: None,
             sampler_capacity: DEFAULT_SAMPLER_CAPACITY,
             leak_window: DEFAULT_LEAK_WINDOW,
+            pressure_delivery: PressureDelivery::Inline,
         }
+    }
+
+    /// Sets where pressure handlers run. Default [`PressureDelivery::Inline`]; a service
+    /// wants [`PressureDelivery::Thread`].
+    pub const fn with_pressure_delivery(mut self, delivery: PressureDelivery) -> Self {
+        self.pressure_delivery = delivery;
+        self
+    }
+
+    /// Where pressure handlers run.
+    pub const fn pressure_delivery(&self) -> PressureDelivery {
+        self.pressure_delivery
     }
 
     /// Sets the hard memory limit in bytes. Default: derived from the cgroup limit or the
@@ -639,6 +680,7 @@ impl RawConfig {
             "MM_INTERN_MAX_MB" => self.intern_max_mb = Some(num(SETTINGS[8].0, value)?),
             "MM_SAMPLER_CAPACITY" => self.sampler_capacity = Some(num(SETTINGS[9].0, value)?),
             "MM_LEAK_WINDOW" => self.leak_window = Some(num(SETTINGS[10].0, value)?),
+            "MM_PRESSURE_DELIVERY" => self.pressure_delivery = Some(value.trim().to_owned()),
             // Other crates and tools use the `MM_` prefix too (test settings, the CLI's own
             // variables), so an unknown name is not an error; it is logged, so a typo of one
             // of ours still shows up.
@@ -766,6 +808,17 @@ impl RawConfig {
         }
         if let Some(v) = self.leak_window {
             config.leak_window = v;
+        }
+        if let Some(v) = self.pressure_delivery {
+            config.pressure_delivery = match v.as_str() {
+                "inline" => PressureDelivery::Inline,
+                "thread" => PressureDelivery::Thread,
+                _ => {
+                    return Err(
+                        source("pressure_delivery").error(v, "expected \"inline\" or \"thread\"")
+                    );
+                }
+            };
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod gate;
 mod manager;
+mod owned;
 mod report;
 mod sampler;
 mod sync;
@@ -22,13 +23,15 @@ pub use component::{
 };
 pub use config::{
     DEFAULT_ARENA_INITIAL_BYTES, DEFAULT_ARENA_LIMIT_BYTES, DEFAULT_LEAK_WINDOW,
-    DEFAULT_MMAP_CACHE_BYTES, DEFAULT_POOL_TIERS, DEFAULT_SAMPLER_CAPACITY, MemoryConfig, SETTINGS,
+    DEFAULT_MMAP_CACHE_BYTES, DEFAULT_POOL_TIERS, DEFAULT_SAMPLER_CAPACITY, MemoryConfig,
+    PressureDelivery, SETTINGS,
 };
 pub use error::{ConfigError, MemoryError};
-pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext};
+pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext, PressureEvents};
+pub use owned::ManagedArena;
 pub use report::{
-    AllocatorReport, ArenaReport, BudgetReport, ComponentReport, InternerReport, MemoryReport,
-    MmapReport, PressureReport, ProcessReport,
+    AllocatorReport, ArenaReport, BudgetReport, ComponentReport, FragmentationReport,
+    InternerReport, MemoryReport, MmapReport, PressureReport, ProcessReport,
 };
 pub use sampler::{SAMPLED, Sample, Sampler, SamplerThread};
 

@@ -16,7 +16,7 @@ use mm_pool::bytes::BytesMut;
 use mm_pool::{BufferPool, ObjectPool, PoolStats, PooledBuffer};
 
 use crate::component::{Charging, Component, ComponentId, ComponentReading, Residency};
-use crate::config::MemoryConfig;
+use crate::config::{MemoryConfig, PressureDelivery};
 use crate::error::{ConfigError, MemoryError};
 use crate::gate::ChargeGate;
 use crate::report::{MemoryReport, Readings};
@@ -133,6 +133,14 @@ struct Inner {
     handler_panics: AtomicU64,
     freed_by_handlers: AtomicU64,
     subscriber: OnceLock<SubscriberId>,
+    /// The queue of the `mm-pressure` thread (thread delivery), started on the first event.
+    delivery: OnceLock<Option<std::sync::mpsc::Sender<PressureEvent>>>,
+    /// Channels of [`MemoryManager::subscribe`].
+    listeners: Mutex<Vec<async_channel::Sender<PressureEvent>>>,
+    dropped_events: AtomicU64,
+    heap_released: AtomicU64,
+    /// The `request-arenas` component, registered on the first owned arena.
+    arena_tally: OnceLock<Arc<crate::owned::ArenaTally>>,
 }
 
 impl Drop for Inner {
@@ -199,13 +207,18 @@ impl MemoryManager {
             next_handler: AtomicU64::new(1),
             handler_runs: AtomicU64::new(0),
             handler_panics: AtomicU64::new(0),
+            delivery: OnceLock::new(),
+            listeners: Mutex::new(Vec::new()),
+            dropped_events: AtomicU64::new(0),
+            heap_released: AtomicU64::new(0),
+            arena_tally: OnceLock::new(),
             freed_by_handlers: AtomicU64::new(0),
             subscriber: OnceLock::new(),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let id = inner.budget.subscribe(move |event| {
             if let Some(inner) = weak.upgrade() {
-                MemoryManager { inner }.on_event(event);
+                MemoryManager { inner }.deliver(event);
             }
         });
         let _ = inner.subscriber.set(id);
@@ -249,6 +262,28 @@ impl MemoryManager {
             }
         }
         mm_arena::scope(f)
+    }
+
+    /// An owned request arena with the manager's arena settings (initial capacity,
+    /// per-request limit), charged to the budget and listed as `request-arenas`. Unlike
+    /// [`scope`](Self::scope) it is `Send` and can live across `.await`s.
+    ///
+    /// # Errors
+    /// [`MemoryError::Arena`] when the initial chunk cannot be allocated.
+    pub fn request_arena(&self) -> Result<crate::ManagedArena, MemoryError> {
+        let tally = self.inner.arena_tally.get_or_init(|| {
+            let tally = Arc::new(crate::owned::ArenaTally::default());
+            let id = self.inner.next_component.fetch_add(1, Ordering::Relaxed);
+            lock(&self.inner.components).push(Registered {
+                id,
+                part: Arc::downgrade(&tally) as Weak<dyn Component>,
+            });
+            tally
+        });
+        let arena = mm_arena::RequestArena::new(self.inner.config.arena_config())?;
+        let arena = crate::ManagedArena::new(arena, Arc::clone(tally));
+        self.sync();
+        Ok(arena)
     }
 
     /// The buffer pool (created on first use, filled lazily).
@@ -444,12 +479,101 @@ impl MemoryManager {
             mm_arena::request_trim();
             0
         });
+        self.on_pressure("release-heap", PressureLevel::Critical, |cx| {
+            cx.manager.release_heap().unwrap_or(0)
+        });
         self.on_pressure("evict-mmap-cache", PressureLevel::Critical, |cx| {
             match cx.manager.inner.mmap.get() {
                 Some(cache) => cache.evict_to_fraction(0.5),
                 None => 0,
             }
         });
+    }
+
+    /// Publishes `event` to the subscribers and runs the handlers where the configuration
+    /// says. Called on the thread whose reservation changed the level.
+    fn deliver(&self, event: &PressureEvent) {
+        {
+            let mut listeners = lock(&self.inner.listeners);
+            listeners.retain(|tx| match tx.try_send(*event) {
+                Ok(()) => true,
+                Err(async_channel::TrySendError::Full(_)) => {
+                    self.inner.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(async_channel::TrySendError::Closed(_)) => false,
+            });
+        }
+        if self.inner.config.pressure_delivery() == PressureDelivery::Thread
+            && let Some(queue) = self.pressure_thread()
+            && queue.send(*event).is_ok()
+        {
+            return;
+        }
+        self.on_event(event);
+    }
+
+    /// The queue of the `mm-pressure` thread, started on first use (`None` if the thread
+    /// cannot be spawned; handlers then run inline). The thread holds a weak reference and
+    /// ends when the last clone of the manager is dropped (its queue closes).
+    fn pressure_thread(&self) -> Option<&std::sync::mpsc::Sender<PressureEvent>> {
+        self.inner
+            .delivery
+            .get_or_init(|| {
+                let (tx, rx) = std::sync::mpsc::channel::<PressureEvent>();
+                let weak = Arc::downgrade(&self.inner);
+                let spawned = std::thread::Builder::new()
+                    .name("mm-pressure".to_owned())
+                    .spawn(move || {
+                        while let Ok(event) = rx.recv() {
+                            let Some(inner) = weak.upgrade() else { break };
+                            MemoryManager { inner }.on_event(&event);
+                        }
+                    });
+                match spawned {
+                    Ok(_) => Some(tx),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the pressure thread; handlers run inline");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Hands freed heap memory back to the operating system (`malloc_trim(0)` on glibc) and
+    /// returns the anonymous resident bytes that went away (`RssAnon` before minus after;
+    /// other threads allocating meanwhile make it an estimate). `None` where there is no
+    /// such call (other C libraries, other systems) or `RssAnon` cannot be read. The built-in
+    /// critical handler `release-heap` calls it. Cost: a walk of the allocator's free lists,
+    /// milliseconds for a large heap.
+    pub fn release_heap(&self) -> Option<u64> {
+        let anon = || {
+            mm_budget::sys::status_memory()
+                .ok()
+                .and_then(|s| s.rss_anon)
+        };
+        let before = anon()?;
+        if !trim::malloc_trim() {
+            return None;
+        }
+        let released = before.saturating_sub(anon()?);
+        self.inner
+            .heap_released
+            .fetch_add(released, Ordering::Relaxed);
+        tracing::info!(released, "returned freed heap to the system");
+        Some(released)
+    }
+
+    /// A channel of every later pressure event (rising and easing), usable from any async
+    /// runtime (`recv().await`) or from a plain thread (`recv_blocking`). It holds up to
+    /// `capacity` undelivered events (at least 1); when full, new events are dropped and
+    /// counted in the report (`pressure.dropped_events`), so a slow subscriber never stalls
+    /// the request that changed the level. Dropping it unsubscribes.
+    pub fn subscribe(&self, capacity: usize) -> PressureEvents {
+        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        lock(&self.inner.listeners).push(tx);
+        PressureEvents { rx }
     }
 
     fn on_event(&self, event: &PressureEvent) {
@@ -632,6 +756,8 @@ impl MemoryManager {
                 .collect(),
             handler_runs: inner.handler_runs.load(Ordering::Relaxed),
             handler_panics: inner.handler_panics.load(Ordering::Relaxed),
+            dropped_events: inner.dropped_events.load(Ordering::Relaxed),
+            heap_released: inner.heap_released.load(Ordering::Relaxed),
             freed_by_handlers: inner.freed_by_handlers.load(Ordering::Relaxed),
             models,
         })
@@ -705,5 +831,47 @@ impl Deref for ManagedBuffer {
 impl DerefMut for ManagedBuffer {
     fn deref_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
+    }
+}
+
+/// Pressure events from [`MemoryManager::subscribe`]: a bounded, runtime-agnostic channel.
+#[derive(Debug, Clone)]
+pub struct PressureEvents {
+    rx: async_channel::Receiver<PressureEvent>,
+}
+
+impl PressureEvents {
+    /// The next event, waiting without blocking a thread (any executor). `None` once the
+    /// manager is gone.
+    pub async fn recv(&self) -> Option<PressureEvent> {
+        self.rx.recv().await.ok()
+    }
+
+    /// The next event, blocking this thread. `None` once the manager is gone.
+    pub fn recv_blocking(&self) -> Option<PressureEvent> {
+        self.rx.recv_blocking().ok()
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&self) -> Option<PressureEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod trim {
+    /// `malloc_trim(0)`; true when the call exists.
+    pub(super) fn malloc_trim() -> bool {
+        // SAFETY: malloc_trim only walks and releases the allocator's own free memory; it
+        // has no preconditions and is thread-safe in glibc.
+        unsafe { libc::malloc_trim(0) };
+        true
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod trim {
+    pub(super) fn malloc_trim() -> bool {
+        false
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Readings {
     pub(crate) handlers: Vec<String>,
     pub(crate) handler_runs: u64,
     pub(crate) handler_panics: u64,
+    pub(crate) dropped_events: u64,
+    pub(crate) heap_released: u64,
     pub(crate) freed_by_handlers: u64,
     pub(crate) models: Vec<ModelReading>,
 }
@@ -56,6 +58,20 @@ pub struct MemoryReport {
     pub arenas: ArenaReport,
     /// Pressure handling.
     pub pressure: PressureReport,
+    /// Anonymous memory the heap does not explain, when the allocator is tracked.
+    pub fragmentation: Option<FragmentationReport>,
+}
+
+/// Anonymous resident memory not explained by the live heap (which includes the arenas'
+/// chunks and the pools' idle buffers, all taken from the global allocator): freed heap the
+/// allocator keeps, allocator metadata, thread stacks. `malloc_trim` gives back the first.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FragmentationReport {
+    /// `rss_anon - live heap` (0 when the heap is larger, e.g. not yet touched pages).
+    pub unexplained_bytes: u64,
+    /// `unexplained / rss_anon`, in `0..=1`.
+    pub fraction: f64,
 }
 
 /// The global allocator's figures.
@@ -212,6 +228,10 @@ pub struct PressureReport {
     pub handler_runs: u64,
     /// Handler runs that panicked (the other handlers still ran).
     pub handler_panics: u64,
+    /// Events not queued to a subscriber whose channel was full.
+    pub dropped_events: u64,
+    /// Bytes [`release_heap`](crate::MemoryManager::release_heap) gave back so far.
+    pub heap_released_bytes: u64,
     /// Bytes the handlers reported freeing.
     pub freed_bytes: u64,
 }
@@ -310,9 +330,22 @@ impl MemoryReport {
             handlers: r.handlers,
             handler_runs: r.handler_runs,
             handler_panics: r.handler_panics,
+            dropped_events: r.dropped_events,
+            heap_released_bytes: r.heap_released,
             freed_bytes: r.freed_by_handlers,
         };
+        let fragmentation = match (allocator.live_bytes, process.rss_anon_bytes) {
+            (Some(live), Some(anon)) if anon > 0 => {
+                let unexplained = anon.saturating_sub(live);
+                Some(FragmentationReport {
+                    unexplained_bytes: unexplained,
+                    fraction: unexplained as f64 / anon as f64,
+                })
+            }
+            _ => None,
+        };
         MemoryReport {
+            fragmentation,
             allocator,
             budget,
             process,
@@ -483,6 +516,13 @@ impl MemoryReport {
                 &[(None, Some(i.saved_bytes as f64))],
             );
         }
+        if let Some(fr) = &self.fragmentation {
+            gauge(
+                "mm_heap_fragmentation_ratio",
+                "Anonymous RSS not explained by the live heap, as a fraction of it.",
+                &[(None, Some(fr.fraction))],
+            );
+        }
         gauge(
             "mm_pressure_handler_runs",
             "Pressure handler runs.",
@@ -644,6 +684,14 @@ impl fmt::Display for MemoryReport {
                 human(m.index_heap_bytes),
                 m.tensors
                     .map_or_else(|| "n/a".to_owned(), |t| t.to_string())
+            )?;
+        }
+        if let Some(fr) = &self.fragmentation {
+            writeln!(
+                f,
+                "fragment   {} of anonymous memory not explained by the heap ({:.1}%)",
+                human(fr.unexplained_bytes),
+                fr.fraction * 100.0
             )?;
         }
         write!(

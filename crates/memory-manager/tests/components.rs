@@ -160,3 +160,40 @@ fn pressure_reaches_every_part_and_a_panicking_one_stops_nothing() {
     assert_eq!(report.pressure.handler_panics, 2);
     assert!(report.pressure.freed_bytes >= 1 << 20);
 }
+
+#[test]
+fn owned_request_arenas_are_send_charged_and_reported() {
+    fn is_send<T: Send>(_: &T) {}
+    let m = manager(64 << 20);
+    let base = m.budget().used();
+    let mut a = m.request_arena().unwrap();
+    is_send(&a);
+    let s = a.arena().alloc_str("a prompt").unwrap().len();
+    assert_eq!(s, 8);
+    a.reset();
+    let held = a.stats().retained_bytes;
+    assert!(held > 0);
+    let report = m.report();
+    let row = report
+        .components
+        .iter()
+        .find(|c| c.name == "request-arenas")
+        .unwrap();
+    assert_eq!((row.held_bytes, row.items), (held, 1));
+    assert!(m.budget().used() >= base + held);
+    let moved = std::thread::spawn(move || {
+        a.reset();
+        a
+    })
+    .join()
+    .unwrap();
+    drop(moved);
+    m.sync();
+    let row = m
+        .report()
+        .components
+        .into_iter()
+        .find(|c| c.name == "request-arenas")
+        .unwrap();
+    assert_eq!((row.held_bytes, row.items), (0, 0));
+}

@@ -306,3 +306,17 @@ fn the_parts_configs_serialize_and_refuse_unknown_keys() {
         assert!(e.contains("unknown field"), "{e}");
     }
 }
+
+#[test]
+fn pressure_delivery_from_env_and_toml() {
+    use memory_manager::PressureDelivery;
+    let c = env(&[("MM_PRESSURE_DELIVERY", "thread")]).unwrap();
+    assert_eq!(c.pressure_delivery(), PressureDelivery::Thread);
+    let c = MemoryConfig::from_toml_str("pressure_delivery = \"inline\"").unwrap();
+    assert_eq!(c.pressure_delivery(), PressureDelivery::Inline);
+    let e = env_err(&[("MM_PRESSURE_DELIVERY", "later")]);
+    assert!(
+        e.contains("MM_PRESSURE_DELIVERY") && e.contains("later"),
+        "{e}"
+    );
+}

@@ -85,3 +85,52 @@ fn builtin_handlers_trim_pools_and_evict_the_cache() {
     let report = m.report();
     assert!(report.pressure.handler_runs >= 3, "{:?}", report.pressure);
 }
+
+#[test]
+fn thread_delivery_never_stalls_the_request_that_tripped_it() {
+    use memory_manager::PressureDelivery;
+    let m = MemoryManager::new(
+        MemoryConfig::new()
+            .with_max_memory(10 << 20)
+            .with_pressure_delivery(PressureDelivery::Thread),
+    )
+    .unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let (ran_tx, ran_rx) = std::sync::mpsc::channel::<String>();
+    let ran_tx = std::sync::Mutex::new(ran_tx);
+    m.on_pressure("slow", PressureLevel::Warning, move |_| {
+        // Blocks until the test thread, whose reservation tripped the threshold, has
+        // returned from it: with inline delivery this would never return.
+        release_rx.lock().unwrap().recv().unwrap();
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        ran_tx.lock().unwrap().send(name).unwrap();
+        0
+    });
+    m.on_pressure("panics", PressureLevel::Warning, |_| panic!("on purpose"));
+    let events = m.subscribe(4);
+    let r = m.budget().try_reserve(9 << 20).unwrap();
+    // Back on the request thread while the slow handler still waits.
+    release_tx.send(()).unwrap();
+    assert_eq!(ran_rx.recv().unwrap(), "mm-pressure");
+    let ev = events.recv_blocking().unwrap();
+    assert_eq!(ev.level, PressureLevel::Critical);
+    drop(r);
+    // The easing event, through the async side of the channel, on any executor.
+    let eased = futures::executor::block_on(events.recv()).unwrap();
+    assert!(!eased.is_rising());
+    assert!(events.try_recv().is_none());
+}
+
+#[test]
+fn a_full_subscriber_drops_events_and_says_so() {
+    let m = MemoryManager::new(MemoryConfig::new().with_max_memory(10 << 20)).unwrap();
+    let events = m.subscribe(1);
+    for _ in 0..2 {
+        let r = m.budget().try_reserve(9 << 20).unwrap();
+        drop(r);
+    }
+    assert!(events.try_recv().is_some());
+    assert!(events.try_recv().is_none());
+    assert_eq!(m.report().pressure.dropped_events, 3);
+}

@@ -57,12 +57,14 @@ impl Role {
 /// How a conversation is fitted into its model's window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitPolicy {
-    /// Tokens kept free for the model's answer (default 8,192).
+    /// Tokens kept free for the model's answer (default 8,192), capped at a quarter of the
+    /// window so small (2k, 8k) windows still fit: 2,048 at 8k, 4,096 at 16k.
     pub output_reserve: u32,
-    /// Fitting starts when the prompt passes this fraction of the window (default 0.9).
+    /// Fitting starts when the prompt passes this fraction of the prompt room (the window
+    /// minus the reserve; default 0.9).
     pub trigger_fraction: f64,
-    /// Once triggered, the oldest items go until the prompt is under this fraction (default
-    /// 0.75). The gap between the two makes cuts rare and large, so a provider's cached
+    /// Once triggered, the oldest items go until the prompt is under this fraction of the
+    /// prompt room (default 0.75). The gap between the two makes cuts rare and large, so a provider's cached
     /// prompt prefix stays valid for many turns instead of shifting every turn.
     pub target_fraction: f64,
     /// How many of the most recent user messages are never dropped (default 1, minimum 1:
@@ -112,6 +114,7 @@ pub struct ConversationSetup {
     names: Arc<Interner>,
     windows: ContextWindows,
     policy: FitPolicy,
+    tally: Arc<crate::managed::Tally>,
 }
 
 impl ConversationSetup {
@@ -138,7 +141,24 @@ impl ConversationSetup {
             names,
             windows,
             policy,
+            tally: Arc::default(),
         })
+    }
+
+    /// A setup whose conversations are a component of `manager`: names go to the manager's
+    /// interner, and the conversations' heap bytes are charged to its budget and listed in
+    /// its report as `conversations` (live conversations as items).
+    ///
+    /// # Errors
+    /// As [`ConversationSetup::new`].
+    pub fn from_manager(
+        manager: &memory_manager::MemoryManager,
+        windows: ContextWindows,
+        policy: FitPolicy,
+    ) -> Result<Self, LlmError> {
+        let setup = Self::with_interner(Arc::clone(manager.interner()), windows, policy)?;
+        manager.register(Arc::clone(&setup.tally) as Arc<dyn memory_manager::Component>);
+        Ok(setup)
     }
 
     /// The interner holding model ids and tool names.
@@ -392,11 +412,20 @@ pub struct Conversation<C: TokenCounter = ByteEstimate> {
     unanswered_calls: u32,
     orphans_since_fit: u32,
     stats: ConversationStats,
+    /// Bytes last reported to the setup's tally.
+    accounted: usize,
+}
+
+impl<C: TokenCounter> Drop for Conversation<C> {
+    fn drop(&mut self) {
+        self.setup.tally.closed(self.accounted);
+    }
 }
 
 impl<C: TokenCounter> Conversation<C> {
     /// An empty conversation. Allocates nothing until the first append.
     pub fn new(setup: Arc<ConversationSetup>, counter: C) -> Self {
+        setup.tally.opened();
         Self {
             setup,
             counter,
@@ -416,7 +445,15 @@ impl<C: TokenCounter> Conversation<C> {
             unanswered_calls: 0,
             orphans_since_fit: 0,
             stats: ConversationStats::default(),
+            accounted: 0,
         }
+    }
+
+    /// Brings the setup's tally up to date with this conversation's buffers.
+    fn account(&mut self) {
+        let now = self.memory_bytes();
+        self.setup.tally.resized(self.accounted, now);
+        self.accounted = now;
     }
 
     /// Empties the conversation (model, prompts, history, summary, statistics) and keeps every
@@ -437,6 +474,7 @@ impl<C: TokenCounter> Conversation<C> {
         self.unanswered_calls = 0;
         self.orphans_since_fit = 0;
         self.stats = ConversationStats::default();
+        self.account();
     }
 
     /// Sets the model id (interned) and looks up its window. Returns the window in tokens.
@@ -471,6 +509,7 @@ impl<C: TokenCounter> Conversation<C> {
         self.system.clear();
         self.system.push_str(text);
         self.system_tokens = self.cost(text);
+        self.account();
     }
 
     /// Sets the tool definitions: a JSON array in the chat-completions `tools` shape, copied
@@ -489,6 +528,7 @@ impl<C: TokenCounter> Conversation<C> {
         self.tools.clear();
         self.tools.push_str(t);
         self.tools_tokens = self.counter.count(t);
+        self.account();
         Ok(())
     }
 
@@ -657,7 +697,9 @@ impl<C: TokenCounter> Conversation<C> {
     /// # Errors
     /// As [`Conversation::fit_with`].
     pub fn fit(&mut self) -> Result<FitReport, LlmError> {
-        self.fit_inner(None)
+        let report = self.fit_inner(None);
+        self.account();
+        report
     }
 
     /// Fits the history into the model's window.
@@ -677,7 +719,9 @@ impl<C: TokenCounter> Conversation<C> {
     /// conversation is untouched, except when a compactor's new summary is what overflows:
     /// then the compacted items are already gone.
     pub fn fit_with(&mut self, compactor: &mut dyn Compactor) -> Result<FitReport, LlmError> {
-        self.fit_inner(Some(compactor))
+        let report = self.fit_inner(Some(compactor));
+        self.account();
+        report
     }
 
     /// Writes the prompt into `out` as a chat-completions request body:
@@ -925,6 +969,7 @@ impl<C: TokenCounter> Conversation<C> {
         self.history_tokens += u64::from(item.tokens);
         self.items.push_back(item);
         self.stats.appended += 1;
+        self.account();
     }
 
     fn find_unanswered_call(&self, call_id: &str) -> Option<usize> {
@@ -941,8 +986,12 @@ impl<C: TokenCounter> Conversation<C> {
         let (model, window) = self.model.ok_or(LlmError::NoModel)?;
         let policy = self.setup.policy;
         let window = u64::from(window);
-        let limit = window.saturating_sub(u64::from(policy.output_reserve));
-        let frac = |f: f64| (window as f64 * f) as u64;
+        // The reserve follows small windows (at most a quarter of the window), and the
+        // fractions apply to what is left, so the trigger and the target stay apart at
+        // every window size.
+        let reserve = u64::from(policy.output_reserve).min(window / 4);
+        let limit = window - reserve;
+        let frac = |f: f64| (limit as f64 * f) as u64;
         let trigger = frac(policy.trigger_fraction).min(limit);
         let target = frac(policy.target_fraction).min(trigger);
         let before = self.tokens();

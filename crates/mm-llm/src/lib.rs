@@ -4,6 +4,7 @@ mod conversation;
 mod embedding;
 mod error;
 mod json;
+mod managed;
 mod names;
 pub mod simulate;
 pub mod sse;
@@ -23,6 +24,8 @@ pub use embedding::{
 };
 pub use error::LlmError;
 pub use names::{Interner, Symbol};
+#[cfg(feature = "gguf-tokens")]
+pub use tokens::GgufTokens;
 #[cfg(feature = "exact-tokens")]
 pub use tokens::OpenAiTokens;
 pub use tokens::{ByteEstimate, TokenCounter};
