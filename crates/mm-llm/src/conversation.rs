@@ -57,12 +57,14 @@ impl Role {
 /// How a conversation is fitted into its model's window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitPolicy {
-    /// Tokens kept free for the model's answer (default 8,192).
+    /// Tokens kept free for the model's answer (default 8,192), capped at a quarter of the
+    /// window so small (2k, 8k) windows still fit: 2,048 at 8k, 4,096 at 16k.
     pub output_reserve: u32,
-    /// Fitting starts when the prompt passes this fraction of the window (default 0.9).
+    /// Fitting starts when the prompt passes this fraction of the prompt room (the window
+    /// minus the reserve; default 0.9).
     pub trigger_fraction: f64,
-    /// Once triggered, the oldest items go until the prompt is under this fraction (default
-    /// 0.75). The gap between the two makes cuts rare and large, so a provider's cached
+    /// Once triggered, the oldest items go until the prompt is under this fraction of the
+    /// prompt room (default 0.75). The gap between the two makes cuts rare and large, so a provider's cached
     /// prompt prefix stays valid for many turns instead of shifting every turn.
     pub target_fraction: f64,
     /// How many of the most recent user messages are never dropped (default 1, minimum 1:
@@ -984,8 +986,12 @@ impl<C: TokenCounter> Conversation<C> {
         let (model, window) = self.model.ok_or(LlmError::NoModel)?;
         let policy = self.setup.policy;
         let window = u64::from(window);
-        let limit = window.saturating_sub(u64::from(policy.output_reserve));
-        let frac = |f: f64| (window as f64 * f) as u64;
+        // The reserve follows small windows (at most a quarter of the window), and the
+        // fractions apply to what is left, so the trigger and the target stay apart at
+        // every window size.
+        let reserve = u64::from(policy.output_reserve).min(window / 4);
+        let limit = window - reserve;
+        let frac = |f: f64| (limit as f64 * f) as u64;
         let trigger = frac(policy.trigger_fraction).min(limit);
         let target = frac(policy.target_fraction).min(trigger);
         let before = self.tokens();

@@ -24,6 +24,8 @@ pub use embedding::{
 };
 pub use error::LlmError;
 pub use names::{Interner, Symbol};
+#[cfg(feature = "gguf-tokens")]
+pub use tokens::GgufTokens;
 #[cfg(feature = "exact-tokens")]
 pub use tokens::OpenAiTokens;
 pub use tokens::{ByteEstimate, TokenCounter};

@@ -151,3 +151,97 @@ mod exact_tests {
         assert_eq!(conv.tokens(), 2 + 3);
     }
 }
+
+/// Exact token counts for a local GGUF model, with the model's own tokenizer
+/// ([`mm_tokenizer`], feature `gguf-tokens`): the vocabulary is borrowed from the mapped
+/// model file, so a [`Conversation`](crate::Conversation) fits the model's window exactly.
+///
+/// Text is counted as plain text (no BOS/EOS, control tokens written in it stay text).
+/// The per-message framing of the chat template is [`message_overhead`](Self::message_overhead),
+/// 4 unless set (Gemma's `<start_of_turn>user\n ... <end_of_turn>\n` is 5 tokens).
+///
+/// Cost: linear in the text; no allocation once the thread's buffers are warm.
+#[cfg(feature = "gguf-tokens")]
+#[derive(Debug, Clone)]
+pub struct GgufTokens {
+    tokenizer: std::sync::Arc<mm_tokenizer::OwnedTokenizer>,
+    overhead: u32,
+}
+
+#[cfg(feature = "gguf-tokens")]
+impl GgufTokens {
+    /// A counter over `tokenizer`, 4 tokens of framing per message.
+    pub fn new(tokenizer: std::sync::Arc<mm_tokenizer::OwnedTokenizer>) -> Self {
+        Self {
+            tokenizer,
+            overhead: 4,
+        }
+    }
+
+    /// Sets the tokens each message costs on top of its text.
+    pub fn with_message_overhead(mut self, tokens: u32) -> Self {
+        self.overhead = tokens;
+        self
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &mm_tokenizer::OwnedTokenizer {
+        &self.tokenizer
+    }
+}
+
+#[cfg(feature = "gguf-tokens")]
+impl TokenCounter for GgufTokens {
+    fn count(&self, text: &str) -> u32 {
+        let n = self
+            .tokenizer
+            .tokenizer()
+            .count(text, mm_tokenizer::EncodeOptions::new());
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn message_overhead(&self) -> u32 {
+        self.overhead
+    }
+}
+
+#[cfg(all(test, feature = "gguf-tokens"))]
+mod gguf_tests {
+    use super::*;
+    use mm_gguf::{GgufWriter, MetaValue, ValueType};
+
+    #[test]
+    fn counts_with_the_model_vocabulary() {
+        let pieces = [
+            "<unk>",
+            "<s>",
+            "</s>",
+            "\u{2581}",
+            "h",
+            "i",
+            "\u{2581}h",
+            "\u{2581}hi",
+        ];
+        let mut w = GgufWriter::new();
+        w.add_metadata("tokenizer.ggml.model", MetaValue::String("llama".into()))
+            .unwrap();
+        w.add_metadata("tokenizer.ggml.tokens", MetaValue::strings(pieces))
+            .unwrap();
+        let scores = [0.0f32, 0.0, 0.0, -1.0, -2.0, -2.0, -1.5, -1.0];
+        w.add_metadata(
+            "tokenizer.ggml.scores",
+            MetaValue::Array(ValueType::F32, scores.map(MetaValue::F32).to_vec()),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.gguf");
+        w.write_file(&path).unwrap();
+        // SAFETY: the temporary file is not modified while mapped.
+        let tok = unsafe { mm_tokenizer::OwnedTokenizer::open(&path) }.unwrap();
+        let c = GgufTokens::new(std::sync::Arc::new(tok)).with_message_overhead(5);
+        assert_eq!(c.count("hi hi hi"), 3);
+        assert_eq!(c.count(""), 0);
+        assert_eq!(c.message_overhead(), 5);
+        assert_eq!(c.tokenizer().vocab().len(), 8);
+    }
+}

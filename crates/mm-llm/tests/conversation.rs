@@ -108,7 +108,29 @@ fn no_cut_below_trigger() {
     assert_eq!(r.dropped_items, 0);
     assert_eq!(r.window, 100_000);
     assert_eq!(r.limit, 100_000 - 100);
-    assert_eq!(r.trigger, 90_000);
+    assert_eq!(r.trigger, 89_910);
+}
+
+#[test]
+fn default_policy_fits_small_windows_with_distinct_points() {
+    for window in [2_048u32, 8_192, 16_384, 32_768, 131_072] {
+        let mut c = Conversation::new(setup(window, FitPolicy::default()), ByteEstimate::default());
+        c.set_model("tiny").unwrap();
+        // About twice the window of history, in 100-token turns.
+        for i in 0..(window / 50) {
+            c.push_user(&format!("question {i} {}", "x".repeat(380)))
+                .unwrap();
+            c.push_assistant(&format!("answer {i} {}", "y".repeat(380)))
+                .unwrap();
+        }
+        let r = c.fit().unwrap();
+        assert!(r.limit >= u64::from(window) * 3 / 4, "{window}: {r:?}");
+        assert!(
+            r.target < r.trigger && r.trigger < r.limit,
+            "{window}: {r:?}"
+        );
+        assert!(r.triggered && r.tokens_after <= r.target, "{window}: {r:?}");
+    }
 }
 
 #[test]
