@@ -180,7 +180,7 @@ impl Ord for Queued {
 
 /// A concurrent cache of read-only file maps with a byte budget and exact LRU eviction.
 ///
-/// * **Lookup** is a [`DashMap`] keyed by the bytes of the path as given (two spellings of
+/// * **Lookup** is a `dashmap::DashMap` keyed by the bytes of the path as given (two spellings of
 ///   one file, such as `a/b` and `a//b`, are two entries).
 /// * **Recency**: every hit stores a fresh value of a global clock into the map's stamp
 ///   (an atomic, no lock).

@@ -46,9 +46,9 @@ const MAX_PART_THREADS: usize = 9;
 /// waits on a contended lock, and regrows (keeping the old one) when more threads have waited
 /// at once than it was sized for: 1,024 bytes of buckets and a 32-byte header for up to 5
 /// threads. Whether the workers of a pass ever contend is a matter of timing, so without this
-/// the table could appear in the middle of a live-heap comparison, once per process (the
-/// 1,056 bytes of issue 11's flaky "live heap back to baseline" row). It is sized here for
-/// [`MAX_PART_THREADS`] threads waiting at once, so no part can grow it.
+/// the table could appear in the middle of a live-heap comparison, once per process (1,056
+/// bytes in the "live heap back to baseline" row, on some runs only). It is sized here for
+/// `MAX_PART_THREADS` (9) threads waiting at once, so no part can grow it.
 pub fn prewarm_lock_table() {
     static KEY: u8 = 0;
     let key = &KEY as *const u8 as usize;
