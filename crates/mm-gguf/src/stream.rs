@@ -2,7 +2,7 @@
 //!
 //! For hosts where mapping is not wanted (a network filesystem, a sandbox without `mmap`, a
 //! 2 GB container that must not fault a whole model into its page cache). The header is
-//! parsed through one reused read buffer (up to 768 KiB, [`STREAM_BUFFER`]); scalars and short strings are kept,
+//! parsed through one reused read buffer (up to 512 KiB, [`STREAM_BUFFER`]); scalars and short strings are kept,
 //! arrays and long strings are recorded by position and skipped (the 262k-entry vocabulary
 //! is never held); tensor data is handed to a callback in chunks of whole blocks. Working
 //! memory is the buffer plus the index (about 150 bytes per tensor and key, plus the
@@ -35,11 +35,13 @@ pub const STREAM_CHUNK: usize = 64 * 1024;
 /// The read buffer for a file larger than this: each `read(2)` asks for up to this much.
 /// 768 KiB measured 54 to 55 % of the mapped rate reading every tensor of the real model,
 /// against 43 to 44 % with 64 KiB reads and about 46 % with 256 KiB (thread CPU time,
-/// `examples/stream_rate.rs`, docs/benchmarks.md); 896 KiB was no faster. It leaves a
-/// quarter of a 1 MiB working-memory target for the index and a caller's dequantization
-/// buffer. Smaller files get a buffer of their own size (at least [`STREAM_CHUNK`]); a
-/// budget that cannot spare this much gets [`STREAM_CHUNK`].
-pub const STREAM_BUFFER: usize = 768 * 1024;
+/// `examples/stream_rate.rs`, docs/benchmarks.md); 896 KiB was no faster. 768 KiB left too
+/// little of a 1 MiB working-memory target for the index of a vocabulary-sized header and
+/// a caller's dequantization buffer (mm-stress's synthetic 8,000-token model peaked at
+/// 1.06 MiB), so the buffer is 512 KiB, between the measured points. Smaller files get a
+/// buffer of their own size (at least [`STREAM_CHUNK`]); a budget that cannot spare this
+/// much gets [`STREAM_CHUNK`].
+pub const STREAM_BUFFER: usize = 512 * 1024;
 /// Strings up to this length are kept in the index; longer ones are recorded by position.
 pub const INLINE_STRING_MAX: u64 = 4096;
 
