@@ -10,10 +10,11 @@ MODELS="$DIR/llama_cpp_python-0.3.36/vendor/llama.cpp/models"
 if [ ! -s "$MODELS/ggml-vocab-llama-spm.gguf.out" ]; then
     mkdir -p "$DIR"
     if [ ! -s "$DIR/llama_cpp_python-0.3.36.tar.gz" ]; then
-        # pip downloads the archive and prepares its metadata (a few minutes: it installs
-        # the build backend in an isolated environment); nothing is built or installed.
+        # pip downloads the archive and prepares its metadata (seconds: the build backend
+        # and cmake come as wheels; `--no-binary :all:` would build cmake from source for
+        # that); nothing is built or installed.
         python3 -m pip download --quiet --disable-pip-version-check --no-deps \
-            --no-binary :all: llama-cpp-python==0.3.36 -d "$DIR" >&2
+            --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$DIR" >&2
     fi
     tar -xzf "$DIR/llama_cpp_python-0.3.36.tar.gz" -C "$DIR" \
         llama_cpp_python-0.3.36/vendor/llama.cpp/models
