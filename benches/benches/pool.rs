@@ -108,7 +108,7 @@ fn object_pools(c: &mut Criterion) {
 
 fn buffer_pools(c: &mut Criterion) {
     let cached = BufferPool::new(BufferPoolConfig::default()).unwrap();
-    let fifo = BufferPool::new(BufferPoolConfig::default().thread_cache(false)).unwrap();
+    let fifo = BufferPool::new(BufferPoolConfig::default().with_thread_cache(false)).unwrap();
     for (size, label) in [(BUF, "4k"), (1 << 20, "1m")] {
         for threads in [1, 2] {
             let mut group = c.benchmark_group(format!("pool/buffer_{label}/{threads}t"));
@@ -153,7 +153,7 @@ fn fill_hot_vs_cold(c: &mut Criterion) {
     for idle in [2, 48] {
         let mut group = c.benchmark_group(format!("pool/fill_1m/{idle}_idle"));
         for (name, cache) in [("lifo_slot", true), ("fifo_only", false)] {
-            let config = BufferPoolConfig::with_tiers([(1 << 20, idle)]).thread_cache(cache);
+            let config = BufferPoolConfig::with_tiers([(1 << 20, idle)]).with_thread_cache(cache);
             let pool = BufferPool::new(config).unwrap();
             drop((0..idle).map(|_| pool.acquire(1)).collect::<Vec<_>>());
             group.bench_function(name, |b| {

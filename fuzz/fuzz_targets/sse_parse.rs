@@ -13,10 +13,7 @@ enum Seen {
 }
 
 fn run(data: &[u8], cuts: &[usize]) -> (Vec<Seen>, Option<u64>, String) {
-    let config = SseConfig {
-        initial_buffer: 16,
-        max_buffer: 512,
-    };
+    let config = SseConfig::new().with_initial_buffer(16).with_max_buffer(512);
     let mut p = SseParser::with_config(config).expect("valid config");
     let mut seen = Vec::new();
     let mut start = 0;

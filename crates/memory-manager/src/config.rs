@@ -517,9 +517,9 @@ impl MemoryConfig {
                 .map_err(|e| invalid("max_memory", limit.to_string(), e.to_string()))?;
             self.check_within(limit)?;
         }
-        let mut thresholds = BudgetConfig::new(u64::MAX >> 8);
-        thresholds.warning_percent = self.warn_percent;
-        thresholds.critical_percent = self.critical_percent;
+        let thresholds = BudgetConfig::new(u64::MAX >> 8)
+            .with_warning_percent(self.warn_percent)
+            .with_critical_percent(self.critical_percent);
         thresholds.validate().map_err(|e| {
             invalid(
                 "thresholds",
@@ -613,10 +613,9 @@ impl MemoryConfig {
 
     /// The budget configuration for a limit of `limit` bytes.
     pub fn budget_config(&self, limit: u64) -> BudgetConfig {
-        let mut c = BudgetConfig::new(limit);
-        c.warning_percent = self.warn_percent;
-        c.critical_percent = self.critical_percent;
-        c
+        BudgetConfig::new(limit)
+            .with_warning_percent(self.warn_percent)
+            .with_critical_percent(self.critical_percent)
     }
 }
 

@@ -209,10 +209,10 @@ fn defaults_follow_the_limit() {
     let c = env(&[("MM_MAX_MEMORY_MB", "64")]).unwrap();
     assert_eq!(c.mmap_cache_bytes(), None);
     let m = MemoryManager::new(c).unwrap();
-    assert_eq!(m.mmap_cache().config().budget_bytes, 16 << 20);
+    assert_eq!(m.mmap_cache().config().budget_bytes(), 16 << 20);
     let big = MemoryManager::new(MemoryConfig::new().with_max_memory(8 << 30)).unwrap();
     assert_eq!(
-        big.mmap_cache().config().budget_bytes,
+        big.mmap_cache().config().budget_bytes(),
         100 << 20,
         "capped at 100 MiB"
     );
@@ -290,7 +290,7 @@ fn the_parts_configs_serialize_and_refuse_unknown_keys() {
     let cache: MmapCacheConfig =
         serde_json::from_str(r#"{"budget_bytes": 4096, "revalidate": "never"}"#).unwrap();
     assert_eq!(
-        (cache.budget_bytes, cache.revalidate),
+        (cache.budget_bytes(), cache.revalidate()),
         (4096, Revalidate::Never)
     );
     let budget: mm_budget::BudgetConfig = serde_json::from_str(r#"{"limit": 100}"#).unwrap();

@@ -276,7 +276,7 @@ impl MemoryBudget {
 
     /// The hard limit in bytes.
     pub fn limit(&self) -> u64 {
-        self.inner.config.limit
+        self.inner.config.limit()
     }
 
     /// Bytes that a `try_reserve` could get right now (0 when over the limit). A snapshot.
@@ -316,7 +316,7 @@ impl MemoryBudget {
     pub fn stats(&self) -> BudgetStats {
         let i = &self.inner;
         BudgetStats {
-            limit: i.config.limit,
+            limit: i.config.limit(),
             used: self.used(),
             peak: self.peak(),
             denied: i.denied.load(Ordering::Relaxed),
@@ -364,7 +364,7 @@ impl MemoryBudget {
 impl Inner {
     /// Adds `bytes` to `used` if the total stays within the limit.
     fn charge(&self, bytes: u64) -> Result<(), BudgetError> {
-        let limit = self.config.limit;
+        let limit = self.config.limit();
         if bytes > limit {
             self.denied.fetch_add(1, Ordering::Relaxed);
             return Err(BudgetError::RequestTooLarge {
@@ -497,7 +497,7 @@ impl Inner {
                     previous,
                     level,
                     used,
-                    limit: self.config.limit,
+                    limit: self.config.limit(),
                 };
                 let panics = self.subscribers.deliver(&event);
                 if panics > 0 {

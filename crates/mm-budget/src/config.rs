@@ -24,13 +24,13 @@ pub const DEFAULT_HYSTERESIS_PERCENT: u8 = 5;
 
 /// Configuration of a [`crate::MemoryBudget`].
 ///
-/// Build it with [`BudgetConfig::new`] (defaults 80% / 90% / 5 points) and adjust fields with
-/// struct update syntax:
+/// Build it with [`BudgetConfig::new`] (defaults 80% / 90% / 5 points) and adjust it with
+/// the `with_*` setters (the limit has no sensible default, so `new` takes it):
 ///
 /// ```
 /// use mm_budget::{BudgetConfig, MemoryBudget};
 ///
-/// let config = BudgetConfig { warning_percent: 70, ..BudgetConfig::new(1_000_000_000) };
+/// let config = BudgetConfig::new(1_000_000_000).with_warning_percent(70);
 /// let budget = MemoryBudget::new(config)?;
 /// assert_eq!(budget.thresholds().warning, 700_000_000);
 /// assert_eq!(budget.thresholds().warning_release, 650_000_000);
@@ -52,19 +52,13 @@ pub const DEFAULT_HYSTERESIS_PERCENT: u8 = 5;
     serde(deny_unknown_fields)
 )]
 pub struct BudgetConfig {
-    /// The hard limit in bytes: `try_reserve` never lets the sum of reservations exceed it.
-    /// Must be in `1..=MAX_LIMIT`.
-    pub limit: u64,
-    /// Warning threshold in percent of `limit`, in `1..=99` and below `critical_percent`.
+    limit: u64,
     #[cfg_attr(feature = "serde", serde(default = "default_warning"))]
-    pub warning_percent: u8,
-    /// Critical threshold in percent of `limit`, in `2..=100`.
+    warning_percent: u8,
     #[cfg_attr(feature = "serde", serde(default = "default_critical"))]
-    pub critical_percent: u8,
-    /// How many percentage points below a threshold usage must fall before the level goes
-    /// back down; in `0..warning_percent`.
+    critical_percent: u8,
     #[cfg_attr(feature = "serde", serde(default = "default_hysteresis"))]
-    pub hysteresis_percent: u8,
+    hysteresis_percent: u8,
 }
 
 #[cfg(feature = "serde")]
@@ -91,6 +85,57 @@ impl BudgetConfig {
             critical_percent: DEFAULT_CRITICAL_PERCENT,
             hysteresis_percent: DEFAULT_HYSTERESIS_PERCENT,
         }
+    }
+
+    /// The hard limit in bytes: `try_reserve` never lets the sum of reservations exceed it.
+    /// Must be in `1..=MAX_LIMIT` (checked by [`BudgetConfig::validate`]).
+    #[must_use]
+    pub const fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Warning threshold in percent of the limit: default 80, in `1..=99` and below the
+    /// critical threshold.
+    #[must_use]
+    pub const fn with_warning_percent(mut self, percent: u8) -> Self {
+        self.warning_percent = percent;
+        self
+    }
+
+    /// Critical threshold in percent of the limit: default 90, in `2..=100`.
+    #[must_use]
+    pub const fn with_critical_percent(mut self, percent: u8) -> Self {
+        self.critical_percent = percent;
+        self
+    }
+
+    /// How many percentage points below a threshold usage must fall before the level goes
+    /// back down: default 5, in `0..warning_percent` (0: plain level tracking).
+    #[must_use]
+    pub const fn with_hysteresis_percent(mut self, points: u8) -> Self {
+        self.hysteresis_percent = points;
+        self
+    }
+
+    /// The hard limit in bytes.
+    pub const fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The warning threshold in percent of the limit.
+    pub const fn warning_percent(&self) -> u8 {
+        self.warning_percent
+    }
+
+    /// The critical threshold in percent of the limit.
+    pub const fn critical_percent(&self) -> u8 {
+        self.critical_percent
+    }
+
+    /// The hysteresis in percentage points.
+    pub const fn hysteresis_percent(&self) -> u8 {
+        self.hysteresis_percent
     }
 
     /// A configuration whose limit is [`crate::sys::default_limit`] (3/4 of the cgroup limit or
@@ -203,11 +248,9 @@ mod tests {
 
     #[test]
     fn max_limit_has_no_overflow() {
-        let t = BudgetConfig {
-            critical_percent: 100,
-            ..BudgetConfig::new(MAX_LIMIT)
-        }
-        .thresholds();
+        let t = BudgetConfig::new(MAX_LIMIT)
+            .with_critical_percent(100)
+            .thresholds();
         assert_eq!(t.critical, MAX_LIMIT);
         assert_eq!(t.warning, (MAX_LIMIT * 4).div_ceil(5));
     }
@@ -216,31 +259,19 @@ mod tests {
     fn bad_configs_are_typed_errors() {
         let base = BudgetConfig::new(1 << 20);
         assert!(matches!(
-            BudgetConfig { limit: 0, ..base }.validate(),
+            base.with_limit(0).validate(),
             Err(BudgetError::ZeroLimit)
         ));
         assert!(matches!(
-            BudgetConfig {
-                limit: MAX_LIMIT + 1,
-                ..base
-            }
-            .validate(),
+            base.with_limit(MAX_LIMIT + 1).validate(),
             Err(BudgetError::LimitTooLarge { .. })
         ));
         assert!(matches!(
-            BudgetConfig {
-                limit: u64::MAX,
-                ..base
-            }
-            .validate(),
+            base.with_limit(u64::MAX).validate(),
             Err(BudgetError::LimitTooLarge { .. })
         ));
         assert!(matches!(
-            BudgetConfig {
-                critical_percent: 101,
-                ..base
-            }
-            .validate(),
+            base.with_critical_percent(101).validate(),
             Err(BudgetError::PercentOutOfRange {
                 field: "critical_percent",
                 value: 101,
@@ -248,43 +279,29 @@ mod tests {
             })
         ));
         assert!(matches!(
-            BudgetConfig {
-                warning_percent: 0,
-                ..base
-            }
-            .validate(),
+            base.with_warning_percent(0).validate(),
             Err(BudgetError::PercentOutOfRange {
                 field: "warning_percent",
                 ..
             })
         ));
         assert!(matches!(
-            BudgetConfig {
-                warning_percent: 90,
-                critical_percent: 90,
-                ..base
-            }
-            .validate(),
+            base.with_warning_percent(90)
+                .with_critical_percent(90)
+                .validate(),
             Err(BudgetError::WarningNotBelowCritical {
                 warning: 90,
                 critical: 90
             })
         ));
         assert!(matches!(
-            BudgetConfig {
-                warning_percent: 95,
-                critical_percent: 85,
-                ..base
-            }
-            .validate(),
+            base.with_warning_percent(95)
+                .with_critical_percent(85)
+                .validate(),
             Err(BudgetError::WarningNotBelowCritical { .. })
         ));
         assert!(matches!(
-            BudgetConfig {
-                hysteresis_percent: 80,
-                ..base
-            }
-            .validate(),
+            base.with_hysteresis_percent(80).validate(),
             Err(BudgetError::PercentOutOfRange {
                 field: "hysteresis_percent",
                 max: 79,
@@ -292,26 +309,13 @@ mod tests {
             })
         ));
         // Edges that are fine.
-        BudgetConfig {
-            limit: MAX_LIMIT,
-            ..base
-        }
-        .validate()
-        .unwrap();
-        BudgetConfig { limit: 1, ..base }.validate().unwrap();
-        BudgetConfig {
-            warning_percent: 99,
-            critical_percent: 100,
-            hysteresis_percent: 0,
-            ..base
-        }
-        .validate()
-        .unwrap();
-        BudgetConfig {
-            hysteresis_percent: 79,
-            ..base
-        }
-        .validate()
-        .unwrap();
+        base.with_limit(MAX_LIMIT).validate().unwrap();
+        base.with_limit(1).validate().unwrap();
+        base.with_warning_percent(99)
+            .with_critical_percent(100)
+            .with_hysteresis_percent(0)
+            .validate()
+            .unwrap();
+        base.with_hysteresis_percent(79).validate().unwrap();
     }
 }

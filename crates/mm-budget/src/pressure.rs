@@ -211,11 +211,9 @@ mod tests {
 
     #[test]
     fn zero_hysteresis_is_plain_level_tracking() {
-        let t = BudgetConfig {
-            hysteresis_percent: 0,
-            ..BudgetConfig::new(100)
-        }
-        .thresholds();
+        let t = BudgetConfig::new(100)
+            .with_hysteresis_percent(0)
+            .thresholds();
         assert_eq!(Warning.next(79, &t), Normal);
         assert_eq!(Critical.next(89, &t), Warning);
         assert_eq!(Normal.next(80, &t), Warning);

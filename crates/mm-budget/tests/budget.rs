@@ -252,11 +252,7 @@ fn unsubscribe_stops_delivery() {
 #[test]
 fn threads_never_exceed_limit() {
     const LIMIT: u64 = 10_000;
-    let b = MemoryBudget::new(BudgetConfig {
-        hysteresis_percent: 0,
-        ..BudgetConfig::new(LIMIT)
-    })
-    .unwrap();
+    let b = MemoryBudget::new(BudgetConfig::new(LIMIT).with_hysteresis_percent(0)).unwrap();
     let events = record(&b);
     let held_total = Arc::new(AtomicU64::new(0));
     let threads = 8;

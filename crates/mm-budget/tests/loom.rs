@@ -12,22 +12,22 @@ use mm_budget::{BudgetConfig, MemoryBudget, PressureEvent, PressureLevel, Reserv
 
 /// Thresholds out of the way (98% / 99%), so a model exercises only the counter.
 fn quiet_budget(limit: u64) -> MemoryBudget {
-    MemoryBudget::new(BudgetConfig {
-        warning_percent: 98,
-        critical_percent: 99,
-        ..BudgetConfig::new(limit)
-    })
+    MemoryBudget::new(
+        BudgetConfig::new(limit)
+            .with_warning_percent(98)
+            .with_critical_percent(99),
+    )
     .unwrap()
 }
 
 /// Warning at 50%, Critical at 90% of 100 bytes, no hysteresis.
 fn eventful_budget() -> MemoryBudget {
-    MemoryBudget::new(BudgetConfig {
-        limit: 100,
-        warning_percent: 50,
-        critical_percent: 90,
-        hysteresis_percent: 0,
-    })
+    MemoryBudget::new(
+        BudgetConfig::new(100)
+            .with_warning_percent(50)
+            .with_critical_percent(90)
+            .with_hysteresis_percent(0),
+    )
     .unwrap()
 }
 

@@ -33,21 +33,21 @@ fn op(max: u64) -> impl Strategy<Value = Op> {
 fn config() -> impl Strategy<Value = BudgetConfig> {
     (1u64..=1000, 1u8..=98)
         .prop_flat_map(|(limit, w)| (Just(limit), Just(w), (w + 1)..=100, 0..w))
-        .prop_map(|(limit, w, c, h)| BudgetConfig {
-            limit,
-            warning_percent: w,
-            critical_percent: c,
-            hysteresis_percent: h,
+        .prop_map(|(limit, w, c, h)| {
+            BudgetConfig::new(limit)
+                .with_warning_percent(w)
+                .with_critical_percent(c)
+                .with_hysteresis_percent(h)
         })
 }
 
 /// The documented rule, restated: enter a level at `ceil(limit * p / 100)`, leave it below
 /// `ceil(limit * (p - h) / 100)`.
 fn reference_level(c: &BudgetConfig, prev: PressureLevel, used: u64) -> PressureLevel {
-    let at = |p: u8| (u128::from(c.limit) * u128::from(p)).div_ceil(100) as u64;
-    let (w, cr) = (at(c.warning_percent), at(c.critical_percent));
-    let h = c.hysteresis_percent;
-    let (wr, crr) = (at(c.warning_percent - h), at(c.critical_percent - h));
+    let at = |p: u8| (u128::from(c.limit()) * u128::from(p)).div_ceil(100) as u64;
+    let (w, cr) = (at(c.warning_percent()), at(c.critical_percent()));
+    let h = c.hysteresis_percent();
+    let (wr, crr) = (at(c.warning_percent() - h), at(c.critical_percent() - h));
     use PressureLevel::*;
     let up = if used >= cr {
         Critical
@@ -95,7 +95,7 @@ proptest! {
             match op {
                 Op::Reserve(n) => {
                     // 0 bytes always fit, even over the limit (after a force_reserve).
-                    let fits = n == 0 || used + n <= c.limit;
+                    let fits = n == 0 || used + n <= c.limit();
                     let r = budget.try_reserve(n);
                     prop_assert_eq!(r.is_ok(), fits, "reserve {} at {}", n, used);
                     if let Ok(r) = r { held.push(r); model.push(n); }
@@ -109,7 +109,7 @@ proptest! {
                     model.swap_remove(i);
                 },
                 Op::Grow(i, n) => if let Some(i) = pick(i, held.len()) {
-                    let fits = n == 0 || used + n <= c.limit;
+                    let fits = n == 0 || used + n <= c.limit();
                     prop_assert_eq!(held[i].try_grow(n).is_ok(), fits);
                     if fits { model[i] += n; }
                 },

@@ -112,7 +112,7 @@ mod real {
         assert_eq!(limit, (u128::from(base) * 3 / 4) as u64);
         // And it makes a valid budget.
         let config = mm_budget::BudgetConfig::from_system().unwrap();
-        assert_eq!(config.limit, limit);
+        assert_eq!(config.limit(), limit);
         mm_budget::MemoryBudget::new(config).unwrap();
     }
 }

@@ -57,26 +57,22 @@ impl Role {
 /// How a conversation is fitted into its model's window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitPolicy {
-    /// Tokens kept free for the model's answer (default 8,192), capped at a quarter of the
-    /// window so small (2k, 8k) windows still fit: 2,048 at 8k, 4,096 at 16k.
-    pub output_reserve: u32,
-    /// Fitting starts when the prompt passes this fraction of the prompt room (the window
-    /// minus the reserve; default 0.9).
-    pub trigger_fraction: f64,
-    /// Once triggered, the oldest items go until the prompt is under this fraction of the
-    /// prompt room (default 0.75). The gap between the two makes cuts rare and large, so a provider's cached
-    /// prompt prefix stays valid for many turns instead of shifting every turn.
-    pub target_fraction: f64,
-    /// How many of the most recent user messages are never dropped (default 1, minimum 1:
-    /// the newest user turn always stays).
-    pub keep_recent_user: u32,
-    /// Tool outputs longer than this many bytes are cut when recorded, keeping head and tail
-    /// (default 10 KiB).
-    pub max_tool_output: usize,
+    output_reserve: u32,
+    trigger_fraction: f64,
+    target_fraction: f64,
+    keep_recent_user: u32,
+    max_tool_output: usize,
 }
 
 impl Default for FitPolicy {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FitPolicy {
+    /// The defaults (the same as [`Default`]).
+    pub const fn new() -> Self {
         Self {
             output_reserve: 8192,
             trigger_fraction: 0.9,
@@ -84,6 +80,72 @@ impl Default for FitPolicy {
             keep_recent_user: 1,
             max_tool_output: 10 * 1024,
         }
+    }
+
+    /// Tokens kept free for the model's answer (default 8,192), capped at a quarter of the
+    /// window so small (2k, 8k) windows still fit: 2,048 at 8k, 4,096 at 16k.
+    #[must_use]
+    pub const fn with_output_reserve(mut self, output_reserve: u32) -> Self {
+        self.output_reserve = output_reserve;
+        self
+    }
+
+    /// The `output_reserve` setting (see [`FitPolicy::with_output_reserve`]).
+    pub const fn output_reserve(&self) -> u32 {
+        self.output_reserve
+    }
+
+    /// Fitting starts when the prompt passes this fraction of the prompt room (the window
+    /// minus the reserve; default 0.9).
+    #[must_use]
+    pub const fn with_trigger_fraction(mut self, trigger_fraction: f64) -> Self {
+        self.trigger_fraction = trigger_fraction;
+        self
+    }
+
+    /// The `trigger_fraction` setting (see [`FitPolicy::with_trigger_fraction`]).
+    pub const fn trigger_fraction(&self) -> f64 {
+        self.trigger_fraction
+    }
+
+    /// Once triggered, the oldest items go until the prompt is under this fraction of the
+    /// prompt room (default 0.75). The gap between the two makes cuts rare and large, so a provider's cached
+    /// prompt prefix stays valid for many turns instead of shifting every turn.
+    #[must_use]
+    pub const fn with_target_fraction(mut self, target_fraction: f64) -> Self {
+        self.target_fraction = target_fraction;
+        self
+    }
+
+    /// The `target_fraction` setting (see [`FitPolicy::with_target_fraction`]).
+    pub const fn target_fraction(&self) -> f64 {
+        self.target_fraction
+    }
+
+    /// How many of the most recent user messages are never dropped (default 1, minimum 1:
+    /// the newest user turn always stays).
+    #[must_use]
+    pub const fn with_keep_recent_user(mut self, keep_recent_user: u32) -> Self {
+        self.keep_recent_user = keep_recent_user;
+        self
+    }
+
+    /// The `keep_recent_user` setting (see [`FitPolicy::with_keep_recent_user`]).
+    pub const fn keep_recent_user(&self) -> u32 {
+        self.keep_recent_user
+    }
+
+    /// Tool outputs longer than this many bytes are cut when recorded, keeping head and tail
+    /// (default 10 KiB).
+    #[must_use]
+    pub const fn with_max_tool_output(mut self, max_tool_output: usize) -> Self {
+        self.max_tool_output = max_tool_output;
+        self
+    }
+
+    /// The `max_tool_output` setting (see [`FitPolicy::with_max_tool_output`]).
+    pub const fn max_tool_output(&self) -> usize {
+        self.max_tool_output
     }
 }
 
@@ -1201,15 +1263,9 @@ mod tests {
 
     #[test]
     fn policy_validation() {
-        let bad = FitPolicy {
-            target_fraction: 0.95,
-            ..FitPolicy::default()
-        };
+        let bad = FitPolicy::default().with_target_fraction(0.95);
         assert!(bad.validate().is_err());
-        let bad = FitPolicy {
-            trigger_fraction: 0.0,
-            ..FitPolicy::default()
-        };
+        let bad = FitPolicy::default().with_trigger_fraction(0.0);
         assert!(bad.validate().is_err());
         assert!(FitPolicy::default().validate().is_ok());
     }

@@ -42,22 +42,51 @@ const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 /// Limits and sizes of an [`SseParser`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SseConfig {
-    /// Capacity of the partial-line buffer taken at creation (default 64 KiB). Lines that
-    /// straddle chunks and grow past it spill into a larger buffer, which is given back once
-    /// the line is done.
-    pub initial_buffer: usize,
-    /// Largest line, and largest data buffer of one event, in bytes (default 16 MiB). Past it
-    /// the parser returns [`LlmError::SseLineTooLong`] or [`LlmError::SseEventTooLarge`]
-    /// instead of growing further.
-    pub max_buffer: usize,
+    initial_buffer: usize,
+    max_buffer: usize,
 }
 
 impl Default for SseConfig {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseConfig {
+    /// The defaults (the same as [`Default`]).
+    pub const fn new() -> Self {
         Self {
             initial_buffer: DEFAULT_INITIAL_BUFFER,
             max_buffer: DEFAULT_MAX_BUFFER,
         }
+    }
+
+    /// Capacity of the partial-line buffer taken at creation (default 64 KiB). Lines that
+    /// straddle chunks and grow past it spill into a larger buffer, which is given back once
+    /// the line is done.
+    #[must_use]
+    pub const fn with_initial_buffer(mut self, initial_buffer: usize) -> Self {
+        self.initial_buffer = initial_buffer;
+        self
+    }
+
+    /// The `initial_buffer` setting (see [`SseConfig::with_initial_buffer`]).
+    pub const fn initial_buffer(&self) -> usize {
+        self.initial_buffer
+    }
+
+    /// Largest line, and largest data buffer of one event, in bytes (default 16 MiB). Past it
+    /// the parser returns [`LlmError::SseLineTooLong`] or [`LlmError::SseEventTooLarge`]
+    /// instead of growing further.
+    #[must_use]
+    pub const fn with_max_buffer(mut self, max_buffer: usize) -> Self {
+        self.max_buffer = max_buffer;
+        self
+    }
+
+    /// The `max_buffer` setting (see [`SseConfig::with_max_buffer`]).
+    pub const fn max_buffer(&self) -> usize {
+        self.max_buffer
     }
 }
 
@@ -939,10 +968,9 @@ mod tests {
 
     #[test]
     fn long_line_spills_and_returns_to_initial_size() {
-        let cfg = SseConfig {
-            initial_buffer: 16,
-            max_buffer: 1 << 20,
-        };
+        let cfg = SseConfig::new()
+            .with_initial_buffer(16)
+            .with_max_buffer(1 << 20);
         let mut p = SseParser::with_config(cfg).unwrap();
         let mut line = b"data: ".to_vec();
         line.extend(std::iter::repeat_n(b'x', 100_000));
@@ -986,10 +1014,7 @@ mod tests {
 
     #[test]
     fn limits_are_typed_errors_and_sticky() {
-        let cfg = SseConfig {
-            initial_buffer: 8,
-            max_buffer: 64,
-        };
+        let cfg = SseConfig::new().with_initial_buffer(8).with_max_buffer(64);
         let mut p = SseParser::with_config(cfg).unwrap();
         let long = [b'x'; 100];
         let err = p.feed(&long, |_| {}).unwrap_err();
@@ -1055,17 +1080,11 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        let bad = SseConfig {
-            initial_buffer: 10,
-            max_buffer: 5,
-        };
+        let bad = SseConfig::new().with_initial_buffer(10).with_max_buffer(5);
         assert!(SseParser::with_config(bad).is_err());
         assert!(
-            SseParser::with_config(SseConfig {
-                initial_buffer: 0,
-                max_buffer: 0
-            })
-            .is_err()
+            SseParser::with_config(SseConfig::new().with_initial_buffer(0).with_max_buffer(0))
+                .is_err()
         );
     }
 }

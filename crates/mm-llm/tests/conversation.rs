@@ -17,10 +17,7 @@ fn setup(window: u32, policy: FitPolicy) -> Arc<ConversationSetup> {
 }
 
 fn small_policy() -> FitPolicy {
-    FitPolicy {
-        output_reserve: 100,
-        ..FitPolicy::default()
-    }
+    FitPolicy::default().with_output_reserve(100)
 }
 
 fn conv(window: u32) -> Conversation {

@@ -14,10 +14,9 @@ const MAX: usize = 1 << 20;
 const BOUND: usize = 2 * MAX;
 
 fn config() -> SseConfig {
-    SseConfig {
-        initial_buffer: 64 * 1024,
-        max_buffer: MAX,
-    }
+    SseConfig::new()
+        .with_initial_buffer(64 * 1024)
+        .with_max_buffer(MAX)
 }
 
 /// Feeds `stream` in chunks of `chunk` bytes, checking the buffers after each; returns the
@@ -99,11 +98,9 @@ fn hostile_streams_stay_within_twice_the_limit_with_a_typed_error() {
 
 #[test]
 fn long_event_and_id_values_are_refused_by_name() {
-    let mut p = SseParser::with_config(SseConfig {
-        initial_buffer: 16,
-        max_buffer: 64,
-    })
-    .unwrap();
+    let mut p =
+        SseParser::with_config(SseConfig::new().with_initial_buffer(16).with_max_buffer(64))
+            .unwrap();
     // 30 invalid bytes are 90 decoded bytes: past the limit although the line is not.
     let err = p.feed(&line("event", 0xFF, 30), |_| {}).unwrap_err();
     assert!(
@@ -156,10 +153,9 @@ fn a_small_limit_bounds_pooled_buffers_too() {
     // buffer rather than hold 4 KiB for a 512-byte limit.
     let pool = BufferPool::new(BufferPoolConfig::default()).unwrap();
     let mut p = SseParser::with_pool(
-        SseConfig {
-            initial_buffer: 16,
-            max_buffer: 512,
-        },
+        SseConfig::new()
+            .with_initial_buffer(16)
+            .with_max_buffer(512),
         pool,
     )
     .unwrap();

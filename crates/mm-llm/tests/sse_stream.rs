@@ -138,10 +138,7 @@ fn a_parser_limit_is_an_error_then_the_end() {
     ];
     let stream = EventStream::with_config(
         futures::stream::iter(items),
-        SseConfig {
-            initial_buffer: 8,
-            max_buffer: 64,
-        },
+        SseConfig::new().with_initial_buffer(8).with_max_buffer(64),
     )
     .unwrap();
     let got: Vec<_> = block_on(stream.collect());

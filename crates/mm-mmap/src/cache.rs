@@ -64,26 +64,25 @@ pub enum OversizedPolicy {
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-#[non_exhaustive]
 pub struct MmapCacheConfig {
-    /// Most bytes of maps the cache keeps ([`DEFAULT_BUDGET_BYTES`] by default). Maps
-    /// evicted but still referenced by callers are not part of this; see
-    /// [`CacheStats::outstanding_bytes`].
-    pub budget_bytes: u64,
-    /// When a hit re-checks the file on disk.
-    pub revalidate: Revalidate,
-    /// Files larger than `budget_bytes`.
-    pub oversized: OversizedPolicy,
-    /// Hint applied to every new map (`None`: the kernel default).
-    pub advice: Option<Access>,
-    /// `MAP_POPULATE`: fault the whole file in at map time (a miss then costs a full read).
-    pub populate: bool,
-    /// `mlock` every new map; a failure is [`MmapError::Lock`] and nothing is cached.
-    pub lock: bool,
+    budget_bytes: u64,
+    revalidate: Revalidate,
+    oversized: OversizedPolicy,
+    advice: Option<Access>,
+    populate: bool,
+    lock: bool,
 }
 
 impl Default for MmapCacheConfig {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MmapCacheConfig {
+    /// The defaults: a [`DEFAULT_BUDGET_BYTES`] budget, revalidation on every hit, oversized
+    /// files mapped uncached, no access hint, no `MAP_POPULATE`, no `mlock`.
+    pub const fn new() -> Self {
         Self {
             budget_bytes: DEFAULT_BUDGET_BYTES,
             revalidate: Revalidate::Always,
@@ -96,7 +95,32 @@ impl Default for MmapCacheConfig {
 }
 
 impl MmapCacheConfig {
-    /// Sets the byte budget.
+    /// Most bytes of maps the cache keeps. Maps evicted but still referenced by callers are
+    /// not part of this; see [`CacheStats::outstanding_bytes`].
+    pub const fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
+    }
+    /// When a hit re-checks the file on disk.
+    pub const fn revalidate(&self) -> Revalidate {
+        self.revalidate
+    }
+    /// What happens to files larger than the budget.
+    pub const fn oversized(&self) -> OversizedPolicy {
+        self.oversized
+    }
+    /// The hint applied to every new map (`None`: the kernel default).
+    pub const fn advice(&self) -> Option<Access> {
+        self.advice
+    }
+    /// Whether new maps use `MAP_POPULATE` (fault the whole file in at map time).
+    pub const fn populate(&self) -> bool {
+        self.populate
+    }
+    /// Whether new maps are `mlock`ed (a failure is [`MmapError::Lock`], nothing cached).
+    pub const fn lock(&self) -> bool {
+        self.lock
+    }
+    /// Sets the byte budget (default [`DEFAULT_BUDGET_BYTES`]).
     pub fn with_budget(mut self, bytes: u64) -> Self {
         self.budget_bytes = bytes;
         self

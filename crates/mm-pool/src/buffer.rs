@@ -16,10 +16,26 @@ use bytes::{Bytes, BytesMut};
     serde(deny_unknown_fields)
 )]
 pub struct TierConfig {
+    size: usize,
+    max_idle: usize,
+}
+
+impl TierConfig {
+    /// A tier of buffers of `size` bytes keeping at most `max_idle` idle ones (both must be
+    /// at least 1, checked by [`BufferPoolConfig::validate`]).
+    pub const fn new(size: usize, max_idle: usize) -> Self {
+        Self { size, max_idle }
+    }
+
     /// Capacity of every buffer of the tier, in bytes.
-    pub size: usize,
+    pub const fn size(&self) -> usize {
+        self.size
+    }
+
     /// Most idle buffers of the tier the pool keeps.
-    pub max_idle: usize,
+    pub const fn max_idle(&self) -> usize {
+        self.max_idle
+    }
 }
 
 /// Tiers and limits of a [`BufferPool`].
@@ -74,17 +90,29 @@ impl BufferPoolConfig {
         }
     }
 
-    /// Largest request [`BufferPool::try_acquire`] accepts.
-    pub fn max_request(mut self, bytes: usize) -> Self {
+    /// Largest request [`BufferPool::try_acquire`] accepts, in bytes (default 64 MiB).
+    #[must_use]
+    pub fn with_max_request(mut self, bytes: usize) -> Self {
         self.max_request = bytes;
         self
     }
 
     /// Whether each thread keeps its last returned buffer of each tier (a one-deep LIFO in
     /// front of the FIFO queue, so the hottest buffer is reused). On by default.
-    pub fn thread_cache(mut self, on: bool) -> Self {
+    #[must_use]
+    pub fn with_thread_cache(mut self, on: bool) -> Self {
         self.thread_cache = on;
         self
+    }
+
+    /// Largest request [`BufferPool::try_acquire`] accepts, in bytes.
+    pub fn max_request(&self) -> usize {
+        self.max_request
+    }
+
+    /// Whether each thread keeps its last returned buffer of each tier.
+    pub fn thread_cache(&self) -> bool {
+        self.thread_cache
     }
 
     /// The tiers.

@@ -90,7 +90,8 @@ fn grown_buffers_and_full_tiers_are_discarded() {
 
 #[test]
 fn try_acquire_refuses_sizes_above_max_request() {
-    let pool = BufferPool::new(BufferPoolConfig::default().max_request(8 * 1024 * 1024)).unwrap();
+    let pool =
+        BufferPool::new(BufferPoolConfig::default().with_max_request(8 * 1024 * 1024)).unwrap();
     assert_eq!(
         pool.try_acquire(usize::MAX).unwrap_err(),
         PoolError::TooLarge {
@@ -163,7 +164,7 @@ fn detach_keeps_the_buffer() {
 #[test]
 fn steady_state_reuse_is_above_95_percent_at_two_threads() {
     for cache in [true, false] {
-        let pool = BufferPool::new(BufferPoolConfig::default().thread_cache(cache)).unwrap();
+        let pool = BufferPool::new(BufferPoolConfig::default().with_thread_cache(cache)).unwrap();
         std::thread::scope(|s| {
             for t in 0..2 {
                 let pool = &pool;
