@@ -20,9 +20,16 @@ fn freed_heap_is_handed_back_and_fragmentation_is_reported() {
         .expect("tracked allocator and /proc present");
     assert!((0.0..=1.0).contains(&fr.fraction));
     let released = m.release_heap();
+    // Under AddressSanitizer `malloc` is the sanitizer's (its quarantine keeps freed
+    // blocks), so glibc's `malloc_trim` has nothing of ours to hand back: only its presence
+    // and the report's figure are checked there.
+    let sanitized = std::env::var_os("MM_UNDER_SANITIZER").is_some();
     if cfg!(all(target_os = "linux", target_env = "gnu")) {
         let released = released.expect("glibc has malloc_trim");
-        assert!(released > 16 << 20, "only {released} bytes released");
+        assert!(
+            sanitized || released > 16 << 20,
+            "only {released} bytes released"
+        );
         assert_eq!(m.report().pressure.heap_released_bytes, released);
     } else {
         assert!(released.is_none());
