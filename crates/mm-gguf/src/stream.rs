@@ -690,25 +690,12 @@ impl<R: Read + Seek> StreamingGguf<R> {
             what: "tensor",
             name: format!("#{index}"),
         })?;
-        let (start, len, block) = (
-            self.data_offset + t.offset,
-            t.n_bytes,
-            u64::from(t.ggml_type.type_size()),
-        );
-        let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
-        let w = &mut self.window;
-        if w.pos != start {
-            w.seek_to(start)?;
-        }
-        let mut done = 0u64;
-        while done < len {
-            let n = chunk.min(len - done) as usize;
-            let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(&t.name)))?;
-            sink(done, bytes)?;
-            w.consume(n);
-            done += n as u64;
-        }
-        Ok(())
+        stream_tensor(
+            &mut self.window,
+            self.data_offset,
+            &t.info(),
+            |at, bytes| sink(at, bytes),
+        )
     }
 
     /// Streams every tensor in file-offset order (one forward pass over the data section).
@@ -720,27 +707,40 @@ impl<R: Read + Seek> StreamingGguf<R> {
         for k in 0..self.data_order.len() {
             let i = self.data_order[k] as usize;
             let info = self.tensors[i].info();
-            let (start, len, block) = (
-                self.data_offset + info.offset,
-                info.n_bytes,
-                u64::from(info.ggml_type.type_size()),
-            );
-            let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
-            let w = &mut self.window;
-            if w.pos != start {
-                w.seek_to(start)?;
-            }
-            let mut done = 0u64;
-            while done < len {
-                let n = chunk.min(len - done) as usize;
-                let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(info.name)))?;
-                sink(&info, done, bytes)?;
-                w.consume(n);
-                done += n as u64;
-            }
+            stream_tensor(&mut self.window, self.data_offset, &info, |at, bytes| {
+                sink(&info, at, bytes)
+            })?;
         }
         Ok(())
     }
+}
+
+/// Hands one tensor's bytes to `sink` in chunks of whole blocks (at most [`STREAM_CHUNK`]),
+/// seeking the window to the tensor first unless it is already there.
+fn stream_tensor<R: Read + Seek>(
+    w: &mut Window<R>,
+    data_offset: u64,
+    info: &TensorInfo<'_>,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let (start, len, block) = (
+        data_offset + info.offset,
+        info.n_bytes,
+        u64::from(info.ggml_type.type_size()),
+    );
+    let chunk = (STREAM_CHUNK as u64 / block).max(1) * block;
+    if w.pos != start {
+        w.seek_to(start)?;
+    }
+    let mut done = 0u64;
+    while done < len {
+        let n = chunk.min(len - done) as usize;
+        let bytes = w.fill(n, &|| format!("data of tensor '{}'", clip(info.name)))?;
+        sink(done, bytes)?;
+        w.consume(n);
+        done += n as u64;
+    }
+    Ok(())
 }
 
 fn bounded(count: u64, remaining: u64, min: u64) -> usize {
