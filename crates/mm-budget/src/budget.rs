@@ -171,18 +171,25 @@ impl MemoryBudget {
     /// never fit).
     pub async fn reserve_wait(&self, bytes: u64) -> Result<Reservation, BudgetError> {
         loop {
-            match self.try_reserve(bytes) {
-                Err(BudgetError::Exhausted { .. }) => {}
-                done => return done,
+            if let Some(done) = self.reserve_unless_full(bytes) {
+                return done;
             }
             let listener = self.inner.released.listen();
             // Checked again after registering: a release between the first check and
             // `listen` would otherwise go unnoticed.
-            match self.try_reserve(bytes) {
-                Err(BudgetError::Exhausted { .. }) => {}
-                done => return done,
+            if let Some(done) = self.reserve_unless_full(bytes) {
+                return done;
             }
             listener.await;
+        }
+    }
+
+    /// `try_reserve`, except that `None` stands for "no room yet" (the one outcome a waiter
+    /// waits on); every other outcome, success or error, ends the wait.
+    fn reserve_unless_full(&self, bytes: u64) -> Option<Result<Reservation, BudgetError>> {
+        match self.try_reserve(bytes) {
+            Err(BudgetError::Exhausted { .. }) => None,
+            done => Some(done),
         }
     }
 
@@ -223,14 +230,12 @@ impl MemoryBudget {
         deadline: Instant,
     ) -> Result<Reservation, BudgetError> {
         loop {
-            match self.try_reserve(bytes) {
-                Err(BudgetError::Exhausted { .. }) => {}
-                done => return done,
+            if let Some(done) = self.reserve_unless_full(bytes) {
+                return done;
             }
             let listener = self.inner.released.listen();
-            match self.try_reserve(bytes) {
-                Err(BudgetError::Exhausted { .. }) => {}
-                done => return done,
+            if let Some(done) = self.reserve_unless_full(bytes) {
+                return done;
             }
             if listener.wait_deadline(deadline).is_none() {
                 // One last try: a release may have landed just as the deadline passed.
