@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use llm_service::{ModelSlot, Service, ServiceConfig};
-use memory_manager::{MemoryManager, TrackedAlloc};
+use memory_manager::{MemoryConfig, MemoryManager, PressureDelivery, TrackedAlloc};
 
 #[global_allocator]
 static GLOBAL: TrackedAlloc = TrackedAlloc::new(std::alloc::System);
@@ -73,7 +73,13 @@ async fn terminated() {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let manager = MemoryManager::from_env()?;
+    let mut config = MemoryConfig::from_env()?;
+    if std::env::var_os("MM_PRESSURE_DELIVERY").is_none() {
+        // A service runs pressure handlers on their own thread, not on the request that
+        // crossed the threshold.
+        config = config.with_pressure_delivery(PressureDelivery::Thread);
+    }
+    let manager = MemoryManager::new(config)?;
     let name = args.model_name.clone().unwrap_or_else(|| {
         args.model
             .file_stem()
@@ -83,13 +89,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // replace a model file by rename, never in place).
     let slot = unsafe { ModelSlot::register(&manager, &name, &args.model) };
     slot.get()?; // load now, so a bad file fails at start
-    let mut config = ServiceConfig::new(&name);
-    config.upstream = args.upstream.clone();
-    config.max_body_bytes = args.max_body_bytes;
-    config.reserve_timeout = Duration::from_millis(args.reserve_timeout_ms);
-    config.stream_reserve = args.stream_reserve_kib << 10;
-    config.cache_bytes = args.cache_bytes;
-    let service = Service::new(&manager, Arc::clone(&slot), config)?;
+    let mut service_config = ServiceConfig::new(&name);
+    service_config.upstream = args.upstream.clone();
+    service_config.max_body_bytes = args.max_body_bytes;
+    service_config.reserve_timeout = Duration::from_millis(args.reserve_timeout_ms);
+    service_config.stream_reserve = args.stream_reserve_kib << 10;
+    service_config.cache_bytes = args.cache_bytes;
+    let service = Service::new(&manager, Arc::clone(&slot), service_config)?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     eprintln!(
         "llm-service: serving `{name}` on http://{} (memory limit {} MiB)",
