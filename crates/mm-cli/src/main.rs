@@ -122,9 +122,10 @@ enum Command {
     ///
     /// The manager is configured from the `MM_*` variables (see `mm report`); e.g.
     /// MM_MMAP_CACHE_MB=512 keeps a 250 MB model mapped between calls. A bad argument or a
-    /// bad file is a tool error result (`isError`), an unknown tool or a malformed call a
-    /// JSON-RPC error. Model files are mapped: do not rewrite them in place while the server
-    /// runs (replace them by rename). Logs go nowhere; stdout carries only the protocol.
+    /// bad file is a tool error result (`isError`) with one line saying what is wrong; an
+    /// unknown tool is a JSON-RPC error. Model files are mapped: do not rewrite them in
+    /// place while the server runs (replace them by rename). Stdout carries only the
+    /// protocol; the server ends when stdin closes.
     ///
     /// Client configuration (Claude Desktop, VS Code and most MCP clients take this shape):
     ///

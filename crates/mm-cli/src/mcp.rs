@@ -11,13 +11,13 @@
 //! - `trim {fraction}`: [`MemoryManager::trim`]: idle pool buffers and arena chunks are
 //!   released, and the mmap cache is cut down to `fraction` of its budget.
 //!
-//! Errors follow the protocol's split. A request the server cannot route or decode (an
-//! unknown tool, a missing argument, an argument of the wrong JSON type, an unknown
-//! argument: the input schemas say `additionalProperties: false`) is a JSON-RPC error
-//! (`-32602`, from the SDK). A call that reaches a tool and fails (no such file, not a GGUF,
-//! a damaged or hostile GGUF, a fraction out of range) is a tool result with `isError: true`
-//! and a one-line message a person or a model can act on; `inspect_model` adds what it could
-//! read as structured content.
+//! Errors follow the protocol's split. A call of an unknown tool is a JSON-RPC error
+//! (`-32602`, from the SDK's router). A call that reaches a tool and fails is a tool result
+//! with `isError: true` and a one-line message a person or a model can act on, so it can
+//! correct itself: arguments that do not decode (missing, of the wrong JSON type, unknown:
+//! the input schemas say `additionalProperties: false`; the SDK's message), and ours: no such
+//! file, not a GGUF, a damaged or hostile GGUF, a fraction or `array_items` out of range.
+//! `inspect_model` adds what it could read as structured content.
 //!
 //! Files given to `inspect_model` are mapped: the contract of every `mm` command (the file is
 //! not modified in place or truncated while mapped; replace it by rename) holds for as long
