@@ -28,14 +28,15 @@ pub use config::{
 };
 pub use error::{ConfigError, MemoryError};
 pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext, PressureEvents};
-pub use owned::ManagedArena;
+pub use owned::{ARENA_POOL_MAX_IDLE, ManagedArena};
 pub use report::{
     AllocatorReport, ArenaReport, BudgetReport, ComponentReport, FragmentationReport,
-    InternerReport, MemoryReport, MmapReport, PressureReport, ProcessReport,
+    InternerReport, MemoryReport, MetricFamily, MetricKind, MetricSample, MetricUnit,
+    MetricsConfig, MmapReport, PressureReport, ProcessReport, metric_families,
 };
 pub use sampler::{SAMPLED, Sample, Sampler, SamplerThread};
 
-pub use mm_arena::Arena;
+pub use mm_arena::{Arena, ArenaPool, PooledArena};
 pub use mm_budget::{MemoryBudget, PressureEvent, PressureLevel, Reservation};
 pub use mm_intern::{Interner, Symbol};
 pub use mm_mmap::{MappedFile, MmapCache};

@@ -12,13 +12,14 @@ use mm_arena::Arena;
 use mm_budget::{MemoryBudget, PressureEvent, PressureLevel, Reservation, SubscriberId};
 use mm_intern::{Interner, InternerConfig};
 use mm_mmap::{MappedFile, MmapCache, MmapCacheConfig};
-use mm_pool::bytes::BytesMut;
+use mm_pool::bytes::{Bytes, BytesMut};
 use mm_pool::{BufferPool, ObjectPool, PoolStats, PooledBuffer};
 
 use crate::component::{Charging, Component, ComponentId, ComponentReading, Residency};
 use crate::config::{MemoryConfig, PressureDelivery};
 use crate::error::{ConfigError, MemoryError};
 use crate::gate::ChargeGate;
+use crate::owned::ArenaPart;
 use crate::report::{MemoryReport, Readings};
 
 /// Gives every manager a distinct id, so a thread knows whether its arena was configured by
@@ -139,8 +140,9 @@ struct Inner {
     listeners: Mutex<Vec<async_channel::Sender<PressureEvent>>>,
     dropped_events: AtomicU64,
     heap_released: AtomicU64,
-    /// The `request-arenas` component, registered on the first owned arena.
-    arena_tally: OnceLock<Arc<crate::owned::ArenaTally>>,
+    /// The arena pool, registered as the `request-arenas` component on the first
+    /// [`MemoryManager::request_arena`].
+    arena_part: OnceLock<Arc<ArenaPart>>,
 }
 
 impl Drop for Inner {
@@ -211,7 +213,7 @@ impl MemoryManager {
             listeners: Mutex::new(Vec::new()),
             dropped_events: AtomicU64::new(0),
             heap_released: AtomicU64::new(0),
-            arena_tally: OnceLock::new(),
+            arena_part: OnceLock::new(),
             freed_by_handlers: AtomicU64::new(0),
             subscriber: OnceLock::new(),
         });
@@ -264,26 +266,52 @@ impl MemoryManager {
         mm_arena::scope(f)
     }
 
-    /// An owned request arena with the manager's arena settings (initial capacity,
-    /// per-request limit), charged to the budget and listed as `request-arenas`. Unlike
-    /// [`scope`](Self::scope) it is `Send` and can live across `.await`s.
+    /// A request arena on loan from the manager's arena pool, with the manager's arena
+    /// settings (initial capacity, per-request limit): `Send + 'static`, so it can live
+    /// across `.await`s (unlike [`scope`](Self::scope)), with the allocation methods on the
+    /// guard. Dropping it resets the arena and returns it to the pool (up to
+    /// [`ARENA_POOL_MAX_IDLE`](crate::ARENA_POOL_MAX_IDLE) idle arenas), so the next request
+    /// gets it warm: a request that fits its retained chunk makes no heap allocation, here
+    /// or in the guard's methods.
+    ///
+    /// The pool is the `request-arenas` component: its chunks (idle or on loan) are charged
+    /// to the budget, it is trimmed under pressure and by [`trim`](Self::trim). A cold get
+    /// (no idle arena) allocates the initial chunk and syncs the charges.
     ///
     /// # Errors
-    /// [`MemoryError::Arena`] when the initial chunk cannot be allocated.
+    /// [`MemoryError::Arena`] when a new arena's initial chunk cannot be allocated.
     pub fn request_arena(&self) -> Result<crate::ManagedArena, MemoryError> {
-        let tally = self.inner.arena_tally.get_or_init(|| {
-            let tally = Arc::new(crate::owned::ArenaTally::default());
+        let part = self.arena_part_or_init()?;
+        let guard = part.pool.get()?;
+        // An arena that has been returned once was reset at least once.
+        let cold = guard.stats().resets == 0;
+        let arena = crate::ManagedArena::new(guard, self.clone(), Arc::clone(part));
+        if cold {
+            self.sync();
+        }
+        Ok(arena)
+    }
+
+    fn arena_part_or_init(&self) -> Result<&Arc<ArenaPart>, MemoryError> {
+        if let Some(part) = self.inner.arena_part.get() {
+            return Ok(part);
+        }
+        let pool =
+            mm_arena::ArenaPool::new(self.inner.config.arena_config(), crate::ARENA_POOL_MAX_IDLE)?;
+        let mut fresh = None;
+        let part = self.inner.arena_part.get_or_init(|| {
+            let part = Arc::new(ArenaPart::new(pool));
+            fresh = Some(Arc::clone(&part));
+            part
+        });
+        if let Some(part) = fresh {
             let id = self.inner.next_component.fetch_add(1, Ordering::Relaxed);
             lock(&self.inner.components).push(Registered {
                 id,
-                part: Arc::downgrade(&tally) as Weak<dyn Component>,
+                part: Arc::downgrade(&part) as Weak<dyn Component>,
             });
-            tally
-        });
-        let arena = mm_arena::RequestArena::new(self.inner.config.arena_config())?;
-        let arena = crate::ManagedArena::new(arena, Arc::clone(tally));
-        self.sync();
-        Ok(arena)
+        }
+        Ok(part)
     }
 
     /// The buffer pool (created on first use, filled lazily).
@@ -446,6 +474,9 @@ impl MemoryManager {
     /// (the arenas' share is freed later and not counted).
     pub fn trim(&self, mmap_fraction: f64) -> u64 {
         let mut freed = self.trim_pools();
+        if let Some(part) = self.inner.arena_part.get() {
+            freed += part.pool.trim();
+        }
         mm_arena::request_trim();
         if let Some(cache) = self.inner.mmap.get() {
             freed += cache.evict_to_fraction(mmap_fraction);
@@ -808,6 +839,13 @@ fn resize(budget: &MemoryBudget, slot: &mut Option<Reservation>, bytes: u64) {
 }
 
 /// A pooled buffer charged to the manager's budget while in use; both are given back on drop.
+///
+/// As a response body, [`into_bytes`](Self::into_bytes) freezes it into [`Bytes`] without
+/// copying: the buffer goes back to the pool, and its charge to the budget is released, when
+/// the last clone or slice of those `Bytes` drops. Freezing through the `BytesMut` instead
+/// (`buf.split().freeze()`) keeps the bytes alive but not the guard: when the guard drops,
+/// its charge is released while the split-off bytes still live, and the buffer, whose
+/// capacity changed, leaves the pool (counted in [`PoolStats::reshaped`]).
 #[derive(Debug)]
 pub struct ManagedBuffer {
     buf: PooledBuffer,
@@ -818,6 +856,49 @@ impl ManagedBuffer {
     /// The bytes charged to the budget for this buffer (its capacity when acquired).
     pub fn charged_bytes(&self) -> u64 {
         self.charge.bytes()
+    }
+
+    /// Freezes the filled bytes into [`Bytes`] without copying. The buffer stays charged to
+    /// the budget and out of the pool until the last clone (or slice) of the `Bytes` drops,
+    /// on whatever thread; then it returns to the pool and the charge is released. Costs one
+    /// small allocation (the owner's reference count, inside `bytes`), as
+    /// [`PooledBuffer::into_bytes`].
+    ///
+    /// ```
+    /// use memory_manager::{MemoryConfig, MemoryManager};
+    ///
+    /// let manager = MemoryManager::new(MemoryConfig::new().with_max_memory(64 << 20))?;
+    /// let mut buf = manager.buffer(100)?;
+    /// buf.extend_from_slice(b"data: hi\n\n");
+    /// let body = buf.into_bytes();
+    /// let part = body.slice(6..8);
+    /// drop(body);
+    /// assert_eq!(&part[..], b"hi");
+    /// assert_eq!(manager.budget().used(), 4096, "still charged while `part` lives");
+    /// drop(part);
+    /// assert_eq!(manager.buffer_pool().stats().returns, 1);
+    /// assert_eq!(manager.budget().used(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(FrozenManaged(self))
+    }
+}
+
+/// The owner of a frozen [`ManagedBuffer`]'s bytes: the buffer and its charge, given back
+/// when the last `Bytes` clone drops.
+struct FrozenManaged(ManagedBuffer);
+
+impl AsRef<[u8]> for FrozenManaged {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.buf
+    }
+}
+
+impl From<ManagedBuffer> for Bytes {
+    /// As [`ManagedBuffer::into_bytes`].
+    fn from(buf: ManagedBuffer) -> Bytes {
+        buf.into_bytes()
     }
 }
 

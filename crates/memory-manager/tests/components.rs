@@ -162,14 +162,15 @@ fn pressure_reaches_every_part_and_a_panicking_one_stops_nothing() {
 }
 
 #[test]
-fn owned_request_arenas_are_send_charged_and_reported() {
-    fn is_send<T: Send>(_: &T) {}
+fn pooled_request_arenas_are_send_charged_reported_and_warm() {
+    fn is_send_static<T: Send + 'static>(_: &T) {}
     let m = manager(64 << 20);
     let base = m.budget().used();
     let mut a = m.request_arena().unwrap();
-    is_send(&a);
-    let s = a.arena().alloc_str("a prompt").unwrap().len();
+    is_send_static(&a);
+    let s = a.alloc_str("a prompt").unwrap().len();
     assert_eq!(s, 8);
+    assert_eq!(a.arena().alloc(7u64).map(|v| *v), Ok(7));
     a.reset();
     let held = a.stats().retained_bytes;
     assert!(held > 0);
@@ -180,15 +181,30 @@ fn owned_request_arenas_are_send_charged_and_reported() {
         .find(|c| c.name == "request-arenas")
         .unwrap();
     assert_eq!((row.held_bytes, row.items), (held, 1));
+    assert_eq!((row.hits, row.misses), (Some(0), Some(1)));
     assert!(m.budget().used() >= base + held);
-    let moved = std::thread::spawn(move || {
-        a.reset();
-        a
-    })
-    .join()
-    .unwrap();
-    drop(moved);
-    m.sync();
+    // Dropped on another thread: back to the pool, still charged (held idle), warm next time.
+    std::thread::spawn(move || drop(a)).join().unwrap();
+    let row = m
+        .report()
+        .components
+        .into_iter()
+        .find(|c| c.name == "request-arenas")
+        .unwrap();
+    assert_eq!((row.held_bytes, row.items), (held, 0));
+    let b = m.request_arena().unwrap();
+    assert!(b.stats().resets >= 1, "the returned arena came back");
+    drop(b);
+    let row = m
+        .report()
+        .components
+        .into_iter()
+        .find(|c| c.name == "request-arenas")
+        .unwrap();
+    assert_eq!((row.hits, row.misses), (Some(1), Some(1)));
+    // A trim frees the idle arenas and their charge.
+    let used = m.budget().used();
+    assert!(m.trim(1.0) >= held);
     let row = m
         .report()
         .components
@@ -196,4 +212,21 @@ fn owned_request_arenas_are_send_charged_and_reported() {
         .find(|c| c.name == "request-arenas")
         .unwrap();
     assert_eq!((row.held_bytes, row.items), (0, 0));
+    assert!(m.budget().used() <= used - held);
+}
+
+#[test]
+fn an_arena_that_grew_is_charged_when_it_returns() {
+    let m = manager(64 << 20);
+    let a = m.request_arena().unwrap();
+    let before = a.stats().retained_bytes;
+    // Far past the 64 KiB initial chunk: the arena takes a larger one.
+    a.alloc_slice_fill_copy(256 << 10, 0u8).unwrap();
+    drop(a);
+    // The reset keeps only the largest chunk, which holds the 256 KiB.
+    let used = m.budget().used();
+    assert!(
+        used > before && used >= 256 << 10,
+        "charged {used} after growing from {before}"
+    );
 }
