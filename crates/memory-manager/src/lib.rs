@@ -31,7 +31,8 @@ pub use manager::{HandlerId, ManagedBuffer, MemoryManager, PressureContext, Pres
 pub use owned::{ARENA_POOL_MAX_IDLE, ManagedArena};
 pub use report::{
     AllocatorReport, ArenaReport, BudgetReport, ComponentReport, FragmentationReport,
-    InternerReport, MemoryReport, MmapReport, PressureReport, ProcessReport,
+    InternerReport, MemoryReport, MetricFamily, MetricKind, MetricSample, MetricUnit,
+    MetricsConfig, MmapReport, PressureReport, ProcessReport, metric_families,
 };
 pub use sampler::{SAMPLED, Sample, Sampler, SamplerThread};
 

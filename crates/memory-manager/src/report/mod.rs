@@ -1,6 +1,7 @@
-//! [`MemoryReport`]: every figure in one struct, rendered as a table, JSON or Prometheus text.
+//! [`MemoryReport`]: every figure in one struct, rendered as a table, JSON or Prometheus text
+//! (the metric families in `families.rs`, their exposition in `prometheus.rs`).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use mm_arena::GlobalArenaStats;
 use mm_budget::BudgetStats;
@@ -9,6 +10,12 @@ use mm_mmap::CacheStats;
 use serde::Serialize;
 
 use crate::component::{ComponentReading, ModelReading};
+
+mod families;
+mod prometheus;
+
+pub use families::{MetricFamily, MetricKind, MetricSample, MetricUnit, metric_families};
+pub use prometheus::MetricsConfig;
 
 /// The plain readings a report is built from; the manager fills them. The report knows the
 /// component interface and the lower crates' statistics, nothing of the manager.
@@ -363,210 +370,6 @@ impl MemoryReport {
         // Serializing plain structs of numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
-
-    /// The report in the Prometheus text exposition format (version 0.0.4): gauges named
-    /// `mm_*`, component figures labelled `component="..."`. Absent figures are left out.
-    pub fn to_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut gauge = |name: &str, help: &str, samples: &[(Option<&str>, Option<f64>)]| {
-            let samples: Vec<_> = samples
-                .iter()
-                .filter_map(|(l, v)| v.map(|v| (l, v)))
-                .collect();
-            if samples.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for (label, value) in samples {
-                match label {
-                    Some(c) => {
-                        let _ =
-                            writeln!(out, "{name}{{component=\"{}\"}} {value}", escape_label(c));
-                    }
-                    None => {
-                        let _ = writeln!(out, "{name} {value}");
-                    }
-                }
-            }
-        };
-        let f = |v: u64| Some(v as f64);
-        let fo = |v: Option<u64>| v.map(|v| v as f64);
-        let a = &self.allocator;
-        gauge(
-            "mm_allocator_tracked",
-            "1 when TrackedAlloc is the global allocator.",
-            &[(None, Some(a.tracked as u8 as f64))],
-        );
-        gauge(
-            "mm_allocator_live_bytes",
-            "Live heap bytes.",
-            &[(None, fo(a.live_bytes))],
-        );
-        gauge(
-            "mm_allocator_peak_bytes",
-            "Peak live heap bytes.",
-            &[(None, fo(a.peak_bytes))],
-        );
-        gauge(
-            "mm_allocator_allocs",
-            "Allocations since start.",
-            &[(None, fo(a.allocs))],
-        );
-        let b = &self.budget;
-        gauge(
-            "mm_budget_limit_bytes",
-            "Hard memory limit.",
-            &[(None, f(b.limit_bytes))],
-        );
-        gauge(
-            "mm_budget_used_bytes",
-            "Bytes reserved from the budget.",
-            &[(None, f(b.used_bytes))],
-        );
-        gauge(
-            "mm_budget_peak_bytes",
-            "Most bytes reserved at once.",
-            &[(None, f(b.peak_bytes))],
-        );
-        let level = match b.level.as_str() {
-            "warning" => 1.0,
-            "critical" => 2.0,
-            _ => 0.0,
-        };
-        gauge(
-            "mm_budget_pressure_level",
-            "0 normal, 1 warning, 2 critical.",
-            &[(None, Some(level))],
-        );
-        gauge(
-            "mm_budget_denied",
-            "Reservations refused.",
-            &[(None, f(b.denied))],
-        );
-        let p = &self.process;
-        gauge(
-            "mm_process_rss_bytes",
-            "Resident set size.",
-            &[(None, fo(p.rss_bytes))],
-        );
-        gauge(
-            "mm_process_rss_anon_bytes",
-            "Resident anonymous memory.",
-            &[(None, fo(p.rss_anon_bytes))],
-        );
-        gauge(
-            "mm_process_rss_file_bytes",
-            "Resident file-backed memory.",
-            &[(None, fo(p.rss_file_bytes))],
-        );
-        gauge(
-            "mm_system_mem_available_bytes",
-            "MemAvailable.",
-            &[(None, fo(p.mem_available_bytes))],
-        );
-        gauge(
-            "mm_cgroup_limit_bytes",
-            "cgroup memory limit.",
-            &[(None, fo(p.cgroup_limit_bytes))],
-        );
-        gauge(
-            "mm_cgroup_usage_bytes",
-            "cgroup memory usage.",
-            &[(None, fo(p.cgroup_usage_bytes))],
-        );
-        let rows =
-            |pick: &dyn Fn(&ComponentReport) -> Option<f64>| -> Vec<(Option<&str>, Option<f64>)> {
-                self.components
-                    .iter()
-                    .map(|c| (Some(c.name.as_str()), pick(c)))
-                    .collect()
-            };
-        gauge(
-            "mm_component_held_bytes",
-            "Bytes a component holds between uses.",
-            &rows(&|c| Some(c.held_bytes as f64)),
-        );
-        gauge(
-            "mm_component_items",
-            "Idle items a component holds.",
-            &rows(&|c| Some(c.items as f64)),
-        );
-        gauge(
-            "mm_component_hit_ratio",
-            "Requests served from held memory.",
-            &rows(&|c| c.hit_rate),
-        );
-        gauge(
-            "mm_component_high_water_bytes",
-            "Highest use seen.",
-            &rows(&|c| c.high_water_bytes.map(|v| v as f64)),
-        );
-        if let Some(m) = &self.mmap {
-            gauge(
-                "mm_mmap_outstanding_bytes",
-                "Evicted or uncached maps still referenced.",
-                &[(None, f(m.outstanding_bytes))],
-            );
-        }
-        if let Some(i) = &self.interner {
-            gauge(
-                "mm_interner_saved_bytes",
-                "Bytes saved against owned strings.",
-                &[(None, Some(i.saved_bytes as f64))],
-            );
-        }
-        if let Some(fr) = &self.fragmentation {
-            gauge(
-                "mm_heap_fragmentation_ratio",
-                "Anonymous RSS not explained by the live heap, as a fraction of it.",
-                &[(None, Some(fr.fraction))],
-            );
-        }
-        gauge(
-            "mm_pressure_handler_runs",
-            "Pressure handler runs.",
-            &[(None, f(self.pressure.handler_runs))],
-        );
-        for (name, help, pick) in [
-            (
-                "mm_model_mapped_bytes",
-                "Bytes of a model's file mapped now.",
-                (|m: &ModelReading| Some(m.mapped_bytes)) as fn(&ModelReading) -> Option<u64>,
-            ),
-            (
-                "mm_model_resident_bytes",
-                "Resident pages of a model's map, when measured.",
-                |m| m.resident_bytes,
-            ),
-            (
-                "mm_model_index_heap_bytes",
-                "Heap of a model's parsed index.",
-                |m| Some(m.index_heap_bytes),
-            ),
-        ] {
-            let samples: Vec<(&str, u64)> = self
-                .models
-                .iter()
-                .filter_map(|m| pick(m).map(|v| (m.name.as_str(), v)))
-                .collect();
-            if samples.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for (model, v) in samples {
-                let _ = writeln!(out, "{name}{{model=\"{}\"}} {v}", escape_label(model));
-            }
-        }
-        out
-    }
-}
-
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn rate(hits: u64, misses: u64) -> Option<f64> {
