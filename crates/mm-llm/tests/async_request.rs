@@ -278,6 +278,9 @@ fn the_peers_allocate_on_every_request() {
         "allocations per {EVENTS}-event response: eventsource-stream {}, fresh mm_llm stream {}; per fresh 64 KiB Bump: {}",
         peer.allocs, fresh.allocs, bump.allocs
     );
-    assert!(peer.allocs >= EVENTS as u64, "the peer builds strings per event");
+    assert!(
+        peer.allocs >= EVENTS as u64,
+        "the peer builds strings per event"
+    );
     assert!(fresh.allocs > 0 && bump.allocs > 0);
 }
