@@ -89,7 +89,7 @@ impl Lane {
         }
         sse.extend_from_slice(b"data: [DONE]\n\n");
         // Uneven chunks, so events straddle chunk boundaries.
-        let body = sse.chunks(331).map(|c| Bytes::copy_from_slice(c)).collect();
+        let body = sse.chunks(331).map(Bytes::copy_from_slice).collect();
         Lane {
             manager: manager.clone(),
             conversation,
