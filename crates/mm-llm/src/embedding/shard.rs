@@ -222,9 +222,10 @@ impl Shard {
                 .slot
                 .map(|s| self.store.handle(s))
         });
-        // A window resize may evict entries (even the one just hit, whose handle is already
-        // pinned and so stays valid).
-        self.policy.sample(handle.is_some(), &mut self.victims);
+        if handle.is_none() {
+            // A miss on a key the cache let go lately may resize the window (and evict).
+            self.policy.missed(key.mixed(), &mut self.victims);
+        }
         self.drain(notes);
         match handle {
             Some(_) => self.counters.hits += 1,
