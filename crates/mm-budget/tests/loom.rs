@@ -194,3 +194,39 @@ fn handler_frees_same_budget_without_deadlock() {
         assert_eq!(budget.stats().subscriber_panics, 0);
     });
 }
+
+/// A task waiting in `reserve_wait` while another thread releases: the release always
+/// wakes it (no lost wake-up between the waiter's last check and its listener), in every
+/// interleaving of the check, the listen and the release; a lost one leaves `block_on`
+/// parked forever, which loom reports as a deadlock.
+#[test]
+fn a_release_always_wakes_a_waiting_reserve() {
+    loom::model(|| {
+        let budget = quiet_budget(100);
+        let held = budget.try_reserve(80).unwrap();
+        let t = thread::spawn(move || drop(held));
+        let r = loom::future::block_on(budget.reserve_wait(50)).unwrap();
+        assert_eq!(r.bytes(), 50);
+        t.join().unwrap();
+        assert_eq!(budget.used(), 50);
+    });
+}
+
+/// Two waiters and one release that makes room for both: both are woken and both get
+/// their bytes (every release wakes every waiter; the one that loses a race retries).
+#[test]
+fn one_release_wakes_every_waiter_that_now_fits() {
+    loom::model(|| {
+        let budget = quiet_budget(100);
+        let held = budget.try_reserve(100).unwrap();
+        let other = budget.clone();
+        let waiter = thread::spawn(move || loom::future::block_on(other.reserve_wait(40)).unwrap());
+        let releaser = thread::spawn(move || drop(held));
+        let mine = loom::future::block_on(budget.reserve_wait(60)).unwrap();
+        let theirs = waiter.join().unwrap();
+        assert_eq!(theirs.bytes(), 40);
+        releaser.join().unwrap();
+        assert_eq!(mine.bytes(), 60);
+        assert_eq!(budget.used(), 100);
+    });
+}

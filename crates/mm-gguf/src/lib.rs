@@ -22,8 +22,8 @@ pub use parse::{
     MAX_DIMS, MetadataEntry, ParseLimits, TensorInfo, TensorView, inspect, inspect_with,
 };
 pub use registry::{
-    ModelRegistry, Preload, ReadAhead, Reaper, RegistryConfig, RegistryEvent, RegistryStats,
-    UnloadReason,
+    ModelRegistry, Preload, ReadAhead, Reaper, RegistryConfig, RegistryEvent, RegistryEvents,
+    RegistryStats, UnloadReason,
 };
 pub use stream::{
     INLINE_STRING_MAX, STREAM_BUFFER, STREAM_CHUNK, StreamTensor, StreamValue, StreamingGguf,

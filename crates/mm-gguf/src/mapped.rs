@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use mm_mmap::{Access, MappedFile, MmapCache, MmapCacheConfig, MmapError};
 
 use crate::error::{GgufError, Result};
@@ -43,6 +44,15 @@ pub struct MappedGguf {
     // Field order matters: `gguf` borrows from `file` and must drop first.
     gguf: Gguf<'static>,
     file: Arc<MappedFile>,
+}
+
+/// The owner of [`MappedGguf::file_bytes`]: a share of the map.
+struct MapOwner(Arc<MappedFile>);
+
+impl AsRef<[u8]> for MapOwner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for MappedGguf {
@@ -132,6 +142,35 @@ impl MappedGguf {
     /// Heap held by the parsed index (approximate, from vector capacities).
     pub fn index_heap_bytes(&self) -> u64 {
         self.gguf.index_heap_bytes()
+    }
+
+    /// The whole mapped file as [`Bytes`] that keep the map alive: the map is unmapped only
+    /// when the last clone (or slice) drops, even if the cache evicted it and this
+    /// `MappedGguf` is gone. No copy; costs one small allocation (the owner's reference
+    /// count, inside `bytes`); clones and slices of the result allocate nothing.
+    pub fn file_bytes(&self) -> Bytes {
+        Bytes::from_owner(MapOwner(Arc::clone(&self.file)))
+    }
+
+    /// The raw (possibly quantized) data of tensor `name` as [`Bytes`] that keep the map
+    /// alive, for a zero-copy response body or a hand-off to another thread or task. No
+    /// copy; O(log n) lookup and one small allocation, as [`file_bytes`](Self::file_bytes).
+    /// `None` for a name the file does not have. Reading the bytes touches the map's pages
+    /// (`SIGBUS` if the file was truncated, see the type's docs).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), mm_gguf::GgufError> {
+    /// // SAFETY: the model file is never modified in place.
+    /// let model = unsafe { mm_gguf::MappedGguf::open("model.gguf")? };
+    /// let body = model.tensor_bytes("token_embd.weight").expect("tensor");
+    /// drop(model); // the bytes keep the map alive
+    /// assert!(!body.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn tensor_bytes(&self, name: &str) -> Option<Bytes> {
+        let view = self.gguf.tensor(name)?;
+        // `view.data` borrows from the map that `file_bytes` covers whole.
+        Some(self.file_bytes().slice_ref(view.data))
     }
 
     /// Hints the kernel about how the tensor data will be read (`madvise`): `Sequential`

@@ -21,10 +21,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use event_listener::{Event, EventListener, Listener};
 use memory_manager::{
     Component, ComponentReading, MemoryManager, ModelReading, ModelState, Residency,
 };
@@ -200,12 +201,14 @@ struct Slot {
     used: bool,
     /// Whether the last load failed.
     failed: bool,
+    /// Set while a caller maps and parses the file outside the lock; others wait on it.
+    loading: Option<Arc<Event>>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     slots: HashMap<String, Slot>,
-    subscribers: Vec<Sender<RegistryEvent>>,
+    subscribers: Vec<async_channel::Sender<RegistryEvent>>,
     loads: u64,
     unloads: u64,
 }
@@ -248,8 +251,11 @@ impl Counters {
 /// Named models loaded on first use and shared as `Arc<MappedGguf>`. Cheap to clone (an
 /// `Arc`); `Send + Sync`.
 ///
-/// One mutex guards the table; a load (map + header parse, milliseconds) happens under it,
-/// so concurrent first uses of a model load it once.
+/// One mutex guards the table, held only for lookups and bookkeeping. A load (map + header
+/// parse) runs outside it, by the first caller that asks for the model; concurrent first
+/// uses of that model wait for that load (single flight) instead of loading it again, and
+/// uses of other models are not held up. [`get`](Self::get) waits by blocking the thread;
+/// [`get_async`](Self::get_async) waits as a future, on any executor.
 #[derive(Debug, Clone)]
 pub struct ModelRegistry {
     inner: Arc<Inner>,
@@ -330,6 +336,7 @@ impl ModelRegistry {
                 last_used: Instant::now(),
                 used: false,
                 failed: false,
+                loading: None,
             },
         );
         if let Some(m) = old.and_then(|s| s.model) {
@@ -349,22 +356,67 @@ impl ModelRegistry {
         }
     }
 
-    /// The model `name`, loading it on first use. O(1) once loaded.
+    /// The model `name`, loading it on first use. O(1) once loaded (a lookup under the
+    /// registry's lock and an `Arc` clone).
+    ///
+    /// **Blocking.** The first use maps the file and parses its header and index on the
+    /// calling thread (`docs/async.md` has the measured cost: about a millisecond for a
+    /// 270M-parameter model with 236 tensors, proportional to the tensor and metadata
+    /// count, not to the file size), and a call that finds another thread or task loading
+    /// the model blocks until that load ends. In async code, use
+    /// [`get_async`](Self::get_async), preload ([`spawn_preload`](Self::spawn_preload)), or
+    /// run the first `get` where blocking is allowed (`spawn_blocking`).
     ///
     /// # Errors
     /// [`GgufError::NotFound`] for an unregistered name; any error of
     /// [`MappedGguf::open`] on load (reported as [`RegistryEvent::LoadFailed`] too; the
-    /// next `get` tries again).
+    /// next `get` tries again). A caller that waited for a load that failed tries the load
+    /// itself.
     pub fn get(&self, name: &str) -> Result<Arc<MappedGguf>> {
-        let (model, loaded) = self.get_inner(name)?;
-        if loaded {
-            self.sync_manager();
+        loop {
+            match self.begin(name)? {
+                Begin::Ready(model) => return Ok(model),
+                Begin::Wait(listener) => listener.wait(),
+                Begin::Load(ticket) => return self.load(name, ticket),
+            }
         }
-        Ok(model)
     }
 
-    /// `get`'s work under the lock: the model and whether this call loaded it.
-    fn get_inner(&self, name: &str) -> Result<(Arc<MappedGguf>, bool)> {
+    /// As [`get`](Self::get), waiting as a future: when another thread or task is loading
+    /// the model, the returned future is pending (it never blocks the thread) until that
+    /// load ends. Runtime-agnostic (`event-listener`), and cancel-safe: dropping it while
+    /// it waits changes nothing. A load it starts itself (nobody is loading, the model is
+    /// not loaded) still runs inside its `poll`, blocking the worker for the map and parse;
+    /// preload models or do the first `get` on a blocking thread where that matters.
+    ///
+    /// ```
+    /// # fn demo(registry: mm_gguf::ModelRegistry) -> impl std::future::Future<Output = ()> + Send {
+    /// async move {
+    ///     // Many requests may arrive while the model is being loaded: one loads it,
+    ///     // the others wait here without holding a thread.
+    ///     if let Ok(model) = registry.get_async("embedder").await {
+    ///         println!("{} tensors", model.gguf().n_tensors());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn get_async(&self, name: &str) -> Result<Arc<MappedGguf>> {
+        loop {
+            match self.begin(name)? {
+                Begin::Ready(model) => return Ok(model),
+                Begin::Wait(listener) => listener.await,
+                Begin::Load(ticket) => return self.load(name, ticket),
+            }
+        }
+    }
+
+    /// Looks `name` up under the lock: loaded, being loaded by someone else (a listener
+    /// registered under the lock, so the end of that load cannot be missed), or ours to
+    /// load (marked as loading before the lock is released).
+    fn begin(&self, name: &str) -> Result<Begin> {
         let mut st = self.lock();
         let slot = st.slots.get_mut(name).ok_or_else(|| GgufError::NotFound {
             what: "model",
@@ -374,38 +426,66 @@ impl ModelRegistry {
         slot.used = true;
         if let Some(m) = &slot.model {
             self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((Arc::clone(m), false));
+            return Ok(Begin::Ready(Arc::clone(m)));
         }
-        let path = slot.path.clone();
+        if let Some(done) = &slot.loading {
+            return Ok(Begin::Wait(done.listen()));
+        }
+        let done = Arc::new(Event::new());
+        slot.loading = Some(Arc::clone(&done));
+        Ok(Begin::Load(LoadTicket {
+            inner: Arc::clone(&self.inner),
+            name: name.to_owned(),
+            path: slot.path.clone(),
+            done,
+            cleared: false,
+        }))
+    }
+
+    /// Maps and parses the file outside the lock, then publishes the outcome and wakes
+    /// every waiter. The ticket's drop clears the loading mark even if this unwinds.
+    fn load(&self, name: &str, mut ticket: LoadTicket) -> Result<Arc<MappedGguf>> {
         let t0 = Instant::now();
         // SAFETY: `register`'s caller promised the file stays unchanged while mapped.
         let loaded = unsafe {
             match &self.inner.config.cache {
-                Some(c) => MappedGguf::open_in(c, &path),
-                None => MappedGguf::open(&path),
+                Some(c) => MappedGguf::open_in(c, &ticket.path),
+                None => MappedGguf::open(&ticket.path),
             }
         };
-        match loaded {
+        let took = t0.elapsed();
+        let mut st = self.lock();
+        // The slot is ours only if it is still the one we marked (re-registration or a
+        // removal replaces it); a model loaded for a replaced slot goes to this caller only.
+        let ours = st.slots.get_mut(name).filter(|slot| {
+            slot.loading
+                .as_ref()
+                .is_some_and(|d| Arc::ptr_eq(d, &ticket.done))
+        });
+        ticket.cleared = true; // below, under this lock, or the slot is not ours
+        let outcome = match loaded {
             Ok(m) => {
                 let m = Arc::new(m);
-                if let Some(slot) = st.slots.get_mut(name) {
+                if let Some(slot) = ours {
                     slot.model = Some(Arc::clone(&m));
                     slot.failed = false;
+                    slot.loading = None;
+                    self.inner.counters.loaded(&m);
+                    st.loads += 1;
+                    let ev = RegistryEvent::Loaded {
+                        name: name.into(),
+                        mapped_bytes: m.mapped_bytes(),
+                        heap_bytes: m.index_heap_bytes(),
+                        took,
+                    };
+                    emit(&mut st, ev);
                 }
-                self.inner.counters.loaded(&m);
-                st.loads += 1;
-                let ev = RegistryEvent::Loaded {
-                    name: name.into(),
-                    mapped_bytes: m.mapped_bytes(),
-                    heap_bytes: m.index_heap_bytes(),
-                    took: t0.elapsed(),
-                };
-                emit(&mut st, ev);
-                Ok((m, true))
+                Ok(m)
             }
             Err(e) => {
-                if let Some(slot) = st.slots.get_mut(name) {
+                if let Some(slot) = ours {
                     slot.failed = true;
+                    slot.loading = None;
                 }
                 emit(
                     &mut st,
@@ -416,7 +496,13 @@ impl ModelRegistry {
                 );
                 Err(e)
             }
+        };
+        drop(st);
+        drop(ticket); // wakes the waiters
+        if outcome.is_ok() {
+            self.sync_manager();
         }
+        outcome
     }
 
     /// Whether `name` is loaded now.
@@ -472,12 +558,14 @@ impl ModelRegistry {
         self.inner.release_for(level).0
     }
 
-    /// A receiver of every later [`RegistryEvent`]. Events are sent without blocking; a
-    /// dropped receiver is forgotten at the next event.
-    pub fn subscribe(&self) -> Receiver<RegistryEvent> {
-        let (tx, rx) = channel();
+    /// A channel of every later [`RegistryEvent`], usable from any async runtime
+    /// (`recv().await`) or a plain thread (`recv_blocking`). Events are sent without
+    /// blocking (the channel is unbounded: loads and unloads are rare); a dropped receiver
+    /// is forgotten at the next event.
+    pub fn subscribe(&self) -> RegistryEvents {
+        let (tx, rx) = async_channel::unbounded();
         self.lock().subscribers.push(tx);
-        rx
+        RegistryEvents { rx }
     }
 
     /// Unloads models whenever `budget` reports rising pressure (see
@@ -580,7 +668,67 @@ impl ModelRegistry {
 }
 
 fn emit(st: &mut State, ev: RegistryEvent) {
-    st.subscribers.retain(|tx| tx.send(ev.clone()).is_ok());
+    st.subscribers.retain(|tx| tx.try_send(ev.clone()).is_ok());
+}
+
+/// What [`ModelRegistry::begin`] found.
+enum Begin {
+    Ready(Arc<MappedGguf>),
+    Wait(EventListener),
+    Load(LoadTicket),
+}
+
+/// The right to load one model: the path to map and the event its waiters listen on.
+/// Dropping it (after the load, or while unwinding) clears a loading mark that is still
+/// set, then wakes every waiter, which looks again.
+struct LoadTicket {
+    inner: Arc<Inner>,
+    name: String,
+    path: PathBuf,
+    done: Arc<Event>,
+    /// Whether the load cleared the mark itself (then the drop need not lock).
+    cleared: bool,
+}
+
+impl Drop for LoadTicket {
+    fn drop(&mut self) {
+        if !self.cleared {
+            let mut st = self.inner.lock();
+            if let Some(slot) = st.slots.get_mut(&self.name)
+                && slot
+                    .loading
+                    .as_ref()
+                    .is_some_and(|d| Arc::ptr_eq(d, &self.done))
+            {
+                slot.loading = None;
+            }
+        }
+        self.done.notify(usize::MAX);
+    }
+}
+
+/// Registry events from [`ModelRegistry::subscribe`]: a runtime-agnostic channel.
+#[derive(Debug, Clone)]
+pub struct RegistryEvents {
+    rx: async_channel::Receiver<RegistryEvent>,
+}
+
+impl RegistryEvents {
+    /// The next event, waiting without blocking a thread (any executor). `None` once the
+    /// registry is gone.
+    pub async fn recv(&self) -> Option<RegistryEvent> {
+        self.rx.recv().await.ok()
+    }
+
+    /// The next event, blocking this thread. `None` once the registry is gone.
+    pub fn recv_blocking(&self) -> Option<RegistryEvent> {
+        self.rx.recv_blocking().ok()
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&self) -> Option<RegistryEvent> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// Each preloaded model's name with its outcome.

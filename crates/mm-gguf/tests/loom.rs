@@ -64,3 +64,20 @@ fn idle_sweep_never_takes_a_held_model() {
         assert!(Arc::ptr_eq(&held, &reg.get("m").unwrap()));
     });
 }
+
+/// A task awaiting a model another thread is loading: the load is single flight (one
+/// load, one `Arc`), and the waiting future is always woken (no lost wake-up between its
+/// look under the lock and the loader's notification), or `block_on` would never return.
+#[test]
+fn an_awaiting_task_gets_the_model_another_thread_loads() {
+    let (_dir, path) = model_file();
+    loom::model(move || {
+        let reg = registry(&path, Duration::from_secs(60));
+        let other = reg.clone();
+        let t = loom::thread::spawn(move || other.get("m").unwrap());
+        let a = loom::future::block_on(reg.get_async("m")).unwrap();
+        let b = t.join().unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(reg.stats().loads, 1);
+    });
+}

@@ -182,7 +182,7 @@ fn the_managers_pressure_unloads_unused_models_and_says_so() {
     assert!(!reg.is_loaded("b"));
     assert!(matches!(
         events.try_recv(),
-        Ok(RegistryEvent::Unloaded { ref name, reason: UnloadReason::Pressure(_), .. }) if name == "b"
+        Some(RegistryEvent::Unloaded { ref name, reason: UnloadReason::Pressure(_), .. }) if name == "b"
     ));
     let report = m.report();
     let states: Vec<_> = report

@@ -246,6 +246,54 @@ impl<S> EventStream<S> {
     pub fn last_event_id(&self) -> &str {
         self.parser.last_event_id()
     }
+
+    /// This stream's parser and buffers, warm, over another body: the events of `inner`,
+    /// parsed as a new stream (the parser is [reset](SseParser::reset): no partial line,
+    /// last id, reconnection time or error carries over). The old body is dropped.
+    ///
+    /// A fresh stream allocates its buffers as its first events arrive; keeping one per
+    /// task or worker and reusing it for each upstream response makes a warm response cost
+    /// no heap allocation at all (`docs/async.md`). Events of the previous body that are
+    /// still alive keep their bytes; the buffer is then replaced, not overwritten.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use futures::StreamExt;
+    /// use mm_llm::sse_stream::Eventsource;
+    ///
+    /// let body = |s: &'static [u8]| futures::stream::iter([Ok::<_, std::io::Error>(s)]);
+    /// let mut events = body(b"id: 1\ndata: one\n\n").eventsource();
+    /// assert_eq!(events.next().await.unwrap()?.data, "one");
+    /// let mut events = events.reuse(body(b"data: two\n\n"));
+    /// let ev = events.next().await.unwrap()?;
+    /// assert_eq!((&*ev.data, &*ev.id), ("two", ""));
+    /// # Ok::<(), mm_llm::sse_stream::EventStreamError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn reuse<T>(self, inner: T) -> EventStream<T> {
+        let EventStream {
+            inner: _,
+            mut parser,
+            carve,
+            id_carve,
+            last_id: _,
+            mut ready,
+            failed: _,
+            done: _,
+        } = self;
+        parser.reset();
+        ready.clear();
+        EventStream {
+            inner,
+            parser,
+            carve,
+            id_carve,
+            last_id: SharedStr::default(),
+            ready,
+            failed: None,
+            done: false,
+        }
+    }
 }
 
 impl<S> fmt::Debug for EventStream<S> {

@@ -11,6 +11,7 @@
 mod component;
 mod config;
 mod flight;
+mod ghosts;
 mod key;
 mod policy;
 mod shard;
@@ -65,8 +66,9 @@ type Listener = dyn Fn(&EvictionNotice) + Send + Sync;
 /// frequency sketch counts it at least 2 above the entry it would evict; main is a segmented
 /// LRU (probation and an 80% protected part). One-time keys (a scan, a re-index) pass through
 /// the window without flushing the keys that come back. The window starts at 1% of the
-/// bounds and is resized by hill climbing on the hit rate (up to 80%) once the cache is full,
-/// so a workload where recency matters gets a larger one. Hits in the window and protected
+/// bounds and is resized by ghost hits: a miss on a key the window recently let go grows it, a
+/// miss on a key the main space let go shrinks it (faster), so a workload where recency
+/// matters gets a larger one. Hits in the window and protected
 /// lists set a flag (a CLOCK-style second chance at the list end) instead of moving the entry,
 /// so a hit on a hot entry writes little. Time to live and time to idle are checked on every
 /// lookup and swept on inserts (and by [`evict_expired`](Self::evict_expired)), from lists

@@ -3,8 +3,9 @@
 //! Entries are numbered by the shard (`u32` record indices); the policy keeps, per record, a
 //! [`Node`] with its links and weight, and knows nothing of keys or vectors. Three recency
 //! lists partition the entries:
-//! - the **window** (about 1% of the bounds): every new entry starts here, so a burst of new
-//!   keys can build up a little history before it has to compete;
+//! - the **window** (1% of the bounds at first, resized by ghost hits, see
+//!   [`Ghosts`](super::ghosts::Ghosts)): every new entry starts here, so a burst of new keys can
+//!   build up a little history before it has to compete;
 //! - **probation** and **protected** (the main space, protected holding up to 80% of it): a
 //!   window entry pushed out of the window becomes a *candidate* for the main space and is
 //!   admitted only if the frequency sketch says it was asked for more often than the entry
@@ -17,6 +18,7 @@
 //! are found at a list tail in O(1) each.
 
 use super::RemovalCause;
+use super::ghosts::{Evictor, Ghosts};
 use super::sketch::FrequencySketch;
 
 /// "No record" in links.
@@ -111,66 +113,30 @@ impl Limits {
     }
 }
 
-/// Sizes the window by hill climbing on the hit rate (the idea of Caffeine's adaptive
-/// window): after each sample of lookups, move the window's share one step in the direction
-/// that last improved the hit rate, and turn back when it got worse. Workloads where recency
-/// wins (a popular set that moves) grow the window towards an LRU; frequency-skewed ones
-/// shrink it towards plain TinyLFU. Steps shrink as the rate settles and grow again when it
-/// jumps (the workload changed).
+/// The window's share of the bounds, moved by ghost hits (see [`Ghosts`]): up half an entry
+/// when a key the window let go is asked for again, down one and a half when a key main let go
+/// is. The bias towards main keeps frequency-skewed workloads (and scans, whose one-time keys
+/// never come back) near a small window, while a popular set that moves keeps missing on keys
+/// the window rejected and grows it towards an LRU.
 #[derive(Debug, Clone, Copy)]
-struct Climber {
-    /// Window share of the bounds, 0 to [`Climber::MAX_WINDOW`].
-    window: f64,
-    step: f64,
-    hits: u32,
-    lookups: u32,
-    sample: u32,
-    previous: Option<f64>,
+struct WindowShare {
+    share: f64,
 }
 
-impl Climber {
+impl WindowShare {
     const START: f64 = 0.01;
-    const FIRST_STEP: f64 = 0.0625;
-    const MIN_STEP: f64 = 0.005;
-    const MAX_WINDOW: f64 = 0.8;
+    /// Entries the window grows by per window ghost hit.
+    const GROW: f64 = 0.5;
+    /// Entries it shrinks by per main ghost hit.
+    const SHRINK: f64 = 1.5;
 
-    fn new(entries: usize) -> Self {
-        Self {
-            window: Self::START,
-            step: Self::FIRST_STEP,
-            hits: 0,
-            lookups: 0,
-            sample: entries.clamp(512, 1 << 16) as u32,
-            previous: None,
-        }
-    }
-
-    /// Counts a lookup; returns the new window share when a sample ends with a move.
-    fn record(&mut self, hit: bool) -> Option<f64> {
-        self.hits += u32::from(hit);
-        self.lookups += 1;
-        if self.lookups < self.sample {
-            return None;
-        }
-        let rate = f64::from(self.hits) / f64::from(self.lookups);
-        self.hits = 0;
-        self.lookups = 0;
-        if let Some(prev) = self.previous {
-            if rate < prev {
-                self.step = -self.step;
-            }
-            let magnitude = if (rate - prev).abs() >= 0.05 {
-                Self::FIRST_STEP
-            } else {
-                (self.step.abs() * 0.9).max(Self::MIN_STEP)
-            };
-            self.step = magnitude.copysign(self.step);
-        }
-        self.previous = Some(rate);
-        let window = (self.window + self.step).clamp(0.0, Self::MAX_WINDOW);
-        let moved = window != self.window;
-        self.window = window;
-        moved.then_some(window)
+    /// The new share after a ghost hit of `by` in a cache of `entries`.
+    fn after(self, by: Evictor, entries: usize) -> f64 {
+        let step = match by {
+            Evictor::Window => Self::GROW,
+            Evictor::Main => -Self::SHRINK,
+        };
+        (self.share + step / entries.max(1) as f64).clamp(0.0, 1.0)
     }
 }
 
@@ -182,8 +148,9 @@ pub(super) struct Policy {
     /// Write-order and access-order lists (indexed `WRITTEN - 1`, `ACCESSED - 1`).
     timers: [List; 2],
     sketch: FrequencySketch,
+    ghosts: Ghosts,
     limits: Limits,
-    climber: Climber,
+    window: WindowShare,
     /// Time to live and time to idle in ns.
     ttl: Option<u64>,
     tti: Option<u64>,
@@ -199,8 +166,11 @@ impl Policy {
             queues: [List::EMPTY; 3],
             timers: [List::EMPTY; 2],
             sketch: FrequencySketch::default(),
-            limits: Limits::new(entries, bytes, Climber::START),
-            climber: Climber::new(entries),
+            ghosts: Ghosts::default(),
+            limits: Limits::new(entries, bytes, WindowShare::START),
+            window: WindowShare {
+                share: WindowShare::START,
+            },
             ttl,
             tti,
             rejected: 0,
@@ -222,28 +192,30 @@ impl Policy {
         self.rejected
     }
 
-    /// Bytes of the sketch and node table.
+    /// Bytes of the sketch, the ghost table and the node table.
     pub(super) fn overhead_bytes(&self) -> u64 {
-        self.sketch.bytes() + (self.nodes.capacity() * size_of::<Node>()) as u64
+        self.sketch.bytes()
+            + self.ghosts.bytes()
+            + (self.nodes.capacity() * size_of::<Node>()) as u64
     }
 
     /// Counts one request for `hash` (hit or miss) in the sketch.
     pub(super) fn record(&mut self, hash: u64) {
         self.sketch.ensure(self.limits.entries);
+        self.ghosts.ensure(self.limits.entries);
         self.sketch.increment(hash);
     }
 
-    /// Counts a lookup's outcome for the window's hill climber; resizes the window (and
-    /// restores the bounds, pushing what leaves to `out`) when a sample ends.
-    pub(super) fn sample(&mut self, hit: bool, out: &mut Vec<(u32, RemovalCause)>) {
-        // Climb only once the cache is full: while it fills, the hit rate rises whatever the
-        // window does.
-        let l = self.limits;
-        if self.len() * 20 < l.entries * 19 && self.bytes() * 20 < l.bytes * 19 {
+    /// A lookup of `hash` missed: if a part of the cache evicted it lately, resize the window
+    /// towards that part (restoring the bounds, pushing what leaves to `out`).
+    pub(super) fn missed(&mut self, hash: u64, out: &mut Vec<(u32, RemovalCause)>) {
+        let Some(by) = self.ghosts.take(hash) else {
             return;
-        }
-        if let Some(window) = self.climber.record(hit) {
-            self.limits = Limits::new(self.limits.entries, self.limits.bytes, window);
+        };
+        let share = self.window.after(by, self.limits.entries);
+        if share != self.window.share {
+            self.window.share = share;
+            self.limits = Limits::new(self.limits.entries, self.limits.bytes, share);
             self.demote_protected_overflow();
             self.fit(out);
         }
@@ -437,7 +409,7 @@ impl Policy {
                 // has no such lookup yet: require one more, or keys of equal popularity
                 // (a loop over more keys than fit) keep displacing each other.
                 if freq > self.sketch.frequency(self.nodes[victim as usize].hash) + 1 {
-                    self.remove(victim);
+                    self.forget(victim, Evictor::Main);
                     out.push((victim, RemovalCause::Size));
                 } else {
                     admitted = false;
@@ -449,6 +421,8 @@ impl Policy {
                 self.push_front(QUEUE, candidate);
             } else {
                 self.rejected += 1;
+                self.ghosts
+                    .remember(self.nodes[candidate as usize].hash, Evictor::Window);
                 // Unlinked from its queue already; only the timer lists remain.
                 self.unlink_timers(candidate);
                 out.push((candidate, RemovalCause::Size));
@@ -458,9 +432,19 @@ impl Policy {
             let Some(victim) = self.next_victim(true) else {
                 break;
             };
-            self.remove(victim);
+            let by = match self.nodes[victim as usize].queue {
+                Queue::Window => Evictor::Window,
+                Queue::Probation | Queue::Protected => Evictor::Main,
+            };
+            self.forget(victim, by);
             out.push((victim, RemovalCause::Size));
         }
+    }
+
+    /// Removes `idx` for the bounds, remembering which part let it go.
+    fn forget(&mut self, idx: u32, by: Evictor) {
+        self.ghosts.remember(self.nodes[idx as usize].hash, by);
+        self.remove(idx);
     }
 
     fn demote_protected_overflow(&mut self) {
@@ -618,27 +602,41 @@ mod tests {
         p.check_invariants();
     }
 
-    /// Drives a climber with a hit rate that depends on its window share as `rate(window)`.
-    fn climb(rate: impl Fn(f64) -> f64, samples: usize) -> f64 {
-        let mut c = Climber::new(1000);
-        for _ in 0..samples {
-            let hits = (rate(c.window) * f64::from(c.sample)) as u32;
-            for i in 0..c.sample {
-                c.record(i < hits);
-            }
-        }
-        c.window
-    }
-
     #[test]
-    fn the_window_climbs_towards_the_better_hit_rate() {
-        // Recency wins: the window grows to its largest share.
-        assert!(climb(|w| 0.3 + 0.5 * w, 60) > 0.7);
-        // Frequency wins: it shrinks to (about) nothing.
-        assert!(climb(|w| 0.8 - 0.5 * w, 60) < 0.05);
-        // A peak in the middle: it settles near it.
-        let w = climb(|w| 0.8 - (w - 0.4).abs(), 200);
-        assert!((0.3..=0.5).contains(&w), "{w}");
+    fn ghost_hits_move_the_window_towards_the_part_that_was_wrong() {
+        let mut p = Policy::new(100, 1 << 20, None, None);
+        let mut out = Vec::new();
+        for i in 0..100 {
+            add(&mut p, i, &mut out);
+        }
+        assert_eq!(p.limits.window_entries, 1);
+        // The window's candidate loses admission (equal counts) and is remembered as the
+        // window's; asking for it again grows the window by half an entry.
+        add(&mut p, 1000, &mut out);
+        assert_eq!(out, vec![(99, RemovalCause::Size)]);
+        p.missed(hash(99), &mut out);
+        assert!((p.window.share - 0.015).abs() < 1e-9);
+        for k in 0..4 {
+            p.ghosts.remember(hash(2000 + k), Evictor::Window);
+            p.missed(hash(2000 + k), &mut out);
+            p.check_invariants();
+        }
+        let grown = p.window.share;
+        assert!((grown - 0.035).abs() < 1e-9, "{grown}");
+        assert_eq!(p.limits.window_entries, 3);
+        // The same key again: one eviction argues once.
+        p.missed(hash(99), &mut out);
+        assert_eq!(p.window.share, grown);
+        // A key main let go comes back: the window shrinks three times as fast.
+        p.ghosts.remember(hash(5000), Evictor::Main);
+        p.missed(hash(5000), &mut out);
+        assert!((p.window.share - (grown - 0.015)).abs() < 1e-9);
+        p.check_invariants();
+        // Never below nothing, never above everything.
+        let w = WindowShare { share: 0.0 };
+        assert_eq!(w.after(Evictor::Main, 10), 0.0);
+        let w = WindowShare { share: 1.0 };
+        assert_eq!(w.after(Evictor::Window, 10), 1.0);
     }
 
     #[test]

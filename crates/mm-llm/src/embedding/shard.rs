@@ -206,8 +206,11 @@ impl Shard {
         now: u64,
         notes: &mut Notes,
     ) -> Option<Embedding> {
-        self.policy.record(key.mixed());
         let found = self.index.get(key).copied();
+        if let Some(slot) = found.and_then(|idx| self.records[idx as usize].slot) {
+            self.store.prefetch(slot);
+        }
+        self.policy.record(key.mixed());
         let live = found.filter(|&idx| {
             let expired = self.policy.is_expired(idx, now);
             if expired {
@@ -222,9 +225,10 @@ impl Shard {
                 .slot
                 .map(|s| self.store.handle(s))
         });
-        // A window resize may evict entries (even the one just hit, whose handle is already
-        // pinned and so stays valid).
-        self.policy.sample(handle.is_some(), &mut self.victims);
+        if handle.is_none() {
+            // A miss on a key the cache let go lately may resize the window (and evict).
+            self.policy.missed(key.mixed(), &mut self.victims);
+        }
         self.drain(notes);
         match handle {
             Some(_) => self.counters.hits += 1,
