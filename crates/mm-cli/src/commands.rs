@@ -63,15 +63,44 @@ fn tensor_json(t: &TensorInfo<'_>, data_offset: Option<u64>) -> Json {
 pub fn inspect(path: &Path, items: usize, as_json: bool) -> Result<(), Fail> {
     let file = map(path)?;
     let bytes: &[u8] = file.as_deref().map_or(&[], |f| &f[..]);
+    let (ins, heap, secs) = timed_inspect(bytes);
+    if as_json {
+        print_json(&inspect_json(path, &ins, items, heap, secs));
+    } else {
+        inspect_text(path, &ins, items, heap, secs);
+    }
+    inspection_outcome(path, &ins)
+}
+
+/// `mm inspect --json`'s document for `bytes` (the contents of `path`), and the failure
+/// `mm inspect` would exit with (truncated or invalid), if any. `mm mcp`'s `inspect_model`.
+pub(crate) fn inspect_document(
+    path: &Path,
+    bytes: &[u8],
+    items: usize,
+) -> (Json, Result<(), Fail>) {
+    let (ins, heap, secs) = timed_inspect(bytes);
+    (
+        inspect_json(path, &ins, items, heap, secs),
+        inspection_outcome(path, &ins),
+    )
+}
+
+/// Inspects `bytes`, measuring the index's heap and the time taken.
+fn timed_inspect(bytes: &[u8]) -> (Inspection<'_>, u64, f64) {
     let (before, t0) = (live_heap(), Instant::now());
     let ins = mm_gguf::inspect(bytes);
-    let (heap, took) = (live_heap().saturating_sub(before), t0.elapsed());
-    if as_json {
-        print_json(&inspect_json(path, &ins, items, heap, took.as_secs_f64()));
-    } else {
-        inspect_text(path, &ins, items, heap, took.as_secs_f64());
-    }
-    match ins.error {
+    (
+        ins,
+        live_heap().saturating_sub(before),
+        t0.elapsed().as_secs_f64(),
+    )
+}
+
+/// What is wrong with an inspected file, as one line naming it (`Ok` for a complete, valid
+/// GGUF).
+fn inspection_outcome(path: &Path, ins: &Inspection<'_>) -> Result<(), Fail> {
+    match &ins.error {
         None => Ok(()),
         Some(e) if ins.is_truncated() => Err(Fail::file(format!(
             "{}: truncated: the file ends at least {} byte(s) early, at offset {}{}",
@@ -571,11 +600,10 @@ pub fn dequant(path: &Path, name: &str, out: Option<&Path>, as_json: bool) -> Re
     Ok(())
 }
 
-/// `mm report`: the `memory-manager` facade's report, configured from the facade's `MM_*`
-/// settings (`memory_manager::SETTINGS`; other `MM_*` variables, such as the test suite's
-/// `MM_GGUF_TEST_MODEL`, are not the facade's and are left out); with a FILE, the model is
-/// mapped through the facade's cache and its cost shown too.
-pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<(), Fail> {
+/// The `memory-manager` facade configured from its `MM_*` settings
+/// (`memory_manager::SETTINGS`; other `MM_*` variables, such as the test suite's
+/// `MM_GGUF_TEST_MODEL`, are not the facade's and are left out).
+pub(crate) fn manager_from_env() -> Result<memory_manager::MemoryManager, Fail> {
     let settings = std::env::vars().filter(|(k, _)| {
         memory_manager::SETTINGS
             .iter()
@@ -583,8 +611,20 @@ pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<()
     });
     let config = memory_manager::MemoryConfig::from_vars(settings)
         .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
-    let mm = memory_manager::MemoryManager::new(config)
-        .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))?;
+    memory_manager::MemoryManager::new(config)
+        .map_err(|e| Fail::file(format!("MM_* configuration: {e}")))
+}
+
+/// The report as a JSON value (`MemoryReport::to_json`, the documented schema).
+pub(crate) fn report_json(report: &memory_manager::MemoryReport) -> Json {
+    serde_json::from_str(&report.to_json()).unwrap_or(Json::Null)
+}
+
+/// `mm report`: the `memory-manager` facade's report, configured from the facade's `MM_*`
+/// settings ([`manager_from_env`]); with a FILE, the model is mapped through the facade's
+/// cache and its cost shown too.
+pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<(), Fail> {
+    let mm = manager_from_env()?;
     // The model is loaded the way a service loads it: by a registry that is a component of
     // the manager (its cache, its budget, its report's `models` section).
     let registry = mm_gguf::ModelRegistry::from_manager(&mm, mm_gguf::RegistryConfig::new());
@@ -618,8 +658,7 @@ pub fn report(file: Option<&Path>, as_json: bool, prometheus: bool) -> Result<()
         })
     });
     if as_json {
-        let report: Json = serde_json::from_str(&report.to_json()).unwrap_or(Json::Null);
-        print_json(&json!({ "report": report, "model": model_json }));
+        print_json(&json!({ "report": report_json(&report), "model": model_json }));
         return Ok(());
     }
     println!("{report}");

@@ -8,6 +8,7 @@
 //! `read(2)` instead, which a changing file cannot crash.
 
 mod commands;
+mod mcp;
 mod show;
 mod sigbus;
 mod tokenize;
@@ -106,6 +107,32 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         prometheus: bool,
     },
+    /// Serve the Model Context Protocol on stdin/stdout (JSON-RPC, one message a line), for
+    /// AI tools: `memory_report`, `inspect_model`, `trim`.
+    ///
+    /// Tools:
+    ///   memory_report               the memory report as JSON (as `mm report --json`)
+    ///   inspect_model {path, array_items?}
+    ///                               header, metadata, tensor table and memory plan of a GGUF
+    ///                               (as `mm inspect --json`); the file is mapped through
+    ///                               the manager's mmap cache and stays listed in the report
+    ///                               until trimmed
+    ///   trim {fraction}             release idle pool buffers and arena chunks, and cut the
+    ///                               mmap cache down to `fraction` (0 to 1) of its budget
+    ///
+    /// The manager is configured from the `MM_*` variables (see `mm report`); e.g.
+    /// MM_MMAP_CACHE_MB=512 keeps a 250 MB model mapped between calls. A bad argument or a
+    /// bad file is a tool error result (`isError`) with one line saying what is wrong; an
+    /// unknown tool is a JSON-RPC error. Model files are mapped: do not rewrite them in
+    /// place while the server runs (replace them by rename). Stdout carries only the
+    /// protocol; the server ends when stdin closes.
+    ///
+    /// Client configuration (Claude Desktop, VS Code and most MCP clients take this shape):
+    ///
+    ///   { "mcpServers": { "memory": {
+    ///       "command": "mm", "args": ["mcp"], "env": { "MM_MMAP_CACHE_MB": "512" } } } }
+    #[command(verbatim_doc_comment)]
+    Mcp,
 }
 
 /// A command's failure: the one line for stderr and the exit status.
@@ -194,6 +221,7 @@ fn main() -> ExitCode {
             commands::report(file.as_deref(), cli.json, prometheus)
         }
         Command::Sse { file, chunk_size } => sse(file.as_deref(), chunk_size),
+        Command::Mcp => mcp::serve(),
         Command::Tokenize {
             file,
             text,

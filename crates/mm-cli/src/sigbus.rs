@@ -28,6 +28,19 @@ pub fn watch(path: &Path) {
     });
 }
 
+/// For a process that maps many files over its life (`mm mcp`): the message names `what`
+/// (the command) instead of one file. Call it before any [`watch`], which then changes
+/// nothing.
+pub fn watch_many(what: &str) {
+    let _ = MESSAGE.get_or_init(|| {
+        format!(
+            "{what}: a mapped model file was truncated or changed while mapped (SIGBUS); replace model files by rename, never rewrite them in place\n"
+        )
+        .into_bytes()
+        .into_boxed_slice()
+    });
+}
+
 extern "C" fn on_sigbus(_: libc::c_int) {
     let msg: &[u8] = MESSAGE.get().map_or(GENERIC, |m| m);
     // SAFETY: `write` and `_exit` are async-signal-safe; `msg` is a static or a leaked-for-

@@ -361,3 +361,73 @@ fn tokenize_prints_ids_pieces_and_count() {
         "{help}"
     );
 }
+
+/// `mm mcp` over real pipes, without a client library: the handshake, the tool list, a
+/// call, and the end of the session when stdin closes.
+#[test]
+fn mcp_answers_json_rpc_on_stdio_and_ends_with_stdin() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = model(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mm"))
+        .arg("mcp")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mm mcp");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |msg: serde_json::Value| {
+        writeln!(stdin, "{msg}").unwrap();
+        if msg.get("id").is_none() {
+            return serde_json::Value::Null;
+        }
+        let line = lines.next().expect("a reply").unwrap();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    let init = ask(
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "cli-test", "version": "0"}}}),
+    );
+    assert_eq!(init["result"]["serverInfo"]["name"], "mm", "{init}");
+    ask(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let list = ask(serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let mut names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["inspect_model", "memory_report", "trim"], "{list}");
+    let call = ask(
+        serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "inspect_model", "arguments": {"path": p}}}),
+    );
+    assert_eq!(call["result"]["isError"], false, "{call}");
+    assert_eq!(
+        call["result"]["structuredContent"]["tensors"][0]["name"],
+        "w"
+    );
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn mcp_help_lists_the_tools_and_a_client_config() {
+    let o = mm(&["mcp", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "memory_report",
+        "inspect_model",
+        "trim",
+        "\"mcpServers\"",
+        "MM_MMAP_CACHE_MB",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
