@@ -110,6 +110,7 @@ pub struct AppState {
     sym: Symbol,
     arenas: Arc<ArenaPart>,
     scratch: ObjectPool<Scratch>,
+    sse: ObjectPool<chat::IdleEvents>,
     client: reqwest::Client,
     upstream: Option<reqwest::Url>,
     config: ServiceConfig,
@@ -189,6 +190,19 @@ impl Service {
                 |s: &mut Scratch| s.ids.clear(),
             )
             .map_err(|e| setup("scratch pool")(e.to_string()))?;
+        let parsers = manager.buffer_pool().clone();
+        let sse = manager
+            .object_pool(
+                "sse-streams",
+                256,
+                move || {
+                    let parser = SseParser::with_pool(SseConfig::default(), parsers.clone())
+                        .unwrap_or_else(|_| SseParser::new());
+                    Some(EventStream::with_parser((), parser))
+                },
+                |_: &mut chat::IdleEvents| {},
+            )
+            .map_err(|e| setup("SSE stream pool")(e.to_string()))?;
         let upstream = match &config.upstream {
             None => None,
             Some(u) => Some(
@@ -209,6 +223,7 @@ impl Service {
                 sym,
                 arenas,
                 scratch,
+                sse,
                 client,
                 upstream,
                 config,
@@ -376,7 +391,7 @@ async fn chat_completions(
         ));
     };
     let pool = s.manager.buffer_pool();
-    let (prepared, mut stats) = mm_track::count_future(async {
+    let (prepared, stats) = mm_track::count_future(async {
         let charge = s.reserve(s.config.stream_reserve).await?;
         let model = s.slot.get()?;
         let (prompt, fit) = chat::prepare(&model, &req, pool)?;
@@ -399,15 +414,20 @@ async fn chat_completions(
             upstream.status()
         )));
     }
+    let body = upstream.bytes_stream();
     let (relay, more) = mm_track::count(|| {
-        let parser = SseParser::with_pool(SseConfig::default(), pool.clone())?;
-        let events = EventStream::with_parser(Metered(upstream.bytes_stream()), parser);
+        let mut slot = s.sse.acquire();
+        let idle = slot.take().unwrap_or_else(|| {
+            let parser = SseParser::with_pool(SseConfig::default(), pool.clone())
+                .unwrap_or_else(|_| SseParser::new());
+            EventStream::with_parser((), parser)
+        });
+        let events = idle.reuse(Metered(body));
         let out = pool.acquire(4096);
-        Ok::<_, ApiError>((events, out))
+        Relay::new(events, slot, out, charge, Arc::clone(&s.tallies), stats)
     });
-    stats += more;
-    let (events, out) = relay?;
-    let relay = Relay::new(events, out, charge, Arc::clone(&s.tallies), stats);
+    let mut relay = relay;
+    relay.add_counted(more);
     let mut res = Response::new(Body::from_stream(relay));
     let h = res.headers_mut();
     h.insert(

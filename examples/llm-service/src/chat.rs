@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use memory_manager::{BufferPool, PooledBuffer, Reservation};
+use mm_pool::Pooled;
 use mm_llm::sse_stream::{EventStream, EventStreamError};
 use mm_llm::{FitReport, LlmError};
 use mm_track::ScopeStats;
@@ -145,7 +146,18 @@ impl<S: Stream + Unpin> Stream for Metered<S> {
     }
 }
 
-fn minus(a: ScopeStats, b: ScopeStats) -> ScopeStats {
+/// Clears the transport count of this thread (before a relay poll).
+pub(crate) fn reset_transport() {
+    TRANSPORT.with(|t| t.set(ScopeStats::default()));
+}
+
+/// Takes the transport count of this thread (after a relay poll).
+pub(crate) fn take_transport() -> ScopeStats {
+    TRANSPORT.with(|t| t.replace(ScopeStats::default()))
+}
+
+/// `a - b`, field by field, floored at 0.
+pub(crate) fn minus(a: ScopeStats, b: ScopeStats) -> ScopeStats {
     ScopeStats {
         allocs: a.allocs.saturating_sub(b.allocs),
         deallocs: a.deallocs.saturating_sub(b.deallocs),
@@ -155,9 +167,15 @@ fn minus(a: ScopeStats, b: ScopeStats) -> ScopeStats {
     }
 }
 
+/// An event stream between upstream responses: its parser (on a pooled buffer), its event
+/// buffers and its queue, kept in an object pool and put back on a new body with
+/// [`EventStream::reuse`], so a warm stream allocates none of them.
+pub type IdleEvents = Option<EventStream<()>>;
+
 /// The stream re-emitted to the client.
 pub struct Relay<S> {
-    events: EventStream<Metered<S>>,
+    events: Option<EventStream<Metered<S>>>,
+    slot: Pooled<IdleEvents>,
     out: PooledBuffer,
     counted: ScopeStats,
     tallies: Arc<Tallies>,
@@ -175,22 +193,32 @@ impl<S> std::fmt::Debug for Relay<S> {
 
 impl<S> Relay<S> {
     /// A relay of `events` writing into `out`, holding `charge` until it is dropped;
-    /// `counted` is what preparing the request allocated.
+    /// `counted` is what preparing the request allocated. The event stream goes back to
+    /// `slot` (emptied of this body) when the relay is dropped.
     pub fn new(
         events: EventStream<Metered<S>>,
+        slot: Pooled<IdleEvents>,
         out: PooledBuffer,
         charge: Reservation,
         tallies: Arc<Tallies>,
         counted: ScopeStats,
     ) -> Self {
         Self {
-            events,
+            events: Some(events),
+            slot,
             out,
             counted,
             tallies,
             finished: false,
             _charge: charge,
         }
+    }
+}
+
+impl<S> Relay<S> {
+    /// Adds allocator calls made for this stream outside its polls.
+    pub fn add_counted(&mut self, more: ScopeStats) {
+        self.counted += more;
     }
 }
 
@@ -219,10 +247,13 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        let Some(events) = self.events.as_mut() else {
+            return Poll::Ready(None);
+        };
         if self.finished {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut self.events).poll_next(cx) {
+        match Pin::new(events).poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 self.finished = true;
@@ -259,16 +290,20 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        TRANSPORT.with(|t| t.set(ScopeStats::default()));
+        reset_transport();
         let (r, stats) = mm_track::count(|| this.poll_inner(cx));
-        let transport = TRANSPORT.with(|t| t.replace(ScopeStats::default()));
-        this.counted += minus(stats, transport);
+        this.counted += minus(stats, take_transport());
         r
     }
 }
 
 impl<S> Drop for Relay<S> {
     fn drop(&mut self) {
+        if let Some(events) = self.events.take() {
+            // Drops the upstream body (closing its connection if unfinished) and keeps the
+            // parser and buffers for the next stream.
+            *self.slot = Some(events.reuse(()));
+        }
         self.tallies.chat.record(self.counted);
         if !self.finished {
             self.tallies

@@ -11,6 +11,7 @@
 //! [`MemoryManager`]: memory_manager::MemoryManager
 
 pub mod app;
+pub mod baseline;
 pub mod chat;
 pub mod embed;
 pub mod error;

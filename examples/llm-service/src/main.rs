@@ -43,6 +43,10 @@ struct Args {
     /// Bytes the embedding cache may hold (capped at a quarter of the memory limit).
     #[arg(long, default_value_t = 32 << 20)]
     cache_bytes: u64,
+    /// Serve the same routes built without this project (moka, eventsource-stream, `Vec`
+    /// buffers, a `Bump` per request), for comparison.
+    #[arg(long)]
+    baseline: bool,
     /// Seconds to let streams in flight finish after SIGTERM before exiting.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -95,17 +99,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     service_config.reserve_timeout = Duration::from_millis(args.reserve_timeout_ms);
     service_config.stream_reserve = args.stream_reserve_kib << 10;
     service_config.cache_bytes = args.cache_bytes;
-    let service = Service::new(&manager, Arc::clone(&slot), service_config)?;
+    let router = if args.baseline {
+        llm_service::baseline::Baseline::new(
+            &manager,
+            Arc::clone(&slot),
+            args.upstream.as_deref(),
+            args.cache_bytes,
+        )?
+        .router()
+    } else {
+        Service::new(&manager, Arc::clone(&slot), service_config)?.router()
+    };
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     eprintln!(
-        "llm-service: serving `{name}` on http://{} (memory limit {} MiB)",
+        "llm-service: serving `{name}` on http://{} (memory limit {} MiB{})",
         listener.local_addr()?,
-        manager.budget().limit() >> 20
+        manager.budget().limit() >> 20,
+        if args.baseline { ", baseline routes" } else { "" }
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = service.serve(listener, async {
+    let server = axum::serve(listener, router).with_graceful_shutdown(async {
         let _ = stop_rx.await;
     });
+    let server = std::future::IntoFuture::into_future(server);
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => return Ok(r?),
