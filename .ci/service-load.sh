@@ -30,7 +30,7 @@ fail() { echo "service-load: FAIL: $*" >&2; exit 1; }
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-cat > "$WORK/embed.lua" <<'LUA'
+cat > "$WORK/embeddings.lua" <<'LUA'
 local model = os.getenv("MODEL")
 local texts = {}
 for i = 1, 64 do
@@ -79,7 +79,7 @@ run() {
     local mode=$1 port=$2 route=$3 round=$4 path
     case $route in embeddings) path=/v1/embeddings ;; chat) path=/v1/chat/completions ;; esac
     read -r r0 a0 < <(allocs "$port" "$route")
-    MODEL="$NAME" wrk -t2 -c32 -d"${DUR}s" --latency -s "$WORK/${route%%s}.lua" \
+    MODEL="$NAME" wrk -t2 -c32 -d"${DUR}s" --latency -s "$WORK/$route.lua" \
         "http://127.0.0.1:$port$path" > "$WORK/wrk.txt" 2>&1 || fail "wrk: $(cat "$WORK/wrk.txt")"
     read -r r1 a1 < <(allocs "$port" "$route")
     local rps p50 p99 bad
@@ -109,7 +109,7 @@ serve() {
     for route in embeddings chat; do
         local path=/v1/embeddings
         [ "$route" = chat ] && path=/v1/chat/completions
-        MODEL="$NAME" wrk -t2 -c32 -d2s -s "$WORK/${route%%s}.lua" "http://127.0.0.1:$port$path" >/dev/null
+        MODEL="$NAME" wrk -t2 -c32 -d2s -s "$WORK/$route.lua" "http://127.0.0.1:$port$path" >/dev/null
     done
     for round in 1 2; do
         for route in embeddings chat; do run "$mode" "$port" "$route" "$round"; done

@@ -194,7 +194,7 @@ impl Service {
         let sse = manager
             .object_pool(
                 "sse-streams",
-                256,
+                64,
                 move || {
                     let parser = SseParser::with_pool(SseConfig::default(), parsers.clone())
                         .unwrap_or_else(|_| SseParser::new());

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use eventsource_stream::Eventsource as _;
 use futures::{Stream, StreamExt};
 use memory_manager::MemoryManager;
-use mm_track::ScopeStats;
 use mm_tokenizer::EncodeOptions;
+use mm_track::ScopeStats;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::Metered;
@@ -153,7 +153,10 @@ impl Baseline {
         let t = g
             .tensor(EMBEDDING_TENSOR)
             .ok_or_else(|| ApiError::internal("no embedding tensor"))?;
-        let ids = model.tokenizer.tokenizer().encode(text, EncodeOptions::new());
+        let ids = model
+            .tokenizer
+            .tokenizer()
+            .encode(text, EncodeOptions::new());
         let sum = bump.alloc_slice_fill_copy(model.dims, 0f32);
         let row = bump.alloc_slice_fill_copy(model.dims, 0f32);
         for &id in &ids {
@@ -208,10 +211,14 @@ async fn embeddings(State(b): State<Arc<Baseline>>, body: Bytes) -> Result<Respo
     });
     b.tallies.embeddings.record(stats);
     let mut res = Response::new(Body::from(out?));
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.headers_mut()
-        .insert("x-mm-allocs", HeaderValue::from(stats.allocs + stats.reallocs));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut().insert(
+        "x-mm-allocs",
+        HeaderValue::from(stats.allocs + stats.reallocs),
+    );
     Ok(res)
 }
 
@@ -247,7 +254,8 @@ async fn chat(State(b): State<Arc<Baseline>>, body: Bytes) -> Result<Response, A
     let (prompt, stats) = mm_track::count(|| {
         let model = b.slot.get()?;
         let mut messages = req.messages;
-        let limit = (model.context_length as usize).saturating_sub(8192.min(model.context_length as usize / 4));
+        let limit = (model.context_length as usize)
+            .saturating_sub(8192.min(model.context_length as usize / 4));
         fit(&model, &mut messages, limit);
         serde_json::to_vec(&UpstreamRequest {
             model: &model.name,
@@ -271,8 +279,10 @@ async fn chat(State(b): State<Arc<Baseline>>, body: Bytes) -> Result<Response, A
         counted: stats,
     };
     let mut res = Response::new(Body::from_stream(relay));
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     Ok(res)
 }
 

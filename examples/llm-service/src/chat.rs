@@ -15,9 +15,9 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use memory_manager::{BufferPool, PooledBuffer, Reservation};
-use mm_pool::Pooled;
 use mm_llm::sse_stream::{EventStream, EventStreamError};
 use mm_llm::{FitReport, LlmError};
+use mm_pool::Pooled;
 use mm_track::ScopeStats;
 use serde::Deserialize;
 

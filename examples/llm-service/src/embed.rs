@@ -220,12 +220,14 @@ fn write_vector(out: &mut BytesMut, index: usize, v: &[f32]) {
         out,
         "{{\"object\":\"embedding\",\"index\":{index},\"embedding\":["
     );
+    let mut digits = zmij::Buffer::new();
     for (j, x) in v.iter().enumerate() {
         if j > 0 {
             out.extend_from_slice(b",");
         }
-        // `{}` of an f32 is its shortest round-tripping form, written without allocating.
-        let _ = write!(out, "{x}");
+        // The shortest round-tripping form (as serde_json writes it), without allocating;
+        // the vectors are unit length, so never NaN or infinite.
+        out.extend_from_slice(digits.format_finite(*x).as_bytes());
     }
     out.extend_from_slice(b"]}");
 }

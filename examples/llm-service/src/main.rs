@@ -115,7 +115,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "llm-service: serving `{name}` on http://{} (memory limit {} MiB{})",
         listener.local_addr()?,
         manager.budget().limit() >> 20,
-        if args.baseline { ", baseline routes" } else { "" }
+        if args.baseline {
+            ", baseline routes"
+        } else {
+            ""
+        }
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router).with_graceful_shutdown(async {
