@@ -171,7 +171,10 @@ impl Service {
             manager,
             EmbeddingCacheConfig::new()
                 .with_max_bytes(cache_bytes)
-                .with_max_entries(1 << 20),
+                // The frequency sketch and the ghost table are sized by the entry bound, so
+                // keep it near what the bytes can hold (an entry is at least ~1 KiB with any
+                // real model's width) instead of a large round number.
+                .with_max_entries((cache_bytes / 1024).clamp(1024, 1 << 20) as usize),
         )
         .map_err(|e| setup("embedding cache")(e.to_string()))?;
         let sym = manager
