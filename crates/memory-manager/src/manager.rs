@@ -276,7 +276,10 @@ impl MemoryManager {
     ///
     /// The pool is the `request-arenas` component: its chunks (idle or on loan) are charged
     /// to the budget, it is trimmed under pressure and by [`trim`](Self::trim). A cold get
-    /// (no idle arena) allocates the initial chunk and syncs the charges.
+    /// (no idle arena) allocates the initial chunk and syncs the charges. It never refuses
+    /// for lack of budget (the chunks exist once made, so they are charged even past the
+    /// limit, like all held memory): admit requests by memory with
+    /// [`MemoryBudget::reserve_before`] first, as `docs/async.md` shows.
     ///
     /// # Errors
     /// [`MemoryError::Arena`] when a new arena's initial chunk cannot be allocated.

@@ -459,19 +459,26 @@ impl ModelRegistry {
         let mut st = self.lock();
         // The slot is ours only if it is still the one we marked (re-registration or a
         // removal replaces it); a model loaded for a replaced slot goes to this caller only.
-        let ours = st.slots.get_mut(name).filter(|slot| {
-            slot.loading
-                .as_ref()
-                .is_some_and(|d| Arc::ptr_eq(d, &ticket.done))
-        });
-        ticket.cleared = true; // below, under this lock, or the slot is not ours
+        // The mark is cleared first, under this lock, so nothing below can leave it set.
+        let ours = st
+            .slots
+            .get_mut(name)
+            .filter(|slot| {
+                slot.loading
+                    .as_ref()
+                    .is_some_and(|d| Arc::ptr_eq(d, &ticket.done))
+            })
+            .map(|slot| {
+                slot.loading = None;
+                slot
+            });
+        ticket.cleared = true;
         let outcome = match loaded {
             Ok(m) => {
                 let m = Arc::new(m);
                 if let Some(slot) = ours {
                     slot.model = Some(Arc::clone(&m));
                     slot.failed = false;
-                    slot.loading = None;
                     self.inner.counters.loaded(&m);
                     st.loads += 1;
                     let ev = RegistryEvent::Loaded {
@@ -487,7 +494,6 @@ impl ModelRegistry {
             Err(e) => {
                 if let Some(slot) = ours {
                     slot.failed = true;
-                    slot.loading = None;
                 }
                 emit(
                     &mut st,
