@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The report as Prometheus sees it: `promtool check metrics` lints the exposition, then a real
+# The report as metrics consumers see it. First the `metrics` facade bridge (a feature the
+# workspace test stage leaves off), then the report as Prometheus sees it: `promtool check metrics` lints the exposition, then a real
 # Prometheus server (Debian's `prometheus` package) scrapes examples/metrics_endpoint on
 # loopback every second, and its HTTP API must return the budget's used bytes and a counter's
 # rate(). Everything runs under target/prometheus-ci, bounded in time; both processes are
@@ -16,6 +17,9 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 prometheus --version 2>&1 | head -n 1
+
+cargo clippy --locked -q -p memory-manager --features metrics --lib --tests -- -D warnings
+cargo test --locked -q -p memory-manager --features metrics --test metrics_bridge
 
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 WORK="$TARGET/prometheus-ci"

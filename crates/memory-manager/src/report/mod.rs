@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::component::{ComponentReading, ModelReading};
 
+#[cfg(feature = "metrics")]
+mod bridge;
 mod families;
 mod prometheus;
 
