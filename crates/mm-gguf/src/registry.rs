@@ -460,18 +460,14 @@ impl ModelRegistry {
         // The slot is ours only if it is still the one we marked (re-registration or a
         // removal replaces it); a model loaded for a replaced slot goes to this caller only.
         // The mark is cleared first, under this lock, so nothing below can leave it set.
-        let ours = st
-            .slots
-            .get_mut(name)
-            .filter(|slot| {
-                slot.loading
-                    .as_ref()
-                    .is_some_and(|d| Arc::ptr_eq(d, &ticket.done))
-            })
-            .map(|slot| {
-                slot.loading = None;
-                slot
-            });
+        let mut ours = st.slots.get_mut(name).filter(|slot| {
+            slot.loading
+                .as_ref()
+                .is_some_and(|d| Arc::ptr_eq(d, &ticket.done))
+        });
+        if let Some(slot) = ours.as_deref_mut() {
+            slot.loading = None;
+        }
         ticket.cleared = true;
         let outcome = match loaded {
             Ok(m) => {
