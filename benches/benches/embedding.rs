@@ -12,6 +12,10 @@
 //!    measured from cold (see `benches/traces/gen.py`).
 //! 2. **Hits** (`embedding/hits_768d/{1,2}_threads`): the replayed trace against caches that
 //!    hold all of its texts, so every lookup hits; each thread replays the whole trace.
+//!    Before criterion, an interleaved probe runs both caches' hit passes in alternating rounds
+//!    (`MM_HITS_ROUNDS`, default 21) and prints the medians (wall and thread CPU) and their
+//!    ratio: on a loaded machine this ratio is steadier than two criterion runs one after
+//!    the other.
 //! 3. **Get-or-insert** (`embedding/get_or_insert_768d`): one pass of the replayed trace with
 //!    misses and evictions, bound 10,000 vectors' worth of bytes (~32 MB).
 //!
@@ -221,6 +225,77 @@ fn hit_rates(
     let _ = &texts.names;
 }
 
+/// This thread's CPU time in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
+    // Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `threads` threads each running `pass` once, started together: the wall time of the slowest
+/// and the mean thread CPU time.
+fn probe_threads(threads: usize, pass: &(dyn Fn() -> usize + Sync)) -> (f64, f64) {
+    let start = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    let (t0, c0) = (Instant::now(), thread_cpu_ns());
+                    black_box(pass());
+                    (
+                        t0.elapsed().as_secs_f64(),
+                        (thread_cpu_ns() - c0) as f64 * 1e-9,
+                    )
+                })
+            })
+            .collect();
+        let times: Vec<(f64, f64)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let wall = times.iter().map(|t| t.0).fold(0.0, f64::max);
+        let cpu = times.iter().map(|t| t.1).sum::<f64>() / threads as f64;
+        (wall, cpu)
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Hits of both caches in interleaved rounds (ours, moka, ours, ...), so that both see the same
+/// machine load: median ns per lookup and thread, wall and thread CPU, and moka / ours.
+fn hits_probe(
+    threads: usize,
+    rounds: usize,
+    ours: &(dyn Fn() -> usize + Sync),
+    moka: &(dyn Fn() -> usize + Sync),
+) {
+    let (mut o, mut m) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        o.push(probe_threads(threads, ours));
+        m.push(probe_threads(threads, moka));
+    }
+    let per = 1e9 / OPS as f64;
+    let (ow, oc) = (
+        median(o.iter().map(|t| t.0).collect()) * per,
+        median(o.iter().map(|t| t.1).collect()) * per,
+    );
+    let (mw, mc) = (
+        median(m.iter().map(|t| t.0).collect()) * per,
+        median(m.iter().map(|t| t.1).collect()) * per,
+    );
+    eprintln!(
+        "| hits, {threads} thread(s), {rounds} interleaved rounds | {ow:.0} / {oc:.0} ns | {mw:.0} / {mc:.0} ns | {:.2}x / {:.2}x |",
+        mw / ow,
+        mc / oc
+    );
+}
+
 /// Wall time of `threads` threads each running `pass` once, started together.
 fn timed_threads(threads: usize, pass: &(dyn Fn() -> usize + Sync)) -> Duration {
     let start = Barrier::new(threads);
@@ -268,6 +343,20 @@ fn bench(c: &mut Criterion) {
     m.run_pending_tasks();
     assert_eq!(pass_ours(&all, texts.model, &words, &vector), OPS);
     assert_eq!(pass_moka(&m, &hasher, &words, &vector), OPS);
+    let rounds = std::env::var("MM_HITS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21);
+    eprintln!("| case | mm_llm, wall / CPU per lookup | moka | moka / mm_llm, wall / CPU |");
+    eprintln!("|---|---|---|---|");
+    for threads in [1, 2] {
+        hits_probe(
+            threads,
+            rounds,
+            &|| pass_ours(&all, texts.model, &words, &vector),
+            &|| pass_moka(&m, &hasher, &words, &vector),
+        );
+    }
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("embedding/hits_768d/{threads}_threads"));
         group.throughput(Throughput::Elements((OPS * threads) as u64));

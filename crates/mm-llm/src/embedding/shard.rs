@@ -206,8 +206,11 @@ impl Shard {
         now: u64,
         notes: &mut Notes,
     ) -> Option<Embedding> {
-        self.policy.record(key.mixed());
         let found = self.index.get(key).copied();
+        if let Some(slot) = found.and_then(|idx| self.records[idx as usize].slot) {
+            self.store.prefetch(slot);
+        }
+        self.policy.record(key.mixed());
         let live = found.filter(|&idx| {
             let expired = self.policy.is_expired(idx, now);
             if expired {

@@ -1,8 +1,11 @@
 //! The frequency sketch behind admission: how often each key was asked for, recently.
 //!
-//! A count-min sketch of 4-bit counters, sixteen to a `u64` word. A key maps to one counter in
-//! each of four rows (four independent multiply-shift hashes of the key's 64-bit hash); its
-//! estimate is the smallest of the four. Increments are conservative (only the counters equal
+//! A count-min sketch of 4-bit counters, sixteen to a `u64` word, eight words to a 64-byte
+//! block. A key maps to one block and to one counter in each of four rows within it (row `i`
+//! is word `2i` or `2i + 1` of the block, and a nibble of it, picked by bits of a second mix of
+//! the key's hash); its estimate is the smallest of the four. Keeping a key's four counters in
+//! one cache line makes a lookup one memory access instead of four (the layout of Caffeine's
+//! sketch); the rows still see independent bits of the hash. Increments are conservative (only the counters equal
 //! to the current minimum grow), which keeps the over-estimate from colliding keys small.
 //! Every `10 x capacity` increments all counters are halved, so popularity fades and a key
 //! that was popular an hour ago does not keep its place for ever (the TinyLFU "reset").
@@ -10,9 +13,10 @@
 /// Count-min sketch of 4-bit saturating counters with periodic halving.
 #[derive(Debug, Default)]
 pub(super) struct FrequencySketch {
-    /// Sixteen 4-bit counters per word; empty until [`ensure`](Self::ensure).
-    words: Vec<u64>,
-    /// `words.len() - 1` (a power of two minus one).
+    /// Sixteen 4-bit counters per word, eight words per block; empty until
+    /// [`ensure`](Self::ensure).
+    blocks: Vec<Block>,
+    /// `blocks.len() - 1` (a power of two minus one).
     mask: u64,
     /// Increments since the last halving.
     additions: u64,
@@ -20,15 +24,16 @@ pub(super) struct FrequencySketch {
     period: u64,
 }
 
+/// One cache line of counters.
+#[derive(Debug, Default, Clone, Copy)]
+#[repr(align(64))]
+struct Block([u64; 8]);
+
 impl FrequencySketch {
     /// A counter's largest value.
     pub(super) const MAX: u8 = 15;
-    const SEEDS: [u64; 4] = [
-        0x9E37_79B9_7F4A_7C15,
-        0xC2B2_AE3D_27D4_EB4F,
-        0x1656_67B1_9E37_79F9,
-        0xD6E8_FEB8_6659_FD93,
-    ];
+    const BLOCK_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+    const CELL_SEED: u64 = 0xC2B2_AE3D_27D4_EB4F;
     /// Counters halve their low bit away: `0b0111` in every nibble.
     const HALF_MASK: u64 = 0x7777_7777_7777_7777;
 
@@ -36,44 +41,58 @@ impl FrequencySketch {
     /// rounded up to a power of two, between 16 and 2^20 words). Allocates on the first call
     /// only, so an unused cache costs nothing.
     pub(super) fn ensure(&mut self, capacity: usize) {
-        if !self.words.is_empty() {
+        if !self.blocks.is_empty() {
             return;
         }
-        let words = capacity.clamp(16, 1 << 20).next_power_of_two();
-        self.words = vec![0; words];
-        self.mask = words as u64 - 1;
+        let blocks = (capacity.clamp(16, 1 << 20).next_power_of_two() / 8).max(2);
+        self.blocks = vec![Block::default(); blocks];
+        self.mask = blocks as u64 - 1;
         self.period = 10 * capacity.max(16) as u64;
     }
 
     /// Bytes of counters held.
     pub(super) fn bytes(&self) -> u64 {
-        self.words.len() as u64 * 8
+        self.blocks.len() as u64 * 64
     }
 
-    /// (word, shift) of the counter of `hash` in row `row`.
-    fn cell(&self, hash: u64, row: usize) -> (usize, u32) {
-        let h = (hash ^ Self::SEEDS[row]).wrapping_mul(Self::SEEDS[(row + 1) % 4]);
-        let h = h ^ (h >> 31);
-        ((h & self.mask) as usize, ((h >> 60) as u32) * 4)
+    /// The block of `hash` and the (word, shift) of its counter in each row.
+    fn cells(&self, hash: u64) -> (usize, [(usize, u32); 4]) {
+        let b = hash.wrapping_mul(Self::BLOCK_SEED);
+        let block = ((b ^ (b >> 32)) & self.mask) as usize;
+        let c = (hash ^ (hash >> 29)).wrapping_mul(Self::CELL_SEED);
+        // Five bits per row: one picks the word of the row's pair, four the nibble.
+        let cells = std::array::from_fn(|row| {
+            let bits = c >> (64 - 5 * (row as u32 + 1));
+            (
+                2 * row + (bits & 1) as usize,
+                ((bits >> 1) & 0xF) as u32 * 4,
+            )
+        });
+        (block, cells)
     }
 
-    fn counter(&self, (word, shift): (usize, u32)) -> u8 {
-        ((self.words[word] >> shift) & 0xF) as u8
+    fn counter(words: &[u64; 8], (word, shift): (usize, u32)) -> u8 {
+        ((words[word] >> shift) & 0xF) as u8
     }
 
     /// Counts one occurrence of `hash`. No-op before [`ensure`](Self::ensure).
     pub(super) fn increment(&mut self, hash: u64) {
-        if self.words.is_empty() {
+        if self.blocks.is_empty() {
             return;
         }
-        let cells: [(usize, u32); 4] = std::array::from_fn(|row| self.cell(hash, row));
-        let min = cells.iter().map(|&c| self.counter(c)).min().unwrap_or(0);
+        let (block, cells) = self.cells(hash);
+        let words = &mut self.blocks[block].0;
+        let min = cells
+            .iter()
+            .map(|&c| Self::counter(words, c))
+            .min()
+            .unwrap_or(0);
         if min == Self::MAX {
             return;
         }
         for c in cells {
-            if self.counter(c) == min {
-                self.words[c.0] += 1 << c.1;
+            if Self::counter(words, c) == min {
+                words[c.0] += 1 << c.1;
             }
         }
         self.additions += 1;
@@ -84,7 +103,7 @@ impl FrequencySketch {
 
     /// Halves every counter (the reset that lets old popularity fade).
     fn halve(&mut self) {
-        for w in &mut self.words {
+        for w in self.blocks.iter_mut().flat_map(|b| b.0.iter_mut()) {
             *w = (*w >> 1) & Self::HALF_MASK;
         }
         self.additions /= 2;
@@ -92,11 +111,14 @@ impl FrequencySketch {
 
     /// The estimated recent count of `hash` (0 to [`MAX`](Self::MAX)).
     pub(super) fn frequency(&self, hash: u64) -> u8 {
-        if self.words.is_empty() {
+        if self.blocks.is_empty() {
             return 0;
         }
-        (0..4)
-            .map(|row| self.counter(self.cell(hash, row)))
+        let (block, cells) = self.cells(hash);
+        let words = &self.blocks[block].0;
+        cells
+            .iter()
+            .map(|&c| Self::counter(words, c))
             .min()
             .unwrap_or(0)
     }

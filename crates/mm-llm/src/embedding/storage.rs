@@ -271,6 +271,22 @@ impl SlotStore {
         self.block(slot).slice(slot.offset)
     }
 
+    /// Starts loading the first values of `slot` into the cache: a hit's caller reads the
+    /// vector right after, and the load from memory then overlaps the policy's bookkeeping.
+    pub(super) fn prefetch(&self, slot: SlotRef) {
+        let block = self.block(slot);
+        let first = &block.data[slot.offset as usize * block.dims];
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        // SAFETY: a prefetch is a hint without architectural effect (it cannot fault), and
+        // `first` is a live element of the block anyway.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(UnsafeCell::raw_get(first).cast());
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = first;
+    }
+
     /// A pinned handle on `slot` (an entry refers to it, under the shard lock).
     pub(super) fn handle(&self, slot: SlotRef) -> Embedding {
         let block = self.block(slot);
