@@ -2,7 +2,8 @@
 # Runs mm-tokenizer against llama.cpp's own tokenizer test vectors: fetches the
 # llama-cpp-python 0.3.36 source archive from PyPI into target/ with pip, unpacks the
 # vocabularies and test vectors, and runs the
-# tests with MM_TOKENIZER_VOCABS set. Fails if the vectors are missing.
+# tests with MM_TOKENIZER_VOCABS set. Fails if the vectors are missing. Also checks the
+# chat templates of the same archive against Python jinja2 (mm-llm, feature chat-template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${CARGO_TARGET_DIR:-$PWD/target}/llama-cpp-sdist"
@@ -35,3 +36,16 @@ OUT="${CARGO_TARGET_DIR:-$PWD/target}/gemma3-sentencepiece-ids.json"
 diff -u "$FIX/sentencepiece_ids.json" "$OUT" || { echo "tokenizer-reference: regenerated sentencepiece ids differ from the committed ones" >&2; exit 1; }
 export MM_GGUF_TEST_MODEL
 cargo test --release --locked -p mm-tokenizer --test gemma3 -- --nocapture
+
+# Chat templates: llama.cpp's 70 real templates rendered by Python's jinja2 in Hugging Face's
+# environment on the committed conversations; regenerate, compare with the committed
+# renderings, then check minijinja's renderings against them (and the exact template fit
+# on Gemma 3).
+"$PY" -c 'import jinja2' 2>/dev/null ||
+    "$PY" -m pip install --quiet --disable-pip-version-check 'jinja2==3.1.*' >&2
+CT=crates/mm-llm/tests/fixtures/chat_templates
+CT_OUT="${CARGO_TARGET_DIR:-$PWD/target}/jinja2_renderings.json"
+"$PY" crates/mm-llm/scripts/chat_template_reference.py "$MODELS/templates" "$CT/conversations.json" "$CT_OUT"
+diff -u "$CT/jinja2_renderings.json" "$CT_OUT" || { echo "tokenizer-reference: regenerated jinja2 renderings differ from the committed ones" >&2; exit 1; }
+cargo test --release --locked -p mm-llm --features chat-template,gguf-tokens \
+    --test chat_templates --test template_fit -- --nocapture

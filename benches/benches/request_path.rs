@@ -167,5 +167,38 @@ fn body_bytes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, arena, sse, body_bytes);
+/// The registry's `get` on the real model (`MM_GGUF_TEST_MODEL`; skipped without it): a
+/// first get (map from the warm cache + parse, then unload) against a loaded one (a hit).
+fn registry(c: &mut Criterion) {
+    let Some(path) = std::env::var_os("MM_GGUF_TEST_MODEL") else {
+        eprintln!("request/registry_get skipped: MM_GGUF_TEST_MODEL is not set");
+        return;
+    };
+    let registry = mm_gguf::ModelRegistry::default();
+    // SAFETY: the test model is never modified while the bench runs.
+    unsafe { registry.register("m", &path) };
+    let mut group = c.benchmark_group("request/registry_get");
+    group.bench_function("first_get_map_and_parse", |b| {
+        b.iter(|| {
+            let model = registry.get("m").unwrap();
+            let n = model.gguf().n_tensors();
+            drop(model);
+            registry.unload("m");
+            black_box(n)
+        })
+    });
+    drop(registry.get("m").unwrap());
+    group.bench_function("loaded_get", |b| {
+        b.iter(|| black_box(registry.get("m").unwrap().gguf().n_tensors()))
+    });
+    group.bench_function("loaded_get_async", |b| {
+        b.iter(|| {
+            let model = futures::executor::block_on(registry.get_async("m")).unwrap();
+            black_box(model.gguf().n_tensors())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, arena, sse, body_bytes, registry);
 criterion_main!(benches);

@@ -171,6 +171,8 @@ fn pooled_request_arenas_are_send_charged_reported_and_warm() {
     let s = a.alloc_str("a prompt").unwrap().len();
     assert_eq!(s, 8);
     assert_eq!(a.arena().alloc(7u64).map(|v| *v), Ok(7));
+    assert_eq!(a.guard().stats().resets, 0, "a new arena");
+    assert!(format!("{a:?}").starts_with("ManagedArena"));
     a.reset();
     let held = a.stats().retained_bytes;
     assert!(held > 0);

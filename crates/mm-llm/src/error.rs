@@ -99,6 +99,15 @@ pub enum LlmError {
     /// Building a pool failed.
     #[error("pool setup failed: {0}")]
     Pool(#[from] mm_pool::PoolError),
+    /// A chat template failed to compile or render (feature `chat-template`). The template
+    /// itself may have raised it (`raise_exception`, e.g. "roles must alternate"), or it uses
+    /// Jinja that the renderer does not support; the message says which and where.
+    #[cfg(feature = "chat-template")]
+    #[error("chat template: {0}")]
+    Template(#[source] Box<minijinja::Error>),
+    /// The model file has no `tokenizer.chat_template` to render with.
+    #[error("the model has no tokenizer.chat_template; pass the template text instead")]
+    NoChatTemplate,
     /// Reading or writing a stream failed (the `mm sse` dump).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

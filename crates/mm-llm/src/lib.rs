@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "chat-template")]
+mod chat_template;
 mod conversation;
 mod embedding;
 mod error;
@@ -14,9 +16,13 @@ mod sync;
 mod tokens;
 mod windows;
 
+#[cfg(all(feature = "chat-template", feature = "gguf-tokens"))]
+pub use chat_template::TemplateTokens;
+#[cfg(feature = "chat-template")]
+pub use chat_template::{ChatTemplate, GenerationPrompt, RenderOptions};
 pub use conversation::{
     ABORTED_RESULT, AssembleReport, Compactor, Conversation, ConversationSetup, ConversationStats,
-    DroppedMessages, FitPolicy, FitReport, MessageView, ResultOutcome, Role,
+    DroppedMessages, FitPolicy, FitReport, MessageView, PromptMeasure, ResultOutcome, Role,
 };
 pub use embedding::{
     Clock, ENTRY_OVERHEAD, Embedding, EmbeddingCache, EmbeddingCacheConfig, EmbeddingKey,

@@ -1,5 +1,6 @@
 //! The async request path end to end, on a multi-thread tokio runtime: 10,000 requests,
-//! each through a pooled arena guard, a conversation fit, the SSE stream adapter over a
+//! each admitted by the budget (`reserve_before`), with a loaded model from the registry
+//! (`get_async`), through a pooled arena guard, a conversation fit, the SSE stream adapter over a
 //! byte stream that suspends before every chunk, and a pooled buffer frozen into `Bytes`,
 //! counted per request with `mm_track::count_future` across the workers that poll it.
 //!
@@ -55,6 +56,7 @@ type Idle = EventStream<futures::stream::Empty<Result<Bytes, Infallible>>>;
 /// adapter it reuses for every upstream response.
 struct Lane {
     manager: MemoryManager,
+    models: mm_gguf::ModelRegistry,
     conversation: Conversation<ByteEstimate>,
     users: Vec<String>,
     body: Vec<Bytes>,
@@ -71,7 +73,12 @@ struct Outcome {
 }
 
 impl Lane {
-    fn new(manager: &MemoryManager, setup: &Arc<ConversationSetup>, seed: usize) -> Self {
+    fn new(
+        manager: &MemoryManager,
+        models: &mm_gguf::ModelRegistry,
+        setup: &Arc<ConversationSetup>,
+        seed: usize,
+    ) -> Self {
         let mut conversation = Conversation::new(Arc::clone(setup), ByteEstimate::default());
         conversation.set_model("gpt-4o").expect("model");
         conversation.set_system("You are a helpful assistant. Answer briefly.");
@@ -92,6 +99,7 @@ impl Lane {
         let body = sse.chunks(331).map(Bytes::copy_from_slice).collect();
         Lane {
             manager: manager.clone(),
+            models: models.clone(),
             conversation,
             users,
             body,
@@ -101,6 +109,15 @@ impl Lane {
 
     /// One request: everything it holds across its awaits is `Send`.
     async fn request(&mut self, i: usize) -> Outcome {
+        // Admission by memory (fits at once here; the deadline never fires).
+        let admitted = self
+            .manager
+            .budget()
+            .reserve_before(64 << 10, std::future::pending::<()>())
+            .await
+            .expect("admitted");
+        let model = self.models.get_async("m").await.expect("model");
+        assert_eq!(model.gguf().n_tensors(), 1);
         let arena = self.manager.request_arena().expect("arena");
         let user = arena.alloc_str(&self.users[i % USER_TEXTS]).expect("alloc");
         self.conversation.push_user(user).expect("push");
@@ -126,6 +143,7 @@ impl Lane {
         let (body, to_bytes) = mm_track::count(|| reply.into_bytes());
         let body_len = body.len();
         drop(body); // sent: the buffer goes back to the pool
+        drop(admitted);
         Outcome {
             events: n,
             body_len,
@@ -159,6 +177,15 @@ fn ten_thousand_requests_make_no_allocation_in_our_parts_after_warm_up() {
         ConversationSetup::from_manager(&manager, windows, FitPolicy::default()).expect("setup"),
     );
     fill_pools(&manager);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("m.gguf");
+    let mut w = mm_gguf::GgufWriter::new();
+    w.add_tensor("w", mm_gguf::types::GgmlType::F32, &[16], &[0u8; 64])
+        .expect("tensor");
+    w.write_file(&path).expect("write");
+    let models = mm_gguf::ModelRegistry::from_manager(&manager, mm_gguf::RegistryConfig::new());
+    // SAFETY: the file is written once and never modified.
+    unsafe { models.register("m", &path) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -166,7 +193,7 @@ fn ten_thousand_requests_make_no_allocation_in_our_parts_after_warm_up() {
     let per_lane: Vec<(u64, Vec<Outcome>, Vec<ScopeStats>)> = rt.block_on(async {
         let tasks: Vec<_> = (0..LANES)
             .map(|seed| {
-                let mut lane = Lane::new(&manager, &setup, seed);
+                let mut lane = Lane::new(&manager, &models, &setup, seed);
                 tokio::spawn(async move {
                     let mut dropped = 0u64;
                     for i in 0..WARM_UP {

@@ -43,6 +43,22 @@ pub struct FitReport {
     pub orphans_dropped: u32,
 }
 
+/// Counts the tokens of a conversation's whole prompt as the model will see it, for
+/// [`Conversation::fit_measured`]. Must be deterministic for a given conversation.
+pub trait PromptMeasure<C: TokenCounter> {
+    /// Tokens of `conversation`'s prompt.
+    ///
+    /// # Errors
+    /// Whatever keeps it from measuring (a template that fails to render).
+    fn measure(&mut self, conversation: &Conversation<C>) -> Result<u64, LlmError>;
+}
+
+impl<C: TokenCounter, F: FnMut(&Conversation<C>) -> Result<u64, LlmError>> PromptMeasure<C> for F {
+    fn measure(&mut self, conversation: &Conversation<C>) -> Result<u64, LlmError> {
+        self(conversation)
+    }
+}
+
 /// The messages a fit is about to drop, oldest first, as handed to a [`Compactor`].
 #[derive(Debug, Clone)]
 pub struct DroppedMessages<'a> {
@@ -89,9 +105,80 @@ impl<C: TokenCounter> Conversation<C> {
     /// # Errors
     /// As [`Conversation::fit_with`].
     pub fn fit(&mut self) -> Result<FitReport, LlmError> {
-        let report = self.fit_inner(None);
+        let report = self.fit_inner(None, 0);
         self.account();
         report
+    }
+
+    /// Fits the history so that the prompt, as `measure` counts it, fits the window: the
+    /// model's own chat template rendered and tokenized
+    /// (`TemplateTokens`, features `chat-template` and
+    /// `gguf-tokens`) counts exactly the tokens the model will see, framing included.
+    ///
+    /// The cached per-item estimate still chooses what to drop, as in [`Conversation::fit`];
+    /// the measure corrects it: the prompt is measured, the difference from the estimate
+    /// moves the bounds, the fit runs, and the prompt is measured again, cutting more while
+    /// it is above the limit (dropping items changes the framing too). The report's
+    /// `tokens_before` and `tokens_after` are measured counts. Cost: two or more renders and
+    /// tokenizations of the whole prompt.
+    ///
+    /// # Errors
+    /// As [`Conversation::fit`], plus whatever `measure` returns;
+    /// [`LlmError::ContextOverflow`] when the kept parts measure above the limit.
+    pub fn fit_measured<M: PromptMeasure<C> + ?Sized>(
+        &mut self,
+        measure: &mut M,
+    ) -> Result<FitReport, LlmError> {
+        let report = self.fit_measured_inner(measure);
+        self.account();
+        report
+    }
+
+    fn fit_measured_inner<M: PromptMeasure<C> + ?Sized>(
+        &mut self,
+        measure: &mut M,
+    ) -> Result<FitReport, LlmError> {
+        /// Rounds of re-measuring; each drops more, so a few always suffice in practice.
+        const ROUNDS: usize = 8;
+        let shift_now = |conv: &Self, measured: u64| {
+            i64::try_from(measured).unwrap_or(i64::MAX) - conv.tokens() as i64
+        };
+        let first = measure.measure(self)?;
+        let mut report = self.fit_inner(None, shift_now(self, first))?;
+        self.start_at_a_user_turn(&mut report);
+        report.tokens_before = first;
+        for round in 0..ROUNDS {
+            // Nothing dropped yet: the prompt is still what was measured.
+            let now = if round == 0 && report.dropped_items == 0 {
+                first
+            } else {
+                measure.measure(self)?
+            };
+            report.tokens_after = now;
+            report.above_target = now > report.target;
+            if now <= report.limit {
+                return Ok(report);
+            }
+            let mut more = self.fit_inner(None, shift_now(self, now))?;
+            self.start_at_a_user_turn(&mut more);
+            report.triggered |= more.triggered;
+            report.dropped_items += more.dropped_items;
+            report.dropped_pairs += more.dropped_pairs;
+            report.dropped_tokens += more.dropped_tokens;
+            report.synthetic_results = more.synthetic_results;
+            report.orphans_dropped += more.orphans_dropped;
+            if more.dropped_items == 0 {
+                break;
+            }
+        }
+        let model = self
+            .model
+            .map_or_else(String::new, |(m, _)| self.setup.names.resolve(m).to_owned());
+        Err(LlmError::ContextOverflow {
+            model,
+            needed: report.tokens_after,
+            available: report.limit,
+        })
     }
 
     /// Fits the history into the model's window.
@@ -111,32 +198,42 @@ impl<C: TokenCounter> Conversation<C> {
     /// conversation is untouched, except when a compactor's new summary is what overflows:
     /// then the compacted items are already gone.
     pub fn fit_with(&mut self, compactor: &mut dyn Compactor) -> Result<FitReport, LlmError> {
-        let report = self.fit_inner(Some(compactor));
+        let report = self.fit_inner(Some(compactor), 0);
         self.account();
         report
     }
 
-    fn fit_inner(&mut self, compactor: Option<&mut dyn Compactor>) -> Result<FitReport, LlmError> {
+    /// The fit. `shift` is what the prompt measures beyond the cached estimate (see
+    /// [`Conversation::fit_measured`]; 0 otherwise): the bounds are moved into estimate
+    /// terms by it, and the report gives tokens in measured terms.
+    fn fit_inner(
+        &mut self,
+        compactor: Option<&mut dyn Compactor>,
+        shift: i64,
+    ) -> Result<FitReport, LlmError> {
         let (model, window) = self.model.ok_or(LlmError::NoModel)?;
+        let bounds = self.setup.policy.bounds(window);
         let Bounds {
             window,
             limit,
             trigger,
             target,
-        } = self.setup.policy.bounds(window);
+        } = bounds;
+        let est = bounds.in_estimate_terms(shift);
+        let measured = |tokens: u64| tokens.saturating_add_signed(shift);
         let before = self.tokens();
         let mut report = FitReport {
             window,
             limit,
             trigger,
             target,
-            tokens_before: before,
-            tokens_after: before,
+            tokens_before: measured(before),
+            tokens_after: measured(before),
             synthetic_results: self.ledger.unanswered(),
             orphans_dropped: std::mem::take(&mut self.orphans_since_fit),
             ..FitReport::default()
         };
-        if before <= trigger {
+        if before <= est.trigger {
             return Ok(report);
         }
         report.triggered = true;
@@ -149,32 +246,32 @@ impl<C: TokenCounter> Conversation<C> {
             .map(|(_, it)| u64::from(it.tokens))
             .sum();
         let needed = self.ledger.fixed() + pinned;
-        if needed > limit {
+        if needed > est.limit {
             self.orphans_since_fit = report.orphans_dropped;
-            return Err(self.overflow(model, needed, limit));
+            return Err(self.overflow(model, measured(needed), limit));
         }
         let mark = if compactor.is_some() {
             State::Dropping
         } else {
             State::Dead
         };
-        self.select_drops(target, pins, mark, &mut report);
+        self.select_drops(est.target, pins, mark, &mut report);
         if let Some(compactor) = compactor
             && report.dropped_items > 0
         {
             self.compact(compactor);
             report.compacted = true;
             let needed = self.ledger.fixed() + pinned;
-            if needed > limit {
+            if needed > est.limit {
                 self.reclaim();
-                return Err(self.overflow(model, needed, limit));
+                return Err(self.overflow(model, measured(needed), limit));
             }
-            if self.tokens() > limit {
-                self.select_drops(limit, pins, State::Dead, &mut report);
+            if self.tokens() > est.limit {
+                self.select_drops(est.limit, pins, State::Dead, &mut report);
             }
         }
         self.reclaim();
-        report.tokens_after = self.tokens();
+        report.tokens_after = measured(self.tokens());
         report.above_target = report.tokens_after > target;
         report.synthetic_results = self.ledger.unanswered();
         self.stats.dropped += u64::from(report.dropped_items);
@@ -202,6 +299,35 @@ impl<C: TokenCounter> Conversation<C> {
         {
             it.state = State::Dead;
         }
+    }
+
+    /// After a fit that dropped items, drops the live items before the first live user
+    /// message (an assistant answer or tool calls whose question went), so the history
+    /// starts with a user turn as chat templates that check alternation require.
+    fn start_at_a_user_turn(&mut self, report: &mut FitReport) {
+        if report.dropped_items == 0 {
+            return;
+        }
+        let Some((first_user, _)) = self.store.live().find(|(_, it)| it.role == Role::User) else {
+            return;
+        };
+        let before = report.dropped_items;
+        for i in 0..first_user {
+            let it = self.store.items()[i];
+            if !it.is_live() {
+                continue;
+            }
+            self.drop_one(i, State::Dead, report);
+            if let Some(seq) = it.partner {
+                let j = self.store.index_of(seq);
+                if self.store.items()[j].is_live() {
+                    self.drop_one(j, State::Dead, report);
+                    report.dropped_pairs += 1;
+                }
+            }
+        }
+        self.stats.dropped += u64::from(report.dropped_items - before);
+        self.reclaim();
     }
 
     fn overflow(&self, model: Symbol, needed: u64, available: u64) -> LlmError {

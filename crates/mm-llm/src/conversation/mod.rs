@@ -24,10 +24,13 @@ mod setup;
 mod store;
 
 pub use assemble::AssembleReport;
-pub use fit::{Compactor, DroppedMessages, FitReport};
+pub use fit::{Compactor, DroppedMessages, FitReport, PromptMeasure};
 pub use policy::FitPolicy;
 pub use setup::ConversationSetup;
 pub use store::MessageView;
+
+#[cfg(feature = "chat-template")]
+pub(crate) use prompt::Part;
 
 use ledger::Ledger;
 use store::Store;

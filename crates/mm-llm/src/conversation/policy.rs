@@ -150,6 +150,20 @@ impl FitPolicy {
     }
 }
 
+impl Bounds {
+    /// The bounds as a cached estimate must meet them when the prompt measures `shift`
+    /// tokens more than the estimate (fewer when negative).
+    pub(super) fn in_estimate_terms(self, shift: i64) -> Bounds {
+        let at = |b: u64| b.saturating_add_signed(shift.saturating_neg());
+        Bounds {
+            window: self.window,
+            limit: at(self.limit),
+            trigger: at(self.trigger),
+            target: at(self.target),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use super::{ABORTED_RESULT, Conversation, Role};
 
 /// One message of the prompt, in the order it is sent.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Part<'a> {
+pub(crate) enum Part<'a> {
     /// The system prompt, then the summary (each only when not empty).
     System(&'a str),
     /// A user or assistant text message.
@@ -27,7 +27,7 @@ pub(super) enum Part<'a> {
 
 /// A group of consecutive live tool calls.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct CallGroup<'a> {
+pub(crate) struct CallGroup<'a> {
     store: &'a Store,
     names: &'a Interner,
     start: usize,
@@ -36,10 +36,10 @@ pub(super) struct CallGroup<'a> {
 
 /// One call of a [`CallGroup`].
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Call<'a> {
-    pub(super) id: &'a str,
-    pub(super) tool: &'a str,
-    pub(super) arguments: &'a str,
+pub(crate) struct Call<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) tool: &'a str,
+    pub(crate) arguments: &'a str,
 }
 
 impl<'a> CallGroup<'a> {
@@ -51,7 +51,7 @@ impl<'a> CallGroup<'a> {
     }
 
     /// The calls, oldest first.
-    pub(super) fn calls(&self) -> impl Iterator<Item = Call<'a>> + 'a {
+    pub(crate) fn calls(&self) -> impl Iterator<Item = Call<'a>> + 'a {
         let (store, names) = (self.store, self.names);
         self.items().map(move |c| Call {
             id: store.span(c.call_id),
@@ -65,7 +65,7 @@ impl<C: TokenCounter> Conversation<C> {
     /// Calls `f` with each message of the prompt, in order: system prompt and summary, then
     /// the live history, each group of parallel tool calls followed by its results (a
     /// synthetic [`ABORTED_RESULT`] for a call without one).
-    pub(super) fn for_each_part<'a>(&'a self, mut f: impl FnMut(Part<'a>)) {
+    pub(crate) fn for_each_part<'a>(&'a self, mut f: impl FnMut(Part<'a>)) {
         for text in [&self.system, &self.summary] {
             if !text.is_empty() {
                 f(Part::System(text));

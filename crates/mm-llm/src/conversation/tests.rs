@@ -105,3 +105,63 @@ fn a_fit_drops_a_call_with_its_result() {
     assert!(report.triggered && report.dropped_pairs == 1);
     assert!(conv.messages().all(|m| m.role == Role::User));
 }
+
+/// A measure that sees framing the estimate does not: 7 tokens per message plus 20.
+fn framed(conv: &Conversation) -> Result<u64, LlmError> {
+    Ok(conv.tokens() + 7 * conv.len() as u64 + 20)
+}
+
+#[test]
+fn a_measured_fit_keeps_the_measured_prompt_under_the_limit() {
+    let mut conv = conversation();
+    conv.set_model("m").unwrap();
+    let mut measure = framed;
+    let mut cut = 0;
+    for turn in 0..200 {
+        conv.push_user(&format!("question {turn} {}", "q".repeat(40)))
+            .unwrap();
+        conv.push_assistant(&"a".repeat(30)).unwrap();
+        let report = conv.fit_measured(&mut measure).unwrap();
+        conv.check_invariants();
+        assert_eq!(report.tokens_after, framed(&conv).unwrap());
+        assert!(report.tokens_after <= report.limit, "{report:?}");
+        if report.triggered {
+            cut += 1;
+            assert!(report.dropped_items > 0);
+            assert!(report.tokens_before > report.trigger);
+        }
+    }
+    assert!(cut > 0, "the history outgrew the window");
+    // The plain fit, blind to the framing, leaves the measured prompt above the limit
+    // at some point; the measured one never did.
+    let mut plain = conversation();
+    plain.set_model("m").unwrap();
+    let mut over = false;
+    for turn in 0..200 {
+        plain
+            .push_user(&format!("question {turn} {}", "q".repeat(40)))
+            .unwrap();
+        plain.push_assistant(&"a".repeat(30)).unwrap();
+        let r = plain.fit().unwrap();
+        over |= framed(&plain).unwrap() > r.limit;
+    }
+    assert!(over);
+}
+
+#[test]
+fn a_measured_fit_reports_overflow_of_the_kept_parts() {
+    let mut conv = conversation();
+    conv.set_model("m").unwrap();
+    conv.push_user("hello").unwrap();
+    let mut huge = |_: &Conversation| Ok::<u64, LlmError>(10_000);
+    let err = conv.fit_measured(&mut huge).unwrap_err();
+    assert!(matches!(err, LlmError::ContextOverflow { .. }), "{err}");
+    conv.check_invariants();
+    // A measure that fails passes its error through, the conversation untouched.
+    let mut failing = |_: &Conversation| Err::<u64, LlmError>(LlmError::NoModel);
+    assert!(matches!(
+        conv.fit_measured(&mut failing),
+        Err(LlmError::NoModel)
+    ));
+    assert_eq!(conv.len(), 1);
+}

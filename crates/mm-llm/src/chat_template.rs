@@ -1,0 +1,840 @@
+//! A model's own chat template (feature `chat-template`): the Jinja text a GGUF carries as
+//! `tokenizer.chat_template`, rendered with [`minijinja`] in the environment Hugging Face's
+//! `apply_chat_template` sets up for Python's `jinja2`.
+//!
+//! That environment: `trim_blocks` and `lstrip_blocks` on, the loop controls (`break`,
+//! `continue`), Python's string and dict methods (`.strip()`, `.split()`, `.items()`,
+//! `.get()`, ... from `minijinja-contrib`'s `pycompat`), and the globals and filters the
+//! templates call: `raise_exception(msg)`, `strftime_now(fmt)`, a `tojson` that writes what
+//! Python's `json.dumps` writes (`", "` and `": "` separators, `indent`, `sort_keys`,
+//! `ensure_ascii`), `bos_token`, `eos_token`, `add_generation_prompt` and `messages`
+//! (`role`, `content`; tool calls as `tool_calls` with `function.name` and
+//! `function.arguments`; tool results with `tool_call_id`). `tools` is never defined.
+//! Values print as Python prints them (`None`, `True`, `['a', 'b']`).
+//!
+//! Rendering is bounded: a template gets a fixed amount of "fuel" (instructions), so a
+//! hostile template from a model file fails with an error instead of running forever.
+//! Which real templates render exactly as `jinja2` does, and which do not and why, is in
+//! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
+
+use std::fmt::Write as _;
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State};
+
+use crate::LlmError;
+use crate::conversation::{Conversation, Part};
+use crate::tokens::TokenCounter;
+
+/// Instructions one render may run (a few hundred thousand are plenty for a long chat).
+const FUEL: u64 = 10_000_000;
+
+/// Whether the render ends with the opening of the model's turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GenerationPrompt {
+    /// `add_generation_prompt = true`: the prompt ends where the model starts writing (what
+    /// a request sends).
+    #[default]
+    Add,
+    /// `add_generation_prompt = false`: the conversation as it stands.
+    Omit,
+}
+
+/// What a render passes besides the messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RenderOptions {
+    generation_prompt: GenerationPrompt,
+    fixed_time: Option<i64>,
+}
+
+impl RenderOptions {
+    /// The defaults (the same as [`Default`]): a generation prompt, the clock's time for
+    /// `strftime_now`.
+    pub const fn new() -> Self {
+        Self {
+            generation_prompt: GenerationPrompt::Add,
+            fixed_time: None,
+        }
+    }
+
+    /// Whether to end with the model's turn opening (default [`GenerationPrompt::Add`]).
+    #[must_use]
+    pub const fn with_generation_prompt(mut self, prompt: GenerationPrompt) -> Self {
+        self.generation_prompt = prompt;
+        self
+    }
+
+    /// The `generation_prompt` setting.
+    pub const fn generation_prompt(&self) -> GenerationPrompt {
+        self.generation_prompt
+    }
+
+    /// Makes `strftime_now` format this instant (seconds since the Unix epoch, UTC) instead
+    /// of the local time now (default `None`: now). For reproducible renders.
+    #[must_use]
+    pub const fn with_fixed_time(mut self, unix_seconds: Option<i64>) -> Self {
+        self.fixed_time = unix_seconds;
+        self
+    }
+
+    /// The `fixed_time` setting.
+    pub const fn fixed_time(&self) -> Option<i64> {
+        self.fixed_time
+    }
+}
+
+/// A compiled chat template.
+///
+/// ```
+/// use mm_llm::{ChatTemplate, RenderOptions};
+///
+/// let t = ChatTemplate::new(
+///     "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}\n{% endfor %}\
+///      {% if add_generation_prompt %}<assistant>{% endif %}",
+///     "<s>",
+///     "</s>",
+/// )?;
+/// let messages = serde_json::json!([{"role": "user", "content": " Hi! "}]);
+/// assert_eq!(t.render_serialized(&messages, &RenderOptions::new())?, "<s><user>Hi!\n<assistant>");
+/// # Ok::<(), mm_llm::LlmError>(())
+/// ```
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+impl ChatTemplate {
+    /// Compiles `source` with `bos_token` and `eos_token` as the template sees them.
+    ///
+    /// # Errors
+    /// [`LlmError::Template`] when the text is not a template this renderer can parse.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, LlmError> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_fuel(Some(FUEL));
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_formatter(|out, _state, value| {
+            out.write_str(&python_str(value))?;
+            Ok(())
+        });
+        env.add_function("raise_exception", raise_exception);
+        env.add_filter("tojson", tojson);
+        env.add_filter("length", python_len);
+        env.add_filter("count", python_len);
+        env.add_test("iterable", python_iterable);
+        env.add_filter("indent", jinja2_indent);
+        env.add_template_owned("chat", rewrite_generation_tags(source))
+            .map_err(template_error)?;
+        Ok(Self {
+            env,
+            bos: bos_token.to_owned(),
+            eos: eos_token.to_owned(),
+        })
+    }
+
+    /// Renders `messages` (anything serialising to a list of `{role, content, ...}` maps,
+    /// e.g. a `serde_json::Value`).
+    ///
+    /// # Errors
+    /// [`LlmError::Template`] when rendering fails (the template raised an exception, used
+    /// an unsupported construct, or ran out of fuel).
+    pub fn render_serialized<M: serde::Serialize>(
+        &self,
+        messages: &M,
+        options: &RenderOptions,
+    ) -> Result<String, LlmError> {
+        self.render_value(Value::from_serialize(messages), options)
+    }
+
+    /// Renders `conversation`'s prompt, in the order [`Conversation::assemble`] sends it:
+    /// system prompt and summary as `system` messages, user and assistant messages, each
+    /// group of parallel tool calls as one assistant message with `tool_calls` (arguments
+    /// parsed from their JSON when they are valid JSON, else the text), each followed by its
+    /// `tool` result (or the synthetic [`ABORTED_RESULT`](crate::ABORTED_RESULT)).
+    ///
+    /// # Errors
+    /// As [`ChatTemplate::render_serialized`].
+    pub fn render<C: TokenCounter>(
+        &self,
+        conversation: &Conversation<C>,
+        options: &RenderOptions,
+    ) -> Result<String, LlmError> {
+        self.render_value(conversation.template_messages(), options)
+    }
+
+    fn render_value(&self, messages: Value, options: &RenderOptions) -> Result<String, LlmError> {
+        let template = self.env.get_template("chat").map_err(template_error)?;
+        let fixed = options.fixed_time;
+        let strftime_now = Value::from_function(move |fmt: &str| strftime_now(fmt, fixed));
+        let ctx = minijinja::context! {
+            messages => messages,
+            bos_token => &self.bos,
+            eos_token => &self.eos,
+            add_generation_prompt => options.generation_prompt == GenerationPrompt::Add,
+            strftime_now => strftime_now,
+        };
+        template.render(ctx).map_err(template_error)
+    }
+}
+
+/// Hugging Face's `{% generation %}...{% endgeneration %}` (its assistant-mask tracker)
+/// renders its body unchanged; minijinja has no such tag, so each becomes an `if true`
+/// block with the same whitespace control.
+fn rewrite_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(at) = rest.find("{%") {
+        out.push_str(&rest[..at]);
+        let tag = &rest[at + 2..];
+        let (left, inner) = match tag.as_bytes().first() {
+            Some(b'-' | b'+') => (&tag[..1], &tag[1..]),
+            _ => ("", tag),
+        };
+        let word = inner.trim_start();
+        let replaced = [("endgeneration", "endif"), ("generation", "if true")]
+            .into_iter()
+            .find_map(|(name, with)| {
+                let after = word.strip_prefix(name)?;
+                let after = after.trim_start();
+                let (right, end) = match after.as_bytes().first() {
+                    Some(b'-' | b'+') => (&after[..1], &after[1..]),
+                    _ => ("", after),
+                };
+                let end = end.strip_prefix("%}")?;
+                Some((format!("{{%{left} {with} {right}%}}"), end))
+            });
+        match replaced {
+            Some((text, end)) => {
+                out.push_str(&text);
+                rest = end;
+            }
+            None => {
+                out.push_str("{%");
+                rest = tag;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The exact prompt tokens of a conversation for a local GGUF model (features
+/// `chat-template` and `gguf-tokens`): the model's chat template rendered, then tokenized
+/// by the model's own tokenizer with special tokens parsed (the template writes them as
+/// text), plus a BOS when the model adds one and the template did not write it. A
+/// [`PromptMeasure`](crate::PromptMeasure) for
+/// [`Conversation::fit_measured`](crate::Conversation::fit_measured).
+#[cfg(feature = "gguf-tokens")]
+#[derive(Debug)]
+pub struct TemplateTokens<'a> {
+    template: &'a ChatTemplate,
+    tokenizer: &'a mm_tokenizer::OwnedTokenizer,
+    options: RenderOptions,
+}
+
+#[cfg(feature = "gguf-tokens")]
+impl<'a> TemplateTokens<'a> {
+    /// Measures with `template` and `tokenizer`, rendering with `options`.
+    pub fn new(
+        template: &'a ChatTemplate,
+        tokenizer: &'a mm_tokenizer::OwnedTokenizer,
+        options: RenderOptions,
+    ) -> Self {
+        Self {
+            template,
+            tokenizer,
+            options,
+        }
+    }
+
+    /// Tokens of an already rendered prompt.
+    pub fn count_rendered(&self, text: &str) -> u64 {
+        let tok = self.tokenizer.tokenizer();
+        let opts = mm_tokenizer::EncodeOptions::new().with_parse_special(true);
+        let n = tok.count(text, opts) as u64;
+        let vocab = tok.vocab();
+        let bos_written = vocab
+            .special_ids()
+            .bos
+            .and_then(|id| tok.piece(id))
+            .is_some_and(|piece| !piece.is_empty() && text.as_bytes().starts_with(piece));
+        n + u64::from(vocab.add_bos() && !bos_written)
+    }
+}
+
+#[cfg(feature = "gguf-tokens")]
+impl<C: TokenCounter> crate::PromptMeasure<C> for TemplateTokens<'_> {
+    fn measure(&mut self, conversation: &Conversation<C>) -> Result<u64, LlmError> {
+        let text = self.template.render(conversation, &self.options)?;
+        Ok(self.count_rendered(&text))
+    }
+}
+
+#[cfg(feature = "gguf-tokens")]
+impl ChatTemplate {
+    /// The model's own template: `tokenizer.chat_template` from the tokenizer's GGUF file,
+    /// with its BOS and EOS pieces as `bos_token` and `eos_token`.
+    ///
+    /// # Errors
+    /// [`LlmError::NoChatTemplate`] when the file has none; as [`ChatTemplate::new`].
+    pub fn from_tokenizer(tokenizer: &mm_tokenizer::OwnedTokenizer) -> Result<Self, LlmError> {
+        let gguf = tokenizer.gguf().gguf();
+        let source = gguf
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .ok_or(LlmError::NoChatTemplate)?;
+        let tok = tokenizer.tokenizer();
+        let piece = |id: Option<mm_tokenizer::TokenId>| {
+            id.and_then(|id| tok.piece(id))
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default()
+        };
+        let ids = tok.vocab().special_ids();
+        Self::new(source, &piece(ids.bos), &piece(ids.eos))
+    }
+}
+
+fn template_error(e: Error) -> LlmError {
+    LlmError::Template(Box::new(e))
+}
+
+/// Python's `len`, with jinja2's `Undefined` counting as empty (`tools|length` when no
+/// tools are passed is 0, not an error).
+fn python_len(value: Value) -> Result<Value, Error> {
+    if value.is_undefined() {
+        return Ok(Value::from(0));
+    }
+    value.len().map(Value::from).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("object of type {} has no len()", value.kind()),
+        )
+    })
+}
+
+/// jinja2's `indent(width=4, first=False, blank=False)`, trailing newline kept the way
+/// jinja2 keeps it (minijinja's drops it).
+fn jinja2_indent(s: &str, width: Value, kwargs: Kwargs) -> Result<String, Error> {
+    let first: Option<bool> = kwargs.get("first")?;
+    let blank: Option<bool> = kwargs.get("blank")?;
+    kwargs.assert_all_used()?;
+    let indention = match width.as_str() {
+        Some(w) => w.to_owned(),
+        None => " ".repeat(usize::try_from(width).unwrap_or(4)),
+    };
+    // jinja2 appends a newline before splitting, so a trailing one survives.
+    let s = format!("{s}\n");
+    let lines = python_splitlines(&s);
+    let mut rv = String::new();
+    if blank.unwrap_or(false) {
+        rv = lines.join(&format!("\n{indention}"));
+    } else if let Some((head, rest)) = lines.split_first() {
+        rv.push_str(head);
+        if !rest.is_empty() {
+            rv.push('\n');
+            let rest: Vec<String> = rest
+                .iter()
+                .map(|l| {
+                    if l.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{indention}{l}")
+                    }
+                })
+                .collect();
+            rv.push_str(&rest.join("\n"));
+        }
+    }
+    if first.unwrap_or(false) {
+        rv.insert_str(0, &indention);
+    }
+    Ok(rv)
+}
+
+/// Python's `str.splitlines()`.
+fn python_splitlines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = match c {
+            '\r' => {
+                if let Some(&(_, '\n')) = chars.peek() {
+                    chars.next();
+                    i + 2
+                } else {
+                    i + 1
+                }
+            }
+            '\n' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}'
+            | '\u{2029}' => i + c.len_utf8(),
+            _ => continue,
+        };
+        out.push(&s[start..i]);
+        start = end;
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
+/// jinja2's `iterable` test: sequences, maps, strings and `Undefined`; not `None` or numbers.
+fn python_iterable(value: Value) -> bool {
+    matches!(
+        value.kind(),
+        ValueKind::Seq
+            | ValueKind::Map
+            | ValueKind::Iterable
+            | ValueKind::String
+            | ValueKind::Bytes
+            | ValueKind::Undefined
+    )
+}
+
+fn raise_exception(message: &str) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message.to_owned()))
+}
+
+fn strftime_now(format: &str, fixed: Option<i64>) -> Result<String, Error> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: unsupported format {format:?}"),
+        ));
+    }
+    let mut out = String::new();
+    let written = match fixed {
+        Some(secs) => {
+            let t = chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "strftime_now: time out of range",
+                )
+            })?;
+            write!(out, "{}", t.naive_utc().format(format))
+        }
+        None => write!(out, "{}", chrono::Local::now().format(format)),
+    };
+    written.map_err(|_| Error::new(ErrorKind::InvalidOperation, "strftime_now: format failed"))?;
+    Ok(out)
+}
+
+/// Python's `json.dumps` (what Hugging Face's `tojson` calls): `ensure_ascii`, `indent`,
+/// `separators`, `sort_keys`.
+fn tojson(_state: &State<'_, '_>, value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let indent: Option<Value> = kwargs.get("indent")?;
+    let separators: Option<Value> = kwargs.get("separators")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => match v.as_str() {
+            Some(s) => Some(s.to_owned()),
+            None => Some(" ".repeat(usize::try_from(v).unwrap_or(0))),
+        },
+    };
+    let (item_sep, key_sep) = match separators {
+        Some(v) if !v.is_none() => {
+            let a = v.get_item_by_index(0)?;
+            let b = v.get_item_by_index(1)?;
+            (
+                a.as_str().unwrap_or(",").to_owned(),
+                b.as_str().unwrap_or(":").to_owned(),
+            )
+        }
+        _ if indent.is_some() => (",".to_owned(), ": ".to_owned()),
+        _ => (", ".to_owned(), ": ".to_owned()),
+    };
+    let mut w = JsonDump {
+        out: String::new(),
+        ensure_ascii: ensure_ascii.unwrap_or(false),
+        indent,
+        item_sep,
+        key_sep,
+        sort_keys: sort_keys.unwrap_or(false),
+    };
+    w.value(&value, 0)?;
+    Ok(Value::from(w.out))
+}
+
+struct JsonDump {
+    out: String,
+    ensure_ascii: bool,
+    indent: Option<String>,
+    item_sep: String,
+    key_sep: String,
+    sort_keys: bool,
+}
+
+impl JsonDump {
+    fn newline(&mut self, level: usize) {
+        if let Some(ind) = &self.indent {
+            self.out.push('\n');
+            for _ in 0..level {
+                self.out.push_str(ind);
+            }
+        }
+    }
+
+    fn value(&mut self, v: &Value, level: usize) -> Result<(), Error> {
+        match v.kind() {
+            ValueKind::Undefined | ValueKind::None => self.out.push_str("null"),
+            ValueKind::Bool => self
+                .out
+                .push_str(if v.is_true() { "true" } else { "false" }),
+            ValueKind::Number => self.out.push_str(&python_number(v)),
+            ValueKind::String | ValueKind::Bytes => {
+                let s = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                self.string(&s);
+            }
+            ValueKind::Seq | ValueKind::Iterable => {
+                let items: Vec<Value> = v.try_iter()?.collect();
+                self.container('[', ']', items.len(), level, |w, i, level| {
+                    w.value(&items[i], level)
+                })?;
+            }
+            ValueKind::Map => {
+                let mut keys: Vec<Value> = v.try_iter()?.collect();
+                if self.sort_keys {
+                    keys.sort_by_key(|k| k.to_string());
+                }
+                self.container('{', '}', keys.len(), level, |w, i, level| {
+                    let k = &keys[i];
+                    w.string(&k.as_str().map_or_else(|| python_str(k), str::to_owned));
+                    let sep = w.key_sep.clone();
+                    w.out.push_str(&sep);
+                    w.value(&v.get_item(k)?, level)
+                })?;
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("tojson: cannot serialise a {}", v.kind()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn container(
+        &mut self,
+        open: char,
+        close: char,
+        n: usize,
+        level: usize,
+        mut each: impl FnMut(&mut Self, usize, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.out.push(open);
+        if n == 0 {
+            self.out.push(close);
+            return Ok(());
+        }
+        for i in 0..n {
+            if i > 0 {
+                let sep = self.item_sep.clone();
+                self.out.push_str(&sep);
+            }
+            self.newline(level + 1);
+            each(self, i, level + 1)?;
+        }
+        self.newline(level);
+        self.out.push(close);
+        Ok(())
+    }
+
+    fn string(&mut self, s: &str) {
+        self.out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => self.out.push_str("\\\""),
+                '\\' => self.out.push_str("\\\\"),
+                '\n' => self.out.push_str("\\n"),
+                '\r' => self.out.push_str("\\r"),
+                '\t' => self.out.push_str("\\t"),
+                '\u{8}' => self.out.push_str("\\b"),
+                '\u{c}' => self.out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
+                    let mut buf = [0u16; 2];
+                    for unit in c.encode_utf16(&mut buf) {
+                        let _ = write!(self.out, "\\u{unit:04x}");
+                    }
+                }
+                c => self.out.push(c),
+            }
+        }
+        self.out.push('"');
+    }
+}
+
+/// A number as Python's `repr` writes it (`1.0`, `1e+16`, `-3`).
+fn python_number(v: &Value) -> String {
+    if v.is_integer() {
+        return v.to_string();
+    }
+    let f = f64::try_from(v.clone()).unwrap_or(f64::NAN);
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        // Python switches to exponent notation outside [1e-4, 1e16).
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        return format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
+    }
+    format!("{f:?}")
+}
+
+/// A value as Python's `str()` prints it: `None`, `True`/`False`, lists and dicts in their
+/// `repr` (`['a', 1]`, `{'k': None}`).
+fn python_str(v: &Value) -> String {
+    match v.kind() {
+        ValueKind::Undefined => String::new(),
+        ValueKind::String => v.as_str().unwrap_or_default().to_owned(),
+        _ => {
+            let mut out = String::new();
+            python_repr(v, &mut out);
+            out
+        }
+    }
+}
+
+fn python_repr(v: &Value, out: &mut String) {
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
+        ValueKind::Number => out.push_str(&python_number(v)),
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or_default();
+            // Python quotes with ' unless the text has ' and no ".
+            let q = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
+            out.push(q);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == q => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                        let _ = write!(out, "\\x{:02x}", c as u32);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(q);
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            out.push('[');
+            if let Ok(items) = v.try_iter() {
+                for (i, item) in items.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    python_repr(&item, out);
+                }
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('{');
+            if let Ok(keys) = v.try_iter() {
+                for (i, k) in keys.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    python_repr(&k, out);
+                    out.push_str(": ");
+                    python_repr(&v.get_item(&k).unwrap_or_default(), out);
+                }
+            }
+            out.push('}');
+        }
+        _ => out.push_str(&v.to_string()),
+    }
+}
+
+impl<C: TokenCounter> Conversation<C> {
+    /// The prompt as the `messages` a chat template iterates.
+    fn template_messages(&self) -> Value {
+        let mut messages = Vec::new();
+        let msg = |role: &str, content: Value| {
+            Value::from_iter([("role", Value::from(role)), ("content", content)])
+        };
+        self.for_each_part(|part| match part {
+            Part::System(text) => messages.push(msg("system", Value::from(text))),
+            Part::Text { role, text } => messages.push(msg(role.as_str(), Value::from(text))),
+            Part::Calls(group) => {
+                let calls: Vec<Value> = group
+                    .calls()
+                    .map(|call| {
+                        let args = serde_json::from_str::<serde_json::Value>(call.arguments)
+                            .map_or_else(
+                                |_| Value::from(call.arguments),
+                                |j| Value::from_serialize(&j),
+                            );
+                        Value::from_iter([
+                            ("id", Value::from(call.id)),
+                            ("type", Value::from("function")),
+                            (
+                                "function",
+                                Value::from_iter([
+                                    ("name", Value::from(call.tool)),
+                                    ("arguments", args),
+                                ]),
+                            ),
+                        ])
+                    })
+                    .collect();
+                messages.push(Value::from_iter([
+                    ("role", Value::from("assistant")),
+                    ("content", Value::from(())),
+                    ("tool_calls", Value::from(calls)),
+                ]));
+            }
+            Part::Result {
+                call_id, content, ..
+            } => messages.push(Value::from_iter([
+                ("role", Value::from("tool")),
+                ("tool_call_id", Value::from(call_id)),
+                ("content", Value::from(content)),
+            ])),
+        });
+        Value::from(messages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(src: &str, messages: serde_json::Value) -> Result<String, LlmError> {
+        ChatTemplate::new(src, "<s>", "</s>")?.render_serialized(
+            &messages,
+            &RenderOptions::new().with_fixed_time(Some(1_721_952_000)),
+        )
+    }
+
+    #[test]
+    fn tojson_writes_what_json_dumps_writes() {
+        let m = serde_json::json!([{"a": [1, 2.5, "é\n"], "b": null, "c": true, "d": {}}]);
+        let nums = serde_json::json!([[1.0, -3, 1e16, 0.00001, 123456789012i64]]);
+        assert_eq!(
+            render("{{ messages[0] | tojson }}", nums).unwrap(),
+            "[1.0, -3, 1e+16, 1e-05, 123456789012]"
+        );
+        let out = render("{{ messages[0] | tojson }}", m.clone()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"a": [1, 2.5, "é\n"], "b": null, "c": true, "d": {}}"#
+        );
+        let out = render("{{ messages[0].a | tojson(indent=2) }}", m.clone()).unwrap();
+        assert_eq!(out, "[\n  1,\n  2.5,\n  \"é\\n\"\n]");
+        let out = render(
+            "{{ messages[0] | tojson(separators=(',', ':'), sort_keys=true, ensure_ascii=true) }}",
+            m,
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"a":[1,2.5,"\u00e9\n"],"b":null,"c":true,"d":{}}"#);
+    }
+
+    #[test]
+    fn values_print_as_python_prints_them() {
+        let m = serde_json::json!([{"role": "user", "content": null, "x": [1, "a'b", true]}]);
+        let out = render(
+            "{{ messages[0].content }}|{{ messages[0].x }}|{{ true }}",
+            m,
+        )
+        .unwrap();
+        assert_eq!(out, r#"None|[1, "a'b", True]|True"#);
+    }
+
+    #[test]
+    fn globals_and_python_methods() {
+        let m = serde_json::json!([{"role": "user", "content": "  Hi  "}]);
+        let out = render(
+            "{{ bos_token }}{{ messages[0].content.strip().upper() }}{{ strftime_now('%d %b %Y') }}{{ eos_token }}",
+            m.clone(),
+        )
+        .unwrap();
+        assert_eq!(out, "<s>HI26 Jul 2024</s>");
+        let err = render("{{ raise_exception('roles must alternate') }}", m.clone()).unwrap_err();
+        assert!(err.to_string().contains("roles must alternate"), "{err}");
+        let err = render("{{ strftime_now('%Q') }}", m.clone()).unwrap_err();
+        assert!(err.to_string().contains("unsupported format"), "{err}");
+        let loops =
+            "{% for i in range(5) %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}";
+        assert_eq!(render(loops, m).unwrap(), "012");
+    }
+
+    #[test]
+    fn trim_and_lstrip_blocks_as_hugging_face_sets_them() {
+        let src = "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}";
+        let m =
+            serde_json::json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]);
+        assert_eq!(render(src, m).unwrap(), "[a]\n[b]\n");
+    }
+
+    #[test]
+    fn indent_keeps_the_trailing_newline_as_jinja2_does() {
+        let m = serde_json::json!([]);
+        let out = render("[{{ '{\\n' | indent(4, first=true) }}][{{ 'a\\n\\nb' | indent(2) }}][{{ 'a\\n\\nb' | indent('>', blank=true) }}]", m).unwrap();
+        // What jinja2 3.1 prints for the same template.
+        assert_eq!(out, "[    {\n][a\n\n  b][a\n>\n>b]");
+        assert_eq!(
+            python_splitlines("a\r\nb\rc\u{2028}d\n"),
+            ["a", "b", "c", "d"]
+        );
+    }
+
+    #[test]
+    fn generation_blocks_render_their_body() {
+        let src = "{%- for m in messages %}{% generation -%}\n [{{ m.content }}]{%- endgeneration %}{% endfor %}";
+        let m = serde_json::json!([{"role": "user", "content": "a"}]);
+        assert_eq!(render(src, m).unwrap(), "[a]");
+        assert_eq!(
+            rewrite_generation_tags("{% if x %}{%generations%}"),
+            "{% if x %}{%generations%}"
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_typed_errors() {
+        assert!(matches!(
+            ChatTemplate::new("{% for %}", "", ""),
+            Err(LlmError::Template(_))
+        ));
+        // Runaway loops run out of fuel instead of hanging.
+        let err = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            serde_json::json!([]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, LlmError::Template(_)));
+    }
+}
