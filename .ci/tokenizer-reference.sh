@@ -35,7 +35,7 @@ OUT="${CARGO_TARGET_DIR:-$PWD/target}/gemma3-sentencepiece-ids.json"
 "$PY" crates/mm-tokenizer/scripts/gemma_reference.py "$MM_GGUF_TEST_MODEL" "$FIX/corpus.json" "$OUT"
 diff -u "$FIX/sentencepiece_ids.json" "$OUT" || { echo "tokenizer-reference: regenerated sentencepiece ids differ from the committed ones" >&2; exit 1; }
 export MM_GGUF_TEST_MODEL
-cargo test --release --locked -p mm-tokenizer --test gemma3 -- --nocapture
+cargo test --release --locked -p mm-tokenizer --test gemma3 --test alloc -- --nocapture
 
 # Chat templates: llama.cpp's 70 real templates rendered by Python's jinja2 in Hugging Face's
 # environment on the committed conversations; regenerate, compare with the committed

@@ -276,7 +276,10 @@ impl MemoryManager {
     ///
     /// The pool is the `request-arenas` component: its chunks (idle or on loan) are charged
     /// to the budget, it is trimmed under pressure and by [`trim`](Self::trim). A cold get
-    /// (no idle arena) allocates the initial chunk and syncs the charges.
+    /// (no idle arena) allocates the initial chunk and syncs the charges. It never refuses
+    /// for lack of budget (the chunks exist once made, so they are charged even past the
+    /// limit, like all held memory): admit requests by memory with
+    /// [`MemoryBudget::reserve_before`] first, as `docs/async.md` shows.
     ///
     /// # Errors
     /// [`MemoryError::Arena`] when a new arena's initial chunk cannot be allocated.
@@ -473,6 +476,7 @@ impl MemoryManager {
     /// end) and the mmap cache down to `mmap_fraction` of its budget. Returns the bytes freed
     /// (the arenas' share is freed later and not counted).
     pub fn trim(&self, mmap_fraction: f64) -> u64 {
+        let t0 = std::time::Instant::now();
         let mut freed = self.trim_pools();
         if let Some(part) = self.inner.arena_part.get() {
             freed += part.pool.trim();
@@ -482,6 +486,12 @@ impl MemoryManager {
             freed += cache.evict_to_fraction(mmap_fraction);
         }
         self.sync();
+        tracing::info!(
+            freed_bytes = freed,
+            mmap_fraction,
+            took_us = t0.elapsed().as_micros() as u64,
+            "trimmed idle memory"
+        );
         freed
     }
 
@@ -609,10 +619,12 @@ impl MemoryManager {
 
     fn on_event(&self, event: &PressureEvent) {
         if !event.is_rising() {
-            tracing::info!(level = %event.level, used = event.used, limit = event.limit, "memory pressure eased");
+            tracing::info!(level = %event.level, previous = %event.previous, used_bytes = event.used, limit_bytes = event.limit, "memory pressure eased");
             return;
         }
-        tracing::warn!(level = %event.level, used = event.used, limit = event.limit, "memory pressure rose");
+        tracing::warn!(level = %event.level, previous = %event.previous, used_bytes = event.used, limit_bytes = event.limit, "memory pressure rose");
+        // The handlers' own events (evictions, unloads, trims) nest under this span.
+        let _span = tracing::warn_span!("memory_pressure", level = %event.level).entered();
         // Copy the handlers out so none runs under the list's lock: a handler may register
         // or remove handlers, or free memory whose release delivers another event.
         let handlers: Vec<(String, Arc<HandlerFn>)> = lock(&self.inner.handlers)

@@ -27,12 +27,13 @@
 use std::path::Path;
 
 use memory_manager::{MemoryManager, Residency};
+use rmcp::Json;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock};
 use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::Fail;
 use crate::commands;
@@ -79,7 +80,7 @@ fn tool_error(msg: impl Into<String>) -> CallToolResult {
 }
 
 /// A tool's answer: the JSON as structured content (and as text), or the failure.
-fn answer(result: Result<Json, CallToolResult>) -> CallToolResult {
+fn answer(result: Result<Value, CallToolResult>) -> CallToolResult {
     result.map_or_else(|failure| failure, CallToolResult::structured)
 }
 
@@ -128,11 +129,14 @@ impl MemoryTools {
                        budget, least recently used first; maps still in use are not counted as \
                        freed. Returns the bytes freed and the cache before and after."
     )]
-    pub async fn trim(&self, Parameters(args): Parameters<TrimArgs>) -> CallToolResult {
-        answer(self.trim_now(&args))
+    pub async fn trim(
+        &self,
+        Parameters(args): Parameters<TrimArgs>,
+    ) -> Result<Json<Trimmed>, CallToolResult> {
+        self.trim_now(&args)
     }
 
-    fn inspect(&self, args: &InspectModelArgs) -> Result<Json, CallToolResult> {
+    fn inspect(&self, args: &InspectModelArgs) -> Result<Value, CallToolResult> {
         let items = args.array_items.unwrap_or(DEFAULT_ARRAY_ITEMS);
         if items > MAX_ARRAY_ITEMS {
             return Err(tool_error(format!(
@@ -171,7 +175,7 @@ impl MemoryTools {
         }
     }
 
-    fn trim_now(&self, args: &TrimArgs) -> Result<Json, CallToolResult> {
+    fn trim_now(&self, args: &TrimArgs) -> Result<Json<Trimmed>, CallToolResult> {
         let fraction = args.fraction;
         if !(0.0..=1.0).contains(&fraction) {
             return Err(tool_error(format!(
@@ -179,25 +183,50 @@ impl MemoryTools {
                  keep), got {fraction}"
             )));
         }
-        let cache = |m: &MemoryManager| {
-            m.report().mmap.map_or(
-                json!({ "held_bytes": 0, "entries": 0, "budget_bytes": null }),
-                |c| {
-                    json!({
-                        "held_bytes": c.held_bytes, "entries": c.entries,
-                        "budget_bytes": c.budget_bytes,
-                    })
-                },
-            )
-        };
-        let before = cache(&self.manager);
-        let freed = self.manager.trim(fraction);
-        Ok(json!({
-            "fraction": fraction,
-            "freed_bytes": freed,
-            "mmap_before": before,
-            "mmap_after": cache(&self.manager),
+        let mmap_before = CacheFigures::of(&self.manager);
+        let freed_bytes = self.manager.trim(fraction);
+        Ok(Json(Trimmed {
+            fraction,
+            freed_bytes,
+            mmap_before,
+            mmap_after: CacheFigures::of(&self.manager),
         }))
+    }
+}
+
+/// `trim`'s result (its output schema).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Trimmed {
+    /// The fraction asked for.
+    pub fraction: f64,
+    /// Bytes released now: idle pool buffers and the maps the cache dropped (arena chunks
+    /// are released at their thread's next request end and not counted).
+    pub freed_bytes: u64,
+    /// The mmap cache before the trim.
+    pub mmap_before: CacheFigures,
+    /// The mmap cache after the trim.
+    pub mmap_after: CacheFigures,
+}
+
+/// The mmap cache's figures around a trim.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CacheFigures {
+    /// Bytes of the maps the cache holds.
+    pub held_bytes: u64,
+    /// Maps the cache holds.
+    pub entries: u64,
+    /// The cache's byte budget (null before the cache is first used).
+    pub budget_bytes: Option<u64>,
+}
+
+impl CacheFigures {
+    fn of(manager: &MemoryManager) -> Self {
+        let cache = manager.report().mmap;
+        CacheFigures {
+            held_bytes: cache.as_ref().map_or(0, |c| c.held_bytes),
+            entries: cache.as_ref().map_or(0, |c| c.entries),
+            budget_bytes: cache.map(|c| c.budget_bytes),
+        }
     }
 }
 
@@ -267,9 +296,17 @@ mod tests {
             .join("\n")
     }
 
-    fn ok(r: CallToolResult) -> Json {
+    fn ok(r: CallToolResult) -> Value {
         assert_eq!(r.is_error, Some(false), "{}", text(&r));
         r.structured_content.expect("structured content")
+    }
+
+    /// `trim`'s typed answer as the result the SDK sends.
+    fn trimmed(r: Result<Json<Trimmed>, CallToolResult>) -> CallToolResult {
+        r.map_or_else(
+            |failure| failure,
+            |Json(t)| CallToolResult::structured(serde_json::to_value(t).unwrap()),
+        )
     }
 
     fn failed(r: &CallToolResult, needle: &str) {
@@ -311,9 +348,13 @@ mod tests {
         let report = ok(t.memory_report().await);
         assert_eq!(report["mmap"]["held_bytes"], file_bytes);
         assert_eq!(report["mmap"]["entries"], 1);
-        let half = ok(t.trim(Parameters(TrimArgs { fraction: 1.0 })).await);
+        let half = ok(trimmed(
+            t.trim(Parameters(TrimArgs { fraction: 1.0 })).await,
+        ));
         assert_eq!(half["mmap_after"]["held_bytes"], file_bytes);
-        let trimmed = ok(t.trim(Parameters(TrimArgs { fraction: 0.0 })).await);
+        let trimmed = ok(trimmed(
+            t.trim(Parameters(TrimArgs { fraction: 0.0 })).await,
+        ));
         assert_eq!(trimmed["mmap_before"]["held_bytes"], file_bytes);
         assert_eq!(trimmed["mmap_after"]["held_bytes"], 0);
         assert!(trimmed["freed_bytes"].as_u64().unwrap() >= file_bytes);
@@ -347,7 +388,7 @@ mod tests {
         failed(&r, "notes.txt");
         let partial = r.structured_content.as_ref().unwrap();
         assert!(partial["error"].as_str().unwrap().contains("notes.txt"));
-        assert_eq!(partial["inspection"]["version"], Json::Null);
+        assert_eq!(partial["inspection"]["version"], Value::Null);
 
         let zero = dir.path().join("zero.gguf");
         std::fs::write(&zero, b"").unwrap();
@@ -402,7 +443,7 @@ mod tests {
         let t = tools();
         for fraction in [-0.1, 1.5, f64::INFINITY, f64::NAN] {
             failed(
-                &t.trim(Parameters(TrimArgs { fraction })).await,
+                &trimmed(t.trim(Parameters(TrimArgs { fraction })).await),
                 "fraction must be between 0 and 1",
             );
         }
@@ -445,20 +486,26 @@ mod tests {
         names.sort_unstable();
         assert_eq!(names, ["inspect_model", "memory_report", "trim"]);
         let trim = listed.iter().find(|t| t.name == "trim").unwrap();
-        let schema = Json::Object((*trim.input_schema).clone());
+        let schema = Value::Object((*trim.input_schema).clone());
         assert_eq!(schema["required"], json!(["fraction"]));
         assert_eq!(schema["additionalProperties"], false);
         assert_eq!(schema["properties"]["fraction"]["minimum"], 0.0);
         assert_eq!(schema["properties"]["fraction"]["maximum"], 1.0);
+        let output =
+            Value::Object((*trim.output_schema.clone().expect("trim's output schema")).clone());
+        assert_eq!(
+            output["properties"]["freed_bytes"]["type"], "integer",
+            "{output}"
+        );
         let inspect = listed.iter().find(|t| t.name == "inspect_model").unwrap();
         assert_eq!(
-            Json::Object((*inspect.input_schema).clone())["required"],
+            Value::Object((*inspect.input_schema).clone())["required"],
             json!(["path"])
         );
 
-        let call = |name: &'static str, args: Json| {
+        let call = |name: &'static str, args: Value| {
             let mut params = CallToolRequestParams::new(name);
-            if let Json::Object(map) = args {
+            if let Value::Object(map) = args {
                 params = params.with_arguments(map);
             }
             client.call_tool(params)

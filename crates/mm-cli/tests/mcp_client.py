@@ -69,6 +69,8 @@ async def run(mm, model):
                 (frac.get("minimum"), frac.get("maximum")) == (0.0, 1.0),
                 "trim's schema bounds fraction to [0, 1]",
             )
+            out = tools["trim"].output_schema or {}
+            check("freed_bytes" in out.get("properties", {}), "trim declares an output schema")
             check(
                 tools["inspect_model"].input_schema.get("required") == ["path"],
                 "inspect_model requires path",

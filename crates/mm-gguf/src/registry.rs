@@ -339,7 +339,8 @@ impl ModelRegistry {
                 loading: None,
             },
         );
-        if let Some(m) = old.and_then(|s| s.model) {
+        if let Some((m, last_used)) = old.and_then(|s| Some((s.model?, s.last_used))) {
+            trace_unload(&name, UnloadReason::Explicit, m.mapped_bytes(), last_used);
             self.inner.counters.unloaded(&m);
             st.unloads += 1;
             emit(
@@ -447,6 +448,9 @@ impl ModelRegistry {
     /// Maps and parses the file outside the lock, then publishes the outcome and wakes
     /// every waiter. The ticket's drop clears the loading mark even if this unwinds.
     fn load(&self, name: &str, mut ticket: LoadTicket) -> Result<Arc<MappedGguf>> {
+        // Events of the load (the mmap cache's evictions to make room) nest under it.
+        let _span = tracing::info_span!("model_load", model = name, path = %ticket.path.display())
+            .entered();
         let t0 = Instant::now();
         // SAFETY: `register`'s caller promised the file stays unchanged while mapped.
         let loaded = unsafe {
@@ -459,19 +463,29 @@ impl ModelRegistry {
         let mut st = self.lock();
         // The slot is ours only if it is still the one we marked (re-registration or a
         // removal replaces it); a model loaded for a replaced slot goes to this caller only.
-        let ours = st.slots.get_mut(name).filter(|slot| {
+        // The mark is cleared first, under this lock, so nothing below can leave it set.
+        let mut ours = st.slots.get_mut(name).filter(|slot| {
             slot.loading
                 .as_ref()
                 .is_some_and(|d| Arc::ptr_eq(d, &ticket.done))
         });
-        ticket.cleared = true; // below, under this lock, or the slot is not ours
+        if let Some(slot) = ours.as_deref_mut() {
+            slot.loading = None;
+        }
+        ticket.cleared = true;
         let outcome = match loaded {
             Ok(m) => {
                 let m = Arc::new(m);
+                tracing::info!(
+                    model = name,
+                    mapped_bytes = m.mapped_bytes(),
+                    index_heap_bytes = m.index_heap_bytes(),
+                    took_ms = took.as_secs_f64() * 1e3,
+                    "model loaded"
+                );
                 if let Some(slot) = ours {
                     slot.model = Some(Arc::clone(&m));
                     slot.failed = false;
-                    slot.loading = None;
                     self.inner.counters.loaded(&m);
                     st.loads += 1;
                     let ev = RegistryEvent::Loaded {
@@ -485,9 +499,9 @@ impl ModelRegistry {
                 Ok(m)
             }
             Err(e) => {
+                tracing::warn!(model = name, error = %e, took_ms = took.as_secs_f64() * 1e3, "model load failed");
                 if let Some(slot) = ours {
                     slot.failed = true;
-                    slot.loading = None;
                 }
                 emit(
                     &mut st,
@@ -518,9 +532,14 @@ impl ModelRegistry {
     /// Drops the registry's reference to `name`; true if it was loaded.
     pub fn unload(&self, name: &str) -> bool {
         let mut st = self.lock();
-        let Some(m) = st.slots.get_mut(name).and_then(|s| s.model.take()) else {
+        let Some((m, last_used)) = st
+            .slots
+            .get_mut(name)
+            .and_then(|s| Some((s.model.take()?, s.last_used)))
+        else {
             return false;
         };
+        trace_unload(name, UnloadReason::Explicit, m.mapped_bytes(), last_used);
         self.inner.counters.unloaded(&m);
         st.unloads += 1;
         emit(
@@ -669,6 +688,23 @@ impl ModelRegistry {
     }
 }
 
+/// The `tracing` event of an unload: what went, why, and how long it had been idle.
+fn trace_unload(name: &str, reason: UnloadReason, mapped_bytes: u64, last_used: Instant) {
+    let reason = match reason {
+        UnloadReason::Idle => "idle",
+        UnloadReason::Pressure(PressureLevel::Critical) => "critical pressure",
+        UnloadReason::Pressure(_) => "pressure",
+        UnloadReason::Explicit => "explicit",
+    };
+    tracing::info!(
+        model = name,
+        reason,
+        mapped_bytes,
+        idle_s = last_used.elapsed().as_secs_f64(),
+        "model unloaded"
+    );
+}
+
 fn emit(st: &mut State, ev: RegistryEvent) {
     st.subscribers.retain(|tx| tx.try_send(ev.clone()).is_ok());
 }
@@ -787,6 +823,7 @@ impl Inner {
                 && pick(slot)
                 && let Some(m) = slot.model.take()
             {
+                trace_unload(name, reason, m.mapped_bytes(), slot.last_used);
                 self.counters.unloaded(&m);
                 dropped.push((name.clone(), m.mapped_bytes()));
             }

@@ -486,6 +486,12 @@ impl MmapCache {
             // The queue lock is released before the index shard lock is taken: `load`
             // takes them in the other order.
             if self.remove_exact(&victim, &self.evictions) {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(
+                    path = %victim.path().display(),
+                    bytes = victim.charge.len(),
+                    "mmap cache evicted a map"
+                );
                 return Some(victim.charge.len());
             }
         }
@@ -508,12 +514,27 @@ impl MmapCache {
     /// O(k log n) for k evictions.
     pub fn trim_to(&self, bytes: u64) -> u64 {
         let mut released = 0;
+        let mut evicted = 0u64;
         while self.ledger.held() > bytes {
             match self.evict_one() {
-                Some(len) => released += len,
+                Some(len) => {
+                    released += len;
+                    evicted += 1;
+                }
                 None => break,
             }
         }
+        #[cfg(feature = "tracing")]
+        if evicted > 0 {
+            tracing::info!(
+                target_bytes = bytes,
+                released_bytes = released,
+                evicted,
+                held_bytes = self.ledger.held(),
+                "mmap cache trimmed"
+            );
+        }
+        let _ = evicted;
         released
     }
 

@@ -56,3 +56,52 @@ fn warm_encoding_does_not_allocate() {
         }
     }
 }
+
+/// The same on Gemma 3's real vocabulary and the committed corpus (MM_GGUF_TEST_MODEL;
+/// skipped without it): once warm, encoding every message into a reused buffer, and
+/// counting it, allocate nothing.
+#[test]
+fn warm_gemma3_encoding_does_not_allocate() {
+    let Some(path) = std::env::var_os("MM_GGUF_TEST_MODEL") else {
+        eprintln!(
+            "SKIPPED: MM_GGUF_TEST_MODEL is not set (bash .ci/python.sh prints the model path)"
+        );
+        return;
+    };
+    // SAFETY: the model file is not modified while mapped.
+    let tok = unsafe { mm_tokenizer::OwnedTokenizer::open(&path) }.unwrap();
+    let tok = tok.tokenizer();
+    let corpus: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gemma3/corpus.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = corpus.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let mut ids = Vec::with_capacity(4096);
+    for opts in [
+        EncodeOptions::new(),
+        EncodeOptions::new()
+            .with_add_special(true)
+            .with_parse_special(true),
+    ] {
+        for t in &texts {
+            ids.clear();
+            tok.encode_into(t, opts, &mut ids);
+            tok.count(t, opts);
+        }
+        let (total, stats) = mm_track::count(|| {
+            let mut total = 0;
+            for t in &texts {
+                ids.clear();
+                tok.encode_into(t, opts, &mut ids);
+                total += ids.len() + tok.count(t, opts);
+            }
+            total
+        });
+        assert!(total > texts.len());
+        assert_eq!(stats.allocs + stats.reallocs, 0, "{stats:?}");
+    }
+}

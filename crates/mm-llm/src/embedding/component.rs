@@ -61,6 +61,11 @@ impl EmbeddingCache {
             }
             self.notify(notes);
         }
+        tracing::info!(
+            fraction,
+            freed_bytes = freed,
+            "embedding cache trimmed under pressure"
+        );
         freed
     }
 

@@ -376,6 +376,11 @@ impl EmbeddingCache {
             }
             self.notify(notes);
         }
+        tracing::info!(
+            fraction,
+            evicted,
+            "embedding cache evicted a fraction of its entries"
+        );
         evicted
     }
 
@@ -391,6 +396,9 @@ impl EmbeddingCache {
             let now = self.now();
             removed += shard.lock().expire(now, &mut notes) as u64;
             self.notify(notes);
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "embedding cache removed expired entries");
         }
         removed
     }

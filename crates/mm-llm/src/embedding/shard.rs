@@ -474,6 +474,12 @@ impl Shard {
             self.records[idx as usize].slot = None;
             self.free_records.push(idx);
             self.counters.evicted[cause.index()] += 1;
+            // Per entry, so at trace level: the counters carry the totals.
+            tracing::trace!(
+                cause = cause.as_str(),
+                dims = rec.dims,
+                "embedding cache removed an entry"
+            );
             if notes.on {
                 notes.list.push(EvictionNotice {
                     key: rec.key,

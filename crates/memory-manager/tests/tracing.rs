@@ -1,0 +1,141 @@
+//! The manager's `tracing` events reach a subscriber: pressure level changes (with the
+//! handlers' events inside a `memory_pressure` span), mmap cache evictions and trims, and
+//! the manager's own trim.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use memory_manager::{MemoryConfig, MemoryManager};
+use tracing::Level;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+/// A `tracing` layer that keeps every event: level, message, fields and enclosing spans.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Record>>>);
+
+#[derive(Debug, Clone)]
+struct Record {
+    level: tracing::Level,
+    message: String,
+    fields: BTreeMap<String, String>,
+    spans: Vec<String>,
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S> Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let message = fields.0.remove("message").unwrap_or_default();
+        let spans = ctx
+            .event_scope(event)
+            .map(|scope| scope.from_root().map(|s| s.name().to_owned()).collect())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(Record {
+            level: *event.metadata().level(),
+            message,
+            fields: fields.0,
+            spans,
+        });
+    }
+}
+
+impl Capture {
+    /// Runs `f` with this layer as the thread's subscriber; returns the events it saw.
+    fn run(f: impl FnOnce()) -> Vec<Record> {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, f);
+        capture.0.lock().unwrap().clone()
+    }
+}
+
+/// The events with this message.
+fn events<'a>(records: &'a [Record], message: &str) -> Vec<&'a Record> {
+    records.iter().filter(|r| r.message == message).collect()
+}
+
+fn file(len: usize) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(&vec![1u8; len]).unwrap();
+    f.flush().unwrap();
+    f
+}
+
+#[test]
+fn pressure_changes_evictions_and_trims_are_traced() {
+    let m = MemoryManager::new(
+        MemoryConfig::default()
+            .with_max_memory(8 << 20)
+            .with_mmap_cache(1 << 20),
+    )
+    .unwrap();
+    let (a, b) = (file(600 << 10), file(600 << 10));
+    let records = Capture::run(|| {
+        // SAFETY: the test's own temporary files, never modified while mapped.
+        unsafe {
+            drop(m.map(a.path()).unwrap());
+            // Does not fit next to `a` within the 1 MiB cache: `a` is evicted.
+            drop(m.map(b.path()).unwrap());
+        }
+        // With the cached 600 KiB map: past 80%, below 90% of the limit, a warning.
+        let r = m.budget().try_reserve(6 << 20).unwrap();
+        drop(r); // back to normal
+        m.trim(0.0);
+    });
+
+    // `a` to make room for `b`, then `b` by the trim.
+    let evicted = events(&records, "mmap cache evicted a map");
+    assert_eq!(evicted.len(), 2, "{records:#?}");
+    for (event, file) in evicted.iter().zip([&a, &b]) {
+        assert_eq!(event.level, Level::DEBUG);
+        assert_eq!(event.fields["bytes"], (600u64 << 10).to_string());
+        assert_eq!(event.fields["path"], file.path().display().to_string());
+    }
+
+    let rose = events(&records, "memory pressure rose");
+    assert_eq!(rose.len(), 1, "{records:#?}");
+    assert_eq!(rose[0].level, Level::WARN);
+    assert_eq!(rose[0].fields["level"], "warning");
+    assert_eq!(rose[0].fields["previous"], "normal");
+    let ran = events(&records, "pressure handler ran");
+    assert!(!ran.is_empty(), "{records:#?}");
+    assert!(
+        ran.iter().all(|r| r.spans == ["memory_pressure"]),
+        "{ran:#?}"
+    );
+    let eased = events(&records, "memory pressure eased");
+    assert_eq!(eased.len(), 1);
+    assert_eq!(eased[0].level, Level::INFO);
+    assert_eq!(eased[0].fields["level"], "normal");
+
+    // The manager's trim empties the cache (`b`), and says so twice: the cache, the manager.
+    let cache_trim = events(&records, "mmap cache trimmed");
+    assert_eq!(cache_trim.len(), 1, "{records:#?}");
+    assert_eq!(
+        cache_trim[0].fields["released_bytes"],
+        (600u64 << 10).to_string()
+    );
+    assert_eq!(cache_trim[0].fields["held_bytes"], "0");
+    let trim = events(&records, "trimmed idle memory");
+    assert_eq!(trim.len(), 1);
+    assert_eq!(trim[0].level, Level::INFO);
+    let freed: u64 = trim[0].fields["freed_bytes"].parse().unwrap();
+    assert!(freed >= 600 << 10, "{trim:#?}");
+}
