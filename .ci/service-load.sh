@@ -7,8 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-if ! command -v wrk >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+need=()
+for tool in wrk curl python3; do
+    command -v "$tool" >/dev/null || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 MODEL="${MM_GGUF_TEST_MODEL:-$(bash .ci/python.sh | tail -n 1)}"
 NAME=$(basename "$MODEL" .gguf)
