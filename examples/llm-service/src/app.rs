@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use memory_manager::{
-    Component, ComponentReading, MemoryManager, ObjectPool, PooledBuffer, PressureLevel,
-    Reservation,
+    BufferPool, Component, ComponentReading, MemoryManager, ObjectPool, PooledBuffer,
+    PressureLevel, Reservation,
 };
 use mm_arena::ArenaPool;
 use mm_llm::sse::{SseConfig, SseParser};
@@ -198,11 +198,7 @@ impl Service {
             .object_pool(
                 "sse-streams",
                 64,
-                move || {
-                    let parser = SseParser::with_pool(SseConfig::default(), parsers.clone())
-                        .unwrap_or_else(|_| SseParser::new());
-                    Some(EventStream::with_parser((), parser))
-                },
+                move || Some(idle_stream(&parsers)),
                 |_: &mut chat::IdleEvents| {},
             )
             .map_err(|e| setup("SSE stream pool")(e.to_string()))?;
@@ -285,6 +281,21 @@ impl Service {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// A new idle event stream (its parser on a pooled buffer) and its output buffers.
+fn idle_stream(pool: &BufferPool) -> (EventStream<()>, chat::Outputs) {
+    let parser = SseParser::with_pool(SseConfig::default(), pool.clone())
+        .unwrap_or_else(|_| SseParser::new());
+    let outs = std::array::from_fn(|_| {
+        let mut b = pool.acquire(4096);
+        // The first split of a buffer allocates the header its parts share: made here, when
+        // the stream is new, rather than in the middle of some later stream's events.
+        b.extend_from_slice(b"\n");
+        drop(b.split());
+        b
+    });
+    (EventStream::with_parser((), parser), outs)
 }
 
 /// Refuses a body whose declared length is over the limit before any of it is read.
@@ -420,13 +431,8 @@ async fn chat_completions(
     let body = upstream.bytes_stream();
     let (relay, more) = mm_track::count(|| {
         let mut slot = s.sse.acquire();
-        let idle = slot.take().unwrap_or_else(|| {
-            let parser = SseParser::with_pool(SseConfig::default(), pool.clone())
-                .unwrap_or_else(|_| SseParser::new());
-            EventStream::with_parser((), parser)
-        });
+        let (idle, out) = slot.take().unwrap_or_else(|| idle_stream(pool));
         let events = idle.reuse(Metered(body));
-        let out = pool.acquire(4096);
         Relay::new(events, slot, out, charge, Arc::clone(&s.tallies), stats)
     });
     let mut relay = relay;

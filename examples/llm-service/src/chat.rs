@@ -169,14 +169,31 @@ pub(crate) fn minus(a: ScopeStats, b: ScopeStats) -> ScopeStats {
 
 /// An event stream between upstream responses: its parser (on a pooled buffer), its event
 /// buffers and its queue, kept in an object pool and put back on a new body with
-/// [`EventStream::reuse`], so a warm stream allocates none of them.
-pub type IdleEvents = Option<EventStream<()>>;
+/// [`EventStream::reuse`], with the pooled buffer its events are re-encoded into, so a warm
+/// stream allocates none of them.
+///
+/// The output buffers stay with the idle stream instead of going back to the buffer pool
+/// when the relay ends: the HTTP stack may still hold the last events' bytes then, and a
+/// buffer split while its other part is alive is not the pool's to keep (it would be
+/// discarded, and the next stream would allocate a fresh one, then the shared header of its
+/// first split). Kept here, their bytes are long gone when the next stream writes into them.
+pub type IdleEvents = Option<(EventStream<()>, Outputs)>;
+
+/// How many output buffers a stream rotates through.
+pub const OUTPUTS: usize = 3;
+
+/// A stream's output buffers. Events are written into the first; when it is full and the
+/// HTTP stack still holds some of its events (hyper queues up to 16 chunks before it writes
+/// them), the next one whose events are all gone takes its place, so no event waits for an
+/// allocation while the stack holds the previous ones.
+pub type Outputs = [PooledBuffer; OUTPUTS];
 
 /// The stream re-emitted to the client.
 pub struct Relay<S> {
-    events: Option<EventStream<Metered<S>>>,
-    slot: Pooled<IdleEvents>,
-    out: PooledBuffer,
+    /// The event stream and the output buffer, until they go back to `slot` on drop.
+    live: Option<(EventStream<Metered<S>>, Outputs)>,
+    /// `Some` until drop, which hands it back to its pool before the stream is counted.
+    slot: Option<Pooled<IdleEvents>>,
     counted: ScopeStats,
     tallies: Arc<Tallies>,
     finished: bool,
@@ -193,20 +210,19 @@ impl<S> std::fmt::Debug for Relay<S> {
 
 impl<S> Relay<S> {
     /// A relay of `events` writing into `out`, holding `charge` until it is dropped;
-    /// `counted` is what preparing the request allocated. The event stream goes back to
-    /// `slot` (emptied of this body) when the relay is dropped.
+    /// `counted` is what preparing the request allocated. The event stream (emptied of this
+    /// body) and `out` go back to `slot` when the relay is dropped.
     pub fn new(
         events: EventStream<Metered<S>>,
         slot: Pooled<IdleEvents>,
-        out: PooledBuffer,
+        out: Outputs,
         charge: Reservation,
         tallies: Arc<Tallies>,
         counted: ScopeStats,
     ) -> Self {
         Self {
-            events: Some(events),
-            slot,
-            out,
+            live: Some((events, out)),
+            slot: Some(slot),
             counted,
             tallies,
             finished: false,
@@ -222,12 +238,21 @@ impl<S> Relay<S> {
     }
 }
 
-/// Writes one event as SSE into `out` and splits it off. `reserve` first takes the whole
-/// buffer back when the previous events' bytes are gone (the usual case), so at steady state
-/// this allocates nothing.
-fn encode(out: &mut BytesMut, event: &str, data: &str) -> Bytes {
+/// Writes one event as SSE into the first of `outs` and splits it off. When that buffer is
+/// full and cannot be taken back whole (the HTTP stack holds some of its events), the first
+/// other buffer that can takes its place; only when none can does `reserve` allocate, so at
+/// steady state this allocates nothing.
+fn encode(outs: &mut Outputs, event: &str, data: &str) -> Bytes {
     let lines = data.bytes().filter(|&b| b == b'\n').count() + 1;
-    out.reserve(event.len() + data.len() + 8 + 7 * lines);
+    let need = event.len() + data.len() + 8 + 7 * lines;
+    if outs[0].capacity() < need
+        && !outs[0].try_reclaim(need)
+        && let Some(j) = (1..OUTPUTS).find(|&j| outs[j].try_reclaim(need))
+    {
+        outs.swap(0, j);
+    }
+    let out: &mut BytesMut = &mut outs[0];
+    out.reserve(need);
     if event != "message" {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(event.as_bytes());
@@ -247,7 +272,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::io::Error>>> {
-        let Some(events) = self.events.as_mut() else {
+        let Some((events, out)) = self.live.as_mut() else {
             return Poll::Ready(None);
         };
         if self.finished {
@@ -263,7 +288,7 @@ where
                 if &*ev.data == "[DONE]" {
                     self.finished = true;
                 }
-                Poll::Ready(Some(Ok(encode(&mut self.out, &ev.event, &ev.data))))
+                Poll::Ready(Some(Ok(encode(out, &ev.event, &ev.data))))
             }
             Poll::Ready(Some(Err(e))) => {
                 // The client gets an error event, then the end of the stream.
@@ -276,7 +301,7 @@ where
                         r#"{"error":{"message":"upstream sent a malformed event stream","type":"upstream_error"}}"#
                     }
                 };
-                Poll::Ready(Some(Ok(encode(&mut self.out, "error", data))))
+                Poll::Ready(Some(Ok(encode(out, "error", data))))
             }
         }
     }
@@ -299,11 +324,15 @@ where
 
 impl<S> Drop for Relay<S> {
     fn drop(&mut self) {
-        if let Some(events) = self.events.take() {
+        if let (Some((events, mut out)), Some(slot)) = (self.live.take(), self.slot.as_mut()) {
             // Drops the upstream body (closing its connection if unfinished) and keeps the
             // parser and buffers for the next stream.
-            *self.slot = Some(events.reuse(()));
+            out.iter_mut().for_each(|b| b.clear());
+            **slot = Some((events.reuse(()), out));
         }
+        // Back in the pool before the stream is counted, so that whoever sees the count
+        // (the next request of a sequence, a test) finds it there.
+        drop(self.slot.take());
         self.tallies.chat.record(self.counted);
         if !self.finished {
             self.tallies

@@ -333,8 +333,8 @@ fn reserved_by_requests(h: &Harness) -> u64 {
     r.budget.used_bytes - held
 }
 
-/// Buffers checked out of the pool now, less the parser buffer each idle pooled event
-/// stream keeps (an idle stream is the pool's, not a leak).
+/// Buffers checked out of the pool now, less those each idle pooled event stream keeps (its
+/// parser's buffer and its output buffers: an idle stream is the pool's, not a leak).
 fn outstanding(h: &Harness) -> i64 {
     let s = h.service.manager().buffer_pool().stats();
     let idle_streams = h
@@ -345,7 +345,9 @@ fn outstanding(h: &Harness) -> i64 {
         .iter()
         .find(|c| c.name == "pool:sse-streams")
         .map_or(0, |c| c.items as i64);
-    (s.hits + s.misses + s.oversize) as i64 - (s.returns + s.discards) as i64 - idle_streams
+    (s.hits + s.misses + s.oversize) as i64
+        - (s.returns + s.discards) as i64
+        - (1 + llm_service::chat::OUTPUTS as i64) * idle_streams
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,5 +490,42 @@ async fn a_warm_embedding_request_makes_no_allocation_in_our_parts() {
         vec![0; 20],
         "allocations of the last 20 warm requests"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_chat_stream_makes_no_allocation_in_our_parts() {
+    let h = start(Options::default()).await;
+    assert!(h.service.tallies().report().tracking);
+    let body = h.chat_body(&[("system", "Be brief."), ("user", "What is GGUF?")]);
+    let mut last = Vec::new();
+    for i in 0..60u64 {
+        let res = h.post("/v1/chat/completions", &body).await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        // A stream's count is recorded when its relay is dropped, just after the end.
+        wait_for("the stream to be counted", || {
+            h.service.tallies().chat.reading().requests == i + 1
+        })
+        .await;
+        let allocs: serde_json::Value = h
+            .http
+            .get(h.url("/debug/allocs"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(allocs["chat"]["requests"], i + 1);
+        if i >= 40 {
+            last.push(allocs["chat"]["last_allocs"].as_u64().unwrap());
+        }
+    }
+    // The first streams fill the pools (the event streams, the prompt buffers); once they
+    // are warm, a stream allocates nothing in our parts, events included.
+    assert_eq!(last, vec![0; 20], "allocations of the last 20 warm streams");
+    assert!(h.service.tallies().chat.reading().zero_streak >= 20);
     h.stop().await;
 }
