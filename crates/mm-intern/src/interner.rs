@@ -1,6 +1,6 @@
 //! The shared interner and its frozen form.
 
-use core::{fmt, hash::BuildHasher, mem::size_of};
+use core::{fmt, mem::size_of};
 
 use crossbeam_utils::CachePadded;
 
@@ -137,6 +137,8 @@ pub struct Interner {
     shards: Box<[CachePadded<LiveShard>]>,
     hasher: HashBuilder,
     shard_bits: u32,
+    /// `shards.len() - 1`: `x & shard_mask` is always a valid shard number.
+    shard_mask: u32,
     counters: CallCounters,
     limits: Limits,
 }
@@ -184,6 +186,7 @@ impl Interner {
                 .collect(),
             hasher: HashBuilder::default(),
             shard_bits: shards.trailing_zeros(),
+            shard_mask: (shards - 1) as u32,
             counters: CallCounters::new(),
             limits: Limits {
                 max_strings: config.max_strings,
@@ -232,7 +235,7 @@ impl Interner {
     fn intern_uncounted(&self, s: &str) -> Result<Symbol, InternError> {
         let hash = self.hasher.hash_one(s);
         let shard = self.shard_of(hash);
-        let local = match self.shards[shard].find(hash, s) {
+        let local = match self.shard(shard).find(hash, s) {
             Some(local) => local,
             None => self.insert_slow(shard, hash, s)?,
         };
@@ -307,7 +310,7 @@ impl Interner {
     pub fn get(&self, s: &str) -> Option<Symbol> {
         let hash = self.hasher.hash_one(s);
         let shard = self.shard_of(hash);
-        let live = &self.shards[shard];
+        let live = self.shard(shard);
         let local = match live.find(hash, s) {
             Some(local) => local,
             None => {
@@ -339,8 +342,9 @@ impl Interner {
     /// The string of `sym`, or `None` if it names no string in this interner.
     #[inline]
     pub fn try_resolve(&self, sym: Symbol) -> Option<&str> {
-        let (shard, local) = sym.split(self.shard_bits);
-        self.shards.get(shard)?.resolve(local)
+        let raw = sym.to_u32() - 1;
+        self.shard((raw & self.shard_mask) as usize)
+            .resolve(raw >> self.shard_bits)
     }
 
     /// Unique strings stored. Reads each shard's published count; no lock.
@@ -426,12 +430,20 @@ impl Interner {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn shard_of(&self, hash: u64) -> usize {
         // The index tables use the low bits for the group and the top 7 for tags; bits
         // 32.. are used by neither until a table has 2^32 groups, so choosing the shard
         // with them keeps both well mixed within a shard.
-        ((hash >> 32) as usize) & (self.shards.len() - 1)
+        ((hash >> 32) as u32 & self.shard_mask) as usize
+    }
+
+    /// Shard `shard`, which is `x & shard_mask` for some `x` (so no bounds check).
+    #[inline(always)]
+    fn shard(&self, shard: usize) -> &LiveShard {
+        debug_assert!(shard <= self.shard_mask as usize);
+        // SAFETY: `shard <= shard_mask = shards.len() - 1` (every caller masks it).
+        unsafe { self.shards.get_unchecked(shard) }
     }
 }
 

@@ -8,7 +8,8 @@
 //!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of the span segments after them
 //!                   seg -> [AtomicU64; SPAN_SEG]   span = address (48 bits) | len (16 bits)
 //!   groups       AtomicUsize     group count of the index table (a power of two, or 0)
-//!   table_segs   [ptr; 30]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0)
+//!   table_bases  [ptr; 32]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0),
+//!                                kept biased by its first group: group g = base[k] + g
 //!                   Group { tags: AtomicU64 (8 one-byte tags), slots: [AtomicU32; 8] }
 //!   writer       Mutex<Writer>   arena chunks, retired directories, byte counts
 //! ```
@@ -34,7 +35,7 @@
 //!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
 //!    under the mutex by the caller.
 
-use core::{hash::BuildHasher, mem::size_of, ptr, slice, str};
+use core::{mem::size_of, ptr, slice, str};
 
 use crossbeam_utils::CachePadded;
 
@@ -66,8 +67,9 @@ const MAX_CHUNK: usize = 1 << 13;
 const HEADER_LEN: u64 = 0xFFFF;
 /// Spans keep a byte address in their top 48 bits.
 const ADDR_LIMIT: u64 = 1 << 48;
-/// Index-table segments: enough for `2^29` groups, more than a shard can hold strings.
-const TABLE_SEGS: usize = 30;
+/// Index-table segments: enough for `2^31` groups, more than a shard can hold strings (a
+/// power of two, so that masking the segment number needs no bounds check).
+const TABLE_SEGS: usize = 32;
 /// Tag byte of an empty slot; a full slot's tag is the hash's top 7 bits (high bit clear).
 const EMPTY_GROUP: u64 = 0x8080_8080_8080_8080;
 const LO_BITS: u64 = 0x0101_0101_0101_0101;
@@ -93,18 +95,20 @@ fn tag(hash: u64) -> u64 {
 }
 
 /// Bytes of `tags` whose tag may equal `tag` (exact for the lowest, possibly false for
-/// higher ones; callers compare the text anyway); empty slots are never reported.
-#[inline]
+/// higher ones; callers compare the text anyway). Empty slots are never reported: an empty
+/// byte is `0x80` and `tag < 0x80`, so its byte of `x` has the high bit set, which `!x`
+/// clears whatever the borrow from the byte below.
+#[inline(always)]
 fn matches(tags: u64, tag: u64) -> u64 {
     let x = tags ^ (LO_BITS * tag);
-    x.wrapping_sub(LO_BITS) & !x & !tags & EMPTY_GROUP
+    x.wrapping_sub(LO_BITS) & !x & EMPTY_GROUP
 }
 
-/// The segment of group `g` and its position there.
-#[inline]
-fn group_place(g: usize) -> (usize, usize) {
-    let k = (usize::BITS - g.leading_zeros()) as usize;
-    (k, g - ((1usize << k) >> 1))
+/// The table segment of group `g`: its bit length (0 for group 0), computed as the highest
+/// set bit of `2g + 1`, which is never zero (one `bsr`, no zero case).
+#[inline(always)]
+fn group_segment(g: usize) -> usize {
+    (usize::BITS - 1 - (2 * g + 1).leading_zeros()) as usize & (TABLE_SEGS - 1)
 }
 
 /// Groups in table segment `k`.
@@ -112,9 +116,44 @@ fn segment_groups(k: usize) -> usize {
     if k == 0 { 1 } else { 1 << (k - 1) }
 }
 
+/// The first group of table segment `k`.
+fn segment_start(k: usize) -> usize {
+    (1usize << k) >> 1
+}
+
 /// Span of a string stored at `addr`: the address above, the length (or `HEADER_LEN`) below.
 fn pack(addr: usize, len: u64) -> u64 {
     (addr as u64) << 16 | len
+}
+
+/// The span of every empty string: length 0 at address 1, a non-null address that is never
+/// dereferenced (a zero-length slice needs no provenance), so that every span is non-zero
+/// and `span_text` needs no empty-string case.
+const EMPTY_SPAN: u64 = 1 << 16;
+
+/// True if `a` and `b` are equal; short ones (the common case for tokens) without a call
+/// to `memcmp`: two overlapping word loads for 4 to 16 bytes, three byte loads below 4.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if b.len() != n {
+        return false;
+    }
+    let word8 =
+        |x: &[u8], at: usize| u64::from_ne_bytes(x[at..at + 8].try_into().unwrap_or([0; 8]));
+    let word4 =
+        |x: &[u8], at: usize| u32::from_ne_bytes(x[at..at + 4].try_into().unwrap_or([0; 4]));
+    if n > 16 {
+        a == b
+    } else if n >= 8 {
+        (word8(a, 0) ^ word8(b, 0)) | (word8(a, n - 8) ^ word8(b, n - 8)) == 0
+    } else if n >= 4 {
+        (word4(a, 0) ^ word4(b, 0)) | (word4(a, n - 4) ^ word4(b, n - 4)) == 0
+    } else if n > 0 {
+        a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]
+    } else {
+        true
+    }
 }
 
 /// A retired span directory (see invariant 2): freed when the shard is dropped.
@@ -155,7 +194,7 @@ impl Writer {
     fn store(&mut self, s: &str) -> Result<u64, InternError> {
         let len = s.len();
         if len == 0 {
-            return Ok(0);
+            return Ok(EMPTY_SPAN);
         }
         if len > MAX_SMALL {
             let header = len as u64 >= HEADER_LEN;
@@ -209,7 +248,10 @@ pub(crate) struct LiveShard {
     inline_segs: [AtomicPtr<AtomicU64>; INLINE_SEGS],
     span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
     groups: AtomicUsize,
-    table_segs: [AtomicPtr<Group>; TABLE_SEGS],
+    /// Segment `k`'s pointer minus `segment_start(k)` groups (a wrapping offset: it may
+    /// point outside the segment, and is only dereferenced after adding a group number of
+    /// that segment back).
+    table_bases: [AtomicPtr<Group>; TABLE_SEGS],
     /// In its own cache line: inserts write the lock word, lookups never read it.
     pub(crate) writer: CachePadded<crate::sync::Mutex<Writer>>,
 }
@@ -222,7 +264,7 @@ impl LiveShard {
             inline_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             span_dir: AtomicPtr::new(ptr::null_mut()),
             groups: AtomicUsize::new(0),
-            table_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            table_bases: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             writer: CachePadded::new(crate::sync::Mutex::new(Writer {
                 chunks: Vec::new(),
                 open: None,
@@ -242,38 +284,64 @@ impl LiveShard {
     }
 
     /// The string with local index `i`, if it is published. No lock.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn resolve(&self, i: u32) -> Option<&str> {
         if i >= self.count.load(Ordering::Acquire) {
             return None;
         }
-        // SAFETY: `i` is below a `count` read with Acquire, as `published_text` requires.
-        Some(unsafe { self.published_text(i) })
+        // SAFETY: `i` is below a `count` read with Acquire, as `published_span` requires,
+        // and the span it returns was made by `Writer::store` for a string whose bytes are
+        // initialised, visible (invariant 1) and never written or freed while `self` lives
+        // (invariant 2).
+        Some(unsafe { span_text(self.published_span(i)) })
     }
 
     /// The text of published string `i`.
     ///
     /// # Safety
+    /// As [`published_span`](Self::published_span).
+    #[inline(always)]
+    unsafe fn published_text(&self, i: u32) -> &str {
+        // SAFETY: the caller's guarantee; the span's bytes as in `resolve`.
+        unsafe { span_text(self.published_span(i)) }
+    }
+
+    /// The span of published string `i`: for the shard's first `INLINE_SEGS * SPAN_SEG`
+    /// strings two dependent loads (inline segment pointer, span), past them one more
+    /// through the directory, out of line.
+    ///
+    /// # Safety
     /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
     /// below `count`).
     #[inline(always)]
-    unsafe fn published_text(&self, i: u32) -> &str {
+    unsafe fn published_span(&self, i: u32) -> u64 {
         let i = i as usize;
+        let seg = i >> SPAN_SEG_BITS;
+        let seg = match self.inline_segs.get(seg) {
+            Some(entry) => entry.load(Ordering::Acquire),
+            // SAFETY: the caller's guarantee, passed on.
+            None => unsafe { self.directory_segment(seg) },
+        };
         // SAFETY: by invariant 1 segment `i >> SPAN_SEG_BITS` was entered (inline, or in a
         // directory at least as new as the one read here: directories only grow, and a
         // retired one stays allocated with its entries, invariant 2) before the `count`
         // the caller read, so the entry is non-null and points to a live segment of
         // `SPAN_SEG` spans whose entry `i % SPAN_SEG` holds `i`'s span.
-        let span = unsafe {
-            let seg = self
-                .seg_entry(i >> SPAN_SEG_BITS, Ordering::Acquire)
-                .load(Ordering::Acquire);
-            (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed)
-        };
-        // SAFETY: the span was made by `Writer::store` for a string whose bytes are
-        // initialised, visible (invariant 1) and never written or freed while `self` lives
-        // (invariant 2).
-        unsafe { span_text(span) }
+        unsafe { (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed) }
+    }
+
+    /// The pointer of span segment `seg >= INLINE_SEGS`, read through the directory (the
+    /// uncommon case: a shard's strings past the first `INLINE_SEGS * SPAN_SEG`).
+    ///
+    /// # Safety
+    /// As [`published_span`](Self::published_span), for a string of segment `seg`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn directory_segment(&self, seg: usize) -> *mut AtomicU64 {
+        // SAFETY: a string of segment `seg` is published (the caller's guarantee), so the
+        // directory read with Acquire after that has more than `seg - INLINE_SEGS` entries
+        // (invariant 1).
+        unsafe { self.seg_entry(seg, Ordering::Acquire) }.load(Ordering::Acquire)
     }
 
     /// Where the pointer of span segment `seg` is kept.
@@ -296,11 +364,21 @@ impl LiveShard {
     /// writer lock, where this probe is exact.
     #[inline(always)]
     pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
+        if s.len() >= HEADER_LEN as usize {
+            return self.find_long(hash, s);
+        }
         let groups = self.groups.load(Ordering::Acquire);
-        let mask = groups.wrapping_sub(1);
+        if groups == 0 {
+            return None;
+        }
+        // Read once, before the probe: an index below it is published (invariant 1), and
+        // one published during the probe can only be missed, which callers confirm.
+        let count = self.count.load(Ordering::Acquire);
+        let mask = groups - 1;
         let want = tag(hash);
         let mut pos = hash as usize & mask;
-        for stride in 1..=groups {
+        let mut stride = 0;
+        loop {
             let group = self.group(pos);
             let tags = group.tags.load(Ordering::Acquire);
             let mut hits = matches(tags, want);
@@ -308,11 +386,54 @@ impl LiveShard {
                 let slot = (hits.trailing_zeros() / 8) as usize;
                 hits &= hits - 1;
                 let i = group.slots[slot].load(Ordering::Relaxed);
-                if i >= self.count.load(Ordering::Acquire) {
+                if i >= count {
                     continue;
                 }
-                // SAFETY: `i` is below a `count` read with Acquire just now.
-                if unsafe { self.published_text(i) } == s {
+                // SAFETY: `i` is below a `count` read with Acquire.
+                let span = unsafe { self.published_span(i) };
+                // `s.len() < HEADER_LEN`, so a span of `s`'s text holds its exact length.
+                if span & 0xFFFF != s.len() as u64 {
+                    continue;
+                }
+                // SAFETY: `span` was made by `Writer::store` for a string of `s.len()`
+                // initialised, visible bytes at its address (invariants 1 and 2).
+                let text = unsafe {
+                    slice::from_raw_parts(
+                        ptr::with_exposed_provenance::<u8>((span >> 16) as usize),
+                        s.len(),
+                    )
+                };
+                if same_bytes(text, s.as_bytes()) {
+                    return Some(i);
+                }
+            }
+            stride += 1;
+            if tags & EMPTY_GROUP != 0 || stride > mask {
+                return None;
+            }
+            pos = (pos + stride) & mask;
+        }
+    }
+
+    /// `find` for strings of `HEADER_LEN` bytes or more (their spans hold `HEADER_LEN`, the
+    /// length is in the chunk): the plain probe, out of line.
+    #[cold]
+    #[inline(never)]
+    fn find_long(&self, hash: u64, s: &str) -> Option<u32> {
+        let groups = self.groups.load(Ordering::Acquire);
+        let count = self.count.load(Ordering::Acquire);
+        let mask = groups.wrapping_sub(1);
+        let mut pos = hash as usize & mask;
+        for stride in 1..=groups {
+            let group = self.group(pos);
+            let tags = group.tags.load(Ordering::Acquire);
+            let mut hits = matches(tags, tag(hash));
+            while hits != 0 {
+                let slot = (hits.trailing_zeros() / 8) as usize;
+                hits &= hits - 1;
+                let i = group.slots[slot].load(Ordering::Relaxed);
+                // SAFETY: `i` is below a `count` read with Acquire.
+                if i < count && unsafe { self.published_text(i) } == s {
                     return Some(i);
                 }
             }
@@ -327,12 +448,13 @@ impl LiveShard {
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
     #[inline(always)]
     fn group(&self, g: usize) -> &Group {
-        let (k, at) = group_place(g);
-        let seg = self.table_segs[k].load(Ordering::Acquire);
-        // SAFETY: by invariant 3 the segment of every group below the `groups` value the
-        // caller read is published and non-null, holds `segment_groups(k) > at` groups
-        // (`group_place`), and is never freed while `self` lives (invariant 2).
-        unsafe { &*seg.add(at) }
+        let base = self.table_bases[group_segment(g)].load(Ordering::Acquire);
+        // SAFETY: by invariant 3 the segment `k = group_segment(g)` of every group below
+        // the `groups` value the caller read is published, with its base biased by
+        // `segment_start(k)`; `g - segment_start(k)` is below `segment_groups(k)`, so
+        // adding `g` lands inside that live segment (never freed while `self` lives,
+        // invariant 2).
+        unsafe { &*base.wrapping_add(g) }
     }
 
     /// Stores `s` (hash `hash`, not yet in the shard) as local index `len()` and publishes
@@ -420,7 +542,10 @@ impl LiveShard {
         let k = grown.trailing_zeros() as usize;
         let seg: Box<[Group]> = (0..segment_groups(k)).map(|_| Group::empty()).collect();
         // Invariant 3: the segment is published before `groups` covers it.
-        self.table_segs[k].store(Box::into_raw(seg).cast::<Group>(), Ordering::Release);
+        let base = Box::into_raw(seg)
+            .cast::<Group>()
+            .wrapping_sub(segment_start(k));
+        self.table_bases[k].store(base, Ordering::Release);
         for g in 0..groups {
             self.group(g).tags.store(EMPTY_GROUP, Ordering::Relaxed);
         }
@@ -487,14 +612,15 @@ impl LiveShard {
 #[inline(always)]
 unsafe fn span_text<'a>(span: u64) -> &'a str {
     let len = span & 0xFFFF;
-    if len == 0 {
-        return "";
-    }
-    let at = ptr::with_exposed_provenance::<u8>((span >> 16) as usize);
+    let addr = (span >> 16) as usize;
+    // SAFETY: every span `store` makes has a non-zero address (a chunk's, or 1 for
+    // `EMPTY_SPAN`); saying so lets `Option<&str>` use the pointer's niche without a test.
+    unsafe { core::hint::assert_unchecked(addr != 0) };
+    let at = ptr::with_exposed_provenance::<u8>(addr);
     // SAFETY: `store` exposed the chunk's provenance and packed an address inside it; the
     // caller guarantees the bytes. A `HEADER_LEN` span points to an 8-byte length followed by
-    // that many bytes; any other span to `len` bytes. They are a copy of a `&str`, so valid
-    // UTF-8.
+    // that many bytes; any other span to `len` bytes (none for `EMPTY_SPAN`, whose address
+    // is never read). They are a copy of a `&str`, so valid UTF-8.
     unsafe {
         let bytes = if len == HEADER_LEN {
             let n = at.cast::<u64>().read_unaligned() as usize;
@@ -532,11 +658,12 @@ impl Drop for LiveShard {
             free_dir(r.first, r.cap);
         }
         // Table segments are allocated in order 0, 1, 2, ...: stop at the first missing.
-        for (k, seg) in self.table_segs.iter().enumerate() {
-            let seg = seg.load(Ordering::Relaxed);
-            if seg.is_null() {
+        for (k, base) in self.table_bases.iter().enumerate() {
+            let base = base.load(Ordering::Relaxed);
+            if base.is_null() {
                 break;
             }
+            let seg = base.wrapping_add(segment_start(k));
             // SAFETY: segment `k` was made by `Box::into_raw` of a boxed slice of
             // `segment_groups(k)` groups in `index` and is freed once, here.
             drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(seg, segment_groups(k))) });

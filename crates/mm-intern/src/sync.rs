@@ -12,15 +12,31 @@ pub(crate) use std::sync::{
     atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
-/// The hasher of every interner. Loom replays schedules and needs each execution to behave
-/// the same, so under loom the seed is fixed (std's SipHash with zero keys) instead of
-/// foldhash's per-interner random seed, which would send strings to different shards (and
-/// so different locks) from one execution to the next.
-#[cfg(not(loom))]
-pub(crate) type HashBuilder = hashbrown::DefaultHashBuilder;
-#[cfg(loom)]
-pub(crate) type HashBuilder =
-    core::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+/// The string hash of every interner: one pass of foldhash's byte hasher over the string's
+/// bytes and its finish, without the `0xFF` terminator that `Hash for str` appends (which
+/// costs a second folded multiply). The terminator keeps a sequence of strings hashed into
+/// one hasher prefix-free; here every hasher sees exactly one string, so it buys nothing.
+///
+/// Loom replays schedules and needs each execution to behave the same, so under loom the
+/// seed is fixed (std's SipHash with zero keys) instead of foldhash's per-interner random
+/// seed, which would send strings to different shards (and so different locks) from one
+/// execution to the next.
+#[derive(Clone, Default)]
+pub(crate) struct HashBuilder(
+    #[cfg(not(loom))] hashbrown::DefaultHashBuilder,
+    #[cfg(loom)] core::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+);
+
+impl HashBuilder {
+    /// The hash of `s` (the same for equal strings for the life of this builder).
+    #[inline(always)]
+    pub(crate) fn hash_one(&self, s: &str) -> u64 {
+        use core::hash::{BuildHasher, Hasher};
+        let mut h = self.0.build_hasher();
+        h.write(s.as_bytes());
+        h.finish()
+    }
+}
 
 /// Locks `mutex`, ignoring poisoning: every store operation leaves the shard consistent at
 /// each point where it could unwind (see `live.rs`), so a panic elsewhere does not make the
@@ -91,6 +107,10 @@ impl SlotClaim {
 impl Drop for SlotClaim {
     fn drop(&mut self) {
         if self.0 < SLOTS {
+            // Forget the cached slot first: a thread-local destructor that interns after
+            // this one must not write a slot that another thread may own by then.
+            #[cfg(not(loom))]
+            let _ = SLOT_CACHE.try_with(|c| c.set(0));
             // Release: hands this thread's last counter stores to the slot's next owner.
             self.1.fetch_and(!(1u64 << self.0), Ordering::Release);
         }
@@ -100,6 +120,10 @@ impl Drop for SlotClaim {
 #[cfg(not(loom))]
 std::thread_local! {
     static SLOT: SlotClaim = SlotClaim::claim();
+    /// The slot of `SLOT` plus one while the claim is held, else 0. A `const` cell with no
+    /// destructor is a plain thread-local load (no lazy-initialisation or destructor
+    /// state), which keeps the per-call counter update to a few instructions.
+    static SLOT_CACHE: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
 }
 #[cfg(loom)]
 loom::thread_local! {
@@ -109,6 +133,31 @@ loom::thread_local! {
 /// The calling thread's counter slot: `0..SLOTS`, owned by this thread alone until it exits,
 /// or `SLOTS` (shared, updated with read-modify-writes) when every slot is taken or the
 /// thread's slot was already given back (a thread-local destructor interning).
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn thread_slot() -> usize {
+    match SLOT_CACHE.with(core::cell::Cell::get) {
+        0 => claim_slot(),
+        cached => usize::from(cached) - 1,
+    }
+}
+
+/// The first call of a thread (or every call of one without a slot): claims a slot and
+/// caches it.
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn claim_slot() -> usize {
+    let slot = SLOT.try_with(|s| s.0).unwrap_or(SLOTS);
+    if slot < SLOTS {
+        // `SLOTS` fits a `u8` with room for the `+ 1`.
+        SLOT_CACHE.with(|c| c.set(slot as u8 + 1));
+    }
+    slot
+}
+
+/// Under loom: no cache (loom's thread-locals are modelled per execution).
+#[cfg(loom)]
 #[inline]
 pub(crate) fn thread_slot() -> usize {
     SLOT.try_with(|s| s.0).unwrap_or(SLOTS)
