@@ -236,19 +236,25 @@ impl Interner {
         let hash = self.hasher.hash_one(s);
         let shard = self.shard_of(hash);
         let local = match self.shard(shard).find(hash, s) {
-            Some(local) => local,
-            None => self.insert_slow(shard, hash, s)?,
+            Ok(local) => local,
+            Err(seen) => self.insert_slow(shard, hash, s, seen)?,
         };
         Ok(Symbol::new(shard, local, self.shard_bits))
     }
 
-    /// The locked path: confirm the miss, then store `s`.
+    /// The locked path: confirm the miss of a probe that saw `seen` published strings,
+    /// then store `s`.
     #[cold]
-    fn insert_slow(&self, shard: usize, hash: u64, s: &str) -> Result<u32, InternError> {
-        let live = &self.shards[shard];
+    #[inline(never)]
+    fn insert_slow(&self, shard: usize, hash: u64, s: &str, seen: u32) -> Result<u32, InternError> {
+        let live = self.shard(shard);
         let mut w = sync::lock(&live.writer);
-        // Under the lock the probe is exact: no table is being rebuilt.
-        if let Some(local) = live.find(hash, s) {
+        // The miss is exact if no string was published since the probe read the count
+        // (`live.rs`, invariant 4); otherwise probe again, exactly now that no table is
+        // being changed.
+        if live.len() != seen
+            && let Ok(local) = live.find(hash, s)
+        {
             return Ok(local);
         }
         let max_local = max_local(self.shard_bits);
@@ -312,10 +318,14 @@ impl Interner {
         let shard = self.shard_of(hash);
         let live = self.shard(shard);
         let local = match live.find(hash, s) {
-            Some(local) => local,
-            None => {
+            Ok(local) => local,
+            Err(seen) => {
+                // Confirm the miss as `insert_slow` does.
                 let _w = sync::lock(&live.writer);
-                live.find(hash, s)?
+                if live.len() == seen {
+                    return None;
+                }
+                live.find(hash, s).ok()?
             }
         };
         Some(Symbol::new(shard, local, self.shard_bits))

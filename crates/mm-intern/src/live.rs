@@ -18,7 +18,8 @@
 //!
 //! 1. **Publication.** A writer stores a string's bytes into a chunk, its span into its
 //!    segment and, if needed, the segment pointer into `inline_segs` or the directory and
-//!    the directory into `span_dir`, all before `count.store(i + 1, Release)`. A reader that loads `count` with
+//!    the directory into `span_dir`, then indexes it, all before
+//!    `count.store(i + 1, Release)`. A reader that loads `count` with
 //!    Acquire and sees `c > i` therefore sees all of them (writers follow each other through
 //!    the mutex, so this holds across writers too).
 //! 2. **Nothing readable moves or is freed while the shard lives.** Chunks are raw
@@ -34,6 +35,13 @@
 //!    `count` (Acquire) and then compares the text, so a stale slot can only cause a
 //!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
 //!    under the mutex by the caller.
+//! 4. **The count closes every table change.** A writer changes the table (places its new
+//!    index, or grows and rebuilds it) after the string's bytes and span are stored and
+//!    before `count.store(i + 1, Release)`, and nothing between its first table write and
+//!    that store can fail or unwind. So a probe that read `count = c` (Acquire) before the
+//!    table saw every table write that will ever precede `c`; if the count is still `c`
+//!    once the caller holds the mutex, no writer changed the table since, the probe read
+//!    it unchanged, and its miss is exact without probing again.
 
 use core::{mem::size_of, ptr, slice, str};
 
@@ -54,6 +62,8 @@ const SPAN_SEG: usize = 1 << SPAN_SEG_BITS;
 /// lookup and resolve of the shard's first `INLINE_SEGS * SPAN_SEG` strings); the rest go
 /// through `span_dir`. Loom keeps one inline, so its models reach the directory.
 const INLINE_SEGS: usize = if cfg!(loom) { 1 } else { 32 };
+/// Strings whose spans are in the inline segments.
+const INLINE_STRINGS: u32 = (INLINE_SEGS * SPAN_SEG) as u32;
 /// First capacity of the span directory (segment pointers).
 const FIRST_DIR: usize = if cfg!(loom) { 1 } else { 4 };
 /// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
@@ -245,6 +255,9 @@ fn checked_base(chunk: &Chunk) -> Result<usize, InternError> {
 /// One shard of a live interner; see the module docs.
 pub(crate) struct LiveShard {
     count: AtomicU32,
+    /// `min(count, INLINE_STRINGS)`, stored after `count`: one test tells `resolve` that a
+    /// string is both published and in an inline segment.
+    inline_count: AtomicU32,
     inline_segs: [AtomicPtr<AtomicU64>; INLINE_SEGS],
     span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
     groups: AtomicUsize,
@@ -261,6 +274,7 @@ impl LiveShard {
     pub(crate) fn new() -> Self {
         Self {
             count: AtomicU32::new(0),
+            inline_count: AtomicU32::new(0),
             inline_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             span_dir: AtomicPtr::new(ptr::null_mut()),
             groups: AtomicUsize::new(0),
@@ -283,16 +297,42 @@ impl LiveShard {
         self.count.load(Ordering::Acquire)
     }
 
-    /// The string with local index `i`, if it is published. No lock.
+    /// The string with local index `i`, if it is published. No lock. For the shard's first
+    /// `INLINE_STRINGS` strings one test and two dependent loads (inline segment pointer,
+    /// span).
     #[inline(always)]
     pub(crate) fn resolve(&self, i: u32) -> Option<&str> {
+        if i >= self.inline_count.load(Ordering::Acquire) {
+            return self.resolve_past_inline(i);
+        }
+        let at = i as usize;
+        debug_assert!(at >> SPAN_SEG_BITS < INLINE_SEGS);
+        // SAFETY: `i < inline_count <= INLINE_STRINGS`, so `i >> SPAN_SEG_BITS` is an inline
+        // segment; `inline_count` was read with Acquire after the writer stored it (after
+        // everything for `i`, invariant 1), so the segment pointer is set and the span
+        // stored. The span was made by `Writer::store` for a string whose bytes are
+        // initialised, visible (invariant 1) and never written or freed while `self` lives
+        // (invariant 2).
+        unsafe {
+            let seg = self
+                .inline_segs
+                .get_unchecked(at >> SPAN_SEG_BITS)
+                .load(Ordering::Acquire);
+            Some(span_text(
+                (*seg.add(at & (SPAN_SEG - 1))).load(Ordering::Relaxed),
+            ))
+        }
+    }
+
+    /// `resolve` of a string past the inline segments, or not published.
+    #[cold]
+    #[inline(never)]
+    fn resolve_past_inline(&self, i: u32) -> Option<&str> {
         if i >= self.count.load(Ordering::Acquire) {
             return None;
         }
-        // SAFETY: `i` is below a `count` read with Acquire, as `published_span` requires,
-        // and the span it returns was made by `Writer::store` for a string whose bytes are
-        // initialised, visible (invariant 1) and never written or freed while `self` lives
-        // (invariant 2).
+        // SAFETY: `i` is below a `count` read with Acquire, as `published_span` requires;
+        // its bytes as in `resolve`.
         Some(unsafe { span_text(self.published_span(i)) })
     }
 
@@ -312,7 +352,7 @@ impl LiveShard {
     ///
     /// # Safety
     /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
-    /// below `count`).
+    /// below `count`, or is the string it has just stored).
     #[inline(always)]
     unsafe fn published_span(&self, i: u32) -> u64 {
         let i = i as usize;
@@ -359,21 +399,23 @@ impl LiveShard {
         }
     }
 
-    /// The local index of `s` (hash `hash`), if the lock-free probe finds it. `None` is not
-    /// final while writers run (a table being rebuilt hides entries): confirm it under the
-    /// writer lock, where this probe is exact.
+    /// The local index of `s` (hash `hash`), if the lock-free probe finds it; else
+    /// `Err(count)`, the published count the probe saw. A miss is not final while writers
+    /// run (a table being rebuilt hides entries): the caller confirms it under the writer
+    /// lock, where it is exact if `count` is unchanged (invariant 4) and a second probe is
+    /// exact otherwise.
     #[inline(always)]
-    pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
+    pub(crate) fn find(&self, hash: u64, s: &str) -> Result<u32, u32> {
         if s.len() >= HEADER_LEN as usize {
             return self.find_long(hash, s);
         }
+        // Read once, before the table: an index below it is published (invariant 1); one
+        // published during the probe can only be missed, which callers confirm.
+        let count = self.count.load(Ordering::Acquire);
         let groups = self.groups.load(Ordering::Acquire);
         if groups == 0 {
-            return None;
+            return Err(count);
         }
-        // Read once, before the probe: an index below it is published (invariant 1), and
-        // one published during the probe can only be missed, which callers confirm.
-        let count = self.count.load(Ordering::Acquire);
         let mask = groups - 1;
         let want = tag(hash);
         let mut pos = hash as usize & mask;
@@ -404,12 +446,12 @@ impl LiveShard {
                     )
                 };
                 if same_bytes(text, s.as_bytes()) {
-                    return Some(i);
+                    return Ok(i);
                 }
             }
             stride += 1;
             if tags & EMPTY_GROUP != 0 || stride > mask {
-                return None;
+                return Err(count);
             }
             pos = (pos + stride) & mask;
         }
@@ -419,9 +461,9 @@ impl LiveShard {
     /// length is in the chunk): the plain probe, out of line.
     #[cold]
     #[inline(never)]
-    fn find_long(&self, hash: u64, s: &str) -> Option<u32> {
-        let groups = self.groups.load(Ordering::Acquire);
+    fn find_long(&self, hash: u64, s: &str) -> Result<u32, u32> {
         let count = self.count.load(Ordering::Acquire);
+        let groups = self.groups.load(Ordering::Acquire);
         let mask = groups.wrapping_sub(1);
         let mut pos = hash as usize & mask;
         for stride in 1..=groups {
@@ -434,15 +476,15 @@ impl LiveShard {
                 let i = group.slots[slot].load(Ordering::Relaxed);
                 // SAFETY: `i` is below a `count` read with Acquire.
                 if i < count && unsafe { self.published_text(i) } == s {
-                    return Some(i);
+                    return Ok(i);
                 }
             }
             if tags & EMPTY_GROUP != 0 {
-                return None;
+                return Err(count);
             }
             pos = (pos + stride) & mask;
         }
-        None
+        Err(count)
     }
 
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
@@ -471,9 +513,14 @@ impl LiveShard {
         let span = w.store(s)?;
         self.push_span(w, i as usize, span);
         w.string_bytes += s.len() as u64;
-        // Invariant 1: everything above happens before this.
-        self.count.store(i + 1, Ordering::Release);
+        // Nothing from here to the publishing store can fail or unwind (invariant 4).
         self.index(w, i, hash, hasher);
+        // Invariants 1 and 4: everything above happens before this.
+        self.count.store(i + 1, Ordering::Release);
+        if i < INLINE_STRINGS {
+            // Invariant 1 again, for readers of `inline_count`.
+            self.inline_count.store(i + 1, Ordering::Release);
+        }
         Ok(i)
     }
 
@@ -551,7 +598,8 @@ impl LiveShard {
         }
         self.groups.store(grown, Ordering::Release);
         for j in 0..=i {
-            // SAFETY: the writer published `j <= i` itself (`count > i`).
+            // SAFETY: the lock holder published `j < i` (`count = i`) and stored `i`'s
+            // span itself.
             let h = hasher.hash_one(unsafe { self.published_text(j) });
             self.place(grown, j, h);
         }

@@ -47,21 +47,22 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Number of per-thread counter slots (see `counters.rs`); a thread that finds all of them
-/// taken uses the shared slot `SLOTS`.
+/// Number of per-thread counter slots (see `counters.rs`), numbered `1..=SLOTS`; a thread
+/// that finds all of them taken uses the shared slot `0`.
 pub(crate) const SLOTS: usize = 32;
 
-/// One bit per slot: set while a live thread owns it.
+/// One bit per slot (bit `k` for slot `k + 1`): set while a live thread owns it.
 #[cfg(not(loom))]
 static CLAIMED: AtomicU64 = AtomicU64::new(0);
-/// Under loom a static lives in the model's execution; each claim keeps an `Arc` of it,
-/// because loom drops the main thread's thread-locals after its statics.
+// Under loom a static lives in the model's execution; each claim keeps an `Arc` of it,
+// because loom drops the main thread's thread-locals after its statics.
 #[cfg(loom)]
 loom::lazy_static! {
     static ref CLAIMED_LOOM: loom::sync::Arc<AtomicU64> = loom::sync::Arc::new(AtomicU64::new(0));
 }
 
-/// A thread's claim on one counter slot, given back when the thread exits.
+/// A thread's claim on one counter slot (`1..=SLOTS`, or `0`: none), given back when the
+/// thread exits.
 struct SlotClaim(
     usize,
     #[cfg(not(loom))] &'static AtomicU64,
@@ -86,7 +87,7 @@ impl SlotClaim {
         loop {
             let free = !seen & all;
             if free == 0 {
-                return SLOTS;
+                return 0;
             }
             let bit = free.trailing_zeros() as usize;
             // Acquire: the previous owner's counter stores (before its Release in `drop`)
@@ -97,7 +98,7 @@ impl SlotClaim {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return bit,
+                Ok(_) => return bit + 1,
                 Err(now) => seen = now,
             }
         }
@@ -106,13 +107,13 @@ impl SlotClaim {
 
 impl Drop for SlotClaim {
     fn drop(&mut self) {
-        if self.0 < SLOTS {
+        if self.0 != 0 {
             // Forget the cached slot first: a thread-local destructor that interns after
             // this one must not write a slot that another thread may own by then.
             #[cfg(not(loom))]
             let _ = SLOT_CACHE.try_with(|c| c.set(0));
             // Release: hands this thread's last counter stores to the slot's next owner.
-            self.1.fetch_and(!(1u64 << self.0), Ordering::Release);
+            self.1.fetch_and(!(1u64 << (self.0 - 1)), Ordering::Release);
         }
     }
 }
@@ -120,7 +121,7 @@ impl Drop for SlotClaim {
 #[cfg(not(loom))]
 std::thread_local! {
     static SLOT: SlotClaim = SlotClaim::claim();
-    /// The slot of `SLOT` plus one while the claim is held, else 0. A `const` cell with no
+    /// The slot of `SLOT` while the claim is held, else 0. A `const` cell with no
     /// destructor is a plain thread-local load (no lazy-initialisation or destructor
     /// state), which keeps the per-call counter update to a few instructions.
     static SLOT_CACHE: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
@@ -130,35 +131,38 @@ loom::thread_local! {
     static SLOT: SlotClaim = SlotClaim::claim();
 }
 
-/// The calling thread's counter slot: `0..SLOTS`, owned by this thread alone until it exits,
-/// or `SLOTS` (shared, updated with read-modify-writes) when every slot is taken or the
-/// thread's slot was already given back (a thread-local destructor interning).
+/// The calling thread's slot if it is known without claiming one: `1..=SLOTS`, owned by
+/// this thread alone until it exits, or `0`: call [`claim_slot`].
 #[cfg(not(loom))]
 #[inline(always)]
-pub(crate) fn thread_slot() -> usize {
-    match SLOT_CACHE.with(core::cell::Cell::get) {
-        0 => claim_slot(),
-        cached => usize::from(cached) - 1,
-    }
+pub(crate) fn cached_slot() -> usize {
+    usize::from(SLOT_CACHE.with(core::cell::Cell::get))
 }
 
-/// The first call of a thread (or every call of one without a slot): claims a slot and
-/// caches it.
+/// The calling thread's slot, claiming one on its first call: `1..=SLOTS`, or `0` (the
+/// shared slot, updated with read-modify-writes) when every slot is taken or the thread's
+/// slot was already given back (a thread-local destructor interning).
 #[cfg(not(loom))]
 #[cold]
 #[inline(never)]
-fn claim_slot() -> usize {
-    let slot = SLOT.try_with(|s| s.0).unwrap_or(SLOTS);
-    if slot < SLOTS {
-        // `SLOTS` fits a `u8` with room for the `+ 1`.
-        SLOT_CACHE.with(|c| c.set(slot as u8 + 1));
+pub(crate) fn claim_slot() -> usize {
+    let slot = SLOT.try_with(|s| s.0).unwrap_or(0);
+    if slot != 0 {
+        // `SLOTS` fits a `u8`.
+        SLOT_CACHE.with(|c| c.set(slot as u8));
     }
     slot
 }
 
-/// Under loom: no cache (loom's thread-locals are modelled per execution).
+/// Under loom there is no cache (loom models thread-locals per execution): the claim
+/// itself, so that the counters' owned-slot path is modelled as it runs.
 #[cfg(loom)]
-#[inline]
-pub(crate) fn thread_slot() -> usize {
-    SLOT.try_with(|s| s.0).unwrap_or(SLOTS)
+pub(crate) fn cached_slot() -> usize {
+    claim_slot()
+}
+
+/// As without loom, minus the cache.
+#[cfg(loom)]
+pub(crate) fn claim_slot() -> usize {
+    SLOT.try_with(|s| s.0).unwrap_or(0)
 }
