@@ -35,6 +35,10 @@
 //!    `count` (Acquire) and then compares the text, so a stale slot can only cause a
 //!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
 //!    under the mutex by the caller.
+//! 5. **Word reads.** A regular chunk starts with `PAD = 8` zero bytes and strings are
+//!    appended after them, so for a string at `[a, a + n)` of a regular chunk the bytes
+//!    `[a + n - 8, a + n)` are initialised (padding or earlier strings) and never written
+//!    again: `find` compares a short string by reading the word that ends where it ends.
 //! 4. **The count closes every table change.** A writer changes the table (places its new
 //!    index, or grows and rebuilds it) after the string's bytes and span are stored and
 //!    before `count.store(i + 1, Release)`, and nothing between its first table write and
@@ -50,7 +54,7 @@ use crossbeam_utils::CachePadded;
 use crate::{
     InternError,
     store::{Chunk, MAX_SMALL},
-    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Ordering},
+    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering},
 };
 
 /// Spans per segment: 2 KiB segments, so the unused tail of a shard's span table is at most
@@ -72,6 +76,9 @@ const GROUP_FILL: usize = if cfg!(loom) { 1 } else { 7 };
 /// Capacity of a shard's first regular chunk; chunks double up to `MAX_CHUNK`.
 const FIRST_CHUNK: usize = 256;
 const MAX_CHUNK: usize = 1 << 13;
+/// Zero bytes at the start of every regular chunk, so that the `PAD` bytes before the end
+/// of any string in it are initialised (invariant 5).
+const PAD: usize = 8;
 /// The `len` field of a span whose string is longer than 16 bits can say: its chunk starts
 /// with the length as 8 native-endian bytes.
 const HEADER_LEN: u64 = 0xFFFF;
@@ -141,28 +148,34 @@ fn pack(addr: usize, len: u64) -> u64 {
 /// and `span_text` needs no empty-string case.
 const EMPTY_SPAN: u64 = 1 << 16;
 
-/// True if `a` and `b` are equal; short ones (the common case for tokens) without a call
-/// to `memcmp`: two overlapping word loads for 4 to 16 bytes, three byte loads below 4.
+/// True if the `s.len()` bytes at `addr` are `s` (`key` is `s`'s key). Up to 8 bytes: one
+/// word read that ends where the string ends, shifted; 9 to 16: its first and last word;
+/// longer: `memcmp`.
+///
+/// # Safety
+/// `addr` is the address, with exposed provenance, of `s.len() < HEADER_LEN` initialised
+/// bytes that are not written while this runs, in a regular chunk if `s.len() <= 16` (so
+/// the 8 bytes before their end are initialised too, invariant 5).
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if b.len() != n {
-        return false;
-    }
-    let word8 =
-        |x: &[u8], at: usize| u64::from_ne_bytes(x[at..at + 8].try_into().unwrap_or([0; 8]));
-    let word4 =
-        |x: &[u8], at: usize| u32::from_ne_bytes(x[at..at + 4].try_into().unwrap_or([0; 4]));
-    if n > 16 {
-        a == b
-    } else if n >= 8 {
-        (word8(a, 0) ^ word8(b, 0)) | (word8(a, n - 8) ^ word8(b, n - 8)) == 0
-    } else if n >= 4 {
-        (word4(a, 0) ^ word4(b, 0)) | (word4(a, n - 4) ^ word4(b, n - 4)) == 0
-    } else if n > 0 {
-        a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]
-    } else {
-        true
+unsafe fn span_is(addr: u64, key: &Key, s: &str) -> bool {
+    let n = s.len();
+    let at = ptr::with_exposed_provenance::<u8>(addr as usize);
+    // SAFETY: every read is of initialised bytes by the caller's guarantee: `[n - 8, n)`
+    // from `at` for `1 <= n <= 8` (invariant 5), `[0, 8)` and `[n - 8, n)` for
+    // `9 <= n <= 16`, `[0, n)` otherwise.
+    unsafe {
+        if n <= 8 {
+            // The word's top `n` bytes are the string's, in memory order; `key.words.0`
+            // holds them in its low `n` bytes.
+            n == 0
+                || u64::from_le(at.add(n).sub(8).cast::<u64>().read_unaligned()) >> (64 - 8 * n)
+                    == key.words.0
+        } else if n <= 16 {
+            at.cast::<u64>().read_unaligned() == key.words.0
+                && at.add(n - 8).cast::<u64>().read_unaligned() == key.words.1
+        } else {
+            slice::from_raw_parts(at, n) == s.as_bytes()
+        }
     }
 }
 
@@ -222,11 +235,14 @@ impl Writer {
             _ => {
                 // MAX_SMALL <= MAX_CHUNK, so this ends at most at MAX_CHUNK.
                 let mut cap = self.next_cap;
-                while cap < len {
+                while cap < len + PAD {
                     cap *= 2;
                 }
-                let chunk = Chunk::with_capacity(cap);
+                let mut chunk = Chunk::with_capacity(cap);
                 checked_base(&chunk)?;
+                // Invariant 5: the eight bytes before any string of the chunk are
+                // initialised.
+                chunk.push(&[0; PAD]);
                 self.next_cap = (cap * 2).min(MAX_CHUNK);
                 self.chunks.push(chunk);
                 self.open = Some(self.chunks.len() - 1);
@@ -405,10 +421,12 @@ impl LiveShard {
     /// lock, where it is exact if `count` is unchanged (invariant 4) and a second probe is
     /// exact otherwise.
     #[inline(always)]
-    pub(crate) fn find(&self, hash: u64, s: &str) -> Result<u32, u32> {
-        if s.len() >= HEADER_LEN as usize {
-            return self.find_long(hash, s);
+    pub(crate) fn find(&self, key: &Key, s: &str) -> Result<u32, u32> {
+        let n = s.len();
+        if n >= HEADER_LEN as usize {
+            return self.find_long(key.hash, s);
         }
+        let hash = key.hash;
         // Read once, before the table: an index below it is published (invariant 1); one
         // published during the probe can only be missed, which callers confirm.
         let count = self.count.load(Ordering::Acquire);
@@ -433,19 +451,14 @@ impl LiveShard {
                 }
                 // SAFETY: `i` is below a `count` read with Acquire.
                 let span = unsafe { self.published_span(i) };
-                // `s.len() < HEADER_LEN`, so a span of `s`'s text holds its exact length.
-                if span & 0xFFFF != s.len() as u64 {
+                // `n < HEADER_LEN`, so a span of `s`'s text holds its exact length.
+                if span & 0xFFFF != n as u64 {
                     continue;
                 }
-                // SAFETY: `span` was made by `Writer::store` for a string of `s.len()`
-                // initialised, visible bytes at its address (invariants 1 and 2).
-                let text = unsafe {
-                    slice::from_raw_parts(
-                        ptr::with_exposed_provenance::<u8>((span >> 16) as usize),
-                        s.len(),
-                    )
-                };
-                if same_bytes(text, s.as_bytes()) {
+                // SAFETY: `span` was made by `Writer::store` for a string of `n` initialised,
+                // visible bytes at its address (invariants 1 and 2), stored in a regular
+                // chunk if `n <= MAX_SMALL` (invariant 5).
+                if unsafe { span_is(span >> 16, key, s) } {
                     return Ok(i);
                 }
             }
@@ -665,18 +678,28 @@ unsafe fn span_text<'a>(span: u64) -> &'a str {
     // `EMPTY_SPAN`); saying so lets `Option<&str>` use the pointer's niche without a test.
     unsafe { core::hint::assert_unchecked(addr != 0) };
     let at = ptr::with_exposed_provenance::<u8>(addr);
+    if len == HEADER_LEN {
+        // SAFETY: the caller's guarantee.
+        return unsafe { header_text(at) };
+    }
     // SAFETY: `store` exposed the chunk's provenance and packed an address inside it; the
-    // caller guarantees the bytes. A `HEADER_LEN` span points to an 8-byte length followed by
-    // that many bytes; any other span to `len` bytes (none for `EMPTY_SPAN`, whose address
-    // is never read). They are a copy of a `&str`, so valid UTF-8.
+    // caller guarantees the bytes: `len` of them at `at` (none for `EMPTY_SPAN`, whose
+    // address is never read), a copy of a `&str`, so valid UTF-8.
+    unsafe { str::from_utf8_unchecked(slice::from_raw_parts(at, len as usize)) }
+}
+
+/// The text of a `HEADER_LEN` span at `at`: an 8-byte length, then that many bytes.
+///
+/// # Safety
+/// As [`span_text`], for a span whose length field is `HEADER_LEN`.
+#[cold]
+#[inline(never)]
+unsafe fn header_text<'a>(at: *const u8) -> &'a str {
+    // SAFETY: `store` wrote the length and then the bytes of a `&str` there (the caller's
+    // guarantee), so this is valid UTF-8.
     unsafe {
-        let bytes = if len == HEADER_LEN {
-            let n = at.cast::<u64>().read_unaligned() as usize;
-            slice::from_raw_parts(at.add(8), n)
-        } else {
-            slice::from_raw_parts(at, len as usize)
-        };
-        str::from_utf8_unchecked(bytes)
+        let n = at.cast::<u64>().read_unaligned() as usize;
+        str::from_utf8_unchecked(slice::from_raw_parts(at.add(8), n))
     }
 }
 

@@ -12,28 +12,133 @@ pub(crate) use std::sync::{
     atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
-/// The string hash of every interner: one pass of foldhash's byte hasher over the string's
-/// bytes and its finish, without the `0xFF` terminator that `Hash for str` appends (which
-/// costs a second folded multiply). The terminator keeps a sequence of strings hashed into
-/// one hasher prefix-free; here every hasher sees exactly one string, so it buys nothing.
+/// The string hash of every interner, and the words that identify a short string.
+///
+/// A string of at most [`SHORT`] bytes is hashed by one folded multiply of two words read
+/// from it ([`short_words`]) with two random per-interner keys, the length rotating the
+/// second key; [`Key`] keeps the words, so that a lookup compares a candidate by reading
+/// its two words instead of calling `memcmp`, and the length is tested once for both. A
+/// longer string goes through foldhash's byte hasher (`write` and `finish`, without the
+/// `0xFF` terminator that `Hash for str` appends: every hasher here sees one string, so
+/// it buys nothing).
 ///
 /// Loom replays schedules and needs each execution to behave the same, so under loom the
-/// seed is fixed (std's SipHash with zero keys) instead of foldhash's per-interner random
-/// seed, which would send strings to different shards (and so different locks) from one
-/// execution to the next.
-#[derive(Clone, Default)]
-pub(crate) struct HashBuilder(
-    #[cfg(not(loom))] hashbrown::DefaultHashBuilder,
-    #[cfg(loom)] core::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
-);
+/// keys are fixed and the long hasher is std's SipHash with zero keys, instead of
+/// foldhash's per-interner random seed, which would send strings to different shards (and
+/// so different locks) from one execution to the next.
+#[derive(Clone)]
+pub(crate) struct HashBuilder {
+    #[cfg(not(loom))]
+    long: hashbrown::DefaultHashBuilder,
+    #[cfg(loom)]
+    long: core::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+    k0: u64,
+    k1: u64,
+}
+
+/// Strings up to this many bytes are short: two words of them determine them.
+pub(crate) const SHORT: usize = 16;
+
+/// A string's hash and, for a short one, its two words.
+#[derive(Clone, Copy)]
+pub(crate) struct Key {
+    pub(crate) hash: u64,
+    pub(crate) words: (u64, u64),
+}
+
+#[cfg(not(loom))]
+impl Default for HashBuilder {
+    fn default() -> Self {
+        use core::hash::BuildHasher;
+        let long = hashbrown::DefaultHashBuilder::default();
+        // Two random words from the randomly seeded builder.
+        let k0 = long.hash_one(0x243F_6A88_85A3_08D3_u64);
+        let k1 = long.hash_one(0x1319_8A2E_0370_7344_u64);
+        Self { long, k0, k1 }
+    }
+}
+
+#[cfg(loom)]
+impl Default for HashBuilder {
+    fn default() -> Self {
+        Self {
+            long: Default::default(),
+            k0: 0x243F_6A88_85A3_08D3,
+            k1: 0x1319_8A2E_0370_7344,
+        }
+    }
+}
+
+/// The two words that, with its length, determine a string of at most [`SHORT`] bytes:
+/// up to 8 bytes, their little-endian value and 0 (what `find` reads back from a span with
+/// one word read, `live.rs`); 9 to 16, the native words of its first and last 8 bytes.
+#[inline(always)]
+pub(crate) fn short_words(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    let p = b.as_ptr();
+    // SAFETY: every read covers bytes `[at, at + width)` of `b` with `at + width <= n`, as
+    // the branch it is in checks (unaligned reads, so any address is fine).
+    unsafe {
+        let word4 = |at: usize| u64::from(u32::from_le(p.add(at).cast::<u32>().read_unaligned()));
+        if n > 8 {
+            (
+                p.cast::<u64>().read_unaligned(),
+                p.add(n - 8).cast::<u64>().read_unaligned(),
+            )
+        } else if n == 8 {
+            (u64::from_le(p.cast::<u64>().read_unaligned()), 0)
+        } else if n >= 4 {
+            // Two overlapping 4-byte reads; the overlap holds the same bytes in both.
+            (word4(0) | word4(n - 4) << (8 * (n - 4)), 0)
+        } else if n > 0 {
+            let bytes = u64::from(*p)
+                | u64::from(*p.add(n / 2)) << (8 * (n / 2))
+                | u64::from(*p.add(n - 1)) << (8 * (n - 1));
+            (bytes, 0)
+        } else {
+            (0, 0)
+        }
+    }
+}
+
+/// The high and low halves of the 128-bit product, folded together.
+#[inline(always)]
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let p = u128::from(x) * u128::from(y);
+    p as u64 ^ (p >> 64) as u64
+}
 
 impl HashBuilder {
-    /// The hash of `s` (the same for equal strings for the life of this builder).
+    /// The key of `s`: its hash (the same for equal strings for the life of this builder)
+    /// and, if `s` is short, its words.
+    #[inline(always)]
+    pub(crate) fn key(&self, s: &str) -> Key {
+        let b = s.as_bytes();
+        if b.len() <= SHORT {
+            let words = short_words(b);
+            let hash = folded_multiply(
+                words.0 ^ self.k0,
+                words.1 ^ self.k1.rotate_left(b.len() as u32),
+            );
+            Key { hash, words }
+        } else {
+            Key {
+                hash: self.hash_long(b),
+                words: (0, 0),
+            }
+        }
+    }
+
+    /// The hash of `s`, as in [`key`](Self::key).
     #[inline(always)]
     pub(crate) fn hash_one(&self, s: &str) -> u64 {
+        self.key(s).hash
+    }
+
+    fn hash_long(&self, b: &[u8]) -> u64 {
         use core::hash::{BuildHasher, Hasher};
-        let mut h = self.0.build_hasher();
-        h.write(s.as_bytes());
+        let mut h = self.long.build_hasher();
+        h.write(b);
         h.finish()
     }
 }
