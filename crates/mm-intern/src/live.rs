@@ -4,6 +4,7 @@
 //! ```text
 //! LiveShard
 //!   count        AtomicU32       strings published; local index i < count is readable
+//!   inline_count AtomicU32       min(count, 8192), stored after count: resolve's one test
 //!   inline_segs  [seg ptr; 32]   the first 32 span segments (8192 strings)
 //!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of the span segments after them
 //!                   seg -> [AtomicU64; SPAN_SEG]   span = address (48 bits) | len (16 bits)
@@ -35,10 +36,6 @@
 //!    `count` (Acquire) and then compares the text, so a stale slot can only cause a
 //!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
 //!    under the mutex by the caller.
-//! 5. **Word reads.** A regular chunk starts with `PAD = 8` zero bytes and strings are
-//!    appended after them, so for a string at `[a, a + n)` of a regular chunk the bytes
-//!    `[a + n - 8, a + n)` are initialised (padding or earlier strings) and never written
-//!    again: `find` compares a short string by reading the word that ends where it ends.
 //! 4. **The count closes every table change.** A writer changes the table (places its new
 //!    index, or grows and rebuilds it) after the string's bytes and span are stored and
 //!    before `count.store(i + 1, Release)`, and nothing between its first table write and
@@ -46,6 +43,10 @@
 //!    table saw every table write that will ever precede `c`; if the count is still `c`
 //!    once the caller holds the mutex, no writer changed the table since, the probe read
 //!    it unchanged, and its miss is exact without probing again.
+//! 5. **Word reads.** A regular chunk starts with `PAD = 8` zero bytes and strings are
+//!    appended after them, so for a string at `[a, a + n)` of a regular chunk the bytes
+//!    `[a + n - 8, a + n)` are initialised (padding or earlier strings) and never written
+//!    again: `find` compares a short string by reading the word that ends where it ends.
 
 use core::{mem::size_of, ptr, slice, str};
 
