@@ -387,10 +387,16 @@ impl Vocab {
         string_at(file, self.tokens_at + u64::from(rel)).unwrap_or(&[])
     }
 
+    /// The hash the text-to-id tables key `text` by.
+    #[inline]
+    pub(crate) fn hash(&self, text: &[u8]) -> u64 {
+        self.hasher.hash_one(text)
+    }
+
     /// The id of the token spelled `text`.
     #[inline]
     pub(crate) fn find(&self, file: &[u8], text: &[u8]) -> Option<TokenId> {
-        let h = self.hasher.hash_one(text);
+        let h = self.hash(text);
         self.lookup.find(h, |id| self.text(file, id) == text)
     }
 
