@@ -13,7 +13,7 @@
 //! byte has, and only when the pair of bytes there starts such a token and the last byte
 //! fits too. An Aho-Corasick automaton (the `aho-corasick` crate, which this used before)
 //! finds the same set, but building one over Gemma's 6,414 special tokens took about 2 ms,
-//! a third of the whole vocabulary load; this index builds in tens of microseconds
+//! a third of the whole vocabulary load at the time; this index builds in about 0.2 ms
 //! (docs/benchmarks.md, "mm-tokenizer"). A position costs one table read when its byte
 //! starts no special token; text full of runs of a special token's bytes (Gemma has
 //! tokens for runs of up to 31 spaces or newlines) costs up to one lookup per length per
@@ -91,25 +91,32 @@ fn c_space(b: u8) -> bool {
 
 impl SpecialMatcher {
     pub(crate) fn build(v: &Vocab, file: &[u8]) -> SpecialMatcher {
-        let mut ids: Vec<TokenId> = (0..v.len() as TokenId)
-            .filter(|&i| v.attrs[i as usize].is_special() && !v.text(file, i).is_empty())
+        // Claim keys (the id in the low half), sorted into claim order so that of tokens
+        // spelled alike the first in it is inserted last and wins.
+        let special = TokenAttr::CONTROL
+            .with(TokenAttr::USER_DEFINED)
+            .with(TokenAttr::UNKNOWN);
+        let mut keys: Vec<u64> = crate::attr::ids_with_any(&v.attrs, special)
+            .filter_map(|i| match v.text(file, i).len() {
+                0 => None,
+                len => Some(claim_key(len, i)),
+            })
             .collect();
-        if ids.is_empty() {
+        if keys.is_empty() {
             return SpecialMatcher::default();
         }
-        // Claim order, so that of tokens spelled alike the first in it is inserted last
-        // and wins.
-        ids.sort_unstable_by_key(|&i| claim_key(v.text(file, i).len(), i));
-        let n_always = ids
+        keys.sort_unstable();
+        let n_always = keys
             .iter()
-            .filter(|&&i| !v.attrs[i as usize].intersects(PARSED_ONLY))
+            .filter(|&&k| !v.attrs[k as TokenId as usize].intersects(PARSED_ONLY))
             .count();
-        let mut all = TokenTable::with_capacity(ids.len());
+        let mut all = TokenTable::with_capacity(keys.len());
         let mut always = TokenTable::with_capacity(n_always);
         let mut pairs = vec![0u64; 1024].into_boxed_slice();
         // (first byte, length, last byte) of every token.
-        let mut shapes: Vec<(u8, u32, u8)> = Vec::with_capacity(ids.len());
-        for &i in ids.iter().rev() {
+        let mut shapes: Vec<(u8, u32, u8)> = Vec::with_capacity(keys.len());
+        for &k in keys.iter().rev() {
+            let i = k as TokenId;
             let t = v.text(file, i);
             let h = v.hash(t);
             all.insert(h, i, |o| v.text(file, o) == t);
