@@ -363,23 +363,45 @@ impl<T: Send> Pooled<T> {
                 // SAFETY: the record lives as long as the state, which this guard's count
                 // keeps alive until this call.
                 if unsafe { lent.as_ref() }.give_back() {
-                    // The last lent guard of a closed pool: no borrow of the state is held
-                    // across the release (it may free the state).
-                    // SAFETY: as above, the state is alive until our drain is counted.
-                    let last = unsafe { self.shared.as_ref() }.core.drain_one();
-                    if last {
-                        // SAFETY: `drain_one` named this call the one that releases the
-                        // lending reference; nothing uses the state after it.
-                        unsafe { release_lending(self.shared) };
-                    }
+                    // SAFETY: the state is alive until our drain is counted.
+                    unsafe { drain(self.shared) };
                 }
             }
             // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
-            Lender::Strong => unsafe {
-                Arc::decrement_strong_count(self.shared.as_ptr().cast_const())
-            },
+            Lender::Strong => unsafe { release_strong(self.shared) },
         }
     }
+}
+
+/// The last lent guard of a record is back after close: count the drain, and release the
+/// lending reference if it was the last one pending.
+///
+/// # Safety
+/// `shared` is alive, kept so by the caller's record count, which `Lent::give_back` just
+/// reported as the record's last after close. The state may be freed here.
+#[cold]
+#[inline(never)]
+unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
+    // No borrow of the state is held across the release (it may free the state).
+    // SAFETY: from the caller.
+    let last = unsafe { shared.as_ref() }.core.drain_one();
+    if last {
+        // SAFETY: `drain_one` named this call the one that releases the lending
+        // reference; nothing uses the state after it.
+        unsafe { release_lending(shared) };
+    }
+}
+
+/// Drops a guard's own strong count (see [`Lender::Strong`]).
+///
+/// # Safety
+/// The caller owns one strong count of the state's `Arc`, from `Arc::into_raw`, and does
+/// not use the state afterwards.
+#[cold]
+#[inline(never)]
+unsafe fn release_strong<T: Send>(shared: NonNull<Shared<T>>) {
+    // SAFETY: from the caller.
+    unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) }
 }
 
 impl<T: Send> Deref for Pooled<T> {
@@ -398,7 +420,7 @@ impl<T: Send> DerefMut for Pooled<T> {
 }
 
 impl<T: Send> Drop for Pooled<T> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         /// Releases the lender after the return, also when the reset hook panics.
         struct Release<'a, T: Send>(&'a mut Pooled<T>);

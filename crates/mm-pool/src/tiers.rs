@@ -99,29 +99,48 @@ pub(crate) struct LocalStats<U> {
     counts: [Counter; EVENTS],
     slot0: Slot<U>,
     more: Box<[Slot<U>]>,
-    /// Owned guards lent from this record and not yet given back, plus [`CLOSED`] once the
-    /// pool's last handle is gone (see [`Core::close_lending`]).
+    /// Owned guards lent from this record, and given back (see [`Core::lend`]).
     lent: Lent,
 }
 
-/// The counter of a record's lent owned guards (see [`Core::lend`]).
-pub(crate) struct Lent(AtomicUsize);
+/// The owned guards of one record (see `docs/mm-pool.md`, "Owned guards").
+pub(crate) struct Lent {
+    /// Guards lent from this record. One writer: the record's owner (a relaxed load and
+    /// store, no read-modify-write).
+    lends: Counter,
+    /// Guards given back, from any thread (a read-modify-write each), plus [`CLOSED`] once
+    /// the pool's last handle is gone.
+    backs: AtomicU64,
+    /// `lends` as the closer read it, stored before it set [`CLOSED`].
+    target: AtomicU64,
+}
 
-/// Set in every record's [`Lent`] by [`Core::close_lending`].
-const CLOSED: usize = 1 << (usize::BITS - 1);
+/// Set in every record's `backs` by [`Core::close_lending`]. Counts stay far below it
+/// (2^63 give-backs).
+const CLOSED: u64 = 1 << 63;
 
-/// The starting value of [`Core::drains`]: more than there can be records.
+/// The starting value of `Core::drains`: more than there can be records.
 const DRAINS_OPEN: usize = 1 << (usize::BITS - 2);
 
 impl Lent {
+    fn new() -> Self {
+        Self {
+            lends: Counter::default(),
+            backs: AtomicU64::new(0),
+            target: AtomicU64::new(0),
+        }
+    }
+
     /// Gives one lent guard back. True when it was the last one of its record after the
     /// pool closed: the caller must then call [`Core::drain_one`]. Any thread may call it;
     /// after it returns false the caller must not touch the pool again.
     #[inline]
     pub(crate) fn give_back(&self) -> bool {
         // Release: this guard's uses of the pool happen before whoever frees it (the
-        // drainer acquires through this counter's release sequence).
-        self.0.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1
+        // drainer acquires through this counter's release sequence). Acquire: a `CLOSED`
+        // seen here makes the closer's `target` visible.
+        let prev = self.backs.fetch_add(1, Ordering::AcqRel);
+        prev & CLOSED != 0 && (prev & !CLOSED) + 1 == self.target.load(Ordering::Relaxed)
     }
 }
 
@@ -175,7 +194,7 @@ impl<U: Send> Core<U> {
                         counts: std::array::from_fn(|_| Counter::default()),
                         slot0: Slot::new(),
                         more: (1..n).map(|_| Slot::new()).collect(),
-                        lent: Lent(AtomicUsize::new(0)),
+                        lent: Lent::new(),
                     },
                     // Tags start at 1: a fresh record catches up once, with nothing to drop.
                     LocalCache { trim_seen: 0 },
@@ -188,17 +207,17 @@ impl<U: Send> Core<U> {
         }
     }
 
-    /// Counts an owned guard lent from this thread's record `l` and returns the counter the
-    /// guard gives back to ([`Lent::give_back`]), on whatever thread it is dropped. One
-    /// read-modify-write on this thread's own record: a line other threads write only when
-    /// a guard crosses threads. Call it only through a live pool handle (the pool is not
-    /// closed).
+    /// Counts an owned guard lent from this thread's record `l` and returns what the guard
+    /// gives back to ([`Lent::give_back`]), on whatever thread it is dropped. A plain
+    /// one-writer increment on this thread's own record. Call it only through a live pool
+    /// handle (the pool is not closed).
     #[inline]
     pub(crate) fn lend<'a>(&self, l: &Local<'a, U>) -> &'a Lent {
         let lent = &l.shared().lent;
-        // Relaxed: the closer happens after every acquire made through a handle (it drops
-        // the last one), so its `fetch_or` sees this count.
-        lent.0.fetch_add(1, Ordering::Relaxed);
+        // The closer happens after every acquire made through a handle (it drops the last
+        // one), so it reads this count, as every later holder of the record does (the id
+        // lock orders them).
+        lent.lends.inc();
         lent
     }
 
@@ -207,15 +226,20 @@ impl<U: Send> Core<U> {
     /// alive for lent guards now; otherwise the last guard of the last record to drain
     /// gets true from [`drain_one`](Self::drain_one) and releases it.
     ///
-    /// Each record's counter gets [`CLOSED`]; the `k` records that still had guards out
-    /// will each see `CLOSED | 1` exactly once, at their last give-back, and call
+    /// Each record gets its final `lends` as `target` and [`CLOSED`] in `backs`; the `k`
+    /// records with fewer give-backs than lends then will each see, exactly once, the
+    /// give-back that reaches `target` after `CLOSED` (counts only grow by 1), and call
     /// `drain_one`. `drains` goes from `DRAINS_OPEN` down by `DRAINS_OPEN - k` here and by
     /// 1 per drained record, in any order, so exactly one of these calls brings it to 0.
     /// A record created after this (a guard returned on a new thread) never lends.
     pub(crate) fn close_lending(&self) -> bool {
         let mut pending = 0;
         self.locals.for_each_shared(|s| {
-            if s.lent.0.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED != 0 {
+            let lends = s.lent.lends.get();
+            s.lent.target.store(lends, Ordering::Relaxed);
+            // Release: publishes `target` to the give-backs that see `CLOSED`. Acquire:
+            // give-backs counted here are done with the pool.
+            if s.lent.backs.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED != lends {
                 pending += 1;
             }
         });

@@ -222,16 +222,19 @@ fn owned_guards_race_the_last_handle_drop() {
     });
 }
 
-/// The last handle dropped on another thread while a guard is given back on the thread it
-/// was lent on: the close and the give-back race on that record's counter; exactly one of
-/// them releases the state.
+/// The last handle dropped on another thread while two guards lent on one record are given
+/// back, one on the lending thread and one on the closing thread: the close and the
+/// give-backs race on that record's counter; exactly one of them releases the state.
 #[test]
 fn close_races_a_give_back_on_the_lending_thread() {
     loom::model(|| {
         let live = Arc::new(AtomicUsize::new(0));
         let pool = tracked_pool(1, &live);
-        let g = pool.acquire();
-        let t = thread::spawn(move || drop(pool));
+        let (g, h) = (pool.acquire(), pool.acquire());
+        let t = thread::spawn(move || {
+            drop(pool);
+            drop(h);
+        });
         drop(g);
         t.join().unwrap();
         assert_eq!(live.load(Ordering::SeqCst), 0);
