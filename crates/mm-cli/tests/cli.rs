@@ -136,6 +136,8 @@ fn dequant_writes_exact_f32_values() {
     let dir = tempfile::tempdir().unwrap();
     let (p, values) = model(dir.path());
     let out = dir.path().join("w.f32");
+    // An older, longer output is overwritten in place and cut to the new length.
+    std::fs::write(&out, vec![0xAAu8; 4096]).unwrap();
     let o = mm(&[
         "dequant",
         "--json",
@@ -154,6 +156,7 @@ fn dequant_writes_exact_f32_values() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(got, values);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 256 * 4);
 }
 
 #[test]
