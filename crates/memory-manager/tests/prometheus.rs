@@ -2,14 +2,15 @@
 //! of the JSON report, and the schema doc listing every family.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::sync::Arc;
 
 use memory_manager::{
-    Component, ComponentReading, MemoryConfig, MemoryManager, MetricKind, MetricsConfig,
-    ModelReading, ModelState, Residency, metric_families,
+    Component, ComponentReading, MemoryManager, MetricKind, MetricsConfig, ModelReading,
+    ModelState, Residency, metric_families,
 };
 use prometheus_parse::{Scrape, Value};
+
+mod common;
 
 // Tracked, so the allocator and fragmentation families have figures too.
 #[global_allocator]
@@ -47,21 +48,7 @@ impl Component for Models {
 }
 
 fn busy_manager() -> (MemoryManager, Arc<Models>, tempfile::NamedTempFile) {
-    let m = MemoryManager::new(MemoryConfig::default().with_max_memory(256 << 20)).unwrap();
-    drop(m.buffer(1000).unwrap());
-    drop(m.buffer(1000).unwrap());
-    for w in ["a", "b", "a", "a"] {
-        m.interner().get_or_intern(w);
-    }
-    m.scope(|arena| arena.alloc_str("request").map(|_| ()))
-        .unwrap();
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(&[7u8; 8192]).unwrap();
-    f.flush().unwrap();
-    // SAFETY: the test's own temporary file, never modified while mapped.
-    drop(unsafe { m.map(f.path()) }.unwrap());
-    // SAFETY: as above.
-    drop(unsafe { m.map(f.path()) }.unwrap());
+    let (m, f) = common::busy_manager();
     let models = Arc::new(Models);
     m.register(models.clone());
     (m, models, f)

@@ -1,26 +1,7 @@
 //! The report's three renderings, checked by real parsers.
 
-use std::io::Write;
-
-use memory_manager::{MemoryConfig, MemoryManager};
-
-fn busy_manager() -> (MemoryManager, tempfile::NamedTempFile) {
-    let m = MemoryManager::new(MemoryConfig::default().with_max_memory(256 << 20)).unwrap();
-    drop(m.buffer(1000).unwrap());
-    drop(m.buffer(100_000).unwrap());
-    for w in ["a", "b", "a", "a"] {
-        m.interner().get_or_intern(w);
-    }
-    m.scope(|arena| arena.alloc_str("request").map(|_| ()))
-        .unwrap();
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(&[7u8; 8192]).unwrap();
-    f.flush().unwrap();
-    // SAFETY: the test's own temporary file, never modified while mapped.
-    let map = unsafe { m.map(f.path()) }.unwrap();
-    assert_eq!(map.len(), 8192);
-    (m, f)
-}
+mod common;
+use common::busy_manager;
 
 #[test]
 fn json_has_every_section_and_real_figures() {

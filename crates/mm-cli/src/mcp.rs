@@ -259,10 +259,13 @@ pub fn serve() -> Result<(), Fail> {
 }
 
 #[cfg(test)]
+#[path = "../tests/common/tiny_model.rs"]
+mod tiny_model;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use memory_manager::MemoryConfig;
-    use mm_gguf::{GgufWriter, MetaValue, types::GgmlType};
     use rmcp::model::CallToolRequestParams;
     use rmcp::service::ServiceError;
 
@@ -271,21 +274,9 @@ mod tests {
         MemoryTools::new(MemoryManager::new(config).unwrap())
     }
 
-    /// A small valid model: one F32 tensor and a 1000-string array.
+    /// The shared tiny model's path.
     fn model(dir: &Path) -> std::path::PathBuf {
-        let bytes: Vec<u8> = (0..256u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
-        let mut w = GgufWriter::new();
-        w.add_metadata("general.architecture", MetaValue::String("tiny".into()))
-            .unwrap();
-        w.add_metadata(
-            "tokenizer.ggml.tokens",
-            MetaValue::strings((0..1000).map(|i| format!("t{i}"))),
-        )
-        .unwrap();
-        w.add_tensor("w", GgmlType::F32, &[64, 4], &bytes).unwrap();
-        let p = dir.join("tiny.gguf");
-        w.write_file(&p).unwrap();
-        p
+        super::tiny_model::model(dir).0
     }
 
     fn text(r: &CallToolResult) -> String {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mm_gguf::{GgufWriter, MetaValue, types::GgmlType};
+use mm_gguf::{GgufWriter, MetaValue};
 
 fn mm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mm"))
@@ -28,22 +28,9 @@ fn assert_fails(o: &Output, code: i32, needle: &str) {
     assert!(err.starts_with("mm: ") && err.contains(needle), "{err:?}");
 }
 
-fn model(dir: &Path) -> (PathBuf, Vec<f32>) {
-    let values: Vec<f32> = (0..256).map(|i| i as f32 * 0.5 - 3.0).collect();
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", MetaValue::String("tiny".into()))
-        .unwrap();
-    w.add_metadata(
-        "tokenizer.ggml.tokens",
-        MetaValue::strings((0..1000).map(|i| format!("t{i}"))),
-    )
-    .unwrap();
-    w.add_tensor("w", GgmlType::F32, &[64, 4], &bytes).unwrap();
-    let p = dir.join("tiny.gguf");
-    w.write_file(&p).unwrap();
-    (p, values)
-}
+#[path = "common/tiny_model.rs"]
+mod tiny_model;
+use tiny_model::model;
 
 #[test]
 fn inspect_shows_header_metadata_tensors_and_plan() {
@@ -149,6 +136,8 @@ fn dequant_writes_exact_f32_values() {
     let dir = tempfile::tempdir().unwrap();
     let (p, values) = model(dir.path());
     let out = dir.path().join("w.f32");
+    // An older, longer output is overwritten in place and cut to the new length.
+    std::fs::write(&out, vec![0xAAu8; 4096]).unwrap();
     let o = mm(&[
         "dequant",
         "--json",
@@ -167,6 +156,7 @@ fn dequant_writes_exact_f32_values() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(got, values);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 256 * 4);
 }
 
 #[test]

@@ -1,74 +1,13 @@
 //! The embedding cache's `tracing` events reach a subscriber: each removed entry at trace
 //! level with its cause, and each trim (a fraction evicted, the pressure hook) at info.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use memory_manager::{MemoryConfig, MemoryManager};
 use mm_llm::{EmbeddingCache, EmbeddingCacheConfig, Interner};
 use tracing::Level;
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
 
-/// A `tracing` layer that keeps every event: level, message, fields and enclosing spans.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Record>>>);
-
-#[derive(Debug, Clone)]
-struct Record {
-    level: tracing::Level,
-    message: String,
-    fields: BTreeMap<String, String>,
-    spans: Vec<String>,
-}
-
-#[derive(Default)]
-struct Fields(BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S> Layer<S> for Capture
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let message = fields.0.remove("message").unwrap_or_default();
-        let spans = ctx
-            .event_scope(event)
-            .map(|scope| scope.from_root().map(|s| s.name().to_owned()).collect())
-            .unwrap_or_default();
-        self.0.lock().unwrap().push(Record {
-            level: *event.metadata().level(),
-            message,
-            fields: fields.0,
-            spans,
-        });
-    }
-}
-
-impl Capture {
-    /// Runs `f` with this layer as the thread's subscriber; returns the events it saw.
-    fn run(f: impl FnOnce()) -> Vec<Record> {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::registry().with(capture.clone());
-        tracing::subscriber::with_default(subscriber, f);
-        capture.0.lock().unwrap().clone()
-    }
-}
-
-/// The events with this message.
-fn events<'a>(records: &'a [Record], message: &str) -> Vec<&'a Record> {
-    records.iter().filter(|r| r.message == message).collect()
-}
+#[path = "../../../support/tracing_capture.rs"]
+mod tracing_capture;
+use tracing_capture::{Capture, events};
 
 #[test]
 fn evictions_and_trims_are_traced() {

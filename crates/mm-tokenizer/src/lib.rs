@@ -8,6 +8,7 @@ mod fixups;
 mod pretok;
 mod special;
 mod spm;
+mod table;
 mod tokenizer;
 mod vocab;
 

@@ -2,14 +2,14 @@
 //!
 //! Token strings stay in the file (the map): the index keeps, per token, the offset of
 //! its length-prefixed string inside `tokenizer.ggml.tokens` (4 bytes), its attributes
-//! (2 bytes) and a slot in a hash table of ids keyed by the text the ids point at.
+//! (2 bytes) and a slot in a hash table of ids keyed by the text the ids point at
+//! (`table.rs`).
 //! Scores and token types are read from the file when needed.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::FixedState;
-use hashbrown::hash_table::Entry;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
 use mm_budget::{MemoryBudget, Reservation};
 use mm_gguf::{ArrayView, Gguf, Value, ValueType};
 
@@ -17,6 +17,7 @@ use crate::attr::TokenAttr;
 use crate::error::{Result, TokenizerError};
 use crate::pretok::{PreTokenizer, Splitter};
 use crate::special::SpecialMatcher;
+use crate::table::TokenTable;
 
 /// A token id.
 pub type TokenId = u32;
@@ -71,8 +72,9 @@ struct NumArray {
 /// The vocabulary index of a GGUF tokenizer, holding no token text.
 ///
 /// Build it with [`Vocab::from_gguf`], then bind it to the same file's bytes with
-/// [`Vocab::tokenizer`] to encode and decode. Its heap ([`Vocab::heap_bytes`]) is about
-/// 12 bytes per token plus, for BPE, 24 per merge and the special-token automaton;
+/// [`Vocab::tokenizer`] to encode and decode. Its heap ([`Vocab::heap_bytes`]) is 6 bytes
+/// per token plus 8 to 16 in the text-to-id table (64-byte lines of ten slots, at most 80 %
+/// full, a power of two of lines), for BPE 24 per merge, and the special-token automaton;
 /// [`Vocab::from_gguf_charged`] reserves it from a [`MemoryBudget`] for as long as the
 /// index lives.
 #[derive(Debug)]
@@ -83,7 +85,7 @@ pub struct Vocab {
     tokens_at: u64,
     /// Per token, the offset of its length prefix from `tokens_at`.
     offsets: Vec<u32>,
-    lookup: HashTable<TokenId>,
+    lookup: TokenTable,
     hasher: FixedState,
     pub(crate) attrs: Vec<TokenAttr>,
     scores: Option<NumArray>,
@@ -167,7 +169,7 @@ impl Vocab {
             return Err(TokenizerError::TooManyTokens(n));
         }
         let file = g.bytes();
-        let (offsets, lookup, hasher) = index_strings(file, tokens)?;
+        let (offsets, lookup, hasher) = index_strings(tokens)?;
         let scores = num_array(g, SCORES, n, false)?;
         let types = num_array(g, TYPES, n, true)?;
 
@@ -192,12 +194,10 @@ impl Vocab {
             ignore_merges: false,
             reservation: None,
         };
-        v.attrs = (0..n as u32)
-            .map(|i| match types {
-                Some(t) => TokenAttr::from_token_type(read_i32(file, t.offset, i)),
-                None => TokenAttr::NORMAL,
-            })
-            .collect();
+        v.attrs = match types {
+            Some(t) => token_attrs(file, t.offset, n as usize),
+            None => vec![TokenAttr::NORMAL; n as usize],
+        };
 
         let mut defaults = SpecialIds::default();
         match model {
@@ -348,7 +348,7 @@ impl Vocab {
     /// Heap held by the index: offsets, attributes, hash table, merges, the
     /// special-token automaton and the byte table.
     pub fn heap_bytes(&self) -> u64 {
-        let table = self.lookup.capacity() * (std::mem::size_of::<TokenId>() + 1);
+        let table = self.lookup.heap_bytes();
         let merges = self.merges.capacity() * (8 + 8 + 1);
         let splitter = if self.splitter.is_some() {
             64 * 1024
@@ -387,13 +387,17 @@ impl Vocab {
         string_at(file, self.tokens_at + u64::from(rel)).unwrap_or(&[])
     }
 
+    /// The hash the text-to-id tables key `text` by.
+    #[inline]
+    pub(crate) fn hash(&self, text: &[u8]) -> u64 {
+        hash_text(&self.hasher, text)
+    }
+
     /// The id of the token spelled `text`.
     #[inline]
     pub(crate) fn find(&self, file: &[u8], text: &[u8]) -> Option<TokenId> {
-        let h = self.hasher.hash_one(text);
-        self.lookup
-            .find(h, |&id| self.text(file, id) == text)
-            .copied()
+        let h = self.hash(text);
+        self.lookup.find(h, |id| self.text(file, id) == text)
     }
 
     pub(crate) fn merge(&self, left: TokenId, right: TokenId) -> Option<(u32, TokenId)> {
@@ -496,6 +500,24 @@ fn read_i32(file: &[u8], offset: u64, i: TokenId) -> i32 {
         .unwrap_or(0)
 }
 
+/// The attributes of the `n` tokens whose `token_type` array starts at `offset`.
+fn token_attrs(file: &[u8], offset: u64, n: usize) -> Vec<TokenAttr> {
+    let types = usize::try_from(offset)
+        .ok()
+        .zip(n.checked_mul(4))
+        .and_then(|(at, len)| file.get(at..at.checked_add(len)?));
+    match types {
+        // One pass over the array in place (the compiler turns the match into a table).
+        Some(types) => types
+            .chunks_exact(4)
+            .map(|c| TokenAttr::from_token_type(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        None => (0..n as u32)
+            .map(|i| TokenAttr::from_token_type(read_i32(file, offset, i)))
+            .collect(),
+    }
+}
+
 /// The GGUF string (u64 length, bytes) starting at file offset `at`.
 fn string_at(file: &[u8], at: u64) -> Option<&[u8]> {
     let at = usize::try_from(at).ok()?;
@@ -505,39 +527,72 @@ fn string_at(file: &[u8], at: u64) -> Option<&[u8]> {
     file.get(start..start.checked_add(len)?)
 }
 
-type Index = (Vec<u32>, HashTable<TokenId>, FixedState);
+type Index = (Vec<u32>, TokenTable, FixedState);
+
+/// The hash of a token's text: its bytes alone (not `Hash for [u8]`, which hashes the
+/// length first, an extra round that every key here pays for nothing).
+#[inline]
+fn hash_text(hasher: &FixedState, text: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(text);
+    h.finish()
+}
+
+/// How many tokens ahead of its insertion a token is parsed and hashed, so that the table
+/// line it needs is already on its way from memory (`TokenTable::prefetch`). A power of
+/// two.
+const AHEAD: usize = 32;
 
 /// Walks the token strings once: their offsets and the text-to-id table.
-fn index_strings(file: &[u8], tokens: ArrayView<'_>) -> Result<Index> {
+fn index_strings(tokens: ArrayView<'_>) -> Result<Index> {
     let n = tokens.len() as usize;
     let bytes = tokens.as_bytes();
     if u32::try_from(bytes.len()).is_err() {
         return Err(bad(TOKENS, "token strings take more than 4 GiB"));
     }
-    let base = tokens.offset();
-    let mut offsets = Vec::with_capacity(n);
+    let mut offsets: Vec<u32> = Vec::with_capacity(n);
     let hasher = FixedState::with_seed(0x006d_6d74_6f6b);
-    let mut lookup: HashTable<TokenId> = HashTable::with_capacity(n);
+    let mut lookup = TokenTable::with_capacity(n);
+    // A ring of (hash, id, start, end) of the parsed tokens not yet inserted.
+    let mut ring = [(0u64, 0u32, 0u32, 0u32); AHEAD];
+    let (mut parsed, mut inserted) = (0usize, 0usize);
     let mut pos = 0usize;
     for id in 0..n as u32 {
         let text = string_at(bytes, pos as u64)
             .ok_or_else(|| bad(TOKENS, format!("token {id} runs past the array")))?;
         offsets.push(pos as u32);
-        pos += 8 + text.len();
+        let start = pos + 8;
+        pos = start + text.len();
         if text.is_empty() {
             continue;
         }
-        let h = hasher.hash_one(text);
-        let text_of = |i: &TokenId| -> &[u8] {
-            string_at(file, base + u64::from(offsets[*i as usize])).unwrap_or(&[])
-        };
-        match lookup.entry(h, |i| text_of(i) == text, |i| hasher.hash_one(text_of(i))) {
-            // A duplicate spelling: the later id wins, as in llama.cpp's map.
-            Entry::Occupied(mut e) => *e.get_mut() = id,
-            Entry::Vacant(e) => {
-                e.insert(id);
-            }
+        let h = hash_text(&hasher, text);
+        lookup.prefetch(h);
+        if parsed - inserted == AHEAD {
+            insert_token(&mut lookup, bytes, &offsets, ring[inserted % AHEAD]);
+            inserted += 1;
         }
+        ring[parsed % AHEAD] = (h, id, start as u32, pos as u32);
+        parsed += 1;
+    }
+    while inserted < parsed {
+        insert_token(&mut lookup, bytes, &offsets, ring[inserted % AHEAD]);
+        inserted += 1;
     }
     Ok((offsets, lookup, hasher))
+}
+
+#[inline]
+fn insert_token(
+    lookup: &mut TokenTable,
+    bytes: &[u8],
+    offsets: &[u32],
+    (h, id, start, end): (u64, u32, u32, u32),
+) {
+    let text = &bytes[start as usize..end as usize];
+    // A duplicate spelling: the later id wins, as in llama.cpp's map.
+    let done = lookup.insert(h, id, |other| {
+        string_at(bytes, u64::from(offsets[other as usize])) == Some(text)
+    });
+    debug_assert!(done, "the table is sized for every token");
 }

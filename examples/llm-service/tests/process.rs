@@ -67,14 +67,7 @@ async fn sigterm_lets_the_stream_in_flight_finish_then_exits_cleanly() {
 
     let mut svc = spawn(&model, Some(&upstream), "64");
     let http = reqwest::Client::new();
-    let health: serde_json::Value = http
-        .get(format!("{}/healthz", svc.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = common::get_json(&http, format!("{}/healthz", svc.base)).await;
     assert_eq!(health["model_loaded"], true);
     assert_eq!(health["budget_limit_bytes"], 64u64 << 20);
     let body = serde_json::json!({
@@ -161,14 +154,7 @@ async fn real_model_embeddings_are_its_own_rows_pooled() {
         .collect();
     let dot: f32 = got.iter().zip(&other).map(|(a, b)| a * b).sum();
     assert!(dot < 0.999, "{dot}");
-    let report: serde_json::Value = http
-        .get(format!("{}/memory", svc.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = common::get_json(&http, format!("{}/memory", svc.base)).await;
     let models = report["models"].as_array().unwrap();
     assert!(
         models.iter().any(|m| m["name"] == name.as_str()),

@@ -77,15 +77,7 @@ async fn embeddings_are_the_mean_pooled_normalised_rows() {
     let second = one(h.embed(serde_json::json!("hello world")).await).await;
     assert_eq!(first, second);
     assert!(h.service.cache().stats().hits > hits);
-    let report: serde_json::Value = h
-        .http
-        .get(h.url("/memory"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = common::get_json(&h.http, h.url("/memory")).await;
     let names: Vec<&str> = report["components"]
         .as_array()
         .unwrap()
@@ -117,15 +109,7 @@ async fn metrics_memory_and_health() {
     let text = res.text().await.unwrap();
     assert!(text.contains("# TYPE"), "{text}");
     assert!(text.contains("mm_budget"), "{text}");
-    let health: serde_json::Value = h
-        .http
-        .get(h.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = common::get_json(&h.http, h.url("/healthz")).await;
     assert_eq!(health["status"], "ok");
     let (status, _) = error_of(h.http.get(h.url("/nope")).send().await.unwrap()).await;
     assert_eq!(status, 404);
@@ -293,16 +277,8 @@ async fn chat_is_fitted_into_the_model_window_with_exact_counts() {
     msgs.push(("user", "the last question"));
     let res = h.post("/v1/chat/completions", &h.chat_body(&msgs)).await;
     assert_eq!(res.status(), 200);
-    let dropped: u32 = res.headers()["x-mm-dropped-messages"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let tokens: u32 = res.headers()["x-mm-prompt-tokens"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let dropped: u32 = common::header(&res, "x-mm-dropped-messages");
+    let tokens: u32 = common::header(&res, "x-mm-prompt-tokens");
     let _ = res.text().await.unwrap();
     assert!(dropped > 0);
     assert!(tokens <= common::WINDOW, "{tokens}");
@@ -475,11 +451,7 @@ async fn a_warm_embedding_request_makes_no_allocation_in_our_parts() {
             .embed(serde_json::json!(["hello world", "a memory model"]))
             .await;
         assert_eq!(res.status(), 200);
-        let n: u64 = res.headers()["x-mm-allocs"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let n: u64 = common::header(&res, "x-mm-allocs");
         let _ = res.bytes().await.unwrap();
         if i >= 180 {
             last.push(n);
@@ -509,15 +481,7 @@ async fn a_warm_chat_stream_makes_no_allocation_in_our_parts() {
             h.service.tallies().chat.reading().requests == i + 1
         })
         .await;
-        let allocs: serde_json::Value = h
-            .http
-            .get(h.url("/debug/allocs"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let allocs: serde_json::Value = common::get_json(&h.http, h.url("/debug/allocs")).await;
         assert_eq!(allocs["chat"]["requests"], i + 1);
         if i >= 40 {
             last.push(allocs["chat"]["last_allocs"].as_u64().unwrap());

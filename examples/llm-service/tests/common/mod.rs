@@ -278,3 +278,16 @@ pub async fn error_of(res: reqwest::Response) -> (u16, String) {
     assert!(!msg.is_empty());
     (status, msg)
 }
+
+/// GETs `url` and parses the body as JSON.
+pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// A response header parsed as a number (or anything `FromStr`).
+pub fn header<T: std::str::FromStr>(res: &reqwest::Response, name: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    res.headers()[name].to_str().unwrap().parse().unwrap()
+}
