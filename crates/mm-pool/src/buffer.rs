@@ -159,7 +159,7 @@ struct Shared {
     sizes: Box<[usize]>,
     /// Buffers are pooled boxed: a guard and the caches move a pointer, never the
     /// `BytesMut` (moving it right after a write to its length stalls store forwarding).
-    core: Core<Box<BytesMut>>,
+    core: Core<BytesMut>,
     max_request: usize,
     bound: usize,
 }
@@ -173,6 +173,19 @@ impl Shared {
     /// A buffer for `min_len` bytes and its tier (`None`: oversize plain allocation).
     #[inline]
     fn checkout(&self, min_len: usize) -> (Box<BytesMut>, Option<usize>) {
+        if let Some(t) = self.tier_for(min_len)
+            && let Some(l) = self.core.hinted()
+            && let Some(buf) = self.core.take_cached(&l, t)
+        {
+            l.shared().count(Event::Hit);
+            return (buf, Some(t));
+        }
+        self.checkout_slow(min_len)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn checkout_slow(&self, min_len: usize) -> (Box<BytesMut>, Option<usize>) {
         let local = self.core.local();
         let local = local.as_ref();
         match self.tier_for(min_len) {
@@ -195,9 +208,23 @@ impl Shared {
 
     #[inline]
     fn give_back(&self, t: usize, mut buf: Box<BytesMut>) {
+        buf.clear();
+        if buf.capacity() == self.sizes[t]
+            && let Some(l) = self.core.hinted()
+        {
+            match self.core.fill_cache(&l, t, buf) {
+                Ok(()) => return l.shared().count(Event::Return),
+                Err(back) => buf = back,
+            }
+        }
+        self.give_back_slow(t, buf);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn give_back_slow(&self, t: usize, mut buf: Box<BytesMut>) {
         let local = self.core.local();
         let local = local.as_ref();
-        buf.clear();
         if buf.capacity() != self.sizes[t] && !self.restore(t, &mut buf) {
             // Grown past the tier, or split while the other part is alive: not ours to keep.
             self.core.count(local, Event::Reshaped);

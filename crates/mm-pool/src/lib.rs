@@ -4,6 +4,7 @@ mod buffer;
 mod error;
 mod object;
 mod registry;
+mod slot;
 mod stats;
 mod sync;
 mod tiers;

@@ -1,10 +1,12 @@
 //! [`ObjectPool<T>`] and its guard [`Pooled<T>`].
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 
-use crate::sync::Arc;
-use crate::tiers::{Core, Event};
+use crate::sync::{Arc, AtomicUsize, Ordering};
+use crate::tiers::{Core, Event, Lent};
 use crate::{PoolError, PoolStats};
 
 type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
@@ -12,10 +14,15 @@ type ResetHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 
 struct Shared<T: Send> {
     /// Objects are pooled boxed: a guard and the caches move a pointer, never the `T`.
-    core: Core<Box<T>>,
+    core: Core<T>,
     max_idle: usize,
     factory: Factory<T>,
     reset: Option<ResetHook<T>>,
+    /// Live `ObjectPool` handles. Besides their `Arc`s, one more strong count (the
+    /// *lending* reference, taken in `build`) keeps the state alive for the owned guards
+    /// lent from per-thread records; it is released once the last handle is gone and every
+    /// lent guard is back (`Core::close_lending`, `Core::drain_one`).
+    handles: AtomicUsize,
 }
 
 /// A bounded pool of reusable `T`s: at most `max_idle` are kept idle; beyond that, returned
@@ -85,27 +92,42 @@ impl<T: Send + 'static> ObjectPool<T> {
         if max_idle == 0 {
             return Err(PoolError::ZeroCapacity { index: 0 });
         }
-        Ok(Self {
-            shared: Arc::new(Shared {
-                core: Core::new(std::iter::once(max_idle), true),
-                max_idle,
-                factory,
-                reset,
-            }),
-        })
+        let shared = Arc::new(Shared {
+            core: Core::new(std::iter::once(max_idle), true),
+            max_idle,
+            factory,
+            reset,
+            handles: AtomicUsize::new(1),
+        });
+        // The lending reference: released through `Shared::release_lending`.
+        let _ = Arc::into_raw(Arc::clone(&shared));
+        Ok(Self { shared })
     }
 }
 
 impl<T: Send> ObjectPool<T> {
     /// An idle object, or a new one from the factory when none is idle.
     ///
-    /// The guard holds an `Arc` to the pool: it can move to another thread and outlive
-    /// this handle. [`acquire_ref`](Self::acquire_ref) avoids the reference count.
+    /// The guard keeps the pool alive: it can move to another thread and outlive this
+    /// handle. It is counted on this thread's record in the pool (one uncontended
+    /// read-modify-write on the thread's own cache line each way), not on a reference count
+    /// shared by all threads; [`acquire_ref`](Self::acquire_ref) skips even that.
     #[inline]
     pub fn acquire(&self) -> Pooled<T> {
+        let (value, lender) = self.shared.checkout_lent();
+        let shared = NonNull::from(&*self.shared);
+        let lender = match lender {
+            Some(lent) => Lender::Record(NonNull::from(lent)),
+            None => {
+                // No record (thread-local destruction): the guard takes a strong count.
+                let _ = Arc::into_raw(Arc::clone(&self.shared));
+                Lender::Strong
+            }
+        };
         Pooled {
-            value: Some(self.shared.checkout()),
-            shared: Arc::clone(&self.shared),
+            value: ManuallyDrop::new(value),
+            shared,
+            lender,
         }
     }
 
@@ -114,7 +136,7 @@ impl<T: Send> ObjectPool<T> {
     #[inline]
     pub fn acquire_ref(&self) -> PooledRef<'_, T> {
         PooledRef {
-            value: Some(self.shared.checkout()),
+            value: ManuallyDrop::new(self.shared.checkout()),
             shared: &self.shared,
         }
     }
@@ -146,9 +168,43 @@ impl<T: Send> ObjectPool<T> {
     }
 }
 
+/// Whether a returned object still needs its reset hook run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    Pending,
+    Done,
+}
+
 impl<T: Send> Shared<T> {
-    #[inline]
+    /// The fast path: this thread's cached object, found through the thread's hint.
+    #[inline(always)]
     fn checkout(&self) -> Box<T> {
+        if let Some(l) = self.core.hinted()
+            && let Some(v) = self.core.take_cached(&l, 0)
+        {
+            l.shared().count(Event::Hit);
+            return v;
+        }
+        self.checkout_slow()
+    }
+
+    /// As [`checkout`](Self::checkout), and counts an owned guard on this thread's record
+    /// (`None`: there is no record, the caller takes a strong count instead).
+    #[inline(always)]
+    fn checkout_lent(&self) -> (Box<T>, Option<&Lent>) {
+        if let Some(l) = self.core.hinted()
+            && let Some(v) = self.core.take_cached(&l, 0)
+        {
+            l.shared().count(Event::Hit);
+            return (v, Some(self.core.lend(&l)));
+        }
+        let v = self.checkout_slow();
+        (v, self.core.local().map(|l| self.core.lend(&l)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn checkout_slow(&self) -> Box<T> {
         let local = self.core.local();
         match self.core.take(0, local.as_ref()) {
             Some(v) => {
@@ -162,17 +218,42 @@ impl<T: Send> Shared<T> {
         }
     }
 
-    #[inline]
+    /// The fast path: into this thread's cache when it has room, after the reset hook.
+    #[inline(always)]
     fn give_back(&self, mut value: Box<T>) {
-        let local = self.core.local();
-        let local = local.as_ref();
-        // Skip the reset hook when the pool is visibly full; `put` is the real check.
-        if self.core.looks_full(0, local) {
-            self.core.count(local, Event::Discard);
-            return;
-        }
+        let Some(l) = self
+            .core
+            .hinted()
+            .filter(|l| self.core.cache_has_room(l, 0))
+        else {
+            return self.give_back_slow(value, Reset::Pending);
+        };
         if let Some(reset) = &self.reset {
             reset(&mut *value);
+        }
+        // `l` is still this thread's record (a thread keeps its claim until it gives its id
+        // back, at thread-local destruction, never inside this call); the hook may have used
+        // the pool, so `fill_cache` checks the slot again.
+        match self.core.fill_cache(&l, 0, value) {
+            Ok(()) => l.shared().count(Event::Return),
+            Err(value) => self.give_back_slow(value, Reset::Done),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn give_back_slow(&self, mut value: Box<T>, reset: Reset) {
+        let local = self.core.local();
+        let local = local.as_ref();
+        if reset == Reset::Pending {
+            // Skip the reset hook when the pool is visibly full; `put` is the real check.
+            if self.core.looks_full(0, local) {
+                self.core.count(local, Event::Discard);
+                return;
+            }
+            if let Some(reset) = &self.reset {
+                reset(&mut *value);
+            }
         }
         match self.core.put(0, local, value) {
             Ok(()) => self.core.count(local, Event::Return),
@@ -186,10 +267,38 @@ impl<T: Send> Shared<T> {
 
 impl<T: Send> Clone for ObjectPool<T> {
     fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Self {
             shared: Arc::clone(&self.shared),
         }
     }
+}
+
+impl<T: Send> Drop for ObjectPool<T> {
+    fn drop(&mut self) {
+        // AcqRel: the last handle's drop happens after every acquire made through any
+        // handle, so `close_lending` sees every lent count.
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.shared.core.close_lending()
+        {
+            // SAFETY: the lending reference is released once: here, when no lent guard is
+            // out at close, or by the guard that `drain_one` names last. This handle's own
+            // `Arc` still holds the state, so it is not freed here.
+            unsafe { release_lending(NonNull::from(&*self.shared)) };
+        }
+    }
+}
+
+/// Drops the lending reference (see `Shared::handles`).
+///
+/// # Safety
+/// `shared` points to the state of an `Arc<Shared<T>>` whose lending reference has not been
+/// released, and this is the one call that releases it (`Core::close_lending` or
+/// `Core::drain_one` returned true to the caller). The state may be freed here: the caller
+/// must not use it afterwards.
+unsafe fn release_lending<T: Send>(shared: NonNull<Shared<T>>) {
+    // SAFETY: the lending reference is one strong count of this `Arc`, from `into_raw`.
+    unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) };
 }
 
 impl<T: Send> fmt::Debug for ObjectPool<T> {
@@ -206,47 +315,128 @@ impl<T: Send> fmt::Debug for ObjectPool<T> {
 /// `Send` when `T` is, so it can be dropped on another thread; it keeps the pool's shared
 /// state alive, so it can outlive every `ObjectPool` handle.
 pub struct Pooled<T: Send> {
-    value: Option<Box<T>>,
-    shared: Arc<Shared<T>>,
+    /// Taken only by `drop` or `detach`, each of which ends the guard.
+    value: ManuallyDrop<Box<T>>,
+    /// The pool's state, kept alive by `lender` until the guard ends.
+    shared: NonNull<Shared<T>>,
+    lender: Lender,
 }
+
+/// What keeps a [`Pooled`] guard's pool alive.
+enum Lender {
+    /// The guard is counted in this record's [`Lent`] (a record of the pool, so it lives as
+    /// long as the state): while the count is out, the pool's lending reference stays.
+    Record(NonNull<Lent>),
+    /// The guard holds one strong count of the pool's `Arc` (taken without a record).
+    Strong,
+}
+
+// SAFETY: the guard owns a `Box<T>` (sent with it: `T: Send`) and keeps the pool's state
+// alive through `lender`, which may be given back from any thread (`Lent::give_back` is an
+// atomic read-modify-write; `Arc` counts are thread-safe). The state is `Sync`.
+unsafe impl<T: Send> Send for Pooled<T> {}
+// SAFETY: `&Pooled<T>` gives out only `&T`.
+unsafe impl<T: Send + Sync> Sync for Pooled<T> {}
 
 impl<T: Send> Pooled<T> {
     /// Keeps the object: it will not go back to the pool (counted neither as a return nor
     /// as a discard).
-    pub fn detach(mut self) -> T {
-        match self.value.take() {
-            Some(v) => *v,
-            None => unreachable!("a Pooled guard holds its value until drop"),
+    pub fn detach(self) -> T {
+        let mut me = ManuallyDrop::new(self);
+        // SAFETY: `me` is never used again and its `Drop` does not run, so the value is
+        // taken once and the lender released once.
+        unsafe {
+            let value = ManuallyDrop::take(&mut me.value);
+            me.release();
+            *value
         }
     }
+
+    /// Gives back what keeps the pool alive for this guard.
+    ///
+    /// # Safety
+    /// Called once, as the guard's last use of the pool.
+    #[inline(always)]
+    unsafe fn release(&mut self) {
+        match self.lender {
+            Lender::Record(lent) => {
+                // SAFETY: the record lives as long as the state, which this guard's count
+                // keeps alive until this call.
+                if unsafe { lent.as_ref() }.give_back() {
+                    // SAFETY: the state is alive until our drain is counted.
+                    unsafe { drain(self.shared) };
+                }
+            }
+            // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
+            Lender::Strong => unsafe { release_strong(self.shared) },
+        }
+    }
+}
+
+/// The last lent guard of a record is back after close: count the drain, and release the
+/// lending reference if it was the last one pending.
+///
+/// # Safety
+/// `shared` is alive, kept so by the caller's record count, which `Lent::give_back` just
+/// reported as the record's last after close. The state may be freed here.
+#[cold]
+#[inline(never)]
+unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
+    // No borrow of the state is held across the release (it may free the state).
+    // SAFETY: from the caller.
+    let last = unsafe { shared.as_ref() }.core.drain_one();
+    if last {
+        // SAFETY: `drain_one` named this call the one that releases the lending
+        // reference; nothing uses the state after it.
+        unsafe { release_lending(shared) };
+    }
+}
+
+/// Drops a guard's own strong count (see [`Lender::Strong`]).
+///
+/// # Safety
+/// The caller owns one strong count of the state's `Arc`, from `Arc::into_raw`, and does
+/// not use the state afterwards.
+#[cold]
+#[inline(never)]
+unsafe fn release_strong<T: Send>(shared: NonNull<Shared<T>>) {
+    // SAFETY: from the caller.
+    unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) }
 }
 
 impl<T: Send> Deref for Pooled<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        match &self.value {
-            Some(v) => v,
-            None => unreachable!("a Pooled guard holds its value until drop"),
-        }
+        &self.value
     }
 }
 
 impl<T: Send> DerefMut for Pooled<T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        match &mut self.value {
-            Some(v) => v,
-            None => unreachable!("a Pooled guard holds its value until drop"),
-        }
+        &mut self.value
     }
 }
 
 impl<T: Send> Drop for Pooled<T> {
+    #[inline(always)]
     fn drop(&mut self) {
-        if let Some(value) = self.value.take() {
-            self.shared.give_back(value);
+        /// Releases the lender after the return, also when the reset hook panics.
+        struct Release<'a, T: Send>(&'a mut Pooled<T>);
+        impl<T: Send> Drop for Release<'_, T> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                // SAFETY: once (this runs once, at the end of `Pooled::drop`), as the
+                // guard's last use of the pool.
+                unsafe { self.0.release() };
+            }
         }
+        // SAFETY: `drop` runs once and nothing reads the value after it.
+        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        let guard = Release(self);
+        // SAFETY: the state is alive until `guard` releases this guard's lender.
+        unsafe { guard.0.shared.as_ref() }.give_back(value);
     }
 }
 
@@ -259,17 +449,17 @@ impl<T: Send + fmt::Debug> fmt::Debug for Pooled<T> {
 /// An object checked out with [`ObjectPool::acquire_ref`]: like [`Pooled`], but it borrows
 /// the pool, so it cannot outlive the `ObjectPool` handle it came from.
 pub struct PooledRef<'a, T: Send> {
-    value: Option<Box<T>>,
+    /// Taken only by `drop` or `detach`, each of which ends the guard.
+    value: ManuallyDrop<Box<T>>,
     shared: &'a Shared<T>,
 }
 
 impl<T: Send> PooledRef<'_, T> {
     /// Keeps the object: it will not go back to the pool.
-    pub fn detach(mut self) -> T {
-        match self.value.take() {
-            Some(v) => *v,
-            None => unreachable!("a PooledRef guard holds its value until drop"),
-        }
+    pub fn detach(self) -> T {
+        let mut me = ManuallyDrop::new(self);
+        // SAFETY: `me` is never used again and its `Drop` does not run.
+        *unsafe { ManuallyDrop::take(&mut me.value) }
     }
 }
 
@@ -277,28 +467,23 @@ impl<T: Send> Deref for PooledRef<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        match &self.value {
-            Some(v) => v,
-            None => unreachable!("a PooledRef guard holds its value until drop"),
-        }
+        &self.value
     }
 }
 
 impl<T: Send> DerefMut for PooledRef<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        match &mut self.value {
-            Some(v) => v,
-            None => unreachable!("a PooledRef guard holds its value until drop"),
-        }
+        &mut self.value
     }
 }
 
 impl<T: Send> Drop for PooledRef<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(value) = self.value.take() {
-            self.shared.give_back(value);
-        }
+        // SAFETY: `drop` runs once and nothing reads the field after it.
+        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        self.shared.give_back(value);
     }
 }
 

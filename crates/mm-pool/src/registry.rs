@@ -162,7 +162,7 @@ thread_local! {
     };
 }
 
-// The record this thread used last: (table uid, record). Set by `PerThread::mine` for a
+// The record this thread used last: (table tag, record). Set by `PerThread::set_hint` for a
 // record this thread holds; cleared when the thread gives its id back. No destructor, so
 // it stays readable during thread-local destruction.
 #[cfg(not(loom))]
@@ -175,9 +175,15 @@ thread_local! {
     static LAST: Cell<(u64, *const ())> = Cell::new((0, ptr::null()));
 }
 
-/// Uids of tables, from 1, never reused (unlike addresses): a hint naming a dropped table
-/// can never match a live one. Only uniqueness matters, so it needs no loom model.
-static TABLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// Tags of tables, from 1, never reused (unlike addresses): every table takes a fresh one
+/// when it is built and at every [`PerThread::retag`], so a hint naming a dropped table,
+/// or a table as it was before its last retag, can never match. Only uniqueness matters,
+/// so it needs no loom model.
+static TAGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn fresh_tag() -> u64 {
+    TAGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// This thread's id and generation, assigned on first use; `None` once the thread's id
 /// has been given back (its thread-local storage is being destroyed). Never panics.
@@ -223,7 +229,8 @@ type Slot<S, O> = AtomicPtr<CachePadded<Record<S, O>>>;
 
 /// One [`Record`] per thread id, created on the thread's first use, freed with the table.
 pub(crate) struct PerThread<S, O> {
-    uid: u64,
+    /// The table's current tag (see [`TAGS`]): what a valid hint names.
+    tag: CachePadded<AtomicU64>,
     buckets: Box<[AtomicPtr<Slot<S, O>>]>,
     init: Box<dyn Fn() -> (S, O) + Send + Sync>,
 }
@@ -238,7 +245,7 @@ unsafe impl<S: Send + Sync, O: Send> Send for PerThread<S, O> {}
 impl<S, O> PerThread<S, O> {
     pub(crate) fn new(init: impl Fn() -> (S, O) + Send + Sync + 'static) -> Self {
         Self {
-            uid: TABLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tag: CachePadded::new(AtomicU64::new(fresh_tag())),
             buckets: (0..BUCKETS)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
@@ -272,26 +279,54 @@ impl<S, O> PerThread<S, O> {
         }
     }
 
-    /// This thread's record, created on first use; `None` during thread-local
-    /// destruction (see [`current`]) or for an id past the table.
+    /// The table's current tag. A [`retag`](Self::retag) changes it.
     #[inline]
-    pub(crate) fn mine(&self) -> Option<Mine<'_, S, O>> {
-        if let Ok((table, rec)) = LAST.try_with(Cell::get)
-            && table == self.uid
-        {
-            return Some(Mine {
-                // SAFETY: the hint names this table (uids are unique) and a record of it
-                // that this thread claimed while holding its current id (the hint is
-                // cleared when the id is given back); the record lives as long as `&self`.
-                rec: unsafe { &*rec.cast::<Record<S, O>>() },
-                _not_send: PhantomData,
-            });
-        }
-        self.mine_slow()
+    pub(crate) fn tag(&self) -> u64 {
+        self.tag.load(Ordering::Relaxed)
     }
 
-    /// [`mine`](Self::mine) without the hint: look the record up by id, create or claim it.
-    fn mine_slow(&self) -> Option<Mine<'_, S, O>> {
+    /// Gives the table a fresh tag: every thread's hint stops matching, so each thread's
+    /// next operation takes the slow path ([`lookup`](Self::lookup)), where its pool
+    /// catches up with whatever the retag announced (a trim).
+    pub(crate) fn retag(&self) {
+        self.tag.store(fresh_tag(), Ordering::Relaxed);
+    }
+
+    /// This thread's record, if the thread's hint names this table as tagged now: one
+    /// thread-local load and a compare. `None` means "take the slow path", not "no record".
+    #[inline]
+    pub(crate) fn hinted(&self) -> Option<Mine<'_, S, O>> {
+        let (tag, rec) = LAST.try_with(Cell::get).ok()?;
+        if tag != self.tag() {
+            return None;
+        }
+        // SAFETY: tags start at 1 and the empty hint is `(0, null)`, so a matching hint
+        // was set by `set_hint`, from a reference.
+        unsafe { std::hint::assert_unchecked(!rec.is_null()) };
+        Some(Mine {
+            // SAFETY: tags are unique per table and retag, so the hint was set by
+            // `set_hint` on this thread, for this table, since its last retag, from a
+            // `Mine`: a record of this table that this thread claimed while holding its
+            // current id (the hint is cleared when the id is given back). Records live as
+            // long as `&self`.
+            rec: unsafe { &*rec.cast::<Record<S, O>>() },
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Points this thread's hint at `mine` with tag `tag` (read from [`tag`](Self::tag)
+    /// before the caller caught up with it: a retag since then makes the hint stale, never
+    /// wrong).
+    #[inline]
+    pub(crate) fn set_hint(&self, mine: &Mine<'_, S, O>, tag: u64) {
+        let hint = (tag, ptr::from_ref(mine.rec).cast::<()>());
+        let _ = LAST.try_with(|last| last.set(hint));
+    }
+
+    /// This thread's record without the hint: look it up by id, create or claim it.
+    /// `None` during thread-local destruction (see [`current`]) or for an id past the
+    /// table. Does not set the hint.
+    pub(crate) fn lookup(&self) -> Option<Mine<'_, S, O>> {
         let (id, generation) = current()?;
         let (b, i) = locate(id)?;
         // SAFETY: bucket `b` has `1 << b` slots and `i < 1 << b` (from `locate`).
@@ -315,8 +350,6 @@ impl<S, O> PerThread<S, O> {
         if rec.owner.load(Ordering::Relaxed) != generation {
             Self::claim(rec, generation);
         }
-        let hint = (self.uid, ptr::from_ref(rec).cast::<()>());
-        let _ = LAST.try_with(|last| last.set(hint));
         Some(Mine {
             rec,
             _not_send: PhantomData,
@@ -402,10 +435,10 @@ pub(crate) struct Mine<'a, S, O> {
     _not_send: PhantomData<*const ()>,
 }
 
-impl<S, O> Mine<'_, S, O> {
-    /// The part other threads read.
+impl<'a, S, O> Mine<'a, S, O> {
+    /// The part other threads read (it lives as long as the table).
     #[inline]
-    pub(crate) fn shared(&self) -> &S {
+    pub(crate) fn shared(&self) -> &'a S {
         &self.rec.shared
     }
 

@@ -8,11 +8,13 @@
 //!
 //! `items held = queued + cached <= queued + credits <= places <= max_idle`.
 //!
-//! The cache is plain data in the thread's own record (`src/registry.rs`): a hit or a
-//! return on the owning thread makes no atomic read-modify-write and writes no line another
-//! thread writes. Other threads never touch a live thread's cache. Instead:
-//! - `trim` bumps `trim_epoch`; each thread empties its cache at its next operation on the
-//!   pool (the trimming thread at once);
+//! The cache is one word per tier in the thread's own record (`src/slot.rs`,
+//! `src/registry.rs`): a hit or a return on the owning thread is the hint check, a load and
+//! a plain store of that word and a counter: no atomic read-modify-write, no write to a
+//! line another thread writes. Other threads never touch a live thread's cache. Instead:
+//! - `trim` gives the record table a fresh tag, so every thread's hint stops matching; each
+//!   thread's next operation on the pool takes the slow path, which empties its cache
+//!   (the trimming thread's at once);
 //! - the cache of a thread that has exited (its id is free) is swept, under the id lock, by
 //!   the next miss or `trim` after the exit: its item goes to the queue or to the thread
 //!   that missed, and its credit is handed back.
@@ -21,7 +23,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::PoolStats;
 use crate::registry::{self, Mine, PerThread};
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Counter, Ordering, Queue};
+use crate::slot::Slot;
+use crate::sync::{AtomicU64, AtomicUsize, Counter, Ordering, Queue};
 
 pub(crate) struct Tier<T> {
     queue: Queue<T>,
@@ -88,132 +91,252 @@ pub(crate) enum Event {
 
 const EVENTS: usize = 6;
 
-/// The part of a thread's record other threads read: counters and which cache places are
-/// filled. Written only by the record's owner (or, for an exited thread, by a sweep).
-pub(crate) struct LocalStats {
+/// The part of a thread's record other threads read: counters and the cache slots (whose
+/// writes follow the owner rule, see `src/slot.rs`). Tier 0's slot is inline, so a pool
+/// of one tier (every `ObjectPool`, and a `BufferPool`'s smallest tier) reaches it without
+/// a second pointer.
+pub(crate) struct LocalStats<U> {
     counts: [Counter; EVENTS],
-    filled: Box<[AtomicBool]>,
+    slot0: Slot<U>,
+    more: Box<[Slot<U>]>,
+    /// Owned guards lent from this record, and given back (see [`Core::lend`]).
+    lent: Lent,
 }
 
-/// The part only the owner touches: the cache itself (empty without thread caches).
-pub(crate) struct LocalCache<T> {
-    tiers: Box<[CacheTier<T>]>,
+/// The owned guards of one record (see `docs/mm-pool.md`, "Owned guards").
+pub(crate) struct Lent {
+    /// Guards lent from this record. One writer: the record's owner (a relaxed load and
+    /// store, no read-modify-write).
+    lends: Counter,
+    /// Guards given back, from any thread (a read-modify-write each), plus [`CLOSED`] once
+    /// the pool's last handle is gone.
+    backs: AtomicU64,
+    /// `lends` as the closer read it, stored before it set [`CLOSED`].
+    target: AtomicU64,
+}
+
+/// Set in every record's `backs` by [`Core::close_lending`]. Counts stay far below it
+/// (2^63 give-backs).
+const CLOSED: u64 = 1 << 63;
+
+/// The starting value of `Core::drains`: more than there can be records.
+const DRAINS_OPEN: usize = 1 << (usize::BITS - 2);
+
+impl Lent {
+    fn new() -> Self {
+        Self {
+            lends: Counter::default(),
+            backs: AtomicU64::new(0),
+            target: AtomicU64::new(0),
+        }
+    }
+
+    /// Gives one lent guard back. True when it was the last one of its record after the
+    /// pool closed: the caller must then call [`Core::drain_one`]. Any thread may call it;
+    /// after it returns false the caller must not touch the pool again.
+    #[inline]
+    pub(crate) fn give_back(&self) -> bool {
+        // Release: this guard's uses of the pool happen before whoever frees it (the
+        // drainer acquires through this counter's release sequence). Acquire: a `CLOSED`
+        // seen here makes the closer's `target` visible.
+        let prev = self.backs.fetch_add(1, Ordering::AcqRel);
+        prev & CLOSED != 0 && (prev & !CLOSED) + 1 == self.target.load(Ordering::Relaxed)
+    }
+}
+
+impl<U> LocalStats<U> {
+    #[inline]
+    fn slot(&self, t: usize) -> &Slot<U> {
+        match t {
+            0 => &self.slot0,
+            _ => &self.more[t - 1],
+        }
+    }
+
+    /// Counts `event` for this thread: a relaxed load and store on its own record.
+    #[inline]
+    pub(crate) fn count(&self, event: Event) {
+        self.counts[event as usize].inc();
+    }
+}
+
+/// The part only the owner touches: the table tag whose trim it has caught up with.
+pub(crate) struct LocalCache {
     trim_seen: u64,
 }
 
-/// One tier of a thread's cache: at most one item, held only with a credit.
-struct CacheTier<T> {
-    item: Option<T>,
-    credit: bool,
-}
-
 /// This thread's record in a pool.
-pub(crate) type Local<'a, T> = Mine<'a, LocalStats, LocalCache<T>>;
+pub(crate) type Local<'a, U> = Mine<'a, LocalStats<U>, LocalCache>;
 
-pub(crate) struct Core<T: Send> {
-    tiers: Box<[Tier<T>]>,
-    locals: PerThread<LocalStats, LocalCache<T>>,
+/// Items are pooled boxed (`Box<U>`): a guard and a cache move a pointer, never the value.
+pub(crate) struct Core<U: Send> {
+    tiers: Box<[Tier<Box<U>>]>,
+    locals: PerThread<LocalStats<U>, LocalCache>,
     thread_cache: bool,
     /// Counts of operations made without a record (during thread-local destruction).
     unowned: [AtomicU64; EVENTS],
-    trim_epoch: CachePadded<AtomicU64>,
     /// `registry::exits()` when this pool last swept exited threads' caches.
     exits_swept: AtomicU64,
+    /// [`DRAINS_OPEN`] until the pool closes; then counts down the records that still had
+    /// lent guards (and the closer itself) to 0 (see [`close_lending`](Self::close_lending)).
+    drains: AtomicUsize,
 }
 
-impl<T: Send> Core<T> {
+impl<U: Send> Core<U> {
     pub(crate) fn new(max_idle: impl Iterator<Item = usize>, thread_cache: bool) -> Self {
-        let tiers: Box<[Tier<T>]> = max_idle.map(|m| Tier::new(m, thread_cache)).collect();
-        let n = if thread_cache { tiers.len() } else { 0 };
+        let tiers: Box<[Tier<Box<U>>]> = max_idle.map(|m| Tier::new(m, thread_cache)).collect();
+        let n = tiers.len();
         Self {
             tiers,
             locals: PerThread::new(move || {
                 (
                     LocalStats {
                         counts: std::array::from_fn(|_| Counter::default()),
-                        filled: (0..n).map(|_| AtomicBool::new(false)).collect(),
+                        slot0: Slot::new(),
+                        more: (1..n).map(|_| Slot::new()).collect(),
+                        lent: Lent::new(),
                     },
-                    LocalCache {
-                        tiers: (0..n)
-                            .map(|_| CacheTier {
-                                item: None,
-                                credit: false,
-                            })
-                            .collect(),
-                        trim_seen: 0,
-                    },
+                    // Tags start at 1: a fresh record catches up once, with nothing to drop.
+                    LocalCache { trim_seen: 0 },
                 )
             }),
             thread_cache,
             unowned: std::array::from_fn(|_| AtomicU64::new(0)),
-            trim_epoch: CachePadded::new(AtomicU64::new(0)),
             exits_swept: AtomicU64::new(0),
+            drains: AtomicUsize::new(DRAINS_OPEN),
         }
     }
 
-    /// This thread's record, created on its first use of the pool; `None` while the
-    /// thread's thread-local storage is being destroyed (then only shared paths are used).
+    /// Counts an owned guard lent from this thread's record `l` and returns what the guard
+    /// gives back to ([`Lent::give_back`]), on whatever thread it is dropped. A plain
+    /// one-writer increment on this thread's own record. Call it only through a live pool
+    /// handle (the pool is not closed).
     #[inline]
-    pub(crate) fn local(&self) -> Option<Local<'_, T>> {
-        self.locals.mine()
+    pub(crate) fn lend<'a>(&self, l: &Local<'a, U>) -> &'a Lent {
+        let lent = &l.shared().lent;
+        // The closer happens after every acquire made through a handle (it drops the last
+        // one), so it reads this count, as every later holder of the record does (the id
+        // lock orders them).
+        lent.lends.inc();
+        lent
+    }
+
+    /// Closes lending when the pool's last handle is gone (no guard can be lent after
+    /// this). True when no lent guard is out, so the caller releases what keeps the pool
+    /// alive for lent guards now; otherwise the last guard of the last record to drain
+    /// gets true from [`drain_one`](Self::drain_one) and releases it.
+    ///
+    /// Each record gets its final `lends` as `target` and [`CLOSED`] in `backs`; the `k`
+    /// records with fewer give-backs than lends then will each see, exactly once, the
+    /// give-back that reaches `target` after `CLOSED` (counts only grow by 1), and call
+    /// `drain_one`. `drains` goes from `DRAINS_OPEN` down by `DRAINS_OPEN - k` here and by
+    /// 1 per drained record, in any order, so exactly one of these calls brings it to 0.
+    /// A record created after this (a guard returned on a new thread) never lends.
+    pub(crate) fn close_lending(&self) -> bool {
+        let mut pending = 0;
+        self.locals.for_each_shared(|s| {
+            let lends = s.lent.lends.get();
+            s.lent.target.store(lends, Ordering::Relaxed);
+            // Release: publishes `target` to the give-backs that see `CLOSED`. Acquire:
+            // give-backs counted here are done with the pool.
+            if s.lent.backs.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED != lends {
+                pending += 1;
+            }
+        });
+        let mine = DRAINS_OPEN - pending;
+        self.drains.fetch_sub(mine, Ordering::AcqRel) == mine
+    }
+
+    /// A record's last lent guard is back after close; true when it was the last one
+    /// pending, so the caller releases what keeps the pool alive for lent guards.
+    pub(crate) fn drain_one(&self) -> bool {
+        self.drains.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// This thread's record through its hint alone (the fast path); `None`: use
+    /// [`local`](Self::local).
+    #[inline]
+    pub(crate) fn hinted(&self) -> Option<Local<'_, U>> {
+        self.locals.hinted()
+    }
+
+    /// This thread's record, created on its first use of the pool, caught up with any
+    /// `trim` since its last look; `None` while the thread's thread-local storage is being
+    /// destroyed (then only shared paths are used).
+    #[inline]
+    pub(crate) fn local(&self) -> Option<Local<'_, U>> {
+        self.hinted().or_else(|| self.local_slow(&mut |_| {}))
+    }
+
+    /// [`local`](Self::local) past the hint: look the record up, drop its cached items if
+    /// a `trim` ran since its last look (calling `released` with each one's tier), and
+    /// point the hint at it.
+    #[cold]
+    #[inline(never)]
+    fn local_slow(&self, released: &mut dyn FnMut(usize)) -> Option<Local<'_, U>> {
+        let tag = self.locals.tag();
+        let l = self.locals.lookup()?;
+        if l.with_own(|c| std::mem::replace(&mut c.trim_seen, tag)) != tag {
+            for t in 0..self.tiers.len() {
+                // SAFETY: `l` is this thread's claimed record (a `Mine`): by the owner
+                // rule this thread is the only writer of its slots.
+                if let Some(item) = unsafe { l.shared().slot(t).take() } {
+                    drop(item);
+                    released(t);
+                }
+            }
+        }
+        self.locals.set_hint(&l, tag);
+        Some(l)
     }
 
     pub(crate) fn thread_cache(&self) -> bool {
         self.thread_cache
     }
 
-    /// Counts `event` for this thread.
+    /// Counts `event` for this thread, or in the shared counters without a record.
     #[inline]
-    pub(crate) fn count(&self, local: Option<&Local<'_, T>>, event: Event) {
+    pub(crate) fn count(&self, local: Option<&Local<'_, U>>, event: Event) {
         match local {
-            Some(l) => l.shared().counts[event as usize].inc(),
+            Some(l) => l.shared().count(event),
             None => {
                 self.unowned[event as usize].fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Empties this thread's cache if a `trim` ran since its last look; calls `released`
-    /// with the tier of each item dropped.
-    #[cold]
-    fn catch_up_with_trim(&self, l: &Local<'_, T>, epoch: u64, released: &mut dyn FnMut(usize)) {
-        l.with_own(|c| c.trim_seen = epoch);
-        for t in 0..self.tiers.len() {
-            let item = l.with_own(|c| c.tiers.get_mut(t).and_then(|ct| ct.item.take()));
-            if let Some(item) = item {
-                l.shared().filled[t].store(false, Ordering::Relaxed);
-                drop(item);
-                released(t);
-            }
-        }
+    /// The item in this thread's cache of tier `t`, if any (the fast path of a take).
+    #[inline]
+    pub(crate) fn take_cached(&self, l: &Local<'_, U>, t: usize) -> Option<Box<U>> {
+        // SAFETY: `l` is this thread's claimed record (a `Mine`): by the owner rule this
+        // thread is the only writer of its slots.
+        unsafe { l.shared().slot(t).take() }
+    }
+
+    /// Whether this thread's cache of tier `t` has room (a credit and no item).
+    #[inline]
+    pub(crate) fn cache_has_room(&self, l: &Local<'_, U>, t: usize) -> bool {
+        l.shared().slot(t).has_room()
+    }
+
+    /// Keeps `item` in this thread's cache of tier `t` if it has room (the fast path of a
+    /// put); else hands it back.
+    #[inline]
+    pub(crate) fn fill_cache(
+        &self,
+        l: &Local<'_, U>,
+        t: usize,
+        item: Box<U>,
+    ) -> Result<(), Box<U>> {
+        // SAFETY: as in `take_cached`.
+        unsafe { l.shared().slot(t).fill(item) }
     }
 
     /// An idle item of tier `t`: this thread's cache, then the queue, then (before the
     /// caller allocates) the cache of a thread that has exited.
-    #[inline]
-    pub(crate) fn take(&self, t: usize, local: Option<&Local<'_, T>>) -> Option<T> {
-        if let Some(l) = local {
-            let epoch = self.trim_epoch.load(Ordering::Relaxed);
-            let cached = l.with_own(|c| match c.tiers.get_mut(t) {
-                Some(ct) if c.trim_seen == epoch => ct.item.take(),
-                _ => None,
-            });
-            if let Some(item) = cached {
-                l.shared().filled[t].store(false, Ordering::Relaxed);
-                return Some(item);
-            }
-        }
-        self.take_shared(t, local)
-    }
-
-    /// [`take`](Self::take) past this thread's cache.
-    #[inline(never)]
-    fn take_shared(&self, t: usize, local: Option<&Local<'_, T>>) -> Option<T> {
-        if let Some(l) = local.filter(|_| self.thread_cache) {
-            let epoch = self.trim_epoch.load(Ordering::Relaxed);
-            if l.with_own(|c| c.trim_seen != epoch) {
-                self.catch_up_with_trim(l, epoch, &mut |_| {});
-            }
+    pub(crate) fn take(&self, t: usize, local: Option<&Local<'_, U>>) -> Option<Box<U>> {
+        if let Some(item) = local.and_then(|l| self.take_cached(l, t)) {
+            return Some(item);
         }
         let tier = &self.tiers[t];
         if let Some(item) = tier.queue.pop() {
@@ -234,22 +357,20 @@ impl<T: Send> Core<T> {
     #[cold]
     fn sweep_exited(
         &self,
-        mut want: Option<(usize, &mut Option<T>)>,
+        mut want: Option<(usize, &mut Option<Box<U>>)>,
         dropped: &mut dyn FnMut(usize),
     ) {
         self.exits_swept.store(registry::exits(), Ordering::Relaxed);
-        let mut spill: Vec<(usize, T)> = Vec::new();
-        self.locals.orphans(|stats, cache| {
+        let mut spill: Vec<(usize, Box<U>)> = Vec::new();
+        self.locals.orphans(|stats, _cache| {
             for (t, tier) in self.tiers.iter().enumerate() {
-                let Some(ct) = cache.tiers.get_mut(t) else {
+                // SAFETY: `orphans` runs this under the id lock on a record no live thread
+                // has claimed: by the owner rule the sweep is its slots' only writer.
+                let Some(item) = (unsafe { stats.slot(t).revoke() }) else {
                     continue;
                 };
-                if !std::mem::take(&mut ct.credit) {
-                    continue;
-                }
                 tier.credits.fetch_sub(1, Ordering::AcqRel);
-                stats.filled[t].store(false, Ordering::Relaxed);
-                let Some(item) = ct.item.take() else {
+                let Some(item) = item else {
                     tier.release();
                     continue;
                 };
@@ -274,47 +395,30 @@ impl<T: Send> Core<T> {
     }
 
     /// Keeps `item` in tier `t` if there is a place, else hands it back to be dropped.
-    #[inline]
-    pub(crate) fn put(&self, t: usize, local: Option<&Local<'_, T>>, item: T) -> Result<(), T> {
+    pub(crate) fn put(
+        &self,
+        t: usize,
+        local: Option<&Local<'_, U>>,
+        item: Box<U>,
+    ) -> Result<(), Box<U>> {
         let Some(l) = local else {
             return self.tiers[t].enqueue(item);
         };
-        let epoch = self.trim_epoch.load(Ordering::Relaxed);
-        let refused = l.with_own(|c| match c.tiers.get_mut(t) {
-            Some(ct) if c.trim_seen == epoch && ct.credit && ct.item.is_none() => {
-                ct.item = Some(item);
-                None
-            }
-            _ => Some(item),
-        });
-        match refused {
-            None => {
-                l.shared().filled[t].store(true, Ordering::Relaxed);
-                Ok(())
-            }
-            Some(item) => self.put_shared(t, l, item),
-        }
-    }
-
-    /// [`put`](Self::put) when this thread's cache cannot simply take the item.
-    #[inline(never)]
-    fn put_shared(&self, t: usize, l: &Local<'_, T>, item: T) -> Result<(), T> {
+        let item = match self.fill_cache(l, t, item) {
+            Ok(()) => return Ok(()),
+            Err(item) => item,
+        };
         let tier = &self.tiers[t];
         if !self.thread_cache {
             return tier.enqueue(item);
         }
-        let epoch = self.trim_epoch.load(Ordering::Relaxed);
-        if l.with_own(|c| c.trim_seen != epoch) {
-            self.catch_up_with_trim(l, epoch, &mut |_| {});
-        }
-        if l.with_own(|c| c.tiers[t].credit) || self.grant_credit(t, l) {
+        let slot = l.shared().slot(t);
+        if slot.has_credit() || self.grant_credit(t, l) {
             // The newest item stays cached (it is the hottest); an older one moves to the
             // queue if there is a place.
-            return match l.with_own(|c| c.tiers[t].item.replace(item)) {
-                None => {
-                    l.shared().filled[t].store(true, Ordering::Relaxed);
-                    Ok(())
-                }
+            // SAFETY: as in `take_cached`; the slot has a credit.
+            return match unsafe { slot.replace(item) } {
+                None => Ok(()),
                 Some(older) => tier.enqueue(older),
             };
         }
@@ -323,7 +427,7 @@ impl<T: Send> Core<T> {
 
     /// Gives this thread a cache credit for tier `t` if any is left and a place is free.
     #[cold]
-    fn grant_credit(&self, t: usize, l: &Local<'_, T>) -> bool {
+    fn grant_credit(&self, t: usize, l: &Local<'_, U>) -> bool {
         let tier = &self.tiers[t];
         let granted = tier
             .credits
@@ -338,21 +442,15 @@ impl<T: Send> Core<T> {
             tier.credits.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        l.with_own(|c| c.tiers[t].credit = true);
+        // SAFETY: as in `take_cached`.
+        unsafe { l.shared().slot(t).grant() };
         true
     }
 
     /// Whether a return to tier `t` would surely be refused (a hint: skip reset work).
-    #[inline]
-    pub(crate) fn looks_full(&self, t: usize, local: Option<&Local<'_, T>>) -> bool {
+    pub(crate) fn looks_full(&self, t: usize, local: Option<&Local<'_, U>>) -> bool {
         let tier = &self.tiers[t];
-        let room_in_cache = local.is_some_and(|l| {
-            l.with_own(|c| {
-                c.tiers
-                    .get(t)
-                    .is_some_and(|ct| ct.credit && ct.item.is_none())
-            })
-        });
+        let room_in_cache = local.is_some_and(|l| self.cache_has_room(l, t));
         !room_in_cache && tier.places.load(Ordering::Relaxed) >= tier.max_idle
     }
 
@@ -360,22 +458,19 @@ impl<T: Send> Core<T> {
     /// and the caches of exited threads; other threads drop their cached item at their
     /// next operation on the pool. Calls `released` with the tier of each item dropped.
     pub(crate) fn trim(&self, released: &mut dyn FnMut(usize)) {
-        self.trim_epoch.fetch_add(1, Ordering::Relaxed);
-        for (t, tier) in self.tiers.iter().enumerate() {
-            while let Some(item) = tier.queue.pop() {
-                tier.release();
-                drop(item);
-                released(t);
-            }
-        }
+        // Every thread's hint stops matching: its next operation catches up (`local_slow`).
+        self.locals.retag();
+        self.drain_queues(released);
         if !self.thread_cache {
             return;
         }
-        if let Some(l) = self.local() {
-            self.catch_up_with_trim(&l, self.trim_epoch.load(Ordering::Relaxed), released);
-        }
+        let _ = self.local_slow(&mut *released);
         self.sweep_exited(None, &mut *released);
         // The sweep moved exited threads' items to the queues: drop them too.
+        self.drain_queues(released);
+    }
+
+    fn drain_queues(&self, released: &mut dyn FnMut(usize)) {
         for (t, tier) in self.tiers.iter().enumerate() {
             while let Some(item) = tier.queue.pop() {
                 tier.release();
@@ -391,7 +486,7 @@ impl<T: Send> Core<T> {
         let mut cached = 0;
         if self.thread_cache {
             self.locals
-                .for_each_shared(|s| cached += usize::from(s.filled[t].load(Ordering::Relaxed)));
+                .for_each_shared(|s| cached += usize::from(s.slot(t).is_filled()));
         }
         (tier.queue.len() + cached).min(tier.max_idle)
     }

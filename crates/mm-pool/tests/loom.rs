@@ -195,3 +195,49 @@ fn trim_reaches_live_caches_at_their_next_operation() {
         assert_eq!(live.load(Ordering::SeqCst), 0);
     });
 }
+
+/// Owned guards are counted on the per-thread record they came from, not on a shared
+/// reference count. Here a guard lent on the main thread is given back on another thread
+/// (a read-modify-write on the lender's record), that thread's own guard may be given back
+/// after the last handle is gone (the drain path), and either thread may drop the last
+/// handle (the close). Whatever the interleaving, the state is freed exactly once, after
+/// the last guard, and every object with it.
+#[test]
+fn owned_guards_race_the_last_handle_drop() {
+    loom::model(|| {
+        let live = Arc::new(AtomicUsize::new(0));
+        let pool = tracked_pool(2, &live);
+        let mine = pool.acquire();
+        let p2 = pool.clone();
+        let t = thread::spawn(move || {
+            let theirs = p2.acquire();
+            drop(p2);
+            drop(mine);
+            drop(theirs);
+        });
+        drop(pool);
+        t.join().unwrap();
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+    });
+}
+
+/// The last handle dropped on another thread while two guards lent on one record are given
+/// back, one on the lending thread and one on the closing thread: the close and the
+/// give-backs race on that record's counter; exactly one of them releases the state.
+#[test]
+fn close_races_a_give_back_on_the_lending_thread() {
+    loom::model(|| {
+        let live = Arc::new(AtomicUsize::new(0));
+        let pool = tracked_pool(1, &live);
+        let (g, h) = (pool.acquire(), pool.acquire());
+        let t = thread::spawn(move || {
+            drop(pool);
+            drop(h);
+        });
+        drop(g);
+        t.join().unwrap();
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+    });
+}

@@ -159,3 +159,78 @@ fn borrowed_guards_return_from_scoped_threads() {
     let s = pool.stats();
     assert_eq!((s.hits, s.misses, s.returns, s.held), (1, 1, 1, 0));
 }
+
+/// Owned guards are counted on the per-thread record they were acquired on; the pool's
+/// state must live until the last of them is back, wherever it is dropped, and then be
+/// freed (the factory closure, which holds `live`, goes with it).
+#[test]
+fn owned_guards_keep_the_pool_alive_across_threads_and_free_it_last() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = ObjectPool::new(4, move || Tracked::new(&l)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (p, tx) = (pool.clone(), tx.clone());
+            s.spawn(move || {
+                // Round trips on this thread's record, then two guards that leave it.
+                for _ in 0..100 {
+                    drop(p.acquire());
+                }
+                tx.send((p.acquire(), p.acquire())).unwrap();
+            });
+        }
+    });
+    drop(tx);
+    let mut guards: Vec<_> = rx.iter().flat_map(|(a, b)| [a, b]).collect();
+    drop(pool);
+    assert_eq!(
+        Arc::strong_count(&live),
+        1 + live.load(Ordering::SeqCst) + 1
+    );
+    // One back on this thread, one on a new thread, the rest here; the pool is freed with
+    // the last one.
+    drop(guards.pop());
+    let g = guards.pop().unwrap();
+    std::thread::spawn(move || drop(g)).join().unwrap();
+    assert!(Arc::strong_count(&live) > 1, "two guards still out");
+    drop(guards);
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+}
+
+#[test]
+fn a_pool_whose_owned_guards_are_all_back_is_freed_with_its_last_handle() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = ObjectPool::new(4, move || Tracked::new(&l)).unwrap();
+    let other = pool.clone();
+    std::thread::spawn(move || drop(other.acquire()))
+        .join()
+        .unwrap();
+    drop(pool.acquire());
+    drop(pool);
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+}
+
+#[test]
+fn detached_and_panicking_owned_guards_after_close_free_the_pool() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool =
+        ObjectPool::with_reset(4, move || Tracked::new(&l), |_| panic!("bad reset")).unwrap();
+    let (a, b) = (pool.acquire(), pool.acquire());
+    drop(pool);
+    let kept = a.detach();
+    assert_eq!(
+        Arc::strong_count(&live),
+        4,
+        "the state, the kept object and `b` hold it"
+    );
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(b)));
+    assert!(r.is_err());
+    assert_eq!(live.load(Ordering::SeqCst), 1);
+    drop(kept);
+    assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+}
