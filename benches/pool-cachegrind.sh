@@ -8,9 +8,9 @@
 # usage: benches/pool-cachegrind.sh [PROBE_BINARY]
 #   (default: builds the probe and uses the newest one under $CARGO_TARGET_DIR or target/)
 set -euo pipefail
+bin=${1:+$(realpath "$1")}
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "pool-cachegrind: valgrind is not installed"; exit 1; }
-bin=${1:-}
 if [ -z "$bin" ]; then
     cargo bench -q -p mm-benches --bench pool_probe --no-run
     bin=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/pool_probe-* | grep -v '\.d$' | head -1)
