@@ -12,68 +12,304 @@
 //! `*-fill` interns it into 5 fresh interners, `*-get` and `*-resolve` fill once and then
 //! look up or resolve every token 5 times. Subtract `none` (and for get/resolve one fill)
 //! and divide by 500,000 for instructions per call.
+//!
+//! `time` is a wall-clock probe for a loaded machine instead: the criterion groups' cases
+//! (fill, hits and resolve at one thread; fill and hits at two threads on one shared
+//! interner, string-interner behind a `Mutex` or `RwLock`) run in interleaved rounds in one
+//! process, and each case's fastest round is reported (nanoseconds per call, and the ratio
+//! to string-interner's fastest). Rounds: `MM_PROBE_ROUNDS` (default 21).
+//!
+//! ```text
+//! cargo run --release -p mm-intern --example probe -- time
+//! ```
 
 #[path = "../tests/common/corpus.rs"]
 mod corpus;
 
-use std::hint::black_box;
+use std::{
+    hint::black_box,
+    sync::{Mutex, RwLock},
+    time::{Duration, Instant},
+};
 
 type Si = string_interner::DefaultStringInterner;
 
 fn main() {
     let Some(which) = std::env::args().nth(1) else {
-        eprintln!("usage: probe none|si-fill|mm-fill|si-get|mm-get|si-resolve|mm-resolve");
+        eprintln!("usage: probe none|si-fill|mm-fill|si-get|mm-get|si-resolve|mm-resolve|time");
         std::process::exit(2);
     };
     let tokens = corpus::token_stream(100_000, 30_000, 0x5EED);
-    let si = || {
-        let mut r = Si::default();
-        let syms: Vec<_> = tokens.iter().map(|t| r.get_or_intern(t)).collect();
-        (r, syms)
-    };
-    let mm = || {
-        let r = mm_intern::Interner::new();
-        let syms: Vec<_> = tokens.iter().map(|t| r.get_or_intern(t)).collect();
-        (r, syms)
-    };
-    for _ in 0..5 {
-        match which.as_str() {
-            "none" => {}
-            "si-fill" => drop(black_box(si())),
-            "mm-fill" => drop(black_box(mm())),
-            _ => break,
-        }
-    }
     match which.as_str() {
-        "si-get" | "si-resolve" => {
-            let (r, syms) = si();
-            for _ in 0..5 {
-                if which == "si-get" {
-                    tokens.iter().for_each(|t| {
-                        black_box(r.get(t));
-                    });
-                } else {
-                    syms.iter().for_each(|s| {
-                        black_box(r.resolve(*s));
-                    });
-                }
-            }
+        "none" => {}
+        "si-fill" => (0..5).for_each(|_| drop(black_box(si_fill(&tokens)))),
+        "mm-fill" => (0..5).for_each(|_| drop(black_box(mm_fill(&tokens)))),
+        "si-get" => {
+            let (r, _) = si_fill(&tokens);
+            (0..5).for_each(|_| si_get(&r, &tokens));
         }
-        "mm-get" | "mm-resolve" => {
-            let (r, syms) = mm();
-            for _ in 0..5 {
-                if which == "mm-get" {
-                    tokens.iter().for_each(|t| {
-                        black_box(r.get(t));
-                    });
-                } else {
-                    syms.iter().for_each(|s| {
-                        black_box(r.resolve(*s));
-                    });
-                }
-            }
+        "mm-get" => {
+            let (r, _) = mm_fill(&tokens);
+            (0..5).for_each(|_| mm_get(&r, &tokens));
         }
-        _ => {}
+        "si-resolve" => {
+            let (r, syms) = si_fill(&tokens);
+            (0..5).for_each(|_| si_resolve(&r, &syms));
+        }
+        "mm-resolve" => {
+            let (r, syms) = mm_fill(&tokens);
+            (0..5).for_each(|_| mm_resolve(&r, &syms));
+        }
+        "time" => time_all(&tokens),
+        _ => {
+            eprintln!("unknown workload {which}");
+            std::process::exit(2);
+        }
     }
     black_box(&tokens);
+}
+
+// One function per measured loop, never inlined, so that each loop is compiled on its own
+// and its instruction count does not depend on what else `main` contains.
+
+#[inline(never)]
+fn si_fill(tokens: &[String]) -> (Si, Vec<string_interner::DefaultSymbol>) {
+    let mut r = Si::default();
+    let syms = tokens.iter().map(|t| r.get_or_intern(t)).collect();
+    (r, syms)
+}
+
+#[inline(never)]
+fn mm_fill(tokens: &[String]) -> (mm_intern::Interner, Vec<mm_intern::Symbol>) {
+    let r = mm_intern::Interner::new();
+    let syms = tokens.iter().map(|t| r.get_or_intern(t)).collect();
+    (r, syms)
+}
+
+#[inline(never)]
+fn si_get(r: &Si, tokens: &[String]) {
+    tokens.iter().for_each(|t| {
+        black_box(r.get(t));
+    });
+}
+
+#[inline(never)]
+fn mm_get(r: &mm_intern::Interner, tokens: &[String]) {
+    tokens.iter().for_each(|t| {
+        black_box(r.get(t));
+    });
+}
+
+#[inline(never)]
+fn si_resolve(r: &Si, syms: &[string_interner::DefaultSymbol]) {
+    syms.iter().for_each(|s| {
+        black_box(r.resolve(*s));
+    });
+}
+
+#[inline(never)]
+fn mm_resolve(r: &mm_intern::Interner, syms: &[mm_intern::Symbol]) {
+    syms.iter().for_each(|s| {
+        black_box(r.resolve(*s));
+    });
+}
+
+/// Runs `work` over the two halves of `tokens` on two threads, and returns the time from
+/// before the spawn to the end of both (the spawn, tens of microseconds, is included: a
+/// clock started after a barrier misses whatever the other thread did while this one was
+/// being woken, which on a loaded machine can be most of its half).
+fn two_threads(tokens: &[String], work: impl Fn(&[String]) + Sync) -> Duration {
+    let (left, right) = tokens.split_at(tokens.len() / 2);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| work(left));
+        work(right);
+    });
+    start.elapsed()
+}
+
+/// The time `f` takes; what it returns is dropped after the clock stops.
+fn timed<R>(f: impl FnOnce() -> R) -> Duration {
+    let start = Instant::now();
+    let kept = f();
+    let took = start.elapsed();
+    drop(kept);
+    took
+}
+
+/// The wall-clock probe: see the module docs.
+#[inline(never)]
+fn time_all(tokens: &[String]) {
+    let rounds: usize = std::env::var("MM_PROBE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21);
+    let mut si = Si::default();
+    let si_syms: Vec<_> = tokens.iter().map(|t| si.get_or_intern(t)).collect();
+    let mm = mm_intern::Interner::new();
+    let mm_syms: Vec<_> = tokens.iter().map(|t| mm.get_or_intern(t)).collect();
+    let si_shared = RwLock::new(si.clone());
+    let lasso_shared = lasso::ThreadedRodeo::<lasso::Spur>::new();
+    for t in tokens {
+        lasso_shared.get_or_intern(t);
+    }
+    type Case<'a> = (&'static str, &'static str, Box<dyn Fn() -> Duration + 'a>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "fill, 1 thread",
+            "string-interner",
+            Box::new(|| {
+                timed(|| {
+                    let mut r = Si::default();
+                    tokens.iter().for_each(|t| {
+                        black_box(r.get_or_intern(t));
+                    });
+                    r
+                })
+            }),
+        ),
+        (
+            "fill, 1 thread",
+            "mm-intern",
+            Box::new(|| {
+                timed(|| {
+                    let r = mm_intern::Interner::new();
+                    tokens.iter().for_each(|t| {
+                        black_box(r.get_or_intern(t));
+                    });
+                    r
+                })
+            }),
+        ),
+        (
+            "hits, 1 thread",
+            "string-interner",
+            Box::new(|| {
+                timed(|| {
+                    tokens.iter().for_each(|t| {
+                        black_box(si.get(t));
+                    });
+                })
+            }),
+        ),
+        (
+            "hits, 1 thread",
+            "mm-intern",
+            Box::new(|| {
+                timed(|| {
+                    tokens.iter().for_each(|t| {
+                        black_box(mm.get(t));
+                    });
+                })
+            }),
+        ),
+        (
+            "resolve, 1 thread",
+            "string-interner",
+            Box::new(|| {
+                timed(|| {
+                    black_box(
+                        si_syms
+                            .iter()
+                            .map(|s| si.resolve(*s).map_or(0, str::len))
+                            .sum::<usize>(),
+                    );
+                })
+            }),
+        ),
+        (
+            "resolve, 1 thread",
+            "mm-intern",
+            Box::new(|| {
+                timed(|| {
+                    black_box(mm_syms.iter().map(|s| mm.resolve(*s).len()).sum::<usize>());
+                })
+            }),
+        ),
+        (
+            "fill, 2 threads",
+            "string-interner-mutex",
+            Box::new(|| {
+                let r = Mutex::new(Si::default());
+                two_threads(tokens, |part| {
+                    part.iter().for_each(|t| {
+                        black_box(r.lock().unwrap().get_or_intern(t));
+                    })
+                })
+            }),
+        ),
+        (
+            "fill, 2 threads",
+            "lasso-ThreadedRodeo",
+            Box::new(|| {
+                let r = lasso::ThreadedRodeo::<lasso::Spur>::new();
+                two_threads(tokens, |part| {
+                    part.iter().for_each(|t| {
+                        black_box(r.get_or_intern(t));
+                    })
+                })
+            }),
+        ),
+        (
+            "fill, 2 threads",
+            "mm-intern",
+            Box::new(|| {
+                let r = mm_intern::Interner::new();
+                two_threads(tokens, |part| {
+                    part.iter().for_each(|t| {
+                        black_box(r.get_or_intern(t));
+                    })
+                })
+            }),
+        ),
+        (
+            "hits, 2 threads",
+            "string-interner-rwlock",
+            Box::new(|| {
+                two_threads(tokens, |part| {
+                    part.iter().for_each(|t| {
+                        black_box(si_shared.read().unwrap().get(t));
+                    })
+                })
+            }),
+        ),
+        (
+            "hits, 2 threads",
+            "lasso-ThreadedRodeo",
+            Box::new(|| {
+                two_threads(tokens, |part| {
+                    part.iter().for_each(|t| {
+                        black_box(lasso_shared.get(t));
+                    })
+                })
+            }),
+        ),
+        (
+            "hits, 2 threads",
+            "mm-intern",
+            Box::new(|| {
+                two_threads(tokens, |part| {
+                    part.iter().for_each(|t| {
+                        black_box(mm.get(t));
+                    })
+                })
+            }),
+        ),
+    ];
+    let mut best = vec![Duration::MAX; cases.len()];
+    for _ in 0..rounds {
+        for (b, (_, _, case)) in best.iter_mut().zip(&cases) {
+            *b = (*b).min(case());
+        }
+    }
+    let per_call = |d: Duration| d.as_nanos() as f64 / tokens.len() as f64;
+    println!("fastest of {rounds} interleaved rounds, ns per call (whole stream / calls)");
+    let mut base = 0.0;
+    for ((group, name, _), b) in cases.iter().zip(&best) {
+        let ns = per_call(*b);
+        if name.starts_with("string-interner") {
+            base = ns;
+        }
+        println!("{group:<18} {name:<24} {ns:>7.2} ns  {:>5.2}x", ns / base);
+    }
 }

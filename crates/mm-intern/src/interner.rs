@@ -1,6 +1,6 @@
 //! The shared interner and its frozen form.
 
-use core::{fmt, hash::BuildHasher, mem::size_of};
+use core::{fmt, mem::size_of};
 
 use crossbeam_utils::CachePadded;
 
@@ -10,7 +10,7 @@ use crate::{
     live::LiveShard,
     store::{ShardStore, StoreFull},
     symbol::max_local,
-    sync::{self, AtomicU64, HashBuilder, Ordering},
+    sync::{self, AtomicU64, HashBuilder, Key, Ordering},
 };
 
 /// How to build an [`Interner`]: shard count and optional limits.
@@ -70,29 +70,30 @@ impl InternerConfig {
     }
 }
 
-/// Global counters, kept only when a limit is set so that an unlimited interner touches no
-/// shared atomic.
+/// Global counters, touched only when a limit is set so that an unlimited interner touches
+/// no shared atomic.
 struct Limits {
     max_strings: Option<u64>,
     max_bytes: Option<u64>,
-    strings: AtomicU64,
-    bytes: AtomicU64,
+    /// Reserved strings and bytes. On the heap, so that `Interner` itself holds no
+    /// `UnsafeCell`: a `&Interner` is then a read-only reference to the compiler, which
+    /// keeps its fields in registers across opaque calls in a caller's loop.
+    reserved: Box<[AtomicU64; 2]>,
 }
 
 impl Limits {
     /// Reserves room for one more string of `len` bytes, or says which limit stops it.
     fn reserve(&self, len: u64) -> Result<(), InternError> {
         if let Some(limit) = self.max_strings {
-            self.strings
+            self.reserved[0]
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                     (n < limit).then_some(n + 1)
                 })
                 .map_err(|_| InternError::TooManyStrings { limit })?;
         }
         if let Some(limit) = self.max_bytes {
-            let reserved = self
-                .bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |stored| {
+            let reserved =
+                self.reserved[1].fetch_update(Ordering::AcqRel, Ordering::Acquire, |stored| {
                     stored.checked_add(len).filter(|&total| total <= limit)
                 });
             if let Err(stored) = reserved {
@@ -105,7 +106,7 @@ impl Limits {
 
     fn release_strings(&self) {
         if self.max_strings.is_some() {
-            self.strings.fetch_sub(1, Ordering::AcqRel);
+            self.reserved[0].fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -114,7 +115,7 @@ impl Limits {
     fn release(&self, len: u64) {
         self.release_strings();
         if self.max_bytes.is_some() {
-            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            self.reserved[1].fetch_sub(len, Ordering::AcqRel);
         }
     }
 }
@@ -137,6 +138,8 @@ pub struct Interner {
     shards: Box<[CachePadded<LiveShard>]>,
     hasher: HashBuilder,
     shard_bits: u32,
+    /// `shards.len() - 1`: `x & shard_mask` is always a valid shard number.
+    shard_mask: u32,
     counters: CallCounters,
     limits: Limits,
 }
@@ -184,12 +187,12 @@ impl Interner {
                 .collect(),
             hasher: HashBuilder::default(),
             shard_bits: shards.trailing_zeros(),
+            shard_mask: (shards - 1) as u32,
             counters: CallCounters::new(),
             limits: Limits {
                 max_strings: config.max_strings,
                 max_bytes: config.max_bytes,
-                strings: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
+                reserved: Box::new([AtomicU64::new(0), AtomicU64::new(0)]),
             },
         })
     }
@@ -206,7 +209,7 @@ impl Interner {
     /// If `s` is new and cannot be stored because a limit from [`InternerConfig`] or the
     /// symbol space is exhausted. Use [`try_get_or_intern`](Self::try_get_or_intern) on
     /// interners with limits.
-    #[inline]
+    #[inline(always)]
     pub fn get_or_intern(&self, s: &str) -> Symbol {
         match self.try_get_or_intern(s) {
             Ok(sym) => sym,
@@ -221,31 +224,37 @@ impl Interner {
     /// [`InternError::TooManyStrings`] or [`InternError::TooManyBytes`] when `s` is new and
     /// would pass a configured limit; [`InternError::SymbolSpaceExhausted`] when its shard
     /// is full. Nothing is stored then, and the call is not counted in the stats.
-    #[inline]
+    #[inline(always)]
     pub fn try_get_or_intern(&self, s: &str) -> Result<Symbol, InternError> {
         let sym = self.intern_uncounted(s)?;
         self.counters.add(1, s.len() as u64);
         Ok(sym)
     }
 
-    #[inline]
+    #[inline(always)]
     fn intern_uncounted(&self, s: &str) -> Result<Symbol, InternError> {
-        let hash = self.hasher.hash_one(s);
-        let shard = self.shard_of(hash);
-        let local = match self.shards[shard].find(hash, s) {
-            Some(local) => local,
-            None => self.insert_slow(shard, hash, s)?,
+        let key = self.hasher.key(s);
+        let shard = self.shard_of(key.hash);
+        let local = match self.shard(shard).find(&key, s) {
+            Ok(local) => local,
+            Err(seen) => self.insert_slow(shard, &key, s, seen)?,
         };
         Ok(Symbol::new(shard, local, self.shard_bits))
     }
 
-    /// The locked path: confirm the miss, then store `s`.
+    /// The locked path: confirm the miss of a probe that saw `seen` published strings,
+    /// then store `s`.
     #[cold]
-    fn insert_slow(&self, shard: usize, hash: u64, s: &str) -> Result<u32, InternError> {
-        let live = &self.shards[shard];
+    #[inline(never)]
+    fn insert_slow(&self, shard: usize, key: &Key, s: &str, seen: u32) -> Result<u32, InternError> {
+        let live = self.shard(shard);
         let mut w = sync::lock(&live.writer);
-        // Under the lock the probe is exact: no table is being rebuilt.
-        if let Some(local) = live.find(hash, s) {
+        // The miss is exact if no string was published since the probe read the count
+        // (`live.rs`, invariant 4); otherwise probe again, exactly now that no table is
+        // being changed.
+        if live.len() != seen
+            && let Ok(local) = live.find(key, s)
+        {
             return Ok(local);
         }
         let max_local = max_local(self.shard_bits);
@@ -258,9 +267,10 @@ impl Interner {
         }
         let len = s.len() as u64;
         self.limits.reserve(len)?;
-        live.insert(&mut w, hash, s, &self.hasher).inspect_err(|_| {
-            self.limits.release(len);
-        })
+        live.insert(&mut w, key.hash, s, &self.hasher)
+            .inspect_err(|_| {
+                self.limits.release(len);
+            })
     }
 
     /// Interns every string of `strings` and appends their symbols to `out`, in order.
@@ -303,19 +313,28 @@ impl Interner {
     /// The symbol for `s` if it was interned; never stores anything. Cost of a hit: one
     /// hash and one probe, no lock, no allocation; a miss confirms itself under the shard's
     /// lock (a table rebuild in progress can hide a stored string from the lock-free probe).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, s: &str) -> Option<Symbol> {
-        let hash = self.hasher.hash_one(s);
-        let shard = self.shard_of(hash);
-        let live = &self.shards[shard];
-        let local = match live.find(hash, s) {
-            Some(local) => local,
-            None => {
-                let _w = sync::lock(&live.writer);
-                live.find(hash, s)?
-            }
+        let key = self.hasher.key(s);
+        let shard = self.shard_of(key.hash);
+        let live = self.shard(shard);
+        let local = match live.find(&key, s) {
+            Ok(local) => local,
+            Err(seen) => self.confirm_miss(shard, &key, s, seen)?,
         };
         Some(Symbol::new(shard, local, self.shard_bits))
+    }
+
+    /// `get`'s locked path: confirms a miss as `insert_slow` does.
+    #[cold]
+    #[inline(never)]
+    fn confirm_miss(&self, shard: usize, key: &Key, s: &str, seen: u32) -> Option<u32> {
+        let live = self.shard(shard);
+        let _w = sync::lock(&live.writer);
+        if live.len() == seen {
+            return None;
+        }
+        live.find(key, s).ok()
     }
 
     /// The string of `sym`. The `&str` borrows the interner: it stays valid while other
@@ -328,7 +347,7 @@ impl Interner {
     /// If `sym` was not made by this interner and does not name one of its strings (a
     /// symbol from another interner may also silently name a different string). Use
     /// [`try_resolve`](Self::try_resolve) when symbols may come from elsewhere.
-    #[inline]
+    #[inline(always)]
     pub fn resolve(&self, sym: Symbol) -> &str {
         match self.try_resolve(sym) {
             Some(s) => s,
@@ -337,10 +356,11 @@ impl Interner {
     }
 
     /// The string of `sym`, or `None` if it names no string in this interner.
-    #[inline]
+    #[inline(always)]
     pub fn try_resolve(&self, sym: Symbol) -> Option<&str> {
-        let (shard, local) = sym.split(self.shard_bits);
-        self.shards.get(shard)?.resolve(local)
+        let raw = sym.to_u32() - 1;
+        self.shard((raw & self.shard_mask) as usize)
+            .resolve(raw >> self.shard_bits)
     }
 
     /// Unique strings stored. Reads each shard's published count; no lock.
@@ -365,7 +385,8 @@ impl Interner {
             calls,
             requested_bytes,
             fixed_bytes: (self.shards.len() * size_of::<CachePadded<LiveShard>>()
-                + self.counters.heap_bytes()) as u64,
+                + self.counters.heap_bytes()
+                + size_of::<[AtomicU64; 2]>()) as u64,
             ..InternStats::default()
         };
         for shard in self.shards.iter() {
@@ -426,12 +447,20 @@ impl Interner {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn shard_of(&self, hash: u64) -> usize {
         // The index tables use the low bits for the group and the top 7 for tags; bits
         // 32.. are used by neither until a table has 2^32 groups, so choosing the shard
         // with them keeps both well mixed within a shard.
-        ((hash >> 32) as usize) & (self.shards.len() - 1)
+        ((hash >> 32) as u32 & self.shard_mask) as usize
+    }
+
+    /// Shard `shard`, which is `x & shard_mask` for some `x` (so no bounds check).
+    #[inline(always)]
+    fn shard(&self, shard: usize) -> &LiveShard {
+        debug_assert!(shard <= self.shard_mask as usize);
+        // SAFETY: `shard <= shard_mask = shards.len() - 1` (every caller masks it).
+        unsafe { self.shards.get_unchecked(shard) }
     }
 }
 
@@ -460,7 +489,7 @@ impl fmt::Debug for FrozenInterner {
 
 impl FrozenInterner {
     /// The symbol for `s` if it was interned before freezing. One hash, one probe.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, s: &str) -> Option<Symbol> {
         let hash = self.hasher.hash_one(s);
         let shard = ((hash >> 32) as usize) & (self.shards.len() - 1);
@@ -472,7 +501,7 @@ impl FrozenInterner {
     ///
     /// # Panics
     /// If `sym` does not name a string here; see [`Interner::resolve`].
-    #[inline]
+    #[inline(always)]
     pub fn resolve(&self, sym: Symbol) -> &str {
         match self.try_resolve(sym) {
             Some(s) => s,
@@ -481,7 +510,7 @@ impl FrozenInterner {
     }
 
     /// The string of `sym`, or `None` if it names no string here.
-    #[inline]
+    #[inline(always)]
     pub fn try_resolve(&self, sym: Symbol) -> Option<&str> {
         let (shard, local) = sym.split(self.shard_bits);
         self.shards.get(shard)?.resolve(local)
@@ -521,6 +550,34 @@ impl FrozenInterner {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Strings of every length up to 40 bytes that differ from each other in one byte, at
+    /// every position, stay distinct: the short-string word comparisons (one word read
+    /// ending at the string's end up to 8 bytes, two words up to 16) see every byte, also
+    /// for the first strings of a chunk (one shard, so chunks fill and roll over).
+    #[test]
+    fn strings_differing_in_any_one_byte_stay_distinct() {
+        let interner = Interner::with_config(InternerConfig::default().shards(1)).unwrap();
+        let mut all = Vec::new();
+        for len in 0..=40usize {
+            let base = "x".repeat(len);
+            all.push(base.clone());
+            for at in 0..len {
+                let mut b = base.clone().into_bytes();
+                b[at] = b'y';
+                all.push(String::from_utf8(b).unwrap());
+            }
+        }
+        let syms: Vec<_> = all.iter().map(|s| interner.get_or_intern(s)).collect();
+        assert_eq!(interner.len(), all.len());
+        for (s, sym) in all.iter().zip(&syms) {
+            assert_eq!(interner.get(s), Some(*sym), "{s:?}");
+            assert_eq!(interner.resolve(*sym), s);
+        }
+        assert!(interner.get("xxxxy").is_some());
+        assert_eq!(interner.get("z"), None);
+        assert_eq!(interner.get("xxxxxxxxxxz"), None);
+    }
 
     /// Lock-free resolves and lookups with a writer in the same shard at the same time
     /// (300 strings: span segments, directory growth and table rebuilds); small enough for

@@ -4,11 +4,13 @@
 //! ```text
 //! LiveShard
 //!   count        AtomicU32       strings published; local index i < count is readable
+//!   inline_count AtomicU32       min(count, 8192), stored after count: resolve's one test
 //!   inline_segs  [seg ptr; 32]   the first 32 span segments (8192 strings)
 //!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of the span segments after them
 //!                   seg -> [AtomicU64; SPAN_SEG]   span = address (48 bits) | len (16 bits)
 //!   groups       AtomicUsize     group count of the index table (a power of two, or 0)
-//!   table_segs   [ptr; 30]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0)
+//!   table_bases  [ptr; 32]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0),
+//!                                kept biased by its first group: group g = base[k] + g
 //!                   Group { tags: AtomicU64 (8 one-byte tags), slots: [AtomicU32; 8] }
 //!   writer       Mutex<Writer>   arena chunks, retired directories, byte counts
 //! ```
@@ -17,7 +19,8 @@
 //!
 //! 1. **Publication.** A writer stores a string's bytes into a chunk, its span into its
 //!    segment and, if needed, the segment pointer into `inline_segs` or the directory and
-//!    the directory into `span_dir`, all before `count.store(i + 1, Release)`. A reader that loads `count` with
+//!    the directory into `span_dir`, then indexes it, all before
+//!    `count.store(i + 1, Release)`. A reader that loads `count` with
 //!    Acquire and sees `c > i` therefore sees all of them (writers follow each other through
 //!    the mutex, so this holds across writers too).
 //! 2. **Nothing readable moves or is freed while the shard lives.** Chunks are raw
@@ -33,15 +36,26 @@
 //!    `count` (Acquire) and then compares the text, so a stale slot can only cause a
 //!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
 //!    under the mutex by the caller.
+//! 4. **The count closes every table change.** A writer changes the table (places its new
+//!    index, or grows and rebuilds it) after the string's bytes and span are stored and
+//!    before `count.store(i + 1, Release)`, and nothing between its first table write and
+//!    that store can fail or unwind. So a probe that read `count = c` (Acquire) before the
+//!    table saw every table write that will ever precede `c`; if the count is still `c`
+//!    once the caller holds the mutex, no writer changed the table since, the probe read
+//!    it unchanged, and its miss is exact without probing again.
+//! 5. **Word reads.** A regular chunk starts with `PAD = 8` zero bytes and strings are
+//!    appended after them, so for a string at `[a, a + n)` of a regular chunk the bytes
+//!    `[a + n - 8, a + n)` are initialised (padding or earlier strings) and never written
+//!    again: `find` compares a short string by reading the word that ends where it ends.
 
-use core::{hash::BuildHasher, mem::size_of, ptr, slice, str};
+use core::{mem::size_of, ptr, slice, str};
 
 use crossbeam_utils::CachePadded;
 
 use crate::{
     InternError,
     store::{Chunk, MAX_SMALL},
-    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Ordering},
+    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering},
 };
 
 /// Spans per segment: 2 KiB segments, so the unused tail of a shard's span table is at most
@@ -53,6 +67,8 @@ const SPAN_SEG: usize = 1 << SPAN_SEG_BITS;
 /// lookup and resolve of the shard's first `INLINE_SEGS * SPAN_SEG` strings); the rest go
 /// through `span_dir`. Loom keeps one inline, so its models reach the directory.
 const INLINE_SEGS: usize = if cfg!(loom) { 1 } else { 32 };
+/// Strings whose spans are in the inline segments.
+const INLINE_STRINGS: u32 = (INLINE_SEGS * SPAN_SEG) as u32;
 /// First capacity of the span directory (segment pointers).
 const FIRST_DIR: usize = if cfg!(loom) { 1 } else { 4 };
 /// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
@@ -61,13 +77,17 @@ const GROUP_FILL: usize = if cfg!(loom) { 1 } else { 7 };
 /// Capacity of a shard's first regular chunk; chunks double up to `MAX_CHUNK`.
 const FIRST_CHUNK: usize = 256;
 const MAX_CHUNK: usize = 1 << 13;
+/// Zero bytes at the start of every regular chunk, so that the `PAD` bytes before the end
+/// of any string in it are initialised (invariant 5).
+const PAD: usize = 8;
 /// The `len` field of a span whose string is longer than 16 bits can say: its chunk starts
 /// with the length as 8 native-endian bytes.
 const HEADER_LEN: u64 = 0xFFFF;
 /// Spans keep a byte address in their top 48 bits.
 const ADDR_LIMIT: u64 = 1 << 48;
-/// Index-table segments: enough for `2^29` groups, more than a shard can hold strings.
-const TABLE_SEGS: usize = 30;
+/// Index-table segments: enough for `2^31` groups, more than a shard can hold strings (a
+/// power of two, so that masking the segment number needs no bounds check).
+const TABLE_SEGS: usize = 32;
 /// Tag byte of an empty slot; a full slot's tag is the hash's top 7 bits (high bit clear).
 const EMPTY_GROUP: u64 = 0x8080_8080_8080_8080;
 const LO_BITS: u64 = 0x0101_0101_0101_0101;
@@ -93,18 +113,20 @@ fn tag(hash: u64) -> u64 {
 }
 
 /// Bytes of `tags` whose tag may equal `tag` (exact for the lowest, possibly false for
-/// higher ones; callers compare the text anyway); empty slots are never reported.
-#[inline]
+/// higher ones; callers compare the text anyway). Empty slots are never reported: an empty
+/// byte is `0x80` and `tag < 0x80`, so its byte of `x` has the high bit set, which `!x`
+/// clears whatever the borrow from the byte below.
+#[inline(always)]
 fn matches(tags: u64, tag: u64) -> u64 {
     let x = tags ^ (LO_BITS * tag);
-    x.wrapping_sub(LO_BITS) & !x & !tags & EMPTY_GROUP
+    x.wrapping_sub(LO_BITS) & !x & EMPTY_GROUP
 }
 
-/// The segment of group `g` and its position there.
-#[inline]
-fn group_place(g: usize) -> (usize, usize) {
-    let k = (usize::BITS - g.leading_zeros()) as usize;
-    (k, g - ((1usize << k) >> 1))
+/// The table segment of group `g`: its bit length (0 for group 0), computed as the highest
+/// set bit of `2g + 1`, which is never zero (one `bsr`, no zero case).
+#[inline(always)]
+fn group_segment(g: usize) -> usize {
+    (usize::BITS - 1 - (2 * g + 1).leading_zeros()) as usize & (TABLE_SEGS - 1)
 }
 
 /// Groups in table segment `k`.
@@ -112,9 +134,50 @@ fn segment_groups(k: usize) -> usize {
     if k == 0 { 1 } else { 1 << (k - 1) }
 }
 
+/// The first group of table segment `k`.
+fn segment_start(k: usize) -> usize {
+    (1usize << k) >> 1
+}
+
 /// Span of a string stored at `addr`: the address above, the length (or `HEADER_LEN`) below.
 fn pack(addr: usize, len: u64) -> u64 {
     (addr as u64) << 16 | len
+}
+
+/// The span of every empty string: length 0 at address 1, a non-null address that is never
+/// dereferenced (a zero-length slice needs no provenance), so that every span is non-zero
+/// and `span_text` needs no empty-string case.
+const EMPTY_SPAN: u64 = 1 << 16;
+
+/// True if the `s.len()` bytes at `addr` are `s` (`key` is `s`'s key). Up to 8 bytes: one
+/// word read that ends where the string ends, shifted; 9 to 16: its first and last word;
+/// longer: `memcmp`.
+///
+/// # Safety
+/// `addr` is the address, with exposed provenance, of `s.len() < HEADER_LEN` initialised
+/// bytes that are not written while this runs, in a regular chunk if `s.len() <= 16` (so
+/// the 8 bytes before their end are initialised too, invariant 5).
+#[inline(always)]
+unsafe fn span_is(addr: u64, key: &Key, s: &str) -> bool {
+    let n = s.len();
+    let at = ptr::with_exposed_provenance::<u8>(addr as usize);
+    // SAFETY: every read is of initialised bytes by the caller's guarantee: `[n - 8, n)`
+    // from `at` for `1 <= n <= 8` (invariant 5), `[0, 8)` and `[n - 8, n)` for
+    // `9 <= n <= 16`, `[0, n)` otherwise.
+    unsafe {
+        if n <= 8 {
+            // The word's top `n` bytes are the string's, in memory order; `key.words.0`
+            // holds them in its low `n` bytes.
+            n == 0
+                || u64::from_le(at.add(n).sub(8).cast::<u64>().read_unaligned()) >> (64 - 8 * n)
+                    == key.words.0
+        } else if n <= 16 {
+            at.cast::<u64>().read_unaligned() == key.words.0
+                && at.add(n - 8).cast::<u64>().read_unaligned() == key.words.1
+        } else {
+            slice::from_raw_parts(at, n) == s.as_bytes()
+        }
+    }
 }
 
 /// A retired span directory (see invariant 2): freed when the shard is dropped.
@@ -155,7 +218,7 @@ impl Writer {
     fn store(&mut self, s: &str) -> Result<u64, InternError> {
         let len = s.len();
         if len == 0 {
-            return Ok(0);
+            return Ok(EMPTY_SPAN);
         }
         if len > MAX_SMALL {
             let header = len as u64 >= HEADER_LEN;
@@ -173,11 +236,14 @@ impl Writer {
             _ => {
                 // MAX_SMALL <= MAX_CHUNK, so this ends at most at MAX_CHUNK.
                 let mut cap = self.next_cap;
-                while cap < len {
+                while cap < len + PAD {
                     cap *= 2;
                 }
-                let chunk = Chunk::with_capacity(cap);
+                let mut chunk = Chunk::with_capacity(cap);
                 checked_base(&chunk)?;
+                // Invariant 5: the eight bytes before any string of the chunk are
+                // initialised.
+                chunk.push(&[0; PAD]);
                 self.next_cap = (cap * 2).min(MAX_CHUNK);
                 self.chunks.push(chunk);
                 self.open = Some(self.chunks.len() - 1);
@@ -206,10 +272,16 @@ fn checked_base(chunk: &Chunk) -> Result<usize, InternError> {
 /// One shard of a live interner; see the module docs.
 pub(crate) struct LiveShard {
     count: AtomicU32,
+    /// `min(count, INLINE_STRINGS)`, stored after `count`: one test tells `resolve` that a
+    /// string is both published and in an inline segment.
+    inline_count: AtomicU32,
     inline_segs: [AtomicPtr<AtomicU64>; INLINE_SEGS],
     span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
     groups: AtomicUsize,
-    table_segs: [AtomicPtr<Group>; TABLE_SEGS],
+    /// Segment `k`'s pointer minus `segment_start(k)` groups (a wrapping offset: it may
+    /// point outside the segment, and is only dereferenced after adding a group number of
+    /// that segment back).
+    table_bases: [AtomicPtr<Group>; TABLE_SEGS],
     /// In its own cache line: inserts write the lock word, lookups never read it.
     pub(crate) writer: CachePadded<crate::sync::Mutex<Writer>>,
 }
@@ -219,10 +291,11 @@ impl LiveShard {
     pub(crate) fn new() -> Self {
         Self {
             count: AtomicU32::new(0),
+            inline_count: AtomicU32::new(0),
             inline_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             span_dir: AtomicPtr::new(ptr::null_mut()),
             groups: AtomicUsize::new(0),
-            table_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            table_bases: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             writer: CachePadded::new(crate::sync::Mutex::new(Writer {
                 chunks: Vec::new(),
                 open: None,
@@ -241,39 +314,91 @@ impl LiveShard {
         self.count.load(Ordering::Acquire)
     }
 
-    /// The string with local index `i`, if it is published. No lock.
-    #[inline]
+    /// The string with local index `i`, if it is published. No lock. For the shard's first
+    /// `INLINE_STRINGS` strings one test and two dependent loads (inline segment pointer,
+    /// span).
+    #[inline(always)]
     pub(crate) fn resolve(&self, i: u32) -> Option<&str> {
+        if i >= self.inline_count.load(Ordering::Acquire) {
+            return self.resolve_past_inline(i);
+        }
+        let at = i as usize;
+        debug_assert!(at >> SPAN_SEG_BITS < INLINE_SEGS);
+        // SAFETY: `i < inline_count <= INLINE_STRINGS`, so `i >> SPAN_SEG_BITS` is an inline
+        // segment; `inline_count` was read with Acquire after the writer stored it (after
+        // everything for `i`, invariant 1), so the segment pointer is set and the span
+        // stored. The span was made by `Writer::store` for a string whose bytes are
+        // initialised, visible (invariant 1) and never written or freed while `self` lives
+        // (invariant 2).
+        unsafe {
+            let seg = self
+                .inline_segs
+                .get_unchecked(at >> SPAN_SEG_BITS)
+                .load(Ordering::Acquire);
+            Some(span_text(
+                (*seg.add(at & (SPAN_SEG - 1))).load(Ordering::Relaxed),
+            ))
+        }
+    }
+
+    /// `resolve` of a string past the inline segments, or not published.
+    #[cold]
+    #[inline(never)]
+    fn resolve_past_inline(&self, i: u32) -> Option<&str> {
         if i >= self.count.load(Ordering::Acquire) {
             return None;
         }
-        // SAFETY: `i` is below a `count` read with Acquire, as `published_text` requires.
-        Some(unsafe { self.published_text(i) })
+        // SAFETY: `i` is below a `count` read with Acquire, as `published_span` requires;
+        // its bytes as in `resolve`.
+        Some(unsafe { span_text(self.published_span(i)) })
     }
 
     /// The text of published string `i`.
     ///
     /// # Safety
-    /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
-    /// below `count`).
+    /// As [`published_span`](Self::published_span).
     #[inline(always)]
     unsafe fn published_text(&self, i: u32) -> &str {
+        // SAFETY: the caller's guarantee; the span's bytes as in `resolve`.
+        unsafe { span_text(self.published_span(i)) }
+    }
+
+    /// The span of published string `i`: for the shard's first `INLINE_SEGS * SPAN_SEG`
+    /// strings two dependent loads (inline segment pointer, span), past them one more
+    /// through the directory, out of line.
+    ///
+    /// # Safety
+    /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
+    /// below `count`, or is the string it has just stored).
+    #[inline(always)]
+    unsafe fn published_span(&self, i: u32) -> u64 {
         let i = i as usize;
+        let seg = i >> SPAN_SEG_BITS;
+        let seg = match self.inline_segs.get(seg) {
+            Some(entry) => entry.load(Ordering::Acquire),
+            // SAFETY: the caller's guarantee, passed on.
+            None => unsafe { self.directory_segment(seg) },
+        };
         // SAFETY: by invariant 1 segment `i >> SPAN_SEG_BITS` was entered (inline, or in a
         // directory at least as new as the one read here: directories only grow, and a
         // retired one stays allocated with its entries, invariant 2) before the `count`
         // the caller read, so the entry is non-null and points to a live segment of
         // `SPAN_SEG` spans whose entry `i % SPAN_SEG` holds `i`'s span.
-        let span = unsafe {
-            let seg = self
-                .seg_entry(i >> SPAN_SEG_BITS, Ordering::Acquire)
-                .load(Ordering::Acquire);
-            (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed)
-        };
-        // SAFETY: the span was made by `Writer::store` for a string whose bytes are
-        // initialised, visible (invariant 1) and never written or freed while `self` lives
-        // (invariant 2).
-        unsafe { span_text(span) }
+        unsafe { (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed) }
+    }
+
+    /// The pointer of span segment `seg >= INLINE_SEGS`, read through the directory (the
+    /// uncommon case: a shard's strings past the first `INLINE_SEGS * SPAN_SEG`).
+    ///
+    /// # Safety
+    /// As [`published_span`](Self::published_span), for a string of segment `seg`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn directory_segment(&self, seg: usize) -> *mut AtomicU64 {
+        // SAFETY: a string of segment `seg` is published (the caller's guarantee), so the
+        // directory read with Acquire after that has more than `seg - INLINE_SEGS` entries
+        // (invariant 1).
+        unsafe { self.seg_entry(seg, Ordering::Acquire) }.load(Ordering::Acquire)
     }
 
     /// Where the pointer of span segment `seg` is kept.
@@ -291,16 +416,30 @@ impl LiveShard {
         }
     }
 
-    /// The local index of `s` (hash `hash`), if the lock-free probe finds it. `None` is not
-    /// final while writers run (a table being rebuilt hides entries): confirm it under the
-    /// writer lock, where this probe is exact.
+    /// The local index of `s` (hash `hash`), if the lock-free probe finds it; else
+    /// `Err(count)`, the published count the probe saw. A miss is not final while writers
+    /// run (a table being rebuilt hides entries): the caller confirms it under the writer
+    /// lock, where it is exact if `count` is unchanged (invariant 4) and a second probe is
+    /// exact otherwise.
     #[inline(always)]
-    pub(crate) fn find(&self, hash: u64, s: &str) -> Option<u32> {
+    pub(crate) fn find(&self, key: &Key, s: &str) -> Result<u32, u32> {
+        let n = s.len();
+        if n >= HEADER_LEN as usize {
+            return self.find_long(key.hash, s);
+        }
+        let hash = key.hash;
+        // Read once, before the table: an index below it is published (invariant 1); one
+        // published during the probe can only be missed, which callers confirm.
+        let count = self.count.load(Ordering::Acquire);
         let groups = self.groups.load(Ordering::Acquire);
-        let mask = groups.wrapping_sub(1);
+        if groups == 0 {
+            return Err(count);
+        }
+        let mask = groups - 1;
         let want = tag(hash);
         let mut pos = hash as usize & mask;
-        for stride in 1..=groups {
+        let mut stride = 0;
+        loop {
             let group = self.group(pos);
             let tags = group.tags.load(Ordering::Acquire);
             let mut hits = matches(tags, want);
@@ -308,31 +447,70 @@ impl LiveShard {
                 let slot = (hits.trailing_zeros() / 8) as usize;
                 hits &= hits - 1;
                 let i = group.slots[slot].load(Ordering::Relaxed);
-                if i >= self.count.load(Ordering::Acquire) {
+                if i >= count {
                     continue;
                 }
-                // SAFETY: `i` is below a `count` read with Acquire just now.
-                if unsafe { self.published_text(i) } == s {
-                    return Some(i);
+                // SAFETY: `i` is below a `count` read with Acquire.
+                let span = unsafe { self.published_span(i) };
+                // `n < HEADER_LEN`, so a span of `s`'s text holds its exact length.
+                if span & 0xFFFF != n as u64 {
+                    continue;
+                }
+                // SAFETY: `span` was made by `Writer::store` for a string of `n` initialised,
+                // visible bytes at its address (invariants 1 and 2), stored in a regular
+                // chunk if `n <= MAX_SMALL` (invariant 5).
+                if unsafe { span_is(span >> 16, key, s) } {
+                    return Ok(i);
                 }
             }
-            if tags & EMPTY_GROUP != 0 {
-                return None;
+            stride += 1;
+            if tags & EMPTY_GROUP != 0 || stride > mask {
+                return Err(count);
             }
             pos = (pos + stride) & mask;
         }
-        None
+    }
+
+    /// `find` for strings of `HEADER_LEN` bytes or more (their spans hold `HEADER_LEN`, the
+    /// length is in the chunk): the plain probe, out of line.
+    #[cold]
+    #[inline(never)]
+    fn find_long(&self, hash: u64, s: &str) -> Result<u32, u32> {
+        let count = self.count.load(Ordering::Acquire);
+        let groups = self.groups.load(Ordering::Acquire);
+        let mask = groups.wrapping_sub(1);
+        let mut pos = hash as usize & mask;
+        for stride in 1..=groups {
+            let group = self.group(pos);
+            let tags = group.tags.load(Ordering::Acquire);
+            let mut hits = matches(tags, tag(hash));
+            while hits != 0 {
+                let slot = (hits.trailing_zeros() / 8) as usize;
+                hits &= hits - 1;
+                let i = group.slots[slot].load(Ordering::Relaxed);
+                // SAFETY: `i` is below a `count` read with Acquire.
+                if i < count && unsafe { self.published_text(i) } == s {
+                    return Ok(i);
+                }
+            }
+            if tags & EMPTY_GROUP != 0 {
+                return Err(count);
+            }
+            pos = (pos + stride) & mask;
+        }
+        Err(count)
     }
 
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
     #[inline(always)]
     fn group(&self, g: usize) -> &Group {
-        let (k, at) = group_place(g);
-        let seg = self.table_segs[k].load(Ordering::Acquire);
-        // SAFETY: by invariant 3 the segment of every group below the `groups` value the
-        // caller read is published and non-null, holds `segment_groups(k) > at` groups
-        // (`group_place`), and is never freed while `self` lives (invariant 2).
-        unsafe { &*seg.add(at) }
+        let base = self.table_bases[group_segment(g)].load(Ordering::Acquire);
+        // SAFETY: by invariant 3 the segment `k = group_segment(g)` of every group below
+        // the `groups` value the caller read is published, with its base biased by
+        // `segment_start(k)`; `g - segment_start(k)` is below `segment_groups(k)`, so
+        // adding `g` lands inside that live segment (never freed while `self` lives,
+        // invariant 2).
+        unsafe { &*base.wrapping_add(g) }
     }
 
     /// Stores `s` (hash `hash`, not yet in the shard) as local index `len()` and publishes
@@ -349,9 +527,14 @@ impl LiveShard {
         let span = w.store(s)?;
         self.push_span(w, i as usize, span);
         w.string_bytes += s.len() as u64;
-        // Invariant 1: everything above happens before this.
-        self.count.store(i + 1, Ordering::Release);
+        // Nothing from here to the publishing store can fail or unwind (invariant 4).
         self.index(w, i, hash, hasher);
+        // Invariants 1 and 4: everything above happens before this.
+        self.count.store(i + 1, Ordering::Release);
+        if i < INLINE_STRINGS {
+            // Invariant 1 again, for readers of `inline_count`.
+            self.inline_count.store(i + 1, Ordering::Release);
+        }
         Ok(i)
     }
 
@@ -420,13 +603,17 @@ impl LiveShard {
         let k = grown.trailing_zeros() as usize;
         let seg: Box<[Group]> = (0..segment_groups(k)).map(|_| Group::empty()).collect();
         // Invariant 3: the segment is published before `groups` covers it.
-        self.table_segs[k].store(Box::into_raw(seg).cast::<Group>(), Ordering::Release);
+        let base = Box::into_raw(seg)
+            .cast::<Group>()
+            .wrapping_sub(segment_start(k));
+        self.table_bases[k].store(base, Ordering::Release);
         for g in 0..groups {
             self.group(g).tags.store(EMPTY_GROUP, Ordering::Relaxed);
         }
         self.groups.store(grown, Ordering::Release);
         for j in 0..=i {
-            // SAFETY: the writer published `j <= i` itself (`count > i`).
+            // SAFETY: the lock holder published `j < i` (`count = i`) and stored `i`'s
+            // span itself.
             let h = hasher.hash_one(unsafe { self.published_text(j) });
             self.place(grown, j, h);
         }
@@ -487,22 +674,33 @@ impl LiveShard {
 #[inline(always)]
 unsafe fn span_text<'a>(span: u64) -> &'a str {
     let len = span & 0xFFFF;
-    if len == 0 {
-        return "";
+    let addr = (span >> 16) as usize;
+    // SAFETY: every span `store` makes has a non-zero address (a chunk's, or 1 for
+    // `EMPTY_SPAN`); saying so lets `Option<&str>` use the pointer's niche without a test.
+    unsafe { core::hint::assert_unchecked(addr != 0) };
+    let at = ptr::with_exposed_provenance::<u8>(addr);
+    if len == HEADER_LEN {
+        // SAFETY: the caller's guarantee.
+        return unsafe { header_text(at) };
     }
-    let at = ptr::with_exposed_provenance::<u8>((span >> 16) as usize);
     // SAFETY: `store` exposed the chunk's provenance and packed an address inside it; the
-    // caller guarantees the bytes. A `HEADER_LEN` span points to an 8-byte length followed by
-    // that many bytes; any other span to `len` bytes. They are a copy of a `&str`, so valid
-    // UTF-8.
+    // caller guarantees the bytes: `len` of them at `at` (none for `EMPTY_SPAN`, whose
+    // address is never read), a copy of a `&str`, so valid UTF-8.
+    unsafe { str::from_utf8_unchecked(slice::from_raw_parts(at, len as usize)) }
+}
+
+/// The text of a `HEADER_LEN` span at `at`: an 8-byte length, then that many bytes.
+///
+/// # Safety
+/// As [`span_text`], for a span whose length field is `HEADER_LEN`.
+#[cold]
+#[inline(never)]
+unsafe fn header_text<'a>(at: *const u8) -> &'a str {
+    // SAFETY: `store` wrote the length and then the bytes of a `&str` there (the caller's
+    // guarantee), so this is valid UTF-8.
     unsafe {
-        let bytes = if len == HEADER_LEN {
-            let n = at.cast::<u64>().read_unaligned() as usize;
-            slice::from_raw_parts(at.add(8), n)
-        } else {
-            slice::from_raw_parts(at, len as usize)
-        };
-        str::from_utf8_unchecked(bytes)
+        let n = at.cast::<u64>().read_unaligned() as usize;
+        str::from_utf8_unchecked(slice::from_raw_parts(at.add(8), n))
     }
 }
 
@@ -532,11 +730,12 @@ impl Drop for LiveShard {
             free_dir(r.first, r.cap);
         }
         // Table segments are allocated in order 0, 1, 2, ...: stop at the first missing.
-        for (k, seg) in self.table_segs.iter().enumerate() {
-            let seg = seg.load(Ordering::Relaxed);
-            if seg.is_null() {
+        for (k, base) in self.table_bases.iter().enumerate() {
+            let base = base.load(Ordering::Relaxed);
+            if base.is_null() {
                 break;
             }
+            let seg = base.wrapping_add(segment_start(k));
             // SAFETY: segment `k` was made by `Box::into_raw` of a boxed slice of
             // `segment_groups(k)` groups in `index` and is freed once, here.
             drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(seg, segment_groups(k))) });

@@ -13,7 +13,7 @@
 //! store) is the one place that may move bytes, and it takes `&mut self`, so no borrow can be
 //! outstanding.
 
-use core::{hash::BuildHasher, mem::size_of, ptr::NonNull, slice, str};
+use core::{mem::size_of, ptr::NonNull, slice, str};
 use std::alloc::{self, Layout};
 
 use hashbrown::{HashTable, hash_table::Entry};

@@ -65,6 +65,22 @@ impl TokenAttr {
     }
 }
 
+/// The ids of the tokens whose attributes have any bit of `any`, in order. Skips 16
+/// tokens at a time where none has (special tokens are few and bunched).
+pub(crate) fn ids_with_any(attrs: &[TokenAttr], any: TokenAttr) -> impl Iterator<Item = u32> + '_ {
+    const RUN: usize = 16;
+    attrs
+        .chunks(RUN)
+        .enumerate()
+        .filter(move |(_, run)| run.iter().fold(0, |m, a| m | a.0) & any.0 != 0)
+        .flat_map(move |(k, run)| {
+            run.iter()
+                .enumerate()
+                .filter(move |(_, a)| a.intersects(any))
+                .map(move |(j, _)| (k * RUN + j) as u32)
+        })
+}
+
 impl std::fmt::Debug for TokenAttr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const NAMES: [(TokenAttr, &str); 8] = [
@@ -110,5 +126,20 @@ mod tests {
         assert_eq!(format!("{:?}", TokenAttr::UNDEFINED), "UNDEFINED");
         assert!(!TokenAttr::NORMAL.is_special());
         assert_eq!(TokenAttr::BYTE.bits(), 32);
+    }
+
+    #[test]
+    fn ids_with_any_lists_exactly_the_matching_ids() {
+        let mut attrs = vec![TokenAttr::NORMAL; 100];
+        for i in [0, 15, 16, 17, 63, 99] {
+            attrs[i] = TokenAttr::CONTROL;
+        }
+        attrs[40] = TokenAttr::BYTE;
+        let got: Vec<u32> = ids_with_any(&attrs, TokenAttr::CONTROL).collect();
+        assert_eq!(got, [0, 15, 16, 17, 63, 99]);
+        let got: Vec<u32> =
+            ids_with_any(&attrs, TokenAttr::BYTE.with(TokenAttr::CONTROL)).collect();
+        assert_eq!(got, [0, 15, 16, 17, 40, 63, 99]);
+        assert_eq!(ids_with_any(&attrs, TokenAttr::UNKNOWN).count(), 0);
     }
 }

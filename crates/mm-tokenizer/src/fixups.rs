@@ -109,11 +109,12 @@ pub(crate) fn apply(v: &mut Vocab, g: &Gguf<'_>) {
         }
     }
     // Control tokens named "unused" are unused.
-    for i in 0..v.len() as TokenId {
-        let a = v.attrs[i as usize];
-        if a.intersects(TokenAttr::CONTROL) && contains(v.text(file, i), b"unused") {
-            v.attrs[i as usize] = a.with(TokenAttr::UNUSED);
-        }
+    let unused: Vec<TokenId> = crate::attr::ids_with_any(&v.attrs, TokenAttr::CONTROL)
+        .filter(|&i| contains(v.text(file, i), b"unused"))
+        .collect();
+    for i in unused {
+        let a = &mut v.attrs[i as usize];
+        *a = a.with(TokenAttr::UNUSED);
     }
     for t in END_OF_GENERATION {
         if let Some(i) = id(v, t) {

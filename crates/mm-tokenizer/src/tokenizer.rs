@@ -191,7 +191,7 @@ impl<'a> Tokenizer<'a> {
             ids: _,
         } = s;
         v.specials
-            .partition(v, text, opts.parse_special, frags, special);
+            .partition(v, self.file, text, opts.parse_special, frags, special);
         let bos = opts.add_special && v.add_bos;
         if bos && let Some(b) = v.ids.bos {
             out.push(b);

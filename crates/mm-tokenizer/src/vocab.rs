@@ -6,7 +6,7 @@
 //! (`table.rs`).
 //! Scores and token types are read from the file when needed.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
@@ -387,10 +387,16 @@ impl Vocab {
         string_at(file, self.tokens_at + u64::from(rel)).unwrap_or(&[])
     }
 
+    /// The hash the text-to-id tables key `text` by.
+    #[inline]
+    pub(crate) fn hash(&self, text: &[u8]) -> u64 {
+        hash_text(&self.hasher, text)
+    }
+
     /// The id of the token spelled `text`.
     #[inline]
     pub(crate) fn find(&self, file: &[u8], text: &[u8]) -> Option<TokenId> {
-        let h = self.hasher.hash_one(text);
+        let h = self.hash(text);
         self.lookup.find(h, |id| self.text(file, id) == text)
     }
 
@@ -523,6 +529,15 @@ fn string_at(file: &[u8], at: u64) -> Option<&[u8]> {
 
 type Index = (Vec<u32>, TokenTable, FixedState);
 
+/// The hash of a token's text: its bytes alone (not `Hash for [u8]`, which hashes the
+/// length first, an extra round that every key here pays for nothing).
+#[inline]
+fn hash_text(hasher: &FixedState, text: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(text);
+    h.finish()
+}
+
 /// How many tokens ahead of its insertion a token is parsed and hashed, so that the table
 /// line it needs is already on its way from memory (`TokenTable::prefetch`). A power of
 /// two.
@@ -551,7 +566,7 @@ fn index_strings(tokens: ArrayView<'_>) -> Result<Index> {
         if text.is_empty() {
             continue;
         }
-        let h = hasher.hash_one(text);
+        let h = hash_text(&hasher, text);
         lookup.prefetch(h);
         if parsed - inserted == AHEAD {
             insert_token(&mut lookup, bytes, &offsets, ring[inserted % AHEAD]);
