@@ -29,9 +29,10 @@ struct Shared<T: Send> {
 /// objects are dropped.
 ///
 /// [`acquire`](Self::acquire) pops an idle object or builds one with the factory;
-/// dropping the [`Pooled`] guard runs the reset hook and pushes it back. The guard owns an
-/// `Arc` to the pool's shared state, so it may be sent to and dropped on another thread,
-/// and may outlive the `ObjectPool` handle (the object is then freed with the last guard).
+/// dropping the [`Pooled`] guard runs the reset hook and pushes it back. The guard keeps the
+/// pool's shared state alive (counted on the acquiring thread's record, not on a shared
+/// reference count), so it may be sent to and dropped on another thread, and may outlive
+/// the `ObjectPool` handle (the state is then freed with the last guard).
 /// `ObjectPool` is `Clone` (another handle to the same pool), `Send` and `Sync`.
 ///
 /// ```
@@ -50,7 +51,8 @@ struct Shared<T: Send> {
 /// [`BufferPool`](crate::BufferPool): plain loads and stores on the thread's own record, no
 /// atomic read-modify-write) or pops the shared FIFO queue, or calls the factory; return
 /// runs the reset hook, then refills the cache or pushes to the queue. `acquire`'s guard
-/// also clones an `Arc`; [`acquire_ref`](Self::acquire_ref)'s does not. A guard dropped
+/// also makes one uncontended read-modify-write on the thread's own record when it is
+/// given back; [`acquire_ref`](Self::acquire_ref)'s makes none. A guard dropped
 /// during thread-local destruction goes to the shared queue (or is dropped and counted as a
 /// discard); it never panics.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
@@ -109,9 +111,10 @@ impl<T: Send> ObjectPool<T> {
     /// An idle object, or a new one from the factory when none is idle.
     ///
     /// The guard keeps the pool alive: it can move to another thread and outlive this
-    /// handle. It is counted on this thread's record in the pool (one uncontended
-    /// read-modify-write on the thread's own cache line each way), not on a reference count
-    /// shared by all threads; [`acquire_ref`](Self::acquire_ref) skips even that.
+    /// handle. It is counted on this thread's record in the pool (a plain increment here,
+    /// and one uncontended read-modify-write on that record when it is given back), not on
+    /// a reference count shared by all threads; [`acquire_ref`](Self::acquire_ref) skips
+    /// even that.
     #[inline]
     pub fn acquire(&self) -> Pooled<T> {
         let (value, lender) = self.shared.checkout_lent();
@@ -131,8 +134,8 @@ impl<T: Send> ObjectPool<T> {
         }
     }
 
-    /// As [`acquire`](Self::acquire), with a guard that borrows the pool: no
-    /// reference-count traffic (which two threads would bounce between their caches).
+    /// As [`acquire`](Self::acquire), with a guard that borrows the pool: it counts
+    /// nothing, so a round trip on the owning thread makes no atomic read-modify-write.
     #[inline]
     pub fn acquire_ref(&self) -> PooledRef<'_, T> {
         PooledRef {
@@ -221,23 +224,29 @@ impl<T: Send> Shared<T> {
     /// The fast path: into this thread's cache when it has room, after the reset hook.
     #[inline(always)]
     fn give_back(&self, mut value: Box<T>) {
-        let Some(l) = self
-            .core
-            .hinted()
-            .filter(|l| self.core.cache_has_room(l, 0))
-        else {
-            return self.give_back_slow(value, Reset::Pending);
+        let reset = 'fast: {
+            let Some(l) = self
+                .core
+                .hinted()
+                .filter(|l| self.core.cache_has_room(l, 0))
+            else {
+                break 'fast Reset::Pending;
+            };
+            if let Some(reset) = &self.reset {
+                reset(&mut *value);
+            }
+            // `l` is still this thread's record (a thread keeps its claim until it gives its
+            // id back, at thread-local destruction, never inside this call); the hook may
+            // have used the pool, so `fill_cache` checks the slot again.
+            match self.core.fill_cache(&l, 0, value) {
+                Ok(()) => return l.shared().count(Event::Return),
+                Err(back) => {
+                    value = back;
+                    Reset::Done
+                }
+            }
         };
-        if let Some(reset) = &self.reset {
-            reset(&mut *value);
-        }
-        // `l` is still this thread's record (a thread keeps its claim until it gives its id
-        // back, at thread-local destruction, never inside this call); the hook may have used
-        // the pool, so `fill_cache` checks the slot again.
-        match self.core.fill_cache(&l, 0, value) {
-            Ok(()) => l.shared().count(Event::Return),
-            Err(value) => self.give_back_slow(value, Reset::Done),
-        }
+        self.give_back_slow(value, reset);
     }
 
     #[cold]

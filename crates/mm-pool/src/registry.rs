@@ -26,7 +26,7 @@ use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::marker::PhantomData;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crossbeam_utils::CachePadded;
 
@@ -135,7 +135,7 @@ impl Drop for ThreadId {
         let id = self.id.replace(NO_ID);
         if id != NO_ID {
             // The hint must not outlive the id (a later holder may claim the record).
-            let _ = LAST.try_with(|last| last.set((0, ptr::null())));
+            let _ = LAST.try_with(|last| last.set(NO_HINT));
             #[cfg(not(loom))]
             let reg = registry();
             #[cfg(loom)]
@@ -164,15 +164,19 @@ thread_local! {
 
 // The record this thread used last: (table tag, record). Set by `PerThread::set_hint` for a
 // record this thread holds; cleared when the thread gives its id back. No destructor, so
-// it stays readable during thread-local destruction.
+// it stays readable during thread-local destruction. The empty hint names tag 0, which no
+// table has, and a dangling (never dereferenced) pointer: a non-null pointer type lets the
+// fast path skip a null test.
+const NO_HINT: (u64, NonNull<()>) = (0, NonNull::dangling());
+
 #[cfg(not(loom))]
 thread_local! {
-    static LAST: Cell<(u64, *const ())> = const { Cell::new((0, ptr::null())) };
+    static LAST: Cell<(u64, NonNull<()>)> = const { Cell::new(NO_HINT) };
 }
 
 #[cfg(loom)]
 thread_local! {
-    static LAST: Cell<(u64, *const ())> = Cell::new((0, ptr::null()));
+    static LAST: Cell<(u64, NonNull<()>)> = Cell::new(NO_HINT);
 }
 
 /// Tags of tables, from 1, never reused (unlike addresses): every table takes a fresh one
@@ -300,16 +304,13 @@ impl<S, O> PerThread<S, O> {
         if tag != self.tag() {
             return None;
         }
-        // SAFETY: tags start at 1 and the empty hint is `(0, null)`, so a matching hint
-        // was set by `set_hint`, from a reference.
-        unsafe { std::hint::assert_unchecked(!rec.is_null()) };
         Some(Mine {
-            // SAFETY: tags are unique per table and retag, so the hint was set by
+            // SAFETY: tags are unique per table and retag (and never 0, the empty hint's), so the hint was set by
             // `set_hint` on this thread, for this table, since its last retag, from a
             // `Mine`: a record of this table that this thread claimed while holding its
             // current id (the hint is cleared when the id is given back). Records live as
             // long as `&self`.
-            rec: unsafe { &*rec.cast::<Record<S, O>>() },
+            rec: unsafe { rec.cast::<Record<S, O>>().as_ref() },
             _not_send: PhantomData,
         })
     }
@@ -319,7 +320,7 @@ impl<S, O> PerThread<S, O> {
     /// wrong).
     #[inline]
     pub(crate) fn set_hint(&self, mine: &Mine<'_, S, O>, tag: u64) {
-        let hint = (tag, ptr::from_ref(mine.rec).cast::<()>());
+        let hint = (tag, NonNull::from(mine.rec).cast::<()>());
         let _ = LAST.try_with(|last| last.set(hint));
     }
 

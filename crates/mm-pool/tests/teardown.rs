@@ -134,3 +134,53 @@ fn more_guards_than_places_during_teardown_are_counted_as_discards() {
     accounted(s, 5);
     assert_eq!((s.returns, s.discards, s.held), (2, 3, 2), "{s:?}");
 }
+
+/// Acquires an owned guard from its pool while the thread's thread-locals are destroyed
+/// (after the pool's per-thread id is gone), drops the last pool handle, then the guard.
+struct AcquireAtExit(Option<ObjectPool<Counted>>);
+impl Drop for AcquireAtExit {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let guard = pool.acquire();
+            drop(pool);
+            drop(guard);
+        }
+    }
+}
+
+thread_local! {
+    static AT_EXIT: RefCell<AcquireAtExit> = const { RefCell::new(AcquireAtExit(None)) };
+}
+
+/// Counts live instances through a shared counter.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Without a record, an owned guard keeps the pool alive with a strong count of its own:
+/// the pool outlives its last handle until the guard is back, and is then freed.
+#[test]
+fn an_owned_guard_acquired_after_the_pool_id_is_gone_keeps_and_frees_the_pool() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = ObjectPool::new(2, move || {
+        l.fetch_add(1, Ordering::SeqCst);
+        Counted(Arc::clone(&l))
+    })
+    .unwrap();
+    std::thread::spawn(move || {
+        // Registered before the pool's id, so destroyed after it.
+        AT_EXIT.with(|slot| slot.borrow_mut().0 = Some(pool.clone()));
+        drop(pool.acquire());
+        drop(pool);
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+}

@@ -10,7 +10,8 @@ use crate::LlmError;
 
 impl EmbeddingCache {
     /// A cache charged to `manager`'s budget and registered with it: the report lists it as
-    /// `embedding-cache` (bytes held and bound, entries, hits, misses, evictions), and rising
+    /// `embedding-cache` (bytes held and bound, entries, hits, misses, evictions; held and
+    /// bound include the policy's sketch and ghost table), and rising
     /// pressure evicts a quarter (warning) or half (critical) of it. The manager holds it
     /// weakly: drop the last `Arc` and it is unregistered.
     ///
@@ -23,7 +24,7 @@ impl EmbeddingCache {
     /// cache.insert(cache.key(names.get_or_intern("m"), "hi"), &[0.5; 384])?;
     /// let report = manager.report();
     /// let row = report.components.iter().find(|c| c.name == "embedding-cache").unwrap();
-    /// assert_eq!(row.held_bytes, cache.bytes());
+    /// assert_eq!(row.held_bytes, cache.bytes() + cache.stats().tables_bytes);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -76,13 +77,13 @@ impl EmbeddingCache {
         let (mut hits, mut misses, mut evictions) = (0, 0, 0);
         for cell in self.shards.iter() {
             let m = cell.mirrored();
-            r.held_bytes += m.bytes;
+            r.held_bytes += m.bytes + m.tables;
             r.items += m.entries;
             hits += m.hits;
             misses += m.misses;
             evictions += m.evictions;
         }
-        r.bound_bytes = Some(self.config.max_bytes());
+        r.bound_bytes = Some(self.config.max_bytes() + self.tables_bound);
         r.hits = Some(hits);
         r.misses = Some(misses);
         r.evictions = Some(evictions);
@@ -144,8 +145,15 @@ mod tests {
             .iter()
             .find(|c| c.name == "embedding-cache")
             .unwrap();
-        assert_eq!(row.held_bytes, cache.bytes());
-        assert_eq!(row.held_bytes, 1000 * super::super::entry_bytes(256));
+        // Two shards of 2,048 entries: a 16 KiB sketch and a 16 KiB ghost table each.
+        let tables = 2 * (16 << 10) * 2;
+        assert_eq!(cache.stats().tables_bytes, tables);
+        assert_eq!(row.held_bytes, cache.bytes() + tables);
+        assert_eq!(
+            row.held_bytes,
+            1000 * super::super::entry_bytes(256) + tables
+        );
+        assert_eq!(row.bound_bytes, Some(cache.stats().max_bytes + tables));
         assert!(
             report.budget.used_bytes >= cache.bytes(),
             "charged by the cache itself"

@@ -340,8 +340,13 @@ pub struct EmbeddingStats {
     pub max_entries: u64,
     /// Bytes of vector storage allocated (all slots, used, free or pinned).
     pub storage_bytes: u64,
-    /// Bytes of policy bookkeeping (frequency sketch, node table).
+    /// Bytes of policy bookkeeping (frequency sketch, ghost table, node table).
     pub policy_bytes: u64,
+    /// Of `policy_bytes`, the frequency sketch and the ghost table: sized by the entry bound
+    /// (16 to 32 bytes per entry of it) by the first lookup, counted in the report's
+    /// `held_bytes` and `bound_bytes` beside `bytes`, but not charged to the budget (the
+    /// budget is charged `bytes`, what the bounds limit).
+    pub tables_bytes: u64,
     /// Evicted slots still pinned by [`Embedding`](super::Embedding) handles.
     pub pinned_slots: u64,
     /// Shards in use.

@@ -33,8 +33,17 @@ impl Ghosts {
     /// of two, between 16 and 2^20). Allocates on the first call only.
     pub(super) fn ensure(&mut self, capacity: usize) {
         if self.slots.is_empty() {
-            self.slots = vec![0; capacity.clamp(16, 1 << 20).next_power_of_two()];
+            self.slots = vec![0; Self::slots_for(capacity)];
         }
+    }
+
+    fn slots_for(capacity: usize) -> usize {
+        capacity.clamp(16, 1 << 20).next_power_of_two()
+    }
+
+    /// Bytes [`ensure`](Self::ensure) allocates for `capacity` keys.
+    pub(super) fn bytes_for(capacity: usize) -> u64 {
+        Self::slots_for(capacity) as u64 * 8
     }
 
     /// Bytes of the table.

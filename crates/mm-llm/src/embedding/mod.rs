@@ -129,6 +129,8 @@ type Listener = dyn Fn(&EvictionNotice) + Send + Sync;
 /// ```
 pub struct EmbeddingCache {
     shards: Box<[CachePadded<ShardCell>]>,
+    /// Bytes of every shard's policy tables (sketch, ghost table) once allocated.
+    tables_bound: u64,
     /// `64 - log2(shards)`: the shard is the top bits of the key's mixed hash.
     shift: u32,
     config: EmbeddingCacheConfig,
@@ -172,15 +174,20 @@ impl EmbeddingCache {
             config.time_to_idle().map(nanos),
         );
         let (entries, bytes) = (config.max_entries(), config.max_bytes());
+        let shard_entries = |i: usize| entries / n + usize::from(i < entries % n);
+        let tables_bound = (0..n)
+            .map(|i| policy::Policy::table_bytes_for(shard_entries(i)))
+            .sum();
         let shards = (0..n)
             .map(|i| {
-                let e = entries / n + usize::from(i < entries % n);
+                let e = shard_entries(i);
                 let b = bytes / n as u64 + u64::from((i as u64) < bytes % n as u64);
                 CachePadded::new(ShardCell::new(Shard::new(e, b, ttl, tti)))
             })
             .collect();
         Ok(Self {
             shards,
+            tables_bound,
             shift: 64 - n.trailing_zeros(),
             config,
             hasher: TextHasher::default(),

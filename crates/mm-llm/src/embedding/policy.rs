@@ -192,6 +192,17 @@ impl Policy {
         self.rejected
     }
 
+    /// Bytes of the sketch and the ghost table: sized by the entry bound, allocated by the
+    /// first lookup, dropped by [`release`](Self::release).
+    pub(super) fn table_bytes(&self) -> u64 {
+        self.sketch.bytes() + self.ghosts.bytes()
+    }
+
+    /// What [`table_bytes`](Self::table_bytes) is once allocated, for `entries` entries.
+    pub(super) fn table_bytes_for(entries: usize) -> u64 {
+        FrequencySketch::bytes_for(entries) + Ghosts::bytes_for(entries)
+    }
+
     /// Bytes of the sketch, the ghost table and the node table.
     pub(super) fn overhead_bytes(&self) -> u64 {
         self.sketch.bytes()
@@ -356,11 +367,12 @@ impl Policy {
         self.timers = [List::EMPTY; 2];
     }
 
-    /// Drops the node table and the sketch's memory.
+    /// Drops the node table's, the sketch's and the ghost table's memory.
     pub(super) fn release(&mut self) {
         self.clear();
         self.nodes = Vec::new();
         self.sketch = FrequencySketch::default();
+        self.ghosts = Ghosts::default();
     }
 
     fn over(&self, extra: u64, extra_len: usize) -> bool {

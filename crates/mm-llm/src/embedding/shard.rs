@@ -34,6 +34,7 @@ struct Mirror {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    tables: AtomicU64,
 }
 
 /// A shard's figures as last mirrored.
@@ -44,6 +45,8 @@ pub(super) struct MirrorReading {
     pub(super) hits: u64,
     pub(super) misses: u64,
     pub(super) evictions: u64,
+    /// Bytes of the policy's sketch and ghost table (0 before the first lookup).
+    pub(super) tables: u64,
 }
 
 /// A locked shard; updates the mirror when dropped.
@@ -90,6 +93,7 @@ impl ShardCell {
             hits: m.hits.load(Ordering::Relaxed),
             misses: m.misses.load(Ordering::Relaxed),
             evictions: m.evictions.load(Ordering::Relaxed),
+            tables: m.tables.load(Ordering::Relaxed),
         }
     }
 }
@@ -116,6 +120,7 @@ impl Drop for ShardGuard<'_> {
         m.misses.store(s.counters.misses, Ordering::Relaxed);
         m.evictions
             .store(s.counters.evicted.iter().sum(), Ordering::Relaxed);
+        m.tables.store(s.policy.table_bytes(), Ordering::Relaxed);
     }
 }
 
@@ -417,6 +422,7 @@ impl Shard {
         s.bytes += self.policy.bytes();
         s.storage_bytes += self.store.bytes();
         s.policy_bytes += self.policy.overhead_bytes();
+        s.tables_bytes += self.policy.table_bytes();
         s.pinned_slots += self.store.deferred() as u64;
     }
 

@@ -44,10 +44,19 @@ impl FrequencySketch {
         if !self.blocks.is_empty() {
             return;
         }
-        let blocks = (capacity.clamp(16, 1 << 20).next_power_of_two() / 8).max(2);
+        let blocks = Self::blocks_for(capacity);
         self.blocks = vec![Block::default(); blocks];
         self.mask = blocks as u64 - 1;
         self.period = 10 * capacity.max(16) as u64;
+    }
+
+    fn blocks_for(capacity: usize) -> usize {
+        (capacity.clamp(16, 1 << 20).next_power_of_two() / 8).max(2)
+    }
+
+    /// Bytes [`ensure`](Self::ensure) allocates for `capacity` keys.
+    pub(super) fn bytes_for(capacity: usize) -> u64 {
+        Self::blocks_for(capacity) as u64 * 64
     }
 
     /// Bytes of counters held.
