@@ -118,7 +118,7 @@ impl<T: Send> ObjectPool<T> {
     #[inline]
     pub fn acquire(&self) -> Pooled<T> {
         let (value, lender) = self.shared.checkout_lent();
-        let shared = NonNull::from(&*self.shared);
+        let shared = state_ptr(&self.shared);
         let lender = match lender {
             Some(lent) => Lender::Record(NonNull::from(lent)),
             None => {
@@ -293,9 +293,19 @@ impl<T: Send> Drop for ObjectPool<T> {
             // SAFETY: the lending reference is released once: here, when no lent guard is
             // out at close, or by the guard that `drain_one` names last. This handle's own
             // `Arc` still holds the state, so it is not freed here.
-            unsafe { release_lending(NonNull::from(&*self.shared)) };
+            unsafe { release_lending(state_ptr(&self.shared)) };
         }
     }
+}
+
+/// A pointer to the state with the provenance of the `Arc`'s whole allocation, so that
+/// `Arc::decrement_strong_count` may later be called on it. (A pointer made from `&Shared`
+/// may only reach the `Shared` itself, not the reference counts beside it: Miri reports
+/// that as undefined behaviour.)
+#[inline(always)]
+fn state_ptr<T: Send>(shared: &Arc<Shared<T>>) -> NonNull<Shared<T>> {
+    // SAFETY: `Arc::as_ptr` points into the `Arc`'s live allocation, so it is not null.
+    unsafe { NonNull::new_unchecked(Arc::as_ptr(shared).cast_mut()) }
 }
 
 /// Drops the lending reference (see `Shared::handles`).
