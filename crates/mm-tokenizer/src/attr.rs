@@ -61,9 +61,13 @@ impl TokenAttr {
     /// Control, user-defined or unknown: the tokens found in text before the model's
     /// algorithm runs (control and unknown ones only when special tokens are parsed).
     pub fn is_special(self) -> bool {
-        self.intersects(Self::CONTROL.with(Self::USER_DEFINED).with(Self::UNKNOWN))
+        self.intersects(SPECIAL)
     }
 }
+
+/// The attributes of special tokens (see [`TokenAttr::is_special`]).
+pub(crate) const SPECIAL: TokenAttr =
+    TokenAttr(TokenAttr::CONTROL.0 | TokenAttr::USER_DEFINED.0 | TokenAttr::UNKNOWN.0);
 
 /// The ids of the tokens whose attributes have any bit of `any`, in order. Skips 16
 /// tokens at a time where none has (special tokens are few and bunched).

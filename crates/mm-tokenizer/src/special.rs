@@ -23,19 +23,35 @@ use crate::attr::TokenAttr;
 use crate::table::TokenTable;
 use crate::vocab::{TokenId, Vocab};
 
-/// A set of bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct ByteSet([u64; 4]);
+/// A set of the numbers below `64 * N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bits<const N: usize>([u64; N]);
 
-impl ByteSet {
-    fn insert(&mut self, b: u8) {
-        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+impl<const N: usize> Default for Bits<N> {
+    fn default() -> Self {
+        Bits([0; N])
+    }
+}
+
+impl<const N: usize> Bits<N> {
+    fn insert(&mut self, i: usize) {
+        self.0[i >> 6] |= 1 << (i & 63);
     }
 
     #[inline]
-    fn contains(&self, b: u8) -> bool {
-        self.0[usize::from(b >> 6)] >> (b & 63) & 1 != 0
+    fn contains(&self, i: usize) -> bool {
+        self.0[i >> 6] >> (i & 63) & 1 != 0
     }
+}
+
+/// A set of bytes.
+type ByteSet = Bits<4>;
+
+/// A set of byte pairs, `b0 << 8 | b1`.
+type PairSet = Bits<1024>;
+
+fn pair(b0: u8, b1: u8) -> usize {
+    usize::from(b0) << 8 | usize::from(b1)
 }
 
 /// Texts found with [`TokenAttr::CONTROL`] or [`TokenAttr::UNKNOWN`] count only when
@@ -51,8 +67,8 @@ pub(crate) struct SpecialMatcher {
     /// `(length, possible last bytes)` of the special tokens with one first byte, by
     /// length.
     lens: Vec<(u32, ByteSet)>,
-    /// Bit `b0 << 8 | b1` set when a special token of two bytes or more starts `b0 b1`.
-    pairs: Box<[u64]>,
+    /// The pairs of bytes that start a special token of two bytes or more.
+    pairs: Box<PairSet>,
     /// Text to id of every special token; of tokens spelled alike, the first in claim
     /// order (the lowest id).
     all: TokenTable,
@@ -93,10 +109,7 @@ impl SpecialMatcher {
     pub(crate) fn build(v: &Vocab, file: &[u8]) -> SpecialMatcher {
         // Claim keys (the id in the low half), sorted into claim order so that of tokens
         // spelled alike the first in it is inserted last and wins.
-        let special = TokenAttr::CONTROL
-            .with(TokenAttr::USER_DEFINED)
-            .with(TokenAttr::UNKNOWN);
-        let mut keys: Vec<u64> = crate::attr::ids_with_any(&v.attrs, special)
+        let mut keys: Vec<u64> = crate::attr::ids_with_any(&v.attrs, crate::attr::SPECIAL)
             .filter_map(|i| match v.text(file, i).len() {
                 0 => None,
                 len => Some(claim_key(len, i)),
@@ -112,7 +125,7 @@ impl SpecialMatcher {
             .count();
         let mut all = TokenTable::with_capacity(keys.len());
         let mut always = TokenTable::with_capacity(n_always);
-        let mut pairs = vec![0u64; 1024].into_boxed_slice();
+        let mut pairs = Box::<PairSet>::default();
         // (first byte, length, last byte) of every token.
         let mut shapes: Vec<(u8, u32, u8)> = Vec::with_capacity(keys.len());
         for &k in keys.iter().rev() {
@@ -123,9 +136,8 @@ impl SpecialMatcher {
             if !v.attrs[i as usize].intersects(PARSED_ONLY) {
                 always.insert(h, i, |o| v.text(file, o) == t);
             }
-            if let [b0, b1, ..] = t {
-                let pair = usize::from(*b0) << 8 | usize::from(*b1);
-                pairs[pair >> 6] |= 1 << (pair & 63);
+            if let [b0, b1, ..] = *t {
+                pairs.insert(pair(b0, b1));
             }
             shapes.push((t[0], t.len() as u32, t[t.len() - 1]));
         }
@@ -141,7 +153,7 @@ impl SpecialMatcher {
                 lens.push((len, ByteSet::default()));
             }
             if let Some((_, set)) = lens.last_mut() {
-                set.insert(last);
+                set.insert(usize::from(last));
             }
             by_first[usize::from(first)].1 = lens.len() as u32;
         }
@@ -182,16 +194,15 @@ impl SpecialMatcher {
             if from == to || !text.is_char_boundary(pos) {
                 continue;
             }
-            let pair_starts = t.get(pos + 1).is_some_and(|&b1| {
-                let pair = usize::from(b0) << 8 | usize::from(b1);
-                self.pairs[pair >> 6] >> (pair & 63) & 1 != 0
-            });
+            let pair_starts = t
+                .get(pos + 1)
+                .is_some_and(|&b1| self.pairs.contains(pair(b0, b1)));
             for &(len, last) in &self.lens[from as usize..to as usize] {
                 let end = pos + len as usize;
                 if (len > 1 && !pair_starts) || end > t.len() {
                     break;
                 }
-                if !last.contains(t[end - 1]) || !text.is_char_boundary(end) {
+                if !last.contains(usize::from(t[end - 1])) || !text.is_char_boundary(end) {
                     continue;
                 }
                 let piece = &t[pos..end];

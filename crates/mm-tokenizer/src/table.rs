@@ -113,9 +113,10 @@ impl TokenTable {
         let _ = g;
     }
 
-    /// The id with this hash for which `eq` holds.
+    /// Where the probe for `hash` ends: `Found(group, slot)` at the first id for which `eq`
+    /// holds, else `Free(group)` at the first group that is not full, else `Full`.
     #[inline]
-    pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    fn locate(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Probe {
         let tag = Self::tag(hash);
         let mut i = self.home(hash);
         // Bounded by the number of groups; a group that is not full ends it sooner.
@@ -123,48 +124,53 @@ impl TokenTable {
             let g = &self.groups[i];
             let mut m = tag_matches(g, tag);
             while m != 0 {
-                let id = g.ids[m.trailing_zeros() as usize];
-                if eq(id) {
-                    return Some(id);
+                let s = m.trailing_zeros() as usize;
+                if eq(g.ids[s]) {
+                    return Probe::Found(i, s);
                 }
                 m &= m - 1;
             }
             if usize::from(g.len) < SLOTS {
-                return None;
+                return Probe::Free(i);
             }
             i = (i + 1) & self.mask;
         }
-        None
+        Probe::Full
+    }
+
+    /// The id with this hash for which `eq` holds.
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        match self.locate(hash, eq) {
+            Probe::Found(g, s) => Some(self.groups[g].ids[s]),
+            Probe::Free(_) | Probe::Full => None,
+        }
     }
 
     /// Inserts `id`; an id already present for which `eq` holds is replaced (the later
     /// id wins). Returns false only if the table is full, which its capacity rules out.
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64, id: u32, mut eq: impl FnMut(u32) -> bool) -> bool {
-        let tag = Self::tag(hash);
-        let mut i = self.home(hash);
-        for _ in 0..self.groups.len() {
-            let g = &mut self.groups[i];
-            let mut m = tag_matches(g, tag);
-            while m != 0 {
-                let s = m.trailing_zeros() as usize;
-                if eq(g.ids[s]) {
-                    g.ids[s] = id;
-                    return true;
-                }
-                m &= m - 1;
-            }
-            let len = usize::from(g.len);
-            if len < SLOTS {
-                g.tags[len] = tag;
+    pub(crate) fn insert(&mut self, hash: u64, id: u32, eq: impl FnMut(u32) -> bool) -> bool {
+        match self.locate(hash, eq) {
+            Probe::Found(g, s) => self.groups[g].ids[s] = id,
+            Probe::Free(g) => {
+                let g = &mut self.groups[g];
+                let len = usize::from(g.len);
+                g.tags[len] = Self::tag(hash);
                 g.ids[len] = id;
                 g.len += 1;
-                return true;
             }
-            i = (i + 1) & self.mask;
+            Probe::Full => return false,
         }
-        false
+        true
     }
+}
+
+/// The end of a probe (see [`TokenTable::locate`]).
+enum Probe {
+    Found(usize, usize),
+    Free(usize),
+    Full,
 }
 
 #[cfg(test)]

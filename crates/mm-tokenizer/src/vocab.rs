@@ -500,22 +500,22 @@ fn read_i32(file: &[u8], offset: u64, i: TokenId) -> i32 {
         .unwrap_or(0)
 }
 
-/// The attributes of the `n` tokens whose `token_type` array starts at `offset`.
+/// The attributes of the `n` tokens whose `token_type` array starts at `offset`, in one
+/// pass over the array in place (the compiler turns the type match into a table). The
+/// parser checked that the array lies in the file; were it cut short, the missing types
+/// read as 0, as [`read_i32`] reads them.
 fn token_attrs(file: &[u8], offset: u64, n: usize) -> Vec<TokenAttr> {
     let types = usize::try_from(offset)
         .ok()
         .zip(n.checked_mul(4))
-        .and_then(|(at, len)| file.get(at..at.checked_add(len)?));
-    match types {
-        // One pass over the array in place (the compiler turns the match into a table).
-        Some(types) => types
-            .chunks_exact(4)
-            .map(|c| TokenAttr::from_token_type(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-        None => (0..n as u32)
-            .map(|i| TokenAttr::from_token_type(read_i32(file, offset, i)))
-            .collect(),
-    }
+        .and_then(|(at, len)| file.get(at..at.checked_add(len)?))
+        .unwrap_or(&[]);
+    let mut attrs: Vec<TokenAttr> = types
+        .chunks_exact(4)
+        .map(|c| TokenAttr::from_token_type(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    attrs.resize(n, TokenAttr::from_token_type(0));
+    attrs
 }
 
 /// The GGUF string (u64 length, bytes) starting at file offset `at`.
