@@ -429,13 +429,12 @@ async fn chat_completions(
         )));
     }
     let body = upstream.bytes_stream();
-    let (relay, more) = mm_track::count(|| {
+    let (mut relay, more) = mm_track::count(|| {
         let mut slot = s.sse.acquire();
         let (idle, out) = slot.take().unwrap_or_else(|| idle_stream(pool));
         let events = idle.reuse(Metered(body));
         Relay::new(events, slot, out, charge, Arc::clone(&s.tallies), stats)
     });
-    let mut relay = relay;
     relay.add_counted(more);
     let mut res = Response::new(Body::from_stream(relay));
     let h = res.headers_mut();

@@ -229,9 +229,7 @@ impl<S> Relay<S> {
             _charge: charge,
         }
     }
-}
 
-impl<S> Relay<S> {
     /// Adds allocator calls made for this stream outside its polls.
     pub fn add_counted(&mut self, more: ScopeStats) {
         self.counted += more;
