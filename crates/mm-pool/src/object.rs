@@ -21,7 +21,7 @@ struct Shared<T: Send> {
     /// Live `ObjectPool` handles. Besides their `Arc`s, one more strong count (the
     /// *lending* reference, taken in `build`) keeps the state alive for the owned guards
     /// lent from per-thread records; it is released once the last handle is gone and every
-    /// lent guard is back (`Core::close_lending`, `Core::drain_one`).
+    /// lent guard is back (`Core::close_lending`, `Core::drains`).
     handles: AtomicUsize,
 }
 
@@ -291,7 +291,7 @@ impl<T: Send> Drop for ObjectPool<T> {
             && self.shared.core.close_lending()
         {
             // SAFETY: the lending reference is released once: here, when no lent guard is
-            // out at close, or by the guard that `drain_one` names last. This handle's own
+            // out at close, or by the guard whose drain is the last (`drain`). This handle's own
             // `Arc` still holds the state, so it is not freed here.
             unsafe { release_lending(state_ptr(&self.shared)) };
         }
@@ -313,7 +313,7 @@ fn state_ptr<T: Send>(shared: &Arc<Shared<T>>) -> NonNull<Shared<T>> {
 /// # Safety
 /// `shared` points to the state of an `Arc<Shared<T>>` whose lending reference has not been
 /// released, and this is the one call that releases it (`Core::close_lending` or
-/// `Core::drain_one` returned true to the caller). The state may be freed here: the caller
+/// the caller's decrement of `Core::drains` was the last). The state may be freed here: the caller
 /// must not use it afterwards.
 unsafe fn release_lending<T: Send>(shared: NonNull<Shared<T>>) {
     // SAFETY: the lending reference is one strong count of this `Arc`, from `into_raw`.
@@ -401,12 +401,14 @@ impl<T: Send> Pooled<T> {
 #[cold]
 #[inline(never)]
 unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
-    // No borrow of the state is held across the release (it may free the state).
+    // No borrow of the state is held across the release (it may free the state), and
+    // during the decrement only the counter's own (atomic) reference is: once another
+    // drainer's decrement is the last, it may free the state.
     // SAFETY: from the caller.
-    let last = unsafe { shared.as_ref() }.core.drain_one();
-    if last {
-        // SAFETY: `drain_one` named this call the one that releases the lending
-        // reference; nothing uses the state after it.
+    let drains = unsafe { shared.as_ref() }.core.drains();
+    if drains.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SAFETY: this decrement was the last of `Core::drains`, which names this call the
+        // one that releases the lending reference; nothing uses the state after it.
         unsafe { release_lending(shared) };
     }
 }

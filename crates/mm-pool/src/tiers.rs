@@ -108,15 +108,15 @@ pub(crate) struct Lent {
     /// Guards lent from this record. One writer: the record's owner (a relaxed load and
     /// store, no read-modify-write).
     lends: Counter,
-    /// Guards given back, from any thread (a read-modify-write each), plus [`CLOSED`] once
-    /// the pool's last handle is gone.
+    /// Guards given back, from any thread (a read-modify-write each). The close adds
+    /// [`CLOSED`]` - lends` to it, so that after the close it reads `CLOSED` minus the guards
+    /// still out, and the give-back that brings it to `CLOSED` is the record's last.
     backs: AtomicU64,
-    /// `lends` as the closer read it, stored before it set [`CLOSED`].
-    target: AtomicU64,
 }
 
-/// Set in every record's `backs` by [`Core::close_lending`]. Counts stay far below it
-/// (2^63 give-backs).
+/// What [`Core::close_lending`] moves every record's `backs` to, less its guards still
+/// out. Counts stay far below it (2^63 give-backs), so before the close no give-back
+/// reaches `CLOSED - 1`.
 const CLOSED: u64 = 1 << 63;
 
 /// The starting value of `Core::drains`: more than there can be records.
@@ -127,20 +127,20 @@ impl Lent {
         Self {
             lends: Counter::default(),
             backs: AtomicU64::new(0),
-            target: AtomicU64::new(0),
         }
     }
 
     /// Gives one lent guard back. True when it was the last one of its record after the
-    /// pool closed: the caller must then call [`Core::drain_one`]. Any thread may call it;
+    /// pool closed: the caller must then count a drain in [`Core::drains`]. Any thread may call it;
     /// after it returns false the caller must not touch the pool again.
     #[inline]
     pub(crate) fn give_back(&self) -> bool {
         // Release: this guard's uses of the pool happen before whoever frees it (the
-        // drainer acquires through this counter's release sequence). Acquire: a `CLOSED`
-        // seen here makes the closer's `target` visible.
-        let prev = self.backs.fetch_add(1, Ordering::AcqRel);
-        prev & CLOSED != 0 && (prev & !CLOSED) + 1 == self.target.load(Ordering::Relaxed)
+        // drainer acquires through this counter's release sequence). Acquire: the last
+        // give-back sees the closer's and the other give-backs' writes. The answer comes
+        // from the returned value alone: once this add is done, another give-back may free
+        // the record, so nothing of it is read afterwards.
+        self.backs.fetch_add(1, Ordering::AcqRel) == CLOSED - 1
     }
 }
 
@@ -224,22 +224,21 @@ impl<U: Send> Core<U> {
     /// Closes lending when the pool's last handle is gone (no guard can be lent after
     /// this). True when no lent guard is out, so the caller releases what keeps the pool
     /// alive for lent guards now; otherwise the last guard of the last record to drain
-    /// gets true from [`drain_one`](Self::drain_one) and releases it.
+    /// to drain (its decrement of [`drains`](Self::drains) the last) releases it.
     ///
-    /// Each record gets its final `lends` as `target` and [`CLOSED`] in `backs`; the `k`
-    /// records with fewer give-backs than lends then will each see, exactly once, the
-    /// give-back that reaches `target` after `CLOSED` (counts only grow by 1), and call
-    /// `drain_one`. `drains` goes from `DRAINS_OPEN` down by `DRAINS_OPEN - k` here and by
+    /// Each record's `backs` moves from its give-backs `b` to `CLOSED - (lends - b)`, its
+    /// final `lends` read here; the `k` records with guards still out then will each see,
+    /// exactly once, the give-back that brings it to `CLOSED` (counts only grow by 1), and
+    /// decrement `drains`. `drains` goes from `DRAINS_OPEN` down by `DRAINS_OPEN - k` here and by
     /// 1 per drained record, in any order, so exactly one of these calls brings it to 0.
     /// A record created after this (a guard returned on a new thread) never lends.
     pub(crate) fn close_lending(&self) -> bool {
         let mut pending = 0;
         self.locals.for_each_shared(|s| {
             let lends = s.lent.lends.get();
-            s.lent.target.store(lends, Ordering::Relaxed);
-            // Release: publishes `target` to the give-backs that see `CLOSED`. Acquire:
-            // give-backs counted here are done with the pool.
-            if s.lent.backs.fetch_or(CLOSED, Ordering::AcqRel) & !CLOSED != lends {
+            // Acquire: give-backs counted here are done with the pool. Release: the last
+            // give-back, which frees the pool, sees this close.
+            if s.lent.backs.fetch_add(CLOSED - lends, Ordering::AcqRel) != lends {
                 pending += 1;
             }
         });
@@ -247,10 +246,11 @@ impl<U: Send> Core<U> {
         self.drains.fetch_sub(mine, Ordering::AcqRel) == mine
     }
 
-    /// A record's last lent guard is back after close; true when it was the last one
-    /// pending, so the caller releases what keeps the pool alive for lent guards.
-    pub(crate) fn drain_one(&self) -> bool {
-        self.drains.fetch_sub(1, Ordering::AcqRel) == 1
+    /// The count of records still to drain after close. A drainer decrements it through
+    /// this reference (`drains().fetch_sub(1, AcqRel) == 1` names the last): no `&Core`
+    /// stays borrowed across the decrement, after which another drainer may free the pool.
+    pub(crate) fn drains(&self) -> &AtomicUsize {
+        &self.drains
     }
 
     /// This thread's record through its hint alone (the fast path); `None`: use
