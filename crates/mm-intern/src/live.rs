@@ -33,7 +33,7 @@
 //!    groups `0..G` non-null. A slot's index is stored before its tag byte (Release on the
 //!    tag word). A reader may still read a stale or newer index (the writer rebuilds the
 //!    table in place when it grows); it uses an index only after checking it against
-//!    `count` (Acquire) and then compares the text, so a stale slot can only cause a
+//!    the `count` the probe read first (Acquire) and then compares the text, so a stale slot can only cause a
 //!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
 //!    under the mutex by the caller.
 //! 4. **The count closes every table change.** A writer changes the table (places its new
@@ -348,9 +348,8 @@ impl LiveShard {
         if i >= self.count.load(Ordering::Acquire) {
             return None;
         }
-        // SAFETY: `i` is below a `count` read with Acquire, as `published_span` requires;
-        // its bytes as in `resolve`.
-        Some(unsafe { span_text(self.published_span(i)) })
+        // SAFETY: `i` is below a `count` read with Acquire, as `published_text` requires.
+        Some(unsafe { self.published_text(i) })
     }
 
     /// The text of published string `i`.
@@ -590,7 +589,7 @@ impl LiveShard {
         w.dir_cap = cap;
     }
 
-    /// Adds published string `i` to the index table, growing it past `GROUP_FILL` strings
+    /// Adds string `i` (stored, not yet published: see invariant 4) to the index table, growing it past `GROUP_FILL` strings
     /// per group (7/8 full).
     fn index(&self, _w: &mut Writer, i: u32, hash: u64, hasher: &HashBuilder) {
         let groups = self.groups.load(Ordering::Relaxed);
