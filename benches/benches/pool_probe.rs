@@ -83,7 +83,7 @@ fn main() {
             v.push(1);
             black_box(&v);
         }),
-        ("mm_pool ObjectPool acquire (Arc guard)", &|| {
+        ("mm_pool ObjectPool acquire (owned guard)", &|| {
             let mut v = mm.acquire();
             v.push(1);
             black_box(&v);
