@@ -145,7 +145,9 @@ impl FrozenInterner {
         let spans = &self.spans;
         self.table
             .find(hash, |&i| self.text(spans[i as usize]) == s)
-            .map(|&i| Symbol::new(i))
+            // SAFETY: the table holds symbols of the live interner's stored strings,
+            // never 0.
+            .map(|&i| unsafe { Symbol::new(i) })
     }
 
     /// The string of `sym`.

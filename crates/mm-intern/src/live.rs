@@ -56,7 +56,7 @@ use crate::{
     InternError,
     spans::{SPAN_SEG, SPAN_SEG_BITS, Segment, SpanTable},
     store::{Chunk, MAX_SMALL},
-    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering},
+    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering, SHORT},
 };
 
 /// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
@@ -137,39 +137,56 @@ fn pack(addr: usize, len: u64) -> u64 {
 /// and `span_text` needs no empty-string case.
 pub(crate) const EMPTY_SPAN: u64 = 1 << 16;
 
-/// True if the `s.len()` bytes at `addr` are `s` (`key` is `s`'s key). Up to 8 bytes: one
-/// word read that ends where the string ends, shifted; 9 to 16: its first and last word;
-/// longer: `memcmp`.
+/// True if the `n <= SHORT` bytes at `addr` are the string whose words are `words`
+/// (`sync::short_words`). Up to 8 bytes: one word read that ends where the string ends,
+/// shifted; 9 to 16: its first and last word.
 ///
 /// # Safety
-/// `addr` is the address, with exposed provenance, of `s.len() < HEADER_LEN` initialised
-/// bytes that are not written while this runs, in a regular chunk if `s.len() <= 16` (so
-/// the 8 bytes before their end are initialised too, invariant 5); or `s` is empty (then
-/// `addr` is never dereferenced, and 0 for a span not stored yet).
+/// `addr` is the address, with exposed provenance, of `n` initialised bytes in a regular
+/// chunk (so the 8 bytes before their end are initialised too, invariant 5) that are not
+/// written while this runs; or `n` is 0 (then `addr` is never dereferenced, and 0 for a
+/// span not stored yet).
 #[inline(always)]
-unsafe fn span_is(addr: u64, key: &Key, s: &str) -> bool {
-    let n = s.len();
+unsafe fn short_is(addr: u64, words: (u64, u64), n: usize) -> bool {
+    debug_assert!(n <= SHORT);
     let at = ptr::with_exposed_provenance::<u8>(addr as usize);
     // SAFETY: every read is of initialised bytes by the caller's guarantee: `[n - 8, n)`
     // from `at` for `1 <= n <= 8` (invariant 5), `[0, 8)` and `[n - 8, n)` for
-    // `9 <= n <= 16`, `[0, n)` otherwise.
+    // `9 <= n <= 16`.
     unsafe {
-        if n <= 8 {
-            // The word's top `n` bytes are the string's, in memory order; `key.words.0`
-            // holds them in its low `n` bytes.
+        if n > 8 {
+            at.cast::<u64>().read_unaligned() == words.0
+                && at.add(n - 8).cast::<u64>().read_unaligned() == words.1
+        } else if n > 0 {
+            // The word's top `n` bytes are the string's, in memory order; `words.0` holds
+            // them in its low `n` bytes.
+            u64::from_le(at.add(n).sub(8).cast::<u64>().read_unaligned()) >> (64 - 8 * n) == words.0
+        } else {
             // An unstored span (0) has length 0 too: only `EMPTY_SPAN`'s non-zero address
             // is the empty string.
-            if n == 0 {
-                return addr != 0;
-            }
-            u64::from_le(at.add(n).sub(8).cast::<u64>().read_unaligned()) >> (64 - 8 * n)
-                == key.words.0
-        } else if n <= 16 {
-            at.cast::<u64>().read_unaligned() == key.words.0
-                && at.add(n - 8).cast::<u64>().read_unaligned() == key.words.1
-        } else {
-            slice::from_raw_parts(at, n) == s.as_bytes()
+            addr != 0
         }
+    }
+}
+
+/// True if the `s.len()` bytes at `at` equal `s`, for `17 <= s.len() <= 32`: four
+/// overlapping word compares (the first and last 16 bytes) instead of a `memcmp` call.
+///
+/// # Safety
+/// `at` is valid for reads of `s.len()` initialised bytes.
+#[inline(always)]
+unsafe fn words_equal(at: *const u8, s: &str) -> bool {
+    let (n, b) = (s.len(), s.as_ptr());
+    debug_assert!((SHORT + 1..=32).contains(&n));
+    // SAFETY: `n >= 17`, so every read covers bytes of `[0, n)` of `at` (the caller's
+    // guarantee) and of `s`.
+    unsafe {
+        let word = |p: *const u8, i: usize| p.add(i).cast::<u64>().read_unaligned();
+        (word(at, 0) ^ word(b, 0))
+            | (word(at, 8) ^ word(b, 8))
+            | (word(at, n - 16) ^ word(b, n - 16))
+            | (word(at, n - 8) ^ word(b, n - 8))
+            == 0
     }
 }
 
@@ -290,18 +307,68 @@ impl LiveShard {
         self.count.load(Ordering::Acquire)
     }
 
-    /// The symbol of `s` (hash `hash`), if the lock-free probe finds it; else
-    /// `Err(count)`, the published count the probe saw. A miss is not final while writers
-    /// run (a table being rebuilt hides entries): the caller confirms it under the writer
-    /// lock, where it is exact if `count` is unchanged (invariant 4) and a second probe is
-    /// exact otherwise.
+    /// The symbol of `s` (key `key`; never 0: the symbol of a stored string, whose span
+    /// is not 0), if the lock-free probe finds it; else `Err(count)`,
+    /// the published count the probe saw. A miss is not final while writers run (a table
+    /// being rebuilt hides entries): the caller confirms it under the writer lock, where it
+    /// is exact if `count` is unchanged (invariant 4) and a second probe is exact otherwise.
     #[inline(always)]
     pub(crate) fn find(&self, key: &Key, s: &str, spans: &SpanTable) -> Result<u32, u32> {
-        let n = s.len();
-        if n >= HEADER_LEN as usize {
-            return self.find_long(key.hash, s, spans);
+        if s.len() <= SHORT {
+            self.find_short(key.hash, key.words, s.len(), spans)
+        } else {
+            self.find_long(key.hash, s, spans)
         }
-        let hash = key.hash;
+    }
+
+    /// `find` for a string of `n <= SHORT` bytes, known by its hash and words: each
+    /// candidate costs a span load, a length test and one or two word compares.
+    #[inline(always)]
+    pub(crate) fn find_short(
+        &self,
+        hash: u64,
+        words: (u64, u64),
+        n: usize,
+        spans: &SpanTable,
+    ) -> Result<u32, u32> {
+        self.probe(hash, spans, |span| {
+            // A span of a short string holds its exact length; an unstored span (0) has
+            // length 0, which `short_is` tells apart.
+            span & 0xFFFF == n as u64
+                // SAFETY: a non-zero span read with Acquire was made by `Writer::store`
+                // for a string of `n` initialised, visible bytes at its address
+                // (invariants 1 and 2), in a regular chunk since `n <= MAX_SMALL`
+                // (invariant 5); a zero span has `n = 0`, for which nothing is read.
+                && unsafe { short_is(span >> 16, words, n) }
+        })
+    }
+
+    /// `find` for a string of more than `SHORT` bytes: a length-field test, then the text.
+    #[inline(never)]
+    pub(crate) fn find_long(&self, hash: u64, s: &str, spans: &SpanTable) -> Result<u32, u32> {
+        // Strings of `HEADER_LEN` bytes or more keep `HEADER_LEN` in the span.
+        let field = (s.len() as u64).min(HEADER_LEN);
+        self.probe(hash, spans, |span| {
+            // A span with a non-zero length field is not 0, so it was stored.
+            span & 0xFFFF == field
+                // SAFETY: a non-zero span read with Acquire names initialised, visible
+                // bytes that stay put (invariants 1 and 2): `s.len()` of them, since the
+                // length fields are equal and below `HEADER_LEN`, or a header span.
+                && unsafe {
+                    if s.len() <= 32 {
+                        words_equal(ptr::with_exposed_provenance((span >> 16) as usize), s)
+                    } else {
+                        span_text(span) == s
+                    }
+                }
+        })
+    }
+
+    /// The lock-free probe along `hash`'s sequence: the first slot whose symbol's span
+    /// (read with Acquire, 0 if not stored) satisfies `is`, else `Err(count)` as in
+    /// [`find`](Self::find).
+    #[inline(always)]
+    fn probe(&self, hash: u64, spans: &SpanTable, is: impl Fn(u64) -> bool) -> Result<u32, u32> {
         // Read before the table (invariant 4); the reads below need nothing from it.
         let count = self.count.load(Ordering::Acquire);
         let groups = self.groups.load(Ordering::Acquire);
@@ -320,17 +387,7 @@ impl LiveShard {
                 let slot = (hits.trailing_zeros() / 8) as usize;
                 hits &= hits - 1;
                 let sym = group.slots[slot].load(Ordering::Relaxed);
-                let span = spans.load(sym);
-                // `n < HEADER_LEN`, so a span of `s`'s text holds its exact length; an
-                // unstored span (0) has length 0, which `span_is` tells apart.
-                if span & 0xFFFF != n as u64 {
-                    continue;
-                }
-                // SAFETY: a non-zero span read with Acquire was made by `Writer::store` for
-                // a string of `n` initialised, visible bytes at its address (invariants 1
-                // and 2), stored in a regular chunk if `n <= MAX_SMALL` (invariant 5); a
-                // zero span has length 0, and `span_is` reads nothing for `n = 0`.
-                if unsafe { span_is(span >> 16, key, s) } {
+                if is(spans.load(sym)) {
                     return Ok(sym);
                 }
             }
@@ -340,38 +397,6 @@ impl LiveShard {
             }
             pos = (pos + stride) & mask;
         }
-    }
-
-    /// `find` for strings of `HEADER_LEN` bytes or more (their spans hold `HEADER_LEN`, the
-    /// length is in the chunk): the plain probe, out of line.
-    #[cold]
-    #[inline(never)]
-    fn find_long(&self, hash: u64, s: &str, spans: &SpanTable) -> Result<u32, u32> {
-        let count = self.count.load(Ordering::Acquire);
-        let groups = self.groups.load(Ordering::Acquire);
-        let mask = groups.wrapping_sub(1);
-        let mut pos = hash as usize & mask;
-        for stride in 1..=groups {
-            let group = self.group(pos);
-            let tags = group.tags.load(Ordering::Acquire);
-            let mut hits = matches(tags, tag(hash));
-            while hits != 0 {
-                let slot = (hits.trailing_zeros() / 8) as usize;
-                hits &= hits - 1;
-                let sym = group.slots[slot].load(Ordering::Relaxed);
-                let span = spans.load(sym);
-                // SAFETY: a non-zero span read with Acquire names initialised, visible
-                // bytes that stay put (invariants 1 and 2).
-                if span != 0 && unsafe { span_text(span) } == s {
-                    return Ok(sym);
-                }
-            }
-            if tags & EMPTY_GROUP != 0 {
-                return Err(count);
-            }
-            pos = (pos + stride) & mask;
-        }
-        Err(count)
     }
 
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
@@ -387,7 +412,7 @@ impl LiveShard {
     }
 
     /// Stores `s` (hash `hash`, not yet in the shard) as the shard's next string and
-    /// publishes it; returns its symbol. The caller holds `writer` (passed as `w`) and
+    /// publishes it; returns its symbol (never 0: segment 0 is never handed out). The caller holds `writer` (passed as `w`) and
     /// reserved the limits.
     pub(crate) fn insert(
         &self,

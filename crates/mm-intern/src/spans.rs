@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! SpanTable
-//!   inline  -> [seg ptr; INLINE_DIR]   segments 0..INLINE_DIR (0 is never handed out; null:
-//!                                      not handed out yet); fixed, so never re-read
+//!   inline  -> [seg ptr; INLINE_DIR]   segments 0..INLINE_DIR (0 is never handed out); one
+//!                                      not handed out yet points to `zero`; fixed, so its
+//!                                      address is never re-read
+//!   zero    -> [0; SPAN_SEG]           a segment of zero spans, never written
 //!   shared  -> next      AtomicU32     segments handed out: 1..next
 //!              overflow  AtomicPtr     copy-on-grow directory of segments INLINE_DIR..next
 //!              alloc     Mutex         overflow capacity, retired directories
@@ -12,7 +14,7 @@
 //! ```
 //!
 //! Symbol `x` names span `x % SPAN_SEG` of segment `x / SPAN_SEG`: resolving it is a
-//! segment-pointer load and a span load, each with a test (null segment, zero span).
+//! segment-pointer load and a span load, and a test of the span (0: no string).
 //!
 //! # Invariants
 //!
@@ -21,9 +23,10 @@
 //!    it, each span once, with Release, after the string's bytes are in place. So a reader
 //!    that loads a non-zero span with Acquire sees the bytes it names.
 //! 2. **Entering.** A segment is allocated zeroed and its pointer stored with Release
-//!    (inline, or in the overflow directory, grown first if full) before `next` is raised
-//!    past it with Release. A reader that loads a non-null inline pointer with Acquire sees
-//!    the zeroed segment; one that reads `next > n` with Acquire finds segment `n` entered
+//!    (inline, replacing the pointer to `zero`, or in the overflow directory, grown first
+//!    if full) before `next` is raised past it with Release. A reader that loads an inline
+//!    pointer with Acquire sees the zeroed segment it points to (`zero` was made before
+//!    the table was shared); one that reads `next > n` with Acquire finds segment `n` entered
 //!    in the overflow directory it loads after that (directories only grow, copying every
 //!    entry, and a replaced one is *retired*: kept, entries and all, until the table is
 //!    dropped).
@@ -42,11 +45,11 @@ use crate::{
 pub(crate) const SPAN_SEG_BITS: u32 = if cfg!(loom) { 1 } else { 8 };
 pub(crate) const SPAN_SEG: usize = 1 << SPAN_SEG_BITS;
 /// Segments whose pointers sit in the fixed inline directory (16 KiB: the first 524,032
-/// strings); the rest go through the overflow directory, out of line. Loom keeps one
-/// usable segment inline so that its models reach the overflow path.
-const INLINE_DIR: usize = if cfg!(loom) { 2 } else { 2048 };
+/// strings); the rest go through the overflow directory, out of line. Loom and Miri keep
+/// one usable segment inline so that their small tests reach the overflow path.
+const INLINE_DIR: usize = if cfg!(any(loom, miri)) { 2 } else { 2048 };
 /// First capacity of the overflow directory (segment pointers).
-const FIRST_OVERFLOW: usize = if cfg!(loom) { 1 } else { 256 };
+const FIRST_OVERFLOW: usize = if cfg!(any(loom, miri)) { 1 } else { 256 };
 /// Segment numbers are `1..MAX_SEGS`, so that every index fits a `u32`.
 const MAX_SEGS: u64 = 1 << (32 - SPAN_SEG_BITS);
 
@@ -95,13 +98,38 @@ struct Shared {
 pub(crate) struct SpanTable {
     inline: Box<[AtomicPtr<AtomicU64>; INLINE_DIR]>,
     shared: Box<Shared>,
+    /// `SPAN_SEG` zero spans, where every inline entry not handed out yet points.
+    zero: *mut AtomicU64,
+}
+
+// SAFETY: `zero` is an owned allocation of atomics, freed only in `Drop`, like a
+// `Box<[AtomicU64]>` (which is `Send` and `Sync`); everything else is `Send` and `Sync`.
+unsafe impl Send for SpanTable {}
+// SAFETY: as above.
+unsafe impl Sync for SpanTable {}
+
+/// A fresh segment of `SPAN_SEG` zero spans, as a raw pointer.
+fn new_segment() -> *mut AtomicU64 {
+    let seg: Box<[AtomicU64]> = (0..SPAN_SEG).map(|_| AtomicU64::new(0)).collect();
+    Box::into_raw(seg).cast::<AtomicU64>()
+}
+
+/// Frees a segment made by [`new_segment`].
+///
+/// # Safety
+/// `seg` came from `new_segment`, is freed once, and nothing reads it afterwards.
+unsafe fn free_segment(seg: *mut AtomicU64) {
+    // SAFETY: the caller's guarantee: a `SPAN_SEG`-span boxed slice made by `Box::into_raw`.
+    drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(seg, SPAN_SEG)) });
 }
 
 impl SpanTable {
-    /// An empty table: the inline directory and the shared part, no segment.
+    /// An empty table: the inline directory, the zero segment and the shared part.
     pub(crate) fn new() -> Self {
+        let zero = new_segment();
         Self {
-            inline: Box::new(core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut()))),
+            zero,
+            inline: Box::new(core::array::from_fn(|_| AtomicPtr::new(zero))),
             shared: Box::new(Shared {
                 next: AtomicU32::new(1),
                 overflow: AtomicPtr::new(ptr::null_mut()),
@@ -122,11 +150,9 @@ impl SpanTable {
             return self.load_overflow(index);
         };
         let spans = entry.load(Ordering::Acquire);
-        if spans.is_null() {
-            return 0;
-        }
-        // SAFETY: a non-null inline entry points to a live segment of `SPAN_SEG` spans,
-        // initialised before the Release store this Acquire load read (invariants 2, 3).
+        // SAFETY: an inline entry points to `zero` or to a handed-out segment, each a live
+        // segment of `SPAN_SEG` spans initialised before this Acquire load could read its
+        // address (invariants 2, 3).
         unsafe { (*spans.add(index as usize & (SPAN_SEG - 1))).load(Ordering::Acquire) }
     }
 
@@ -163,8 +189,7 @@ impl SpanTable {
                 capacity: (MAX_SEGS - 1) * SPAN_SEG as u64,
             });
         }
-        let seg: Box<[AtomicU64]> = (0..SPAN_SEG).map(|_| AtomicU64::new(0)).collect();
-        let spans = Box::into_raw(seg).cast::<AtomicU64>();
+        let spans = new_segment();
         let at = n as usize;
         if at < INLINE_DIR {
             self.inline[at].store(spans, Ordering::Release);
@@ -215,8 +240,8 @@ impl SpanTable {
         alloc.overflow_cap = cap;
     }
 
-    /// Heap bytes held: `(fixed, index)`: the inline directory and shared part, and the
-    /// segments and overflow directories.
+    /// Heap bytes held: `(fixed, index)`: the inline directory, shared part and zero
+    /// segment, and the handed-out segments and overflow directories.
     pub(crate) fn held(&self) -> (u64, u64) {
         let alloc = sync::lock(&self.shared.alloc);
         let segs = self.shared.next.load(Ordering::Relaxed) as usize - 1;
@@ -224,7 +249,9 @@ impl SpanTable {
         let index = segs * SPAN_SEG * size_of::<AtomicU64>()
             + dirs * size_of::<AtomicPtr<AtomicU64>>()
             + alloc.retired.capacity() * size_of::<Retired>();
-        let fixed = size_of::<[AtomicPtr<AtomicU64>; INLINE_DIR]>() + size_of::<Shared>();
+        let fixed = size_of::<[AtomicPtr<AtomicU64>; INLINE_DIR]>()
+            + size_of::<Shared>()
+            + SPAN_SEG * size_of::<AtomicU64>();
         (fixed as u64, index as u64)
     }
 }
@@ -240,10 +267,11 @@ impl Drop for SpanTable {
                 // SAFETY: segment `n < next` is entered in the current directory.
                 None => unsafe { (*dir.add(n - INLINE_DIR)).load(Ordering::Relaxed) },
             };
-            // SAFETY: made by `Box::into_raw` of a `SPAN_SEG`-span boxed slice in `claim`,
-            // entered once and freed once, here.
-            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(spans, SPAN_SEG)) });
+            // SAFETY: made by `new_segment` in `claim`, entered once and freed once, here.
+            unsafe { free_segment(spans) };
         }
+        // SAFETY: made by `new_segment` in `new`, freed once, here.
+        unsafe { free_segment(self.zero) };
         let mut alloc = sync::lock(&self.shared.alloc);
         let free_dir = |first: *mut AtomicPtr<AtomicU64>, cap: usize| {
             // SAFETY: each directory was made by `Box::into_raw` of a `cap`-entry boxed

@@ -16,14 +16,16 @@ use core::{fmt, num::NonZeroU32};
 pub struct Symbol(NonZeroU32);
 
 impl Symbol {
-    /// The symbol of span-table index `index`, which is never 0 (segment 0 is never
-    /// handed out, `spans.rs`).
+    /// The symbol of span-table index `index`.
+    ///
+    /// # Safety
+    /// `index` is not 0: it names a stored string, and segment 0 of the span table is
+    /// never handed out (`spans.rs`).
     #[inline(always)]
-    pub(crate) fn new(index: u32) -> Self {
-        match NonZeroU32::new(index) {
-            Some(raw) => Symbol(raw),
-            None => unreachable!("span-table index 0 is never handed out"),
-        }
+    pub(crate) unsafe fn new(index: u32) -> Self {
+        debug_assert_ne!(index, 0);
+        // SAFETY: the caller's guarantee.
+        Symbol(unsafe { NonZeroU32::new_unchecked(index) })
     }
 
     /// The symbol's raw value (never 0), for logging or compact storage.
@@ -46,9 +48,11 @@ mod tests {
     #[test]
     fn round_trips_and_keeps_the_niche() {
         for raw in [1, 256, u32::MAX] {
-            assert_eq!(Symbol::new(raw).to_u32(), raw);
+            // SAFETY: not 0.
+            assert_eq!(unsafe { Symbol::new(raw) }.to_u32(), raw);
         }
-        assert_eq!(format!("{:?}", Symbol::new(7)), "Symbol(7)");
+        // SAFETY: not 0.
+        assert_eq!(format!("{:?}", unsafe { Symbol::new(7) }), "Symbol(7)");
         assert_eq!(core::mem::size_of::<Option<Symbol>>(), 4);
     }
 }
