@@ -174,10 +174,8 @@ impl Shared {
     #[inline]
     fn checkout(&self, min_len: usize) -> (Box<BytesMut>, Option<usize>) {
         if let Some(t) = self.tier_for(min_len)
-            && let Some(l) = self.core.hinted()
-            && let Some(buf) = self.core.take_cached(&l, t)
+            && let Some((buf, _)) = self.core.take_hot(t)
         {
-            l.shared().count(Event::Hit);
             return (buf, Some(t));
         }
         self.checkout_slow(min_len)
@@ -212,8 +210,8 @@ impl Shared {
         if buf.capacity() == self.sizes[t]
             && let Some(l) = self.core.hinted()
         {
-            match self.core.fill_cache(&l, t, buf) {
-                Ok(()) => return l.shared().count(Event::Return),
+            match self.core.put_hot(&l, t, buf) {
+                Ok(()) => return,
                 Err(back) => buf = back,
             }
         }

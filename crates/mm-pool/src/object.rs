@@ -182,23 +182,17 @@ impl<T: Send> Shared<T> {
     /// The fast path: this thread's cached object, found through the thread's hint.
     #[inline(always)]
     fn checkout(&self) -> Box<T> {
-        if let Some(l) = self.core.hinted()
-            && let Some(v) = self.core.take_cached(&l, 0)
-        {
-            l.shared().count(Event::Hit);
-            return v;
+        match self.core.take_hot(0) {
+            Some((v, _)) => v,
+            None => self.checkout_slow(),
         }
-        self.checkout_slow()
     }
 
     /// As [`checkout`](Self::checkout), and counts an owned guard on this thread's record
     /// (`None`: there is no record, the caller takes a strong count instead).
     #[inline(always)]
     fn checkout_lent(&self) -> (Box<T>, Option<&Lent>) {
-        if let Some(l) = self.core.hinted()
-            && let Some(v) = self.core.take_cached(&l, 0)
-        {
-            l.shared().count(Event::Hit);
+        if let Some((v, l)) = self.core.take_hot(0) {
             return (v, Some(self.core.lend(&l)));
         }
         let v = self.checkout_slow();
@@ -221,32 +215,21 @@ impl<T: Send> Shared<T> {
         }
     }
 
-    /// The fast path: into this thread's cache when it has room, after the reset hook.
+    /// The fast path: the reset hook, then into this thread's cache when it has room.
     #[inline(always)]
     fn give_back(&self, mut value: Box<T>) {
-        let reset = 'fast: {
-            let Some(l) = self
-                .core
-                .hinted()
-                .filter(|l| self.core.cache_has_room(l, 0))
-            else {
-                break 'fast Reset::Pending;
-            };
-            if let Some(reset) = &self.reset {
-                reset(&mut *value);
-            }
-            // `l` is still this thread's record (a thread keeps its claim until it gives its
-            // id back, at thread-local destruction, never inside this call); the hook may
-            // have used the pool, so `fill_cache` checks the slot again.
-            match self.core.fill_cache(&l, 0, value) {
-                Ok(()) => return l.shared().count(Event::Return),
-                Err(back) => {
-                    value = back;
-                    Reset::Done
-                }
-            }
+        let Some(l) = self.core.hinted() else {
+            return self.give_back_slow(value, Reset::Pending);
         };
-        self.give_back_slow(value, reset);
+        if let Some(reset) = &self.reset {
+            reset(&mut *value);
+        }
+        // `l` is still this thread's record (a thread keeps its claim until it gives its id
+        // back, at thread-local destruction, never inside this call); the hook may have used
+        // the pool, so `put_hot` checks the slot only now.
+        if let Err(back) = self.core.put_hot(&l, 0, value) {
+            self.give_back_slow(back, Reset::Done);
+        }
     }
 
     #[cold]

@@ -1,6 +1,11 @@
 //! One tier of a thread's cache: a single word that says whether the thread holds a cache
 //! credit for the tier and, if so, which item (if any) it keeps there.
 //!
+//! The marker is `usize::MAX`, an address no `Box` has (an allocation never ends past the
+//! last address, and a zero-sized `Box` points at its alignment, a power of two), so
+//! "holds an item" is one add and one compare of the word, and storing the marker is a
+//! store of an immediate.
+//!
 //! The word is an atomic only so that `stats()` can count filled slots from any thread
 //! with a relaxed load. It is *written* under the owner rule of `src/registry.rs`: by the
 //! thread that has claimed the record, or, while no live thread has, by a sweep holding
@@ -12,13 +17,16 @@ use std::ptr;
 
 use crate::sync::{AtomicPtr, Ordering};
 
-/// The address that marks "credit held, no item". A static's address is never the address
-/// of a live heap allocation, nor the dangling address of a zero-sized `Box`.
-static VACANT: u8 = 0;
-
-#[inline]
+/// The word that marks "credit held, no item" (module docs): never a `Box`'s address.
+#[inline(always)]
 fn vacant<U>() -> *mut U {
-    ptr::from_ref(&VACANT).cast_mut().cast()
+    ptr::without_provenance_mut(usize::MAX)
+}
+
+/// Whether the word `p` is an item's pointer: neither null nor [`vacant`].
+#[inline(always)]
+fn is_item<U>(p: *mut U) -> bool {
+    p.addr().wrapping_add(1) > 1
 }
 
 /// Null: no credit. [`vacant`]: credit, empty. Anything else: credit, holding the item
@@ -40,12 +48,11 @@ impl<U> Slot<U> {
     /// Whether the slot holds an item (any thread, a relaxed snapshot).
     #[inline]
     pub(crate) fn is_filled(&self) -> bool {
-        let p = self.0.load(Ordering::Relaxed);
-        !p.is_null() && p != vacant()
+        is_item(self.0.load(Ordering::Relaxed))
     }
 
     /// Whether the thread holds a credit and the slot is empty.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn has_room(&self) -> bool {
         self.0.load(Ordering::Relaxed) == vacant()
     }
@@ -60,10 +67,10 @@ impl<U> Slot<U> {
     ///
     /// # Safety
     /// The caller is the slot's writer under the owner rule (module docs).
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn take(&self) -> Option<Box<U>> {
         let p = self.0.load(Ordering::Relaxed);
-        if p.is_null() || p == vacant() {
+        if !is_item(p) {
             return None;
         }
         self.0.store(vacant(), Ordering::Relaxed);
@@ -77,7 +84,7 @@ impl<U> Slot<U> {
     ///
     /// # Safety
     /// As for [`take`](Self::take).
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn fill(&self, item: Box<U>) -> Result<(), Box<U>> {
         if !self.has_room() {
             return Err(item);

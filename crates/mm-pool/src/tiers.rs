@@ -255,7 +255,7 @@ impl<U: Send> Core<U> {
 
     /// This thread's record through its hint alone (the fast path); `None`: use
     /// [`local`](Self::local).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hinted(&self) -> Option<Local<'_, U>> {
         self.locals.hinted()
     }
@@ -305,8 +305,29 @@ impl<U: Send> Core<U> {
         }
     }
 
+    /// The fast path of a take, shared by both pools: this thread's cached item of tier `t`,
+    /// found through the thread's hint, counted as a hit; with the record, for the caller's
+    /// owned-guard count. `None`: take the slow path (no hint, or nothing cached).
+    #[inline(always)]
+    pub(crate) fn take_hot(&self, t: usize) -> Option<(Box<U>, Local<'_, U>)> {
+        let l = self.hinted()?;
+        let item = self.take_cached(&l, t)?;
+        l.shared().count(Event::Hit);
+        Some((item, l))
+    }
+
+    /// The fast path of a put, shared by both pools: `item` into this thread's cache of tier
+    /// `t` (record `l`, from [`hinted`](Self::hinted)) if it has room, counted as a return;
+    /// else it is handed back for the slow path.
+    #[inline(always)]
+    pub(crate) fn put_hot(&self, l: &Local<'_, U>, t: usize, item: Box<U>) -> Result<(), Box<U>> {
+        self.fill_cache(l, t, item)?;
+        l.shared().count(Event::Return);
+        Ok(())
+    }
+
     /// The item in this thread's cache of tier `t`, if any (the fast path of a take).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_cached(&self, l: &Local<'_, U>, t: usize) -> Option<Box<U>> {
         // SAFETY: `l` is this thread's claimed record (a `Mine`): by the owner rule this
         // thread is the only writer of its slots.
@@ -321,7 +342,7 @@ impl<U: Send> Core<U> {
 
     /// Keeps `item` in this thread's cache of tier `t` if it has room (the fast path of a
     /// put); else hands it back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fill_cache(
         &self,
         l: &Local<'_, U>,
