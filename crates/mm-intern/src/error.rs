@@ -30,18 +30,14 @@ pub enum InternError {
         /// The configured limit.
         limit: u64,
     },
-    /// A shard holds as many strings as a 32-bit [`Symbol`](crate::Symbol) can address with
-    /// this many shards (`2^(32 - log2(shards)) - 1` per shard).
+    /// The interner holds as many strings as a 32-bit [`Symbol`](crate::Symbol) can name
+    /// (`capacity`, about 4.29 billion, shared by all shards).
     #[error(
-        "shard {shard} of {shards} is full ({capacity} strings, the most a 32-bit symbol can \
-         address with {shards} shards); use fewer shards"
+        "the interner is full ({capacity} strings, the most a 32-bit symbol can name); \
+         split the strings over several interners"
     )]
     SymbolSpaceExhausted {
-        /// The full shard.
-        shard: usize,
-        /// Number of shards.
-        shards: usize,
-        /// Strings per shard.
+        /// Strings an interner can hold.
         capacity: u64,
     },
     /// The allocator returned memory for a new chunk of string data at or above 2^48 (or

@@ -7,9 +7,9 @@ use crossbeam_utils::CachePadded;
 use crate::{
     InternError, InternStats, Symbol,
     counters::CallCounters,
-    live::LiveShard,
-    store::{ShardStore, StoreFull},
-    symbol::max_local,
+    frozen::FrozenInterner,
+    live::{LiveShard, span_text},
+    spans::SpanTable,
     sync::{self, AtomicU64, HashBuilder, Key, Ordering},
 };
 
@@ -47,9 +47,9 @@ impl Default for InternerConfig {
 
 impl InternerConfig {
     /// Number of shards, a power of two in `1..=256` (checked by
-    /// [`Interner::with_config`]). More shards mean less lock contention and fewer strings
-    /// per shard (`2^(32 - log2(shards)) - 1` each); each costs one padded lock (128 bytes
-    /// on x86-64) even when empty.
+    /// [`Interner::with_config`]). More shards mean less lock contention between threads
+    /// adding strings; each costs a padded lock and its table's header (384 bytes on
+    /// x86-64) even when empty, and up to 2 KiB of span segment it has not filled yet.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards;
         self
@@ -136,8 +136,9 @@ impl Limits {
 /// See the crate docs for an example and `docs/mm-intern.md` for the design.
 pub struct Interner {
     shards: Box<[CachePadded<LiveShard>]>,
+    /// Every shard's spans, indexed by symbol.
+    spans: SpanTable,
     hasher: HashBuilder,
-    shard_bits: u32,
     /// `shards.len() - 1`: `x & shard_mask` is always a valid shard number.
     shard_mask: u32,
     counters: CallCounters,
@@ -162,8 +163,8 @@ impl fmt::Debug for Interner {
 
 impl Interner {
     /// An interner with the default configuration (16 shards, no limits). Allocates only
-    /// the shard array and the per-thread call counters (about 10 KiB); shards allocate on
-    /// their first string.
+    /// the shard array, the span table's directory and the per-thread call counters
+    /// (about 27 KiB); shards allocate on their first string.
     pub fn new() -> Self {
         match Self::with_config(InternerConfig::default()) {
             Ok(interner) => interner,
@@ -185,8 +186,8 @@ impl Interner {
             shards: (0..shards)
                 .map(|_| CachePadded::new(LiveShard::new()))
                 .collect(),
+            spans: SpanTable::new(),
             hasher: HashBuilder::default(),
-            shard_bits: shards.trailing_zeros(),
             shard_mask: (shards - 1) as u32,
             counters: CallCounters::new(),
             limits: Limits {
@@ -222,8 +223,8 @@ impl Interner {
     ///
     /// # Errors
     /// [`InternError::TooManyStrings`] or [`InternError::TooManyBytes`] when `s` is new and
-    /// would pass a configured limit; [`InternError::SymbolSpaceExhausted`] when its shard
-    /// is full. Nothing is stored then, and the call is not counted in the stats.
+    /// would pass a configured limit; [`InternError::SymbolSpaceExhausted`] when the
+    /// interner is full. Nothing is stored then, and the call is not counted in the stats.
     #[inline(always)]
     pub fn try_get_or_intern(&self, s: &str) -> Result<Symbol, InternError> {
         let sym = self.intern_uncounted(s)?;
@@ -235,39 +236,32 @@ impl Interner {
     fn intern_uncounted(&self, s: &str) -> Result<Symbol, InternError> {
         let key = self.hasher.key(s);
         let shard = self.shard_of(key.hash);
-        let local = match self.shard(shard).find(&key, s) {
-            Ok(local) => local,
-            Err(seen) => self.insert_slow(shard, &key, s, seen)?,
+        let sym = match self.shard(shard).find(&key, s, &self.spans) {
+            Ok(sym) => sym,
+            Err(seen) => self.insert_slow(shard, key, s, seen)?,
         };
-        Ok(Symbol::new(shard, local, self.shard_bits))
+        // SAFETY: `find` and `insert` return symbols of stored strings, never 0.
+        Ok(unsafe { Symbol::new(sym) })
     }
 
     /// The locked path: confirm the miss of a probe that saw `seen` published strings,
     /// then store `s`.
     #[cold]
     #[inline(never)]
-    fn insert_slow(&self, shard: usize, key: &Key, s: &str, seen: u32) -> Result<u32, InternError> {
+    fn insert_slow(&self, shard: usize, key: Key, s: &str, seen: u32) -> Result<u32, InternError> {
         let live = self.shard(shard);
         let mut w = sync::lock(&live.writer);
         // The miss is exact if no string was published since the probe read the count
         // (`live.rs`, invariant 4); otherwise probe again, exactly now that no table is
         // being changed.
         if live.len() != seen
-            && let Ok(local) = live.find(key, s)
+            && let Ok(sym) = live.find(&key, s, &self.spans)
         {
-            return Ok(local);
-        }
-        let max_local = max_local(self.shard_bits);
-        if live.len() >= max_local {
-            return Err(InternError::SymbolSpaceExhausted {
-                shard,
-                shards: self.shards.len(),
-                capacity: u64::from(max_local),
-            });
+            return Ok(sym);
         }
         let len = s.len() as u64;
         self.limits.reserve(len)?;
-        live.insert(&mut w, key.hash, s, &self.hasher)
+        live.insert(&mut w, &self.spans, key.hash, s, &self.hasher)
             .inspect_err(|_| {
                 self.limits.release(len);
             })
@@ -317,31 +311,32 @@ impl Interner {
     pub fn get(&self, s: &str) -> Option<Symbol> {
         let key = self.hasher.key(s);
         let shard = self.shard_of(key.hash);
-        let live = self.shard(shard);
-        let local = match live.find(&key, s) {
-            Ok(local) => local,
-            Err(seen) => self.confirm_miss(shard, &key, s, seen)?,
+        let sym = match self.shard(shard).find(&key, s, &self.spans) {
+            Ok(sym) => sym,
+            Err(seen) => self.confirm_miss(shard, key, s, seen)?,
         };
-        Some(Symbol::new(shard, local, self.shard_bits))
+        // SAFETY: `find` returns symbols of stored strings, never 0.
+        Some(unsafe { Symbol::new(sym) })
     }
 
     /// `get`'s locked path: confirms a miss as `insert_slow` does.
     #[cold]
     #[inline(never)]
-    fn confirm_miss(&self, shard: usize, key: &Key, s: &str, seen: u32) -> Option<u32> {
+    fn confirm_miss(&self, shard: usize, key: Key, s: &str, seen: u32) -> Option<u32> {
         let live = self.shard(shard);
         let _w = sync::lock(&live.writer);
         if live.len() == seen {
             return None;
         }
-        live.find(key, s).ok()
+        live.find(&key, s, &self.spans).ok()
     }
 
     /// The string of `sym`. The `&str` borrows the interner: it stays valid while other
     /// threads keep interning, because stored strings never move.
     ///
-    /// Cost: a few dependent loads (published count, span directory, span), no lock, no
-    /// hashing, no allocation.
+    /// Cost: for the interner's first 524,032 strings two dependent loads (span segment,
+    /// span) and two tests, no lock, no hashing, no allocation; past them a few more loads,
+    /// out of line.
     ///
     /// # Panics
     /// If `sym` was not made by this interner and does not name one of its strings (a
@@ -349,18 +344,22 @@ impl Interner {
     /// [`try_resolve`](Self::try_resolve) when symbols may come from elsewhere.
     #[inline(always)]
     pub fn resolve(&self, sym: Symbol) -> &str {
-        match self.try_resolve(sym) {
-            Some(s) => s,
-            None => panic!("mm_intern::Interner::resolve: {sym:?} is not from this interner"),
+        let span = self.spans.load(sym.to_u32());
+        if span == 0 {
+            not_here(sym);
         }
+        // SAFETY: a non-zero span read with Acquire names the initialised bytes of a stored
+        // string, which stay put while `self` lives (`live.rs`, invariants 1 and 2).
+        unsafe { span_text(span) }
     }
 
-    /// The string of `sym`, or `None` if it names no string in this interner.
+    /// The string of `sym`, or `None` if it names no string in this interner. Same cost
+    /// as [`resolve`](Self::resolve).
     #[inline(always)]
     pub fn try_resolve(&self, sym: Symbol) -> Option<&str> {
-        let raw = sym.to_u32() - 1;
-        self.shard((raw & self.shard_mask) as usize)
-            .resolve(raw >> self.shard_bits)
+        let span = self.spans.load(sym.to_u32());
+        // SAFETY: as in `resolve`.
+        (span != 0).then(|| unsafe { span_text(span) })
     }
 
     /// Unique strings stored. Reads each shard's published count; no lock.
@@ -381,12 +380,15 @@ impl Interner {
     /// Byte accounting, read from each shard under its lock (see [`InternStats`]).
     pub fn stats(&self) -> InternStats {
         let (calls, requested_bytes) = self.counters.totals();
+        let (span_fixed, span_index) = self.spans.held();
         let mut stats = InternStats {
             calls,
             requested_bytes,
+            index_bytes: span_index,
             fixed_bytes: (self.shards.len() * size_of::<CachePadded<LiveShard>>()
                 + self.counters.heap_bytes()
-                + size_of::<[AtomicU64; 2]>()) as u64,
+                + size_of::<[AtomicU64; 2]>()) as u64
+                + span_fixed,
             ..InternStats::default()
         };
         for shard in self.shards.iter() {
@@ -405,46 +407,32 @@ impl Interner {
     /// Turns the interner into a read-only [`FrozenInterner`]. Every symbol keeps naming
     /// the same string.
     ///
-    /// Cost: copies every string into a compacted store per shard (exactly sized chunks,
-    /// span list and `hashbrown` table), then frees the live shards: O(strings + bytes),
+    /// Cost: copies every string into one exactly sized chunk, builds a span array indexed
+    /// by symbol and one `hashbrown` table, then frees the live shards: O(strings + bytes),
     /// once, and for a moment both copies are held.
     pub fn freeze(self) -> FrozenInterner {
         let (calls, requested_bytes) = self.counters.totals();
         let Interner {
             shards,
+            spans,
             hasher,
-            shard_bits,
             ..
         } = self;
-        let shards: Box<[ShardStore]> = Vec::from(shards)
-            .into_iter()
-            .map(|shard| {
-                let mut live = CachePadded::into_inner(shard);
-                let string_bytes = sync::lock(&live.writer).string_bytes;
-                let mut store =
-                    ShardStore::with_capacity(live.len() as usize, string_bytes as usize);
-                for (i, text) in live.texts().enumerate() {
-                    let local = store.get_or_insert(
-                        hasher.hash_one(text),
-                        text,
-                        &hasher,
-                        u32::MAX,
-                        || Ok::<(), StoreFull>(()),
-                        |full| full,
-                    );
-                    debug_assert_eq!(local, Ok(i as u32));
-                }
-                store.compact(&hasher);
-                store
-            })
+        let writers: Vec<_> = shards
+            .iter()
+            .map(|shard| (sync::lock(&shard.writer), shard.len() as usize))
             .collect();
-        FrozenInterner {
-            shards,
+        let frozen = FrozenInterner::build(
+            || writers.iter().flat_map(|(w, n)| w.texts(*n)),
             hasher,
-            shard_bits,
             calls,
             requested_bytes,
-        }
+        );
+        // The texts borrowed the shards' chunks and the span table until here.
+        drop(writers);
+        drop(shards);
+        drop(spans);
+        frozen
     }
 
     #[inline(always)]
@@ -464,87 +452,11 @@ impl Interner {
     }
 }
 
-/// The read-only form of an [`Interner`], made by [`Interner::freeze`]: compacted (no spare
-/// capacity), with `get` and `resolve` as plain reads with no lock and no atomic, so any
-/// number of threads can share it (for example in an `Arc`).
-///
-/// It cannot intern new strings. Its [`stats`](Self::stats) are those of the interner at
-/// freezing time, after unused capacity was given back.
-pub struct FrozenInterner {
-    shards: Box<[ShardStore]>,
-    hasher: HashBuilder,
-    shard_bits: u32,
-    calls: u64,
-    requested_bytes: u64,
-}
-
-impl fmt::Debug for FrozenInterner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FrozenInterner")
-            .field("shards", &self.shards.len())
-            .field("strings", &self.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl FrozenInterner {
-    /// The symbol for `s` if it was interned before freezing. One hash, one probe.
-    #[inline(always)]
-    pub fn get(&self, s: &str) -> Option<Symbol> {
-        let hash = self.hasher.hash_one(s);
-        let shard = ((hash >> 32) as usize) & (self.shards.len() - 1);
-        let local = self.shards[shard].find(hash, s)?;
-        Some(Symbol::new(shard, local, self.shard_bits))
-    }
-
-    /// The string of `sym`.
-    ///
-    /// # Panics
-    /// If `sym` does not name a string here; see [`Interner::resolve`].
-    #[inline(always)]
-    pub fn resolve(&self, sym: Symbol) -> &str {
-        match self.try_resolve(sym) {
-            Some(s) => s,
-            None => panic!("mm_intern::FrozenInterner::resolve: {sym:?} is not from this interner"),
-        }
-    }
-
-    /// The string of `sym`, or `None` if it names no string here.
-    #[inline(always)]
-    pub fn try_resolve(&self, sym: Symbol) -> Option<&str> {
-        let (shard, local) = sym.split(self.shard_bits);
-        self.shards.get(shard)?.resolve(local)
-    }
-
-    /// Unique strings stored.
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(ShardStore::len).sum()
-    }
-
-    /// True if no string is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Byte accounting of the frozen form (see [`InternStats`]).
-    pub fn stats(&self) -> InternStats {
-        let mut stats = InternStats {
-            calls: self.calls,
-            requested_bytes: self.requested_bytes,
-            fixed_bytes: (self.shards.len() * size_of::<ShardStore>()) as u64,
-            ..InternStats::default()
-        };
-        for shard in self.shards.iter() {
-            let held = shard.held();
-            stats.add_shard(
-                shard.len() as u64,
-                shard.string_bytes,
-                held.arena,
-                held.index,
-            );
-        }
-        stats
-    }
+/// `resolve`'s panic, out of line.
+#[cold]
+#[inline(never)]
+fn not_here(sym: Symbol) -> ! {
+    panic!("mm_intern::Interner::resolve: {sym:?} is not from this interner")
 }
 
 #[cfg(all(test, not(loom)))]
@@ -580,8 +492,8 @@ mod tests {
     }
 
     /// Lock-free resolves and lookups with a writer in the same shard at the same time
-    /// (300 strings: span segments, directory growth and table rebuilds); small enough for
-    /// Miri's race detector.
+    /// (300 strings: two span-segment claims, under Miri the second through the overflow
+    /// directory as it is made, and table rebuilds); small enough for Miri's race detector.
     #[test]
     fn resolve_while_another_thread_fills_the_same_shard() {
         let interner = Interner::with_config(InternerConfig::default().shards(1)).unwrap();

@@ -1,44 +1,44 @@
-//! One shard of the live interner: published strings are found and resolved without a lock;
-//! new strings are added by one thread at a time, the holder of the shard's mutex.
+//! One shard of the live interner: published strings are found without a lock; new
+//! strings are added by one thread at a time, the holder of the shard's mutex. Spans live
+//! in the interner's one span table (`spans.rs`), in segments this shard was handed.
 //!
 //! ```text
 //! LiveShard
-//!   count        AtomicU32       strings published; local index i < count is readable
-//!   inline_count AtomicU32       min(count, 8192), stored after count: resolve's one test
-//!   inline_segs  [seg ptr; 32]   the first 32 span segments (8192 strings)
-//!   span_dir  -> [seg ptr; cap]  copy-on-grow directory of the span segments after them
-//!                   seg -> [AtomicU64; SPAN_SEG]   span = address (48 bits) | len (16 bits)
+//!   count        AtomicU32       strings of this shard published (the miss check)
 //!   groups       AtomicUsize     group count of the index table (a power of two, or 0)
 //!   table_bases  [ptr; 32]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0),
 //!                                kept biased by its first group: group g = base[k] + g
 //!                   Group { tags: AtomicU64 (8 one-byte tags), slots: [AtomicU32; 8] }
-//!   writer       Mutex<Writer>   arena chunks, retired directories, byte counts
+//!                   (a slot holds a symbol: an index into the span table)
+//!   writer       Mutex<Writer>   arena chunks, the span segments handed to this shard,
+//!                                byte counts
 //! ```
+//!
+//! The shard's `j`-th string (in insertion order) has symbol
+//! `segs[j / SPAN_SEG].first + j % SPAN_SEG`.
 //!
 //! # Invariants (argued where each `unsafe` block relies on them)
 //!
-//! 1. **Publication.** A writer stores a string's bytes into a chunk, its span into its
-//!    segment and, if needed, the segment pointer into `inline_segs` or the directory and
-//!    the directory into `span_dir`, then indexes it, all before
-//!    `count.store(i + 1, Release)`. A reader that loads `count` with
-//!    Acquire and sees `c > i` therefore sees all of them (writers follow each other through
-//!    the mutex, so this holds across writers too).
+//! 1. **Publication.** A writer stores a string's bytes into a chunk, then its span into
+//!    its slot of the span table with Release (`spans.rs`, invariant 1). A reader that
+//!    loads a non-zero span with Acquire therefore sees the bytes; a zero span is a string
+//!    not stored (yet), which a reader skips.
 //! 2. **Nothing readable moves or is freed while the shard lives.** Chunks are raw
-//!    allocations written only past their initialised prefix; span segments and the table's
-//!    group segments are never reallocated; a replaced directory is *retired* (kept, still
-//!    holding every pointer it had) until the shard is dropped. Only `Drop` frees anything,
-//!    and it has `&mut self`.
+//!    allocations written only past their initialised prefix; the table's group segments
+//!    are never reallocated (span segments: `spans.rs`, invariant 3). Only `Drop` frees
+//!    anything, and it has `&mut self`.
 //! 3. **Index table.** Group segments are published (Release) before `groups` is raised
 //!    (Release), so a reader that read `groups = G` with Acquire finds every segment of the
-//!    groups `0..G` non-null. A slot's index is stored before its tag byte (Release on the
-//!    tag word). A reader may still read a stale or newer index (the writer rebuilds the
-//!    table in place when it grows); it uses an index only after checking it against
-//!    the `count` the probe read first (Acquire) and then compares the text, so a stale slot can only cause a
-//!    missed hit, never a wrong symbol or an unpublished read. A miss is always confirmed
-//!    under the mutex by the caller.
+//!    groups `0..G` non-null. A slot's symbol is stored before its tag byte (Release on the
+//!    tag word). A reader may still read a stale or newer symbol (the writer rebuilds the
+//!    table in place when it grows): every value a slot ever holds is a symbol handed to
+//!    this shard (or the initial 0, which names no span), the reader loads its span
+//!    (skipping a zero one) and compares the text, so a stale slot can only cause a missed
+//!    hit, never a wrong symbol or an unpublished read. A miss is always confirmed under
+//!    the mutex by the caller.
 //! 4. **The count closes every table change.** A writer changes the table (places its new
-//!    index, or grows and rebuilds it) after the string's bytes and span are stored and
-//!    before `count.store(i + 1, Release)`, and nothing between its first table write and
+//!    symbol, or grows and rebuilds it) after the string's bytes and span are stored and
+//!    before `count.store(j + 1, Release)`, and nothing between its first table write and
 //!    that store can fail or unwind. So a probe that read `count = c` (Acquire) before the
 //!    table saw every table write that will ever precede `c`; if the count is still `c`
 //!    once the caller holds the mutex, no writer changed the table since, the probe read
@@ -54,23 +54,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::{
     InternError,
+    spans::{SPAN_SEG, SPAN_SEG_BITS, Segment, SpanTable},
     store::{Chunk, MAX_SMALL},
-    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering},
+    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering, SHORT},
 };
 
-/// Spans per segment: 2 KiB segments, so the unused tail of a shard's span table is at most
-/// 2 KiB. Loom uses two-span segments so that its small models cross segment and directory
-/// boundaries.
-const SPAN_SEG_BITS: u32 = if cfg!(loom) { 1 } else { 8 };
-const SPAN_SEG: usize = 1 << SPAN_SEG_BITS;
-/// Span segments whose pointers live in the shard itself (one dependent load less on every
-/// lookup and resolve of the shard's first `INLINE_SEGS * SPAN_SEG` strings); the rest go
-/// through `span_dir`. Loom keeps one inline, so its models reach the directory.
-const INLINE_SEGS: usize = if cfg!(loom) { 1 } else { 32 };
-/// Strings whose spans are in the inline segments.
-const INLINE_STRINGS: u32 = (INLINE_SEGS * SPAN_SEG) as u32;
-/// First capacity of the span directory (segment pointers).
-const FIRST_DIR: usize = if cfg!(loom) { 1 } else { 4 };
 /// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
 /// that two or three strings already rebuild the table under a concurrent reader.
 const GROUP_FILL: usize = if cfg!(loom) { 1 } else { 7 };
@@ -82,7 +70,7 @@ const MAX_CHUNK: usize = 1 << 13;
 const PAD: usize = 8;
 /// The `len` field of a span whose string is longer than 16 bits can say: its chunk starts
 /// with the length as 8 native-endian bytes.
-const HEADER_LEN: u64 = 0xFFFF;
+pub(crate) const HEADER_LEN: u64 = 0xFFFF;
 /// Spans keep a byte address in their top 48 bits.
 const ADDR_LIMIT: u64 = 1 << 48;
 /// Index-table segments: enough for `2^31` groups, more than a shard can hold strings (a
@@ -92,7 +80,7 @@ const TABLE_SEGS: usize = 32;
 const EMPTY_GROUP: u64 = 0x8080_8080_8080_8080;
 const LO_BITS: u64 = 0x0101_0101_0101_0101;
 
-/// Eight slots of the index table: a tag byte and a local index each.
+/// Eight slots of the index table: a tag byte and a symbol each.
 struct Group {
     tags: AtomicU64,
     slots: [AtomicU32; 8],
@@ -147,43 +135,59 @@ fn pack(addr: usize, len: u64) -> u64 {
 /// The span of every empty string: length 0 at address 1, a non-null address that is never
 /// dereferenced (a zero-length slice needs no provenance), so that every span is non-zero
 /// and `span_text` needs no empty-string case.
-const EMPTY_SPAN: u64 = 1 << 16;
+pub(crate) const EMPTY_SPAN: u64 = 1 << 16;
 
-/// True if the `s.len()` bytes at `addr` are `s` (`key` is `s`'s key). Up to 8 bytes: one
-/// word read that ends where the string ends, shifted; 9 to 16: its first and last word;
-/// longer: `memcmp`.
+/// True if the `n <= SHORT` bytes at `addr` are the string whose words are `words`
+/// (`sync::short_words`). Up to 8 bytes: one word read that ends where the string ends,
+/// shifted; 9 to 16: its first and last word.
 ///
 /// # Safety
-/// `addr` is the address, with exposed provenance, of `s.len() < HEADER_LEN` initialised
-/// bytes that are not written while this runs, in a regular chunk if `s.len() <= 16` (so
-/// the 8 bytes before their end are initialised too, invariant 5).
+/// `addr` is the address, with exposed provenance, of `n` initialised bytes in a regular
+/// chunk (so the 8 bytes before their end are initialised too, invariant 5) that are not
+/// written while this runs; or `n` is 0 (then `addr` is never dereferenced, and 0 for a
+/// span not stored yet).
 #[inline(always)]
-unsafe fn span_is(addr: u64, key: &Key, s: &str) -> bool {
-    let n = s.len();
+unsafe fn short_is(addr: u64, words: (u64, u64), n: usize) -> bool {
+    debug_assert!(n <= SHORT);
     let at = ptr::with_exposed_provenance::<u8>(addr as usize);
     // SAFETY: every read is of initialised bytes by the caller's guarantee: `[n - 8, n)`
     // from `at` for `1 <= n <= 8` (invariant 5), `[0, 8)` and `[n - 8, n)` for
-    // `9 <= n <= 16`, `[0, n)` otherwise.
+    // `9 <= n <= 16`.
     unsafe {
-        if n <= 8 {
-            // The word's top `n` bytes are the string's, in memory order; `key.words.0`
-            // holds them in its low `n` bytes.
-            n == 0
-                || u64::from_le(at.add(n).sub(8).cast::<u64>().read_unaligned()) >> (64 - 8 * n)
-                    == key.words.0
-        } else if n <= 16 {
-            at.cast::<u64>().read_unaligned() == key.words.0
-                && at.add(n - 8).cast::<u64>().read_unaligned() == key.words.1
+        if n > 8 {
+            at.cast::<u64>().read_unaligned() == words.0
+                && at.add(n - 8).cast::<u64>().read_unaligned() == words.1
+        } else if n > 0 {
+            // The word's top `n` bytes are the string's, in memory order; `words.0` holds
+            // them in its low `n` bytes.
+            u64::from_le(at.add(n).sub(8).cast::<u64>().read_unaligned()) >> (64 - 8 * n) == words.0
         } else {
-            slice::from_raw_parts(at, n) == s.as_bytes()
+            // An unstored span (0) has length 0 too: only `EMPTY_SPAN`'s non-zero address
+            // is the empty string.
+            addr != 0
         }
     }
 }
 
-/// A retired span directory (see invariant 2): freed when the shard is dropped.
-struct Retired {
-    first: *mut AtomicPtr<AtomicU64>,
-    cap: usize,
+/// True if the `s.len()` bytes at `at` equal `s`, for `17 <= s.len() <= 32`: four
+/// overlapping word compares (the first and last 16 bytes) instead of a `memcmp` call.
+///
+/// # Safety
+/// `at` is valid for reads of `s.len()` initialised bytes.
+#[inline(always)]
+unsafe fn words_equal(at: *const u8, s: &str) -> bool {
+    let (n, b) = (s.len(), s.as_ptr());
+    debug_assert!((SHORT + 1..=32).contains(&n));
+    // SAFETY: `n >= 17`, so every read covers bytes of `[0, n)` of `at` (the caller's
+    // guarantee) and of `s`.
+    unsafe {
+        let word = |p: *const u8, i: usize| p.add(i).cast::<u64>().read_unaligned();
+        (word(at, 0) ^ word(b, 0))
+            | (word(at, 8) ^ word(b, 8))
+            | (word(at, n - 16) ^ word(b, n - 16))
+            | (word(at, n - 8) ^ word(b, n - 8))
+            == 0
+    }
 }
 
 /// The mutex-protected half of a shard.
@@ -192,17 +196,16 @@ pub(crate) struct Writer {
     /// The regular chunk being filled (large strings' chunks are interleaved in `chunks`).
     open: Option<usize>,
     next_cap: usize,
-    /// Span segments allocated, and the capacity of the current directory.
-    span_segs: usize,
-    dir_cap: usize,
-    retired: Vec<Retired>,
+    /// The span-table segments handed to this shard, in order: its `j`-th string's span is
+    /// entry `j % SPAN_SEG` of `segs[j / SPAN_SEG]`.
+    segs: Vec<Segment>,
     /// Sum of the lengths of the unique strings stored.
     pub(crate) string_bytes: u64,
 }
 
-// SAFETY: the raw pointers in `retired` are owned allocations that only this shard frees (in
-// `LiveShard::drop`), like `Box`es; moving the writer to another thread moves that
-// ownership. Everything else in `Writer` is `Send`.
+// SAFETY: a `Segment` points into the span table, which outlives the shard and is shared by
+// every thread anyway (its spans are atomics); only the lock holder stores through it.
+// Everything else in `Writer` is `Send`.
 unsafe impl Send for Writer {}
 
 /// Bytes a shard holds, as allocated.
@@ -272,11 +275,6 @@ fn checked_base(chunk: &Chunk) -> Result<usize, InternError> {
 /// One shard of a live interner; see the module docs.
 pub(crate) struct LiveShard {
     count: AtomicU32,
-    /// `min(count, INLINE_STRINGS)`, stored after `count`: one test tells `resolve` that a
-    /// string is both published and in an inline segment.
-    inline_count: AtomicU32,
-    inline_segs: [AtomicPtr<AtomicU64>; INLINE_SEGS],
-    span_dir: AtomicPtr<AtomicPtr<AtomicU64>>,
     groups: AtomicUsize,
     /// Segment `k`'s pointer minus `segment_start(k)` groups (a wrapping offset: it may
     /// point outside the segment, and is only dereferenced after adding a group number of
@@ -291,18 +289,13 @@ impl LiveShard {
     pub(crate) fn new() -> Self {
         Self {
             count: AtomicU32::new(0),
-            inline_count: AtomicU32::new(0),
-            inline_segs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-            span_dir: AtomicPtr::new(ptr::null_mut()),
             groups: AtomicUsize::new(0),
             table_bases: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             writer: CachePadded::new(crate::sync::Mutex::new(Writer {
                 chunks: Vec::new(),
                 open: None,
                 next_cap: FIRST_CHUNK,
-                span_segs: 0,
-                dir_cap: 0,
-                retired: Vec::new(),
+                segs: Vec::new(),
                 string_bytes: 0,
             })),
         }
@@ -314,121 +307,69 @@ impl LiveShard {
         self.count.load(Ordering::Acquire)
     }
 
-    /// The string with local index `i`, if it is published. No lock. For the shard's first
-    /// `INLINE_STRINGS` strings one test and two dependent loads (inline segment pointer,
-    /// span).
+    /// The symbol of `s` (key `key`; never 0: the symbol of a stored string, whose span
+    /// is not 0), if the lock-free probe finds it; else `Err(count)`,
+    /// the published count the probe saw. A miss is not final while writers run (a table
+    /// being rebuilt hides entries): the caller confirms it under the writer lock, where it
+    /// is exact if `count` is unchanged (invariant 4) and a second probe is exact otherwise.
     #[inline(always)]
-    pub(crate) fn resolve(&self, i: u32) -> Option<&str> {
-        if i >= self.inline_count.load(Ordering::Acquire) {
-            return self.resolve_past_inline(i);
-        }
-        let at = i as usize;
-        debug_assert!(at >> SPAN_SEG_BITS < INLINE_SEGS);
-        // SAFETY: `i < inline_count <= INLINE_STRINGS`, so `i >> SPAN_SEG_BITS` is an inline
-        // segment; `inline_count` was read with Acquire after the writer stored it (after
-        // everything for `i`, invariant 1), so the segment pointer is set and the span
-        // stored. The span was made by `Writer::store` for a string whose bytes are
-        // initialised, visible (invariant 1) and never written or freed while `self` lives
-        // (invariant 2).
-        unsafe {
-            let seg = self
-                .inline_segs
-                .get_unchecked(at >> SPAN_SEG_BITS)
-                .load(Ordering::Acquire);
-            Some(span_text(
-                (*seg.add(at & (SPAN_SEG - 1))).load(Ordering::Relaxed),
-            ))
+    pub(crate) fn find(&self, key: &Key, s: &str, spans: &SpanTable) -> Result<u32, u32> {
+        if s.len() <= SHORT {
+            self.find_short(key.hash, key.words, s.len(), spans)
+        } else {
+            self.find_long(key.hash, s, spans)
         }
     }
 
-    /// `resolve` of a string past the inline segments, or not published.
-    #[cold]
+    /// `find` for a string of `n <= SHORT` bytes, known by its hash and words: each
+    /// candidate costs a span load, a length test and one or two word compares.
+    #[inline(always)]
+    pub(crate) fn find_short(
+        &self,
+        hash: u64,
+        words: (u64, u64),
+        n: usize,
+        spans: &SpanTable,
+    ) -> Result<u32, u32> {
+        self.probe(hash, spans, |span| {
+            // A span of a short string holds its exact length; an unstored span (0) has
+            // length 0, which `short_is` tells apart.
+            span & 0xFFFF == n as u64
+                // SAFETY: a non-zero span read with Acquire was made by `Writer::store`
+                // for a string of `n` initialised, visible bytes at its address
+                // (invariants 1 and 2), in a regular chunk since `n <= MAX_SMALL`
+                // (invariant 5); a zero span has `n = 0`, for which nothing is read.
+                && unsafe { short_is(span >> 16, words, n) }
+        })
+    }
+
+    /// `find` for a string of more than `SHORT` bytes: a length-field test, then the text.
     #[inline(never)]
-    fn resolve_past_inline(&self, i: u32) -> Option<&str> {
-        if i >= self.count.load(Ordering::Acquire) {
-            return None;
-        }
-        // SAFETY: `i` is below a `count` read with Acquire, as `published_text` requires.
-        Some(unsafe { self.published_text(i) })
+    pub(crate) fn find_long(&self, hash: u64, s: &str, spans: &SpanTable) -> Result<u32, u32> {
+        // Strings of `HEADER_LEN` bytes or more keep `HEADER_LEN` in the span.
+        let field = (s.len() as u64).min(HEADER_LEN);
+        self.probe(hash, spans, |span| {
+            // A span with a non-zero length field is not 0, so it was stored.
+            span & 0xFFFF == field
+                // SAFETY: a non-zero span read with Acquire names initialised, visible
+                // bytes that stay put (invariants 1 and 2): `s.len()` of them, since the
+                // length fields are equal and below `HEADER_LEN`, or a header span.
+                && unsafe {
+                    if s.len() <= 32 {
+                        words_equal(ptr::with_exposed_provenance((span >> 16) as usize), s)
+                    } else {
+                        span_text(span) == s
+                    }
+                }
+        })
     }
 
-    /// The text of published string `i`.
-    ///
-    /// # Safety
-    /// As [`published_span`](Self::published_span).
+    /// The lock-free probe along `hash`'s sequence: the first slot whose symbol's span
+    /// (read with Acquire, 0 if not stored) satisfies `is`, else `Err(count)` as in
+    /// [`find`](Self::find).
     #[inline(always)]
-    unsafe fn published_text(&self, i: u32) -> &str {
-        // SAFETY: the caller's guarantee; the span's bytes as in `resolve`.
-        unsafe { span_text(self.published_span(i)) }
-    }
-
-    /// The span of published string `i`: for the shard's first `INLINE_SEGS * SPAN_SEG`
-    /// strings two dependent loads (inline segment pointer, span), past them one more
-    /// through the directory, out of line.
-    ///
-    /// # Safety
-    /// The caller has read `count > i` with Acquire (or holds the writer lock and `i` is
-    /// below `count`, or is the string it has just stored).
-    #[inline(always)]
-    unsafe fn published_span(&self, i: u32) -> u64 {
-        let i = i as usize;
-        let seg = i >> SPAN_SEG_BITS;
-        let seg = match self.inline_segs.get(seg) {
-            Some(entry) => entry.load(Ordering::Acquire),
-            // SAFETY: the caller's guarantee, passed on.
-            None => unsafe { self.directory_segment(seg) },
-        };
-        // SAFETY: by invariant 1 segment `i >> SPAN_SEG_BITS` was entered (inline, or in a
-        // directory at least as new as the one read here: directories only grow, and a
-        // retired one stays allocated with its entries, invariant 2) before the `count`
-        // the caller read, so the entry is non-null and points to a live segment of
-        // `SPAN_SEG` spans whose entry `i % SPAN_SEG` holds `i`'s span.
-        unsafe { (*seg.add(i & (SPAN_SEG - 1))).load(Ordering::Relaxed) }
-    }
-
-    /// The pointer of span segment `seg >= INLINE_SEGS`, read through the directory (the
-    /// uncommon case: a shard's strings past the first `INLINE_SEGS * SPAN_SEG`).
-    ///
-    /// # Safety
-    /// As [`published_span`](Self::published_span), for a string of segment `seg`.
-    #[cold]
-    #[inline(never)]
-    unsafe fn directory_segment(&self, seg: usize) -> *mut AtomicU64 {
-        // SAFETY: a string of segment `seg` is published (the caller's guarantee), so the
-        // directory read with Acquire after that has more than `seg - INLINE_SEGS` entries
-        // (invariant 1).
-        unsafe { self.seg_entry(seg, Ordering::Acquire) }.load(Ordering::Acquire)
-    }
-
-    /// Where the pointer of span segment `seg` is kept.
-    ///
-    /// # Safety
-    /// Segment `seg` is inline, or the span directory read with `order` has more than
-    /// `seg - INLINE_SEGS` entries: a reader made sure a string of that segment is
-    /// published (invariant 1); the writer, that `seg - INLINE_SEGS < dir_cap`.
-    #[inline(always)]
-    unsafe fn seg_entry(&self, seg: usize, order: Ordering) -> &AtomicPtr<AtomicU64> {
-        match self.inline_segs.get(seg) {
-            Some(entry) => entry,
-            // SAFETY: in bounds of a live directory, by the caller's guarantee.
-            None => unsafe { &*self.span_dir.load(order).add(seg - INLINE_SEGS) },
-        }
-    }
-
-    /// The local index of `s` (hash `hash`), if the lock-free probe finds it; else
-    /// `Err(count)`, the published count the probe saw. A miss is not final while writers
-    /// run (a table being rebuilt hides entries): the caller confirms it under the writer
-    /// lock, where it is exact if `count` is unchanged (invariant 4) and a second probe is
-    /// exact otherwise.
-    #[inline(always)]
-    pub(crate) fn find(&self, key: &Key, s: &str) -> Result<u32, u32> {
-        let n = s.len();
-        if n >= HEADER_LEN as usize {
-            return self.find_long(key.hash, s);
-        }
-        let hash = key.hash;
-        // Read once, before the table: an index below it is published (invariant 1); one
-        // published during the probe can only be missed, which callers confirm.
+    fn probe(&self, hash: u64, spans: &SpanTable, is: impl Fn(u64) -> bool) -> Result<u32, u32> {
+        // Read before the table (invariant 4); the reads below need nothing from it.
         let count = self.count.load(Ordering::Acquire);
         let groups = self.groups.load(Ordering::Acquire);
         if groups == 0 {
@@ -445,21 +386,9 @@ impl LiveShard {
             while hits != 0 {
                 let slot = (hits.trailing_zeros() / 8) as usize;
                 hits &= hits - 1;
-                let i = group.slots[slot].load(Ordering::Relaxed);
-                if i >= count {
-                    continue;
-                }
-                // SAFETY: `i` is below a `count` read with Acquire.
-                let span = unsafe { self.published_span(i) };
-                // `n < HEADER_LEN`, so a span of `s`'s text holds its exact length.
-                if span & 0xFFFF != n as u64 {
-                    continue;
-                }
-                // SAFETY: `span` was made by `Writer::store` for a string of `n` initialised,
-                // visible bytes at its address (invariants 1 and 2), stored in a regular
-                // chunk if `n <= MAX_SMALL` (invariant 5).
-                if unsafe { span_is(span >> 16, key, s) } {
-                    return Ok(i);
+                let sym = group.slots[slot].load(Ordering::Relaxed);
+                if is(spans.load(sym)) {
+                    return Ok(sym);
                 }
             }
             stride += 1;
@@ -468,36 +397,6 @@ impl LiveShard {
             }
             pos = (pos + stride) & mask;
         }
-    }
-
-    /// `find` for strings of `HEADER_LEN` bytes or more (their spans hold `HEADER_LEN`, the
-    /// length is in the chunk): the plain probe, out of line.
-    #[cold]
-    #[inline(never)]
-    fn find_long(&self, hash: u64, s: &str) -> Result<u32, u32> {
-        let count = self.count.load(Ordering::Acquire);
-        let groups = self.groups.load(Ordering::Acquire);
-        let mask = groups.wrapping_sub(1);
-        let mut pos = hash as usize & mask;
-        for stride in 1..=groups {
-            let group = self.group(pos);
-            let tags = group.tags.load(Ordering::Acquire);
-            let mut hits = matches(tags, tag(hash));
-            while hits != 0 {
-                let slot = (hits.trailing_zeros() / 8) as usize;
-                hits &= hits - 1;
-                let i = group.slots[slot].load(Ordering::Relaxed);
-                // SAFETY: `i` is below a `count` read with Acquire.
-                if i < count && unsafe { self.published_text(i) } == s {
-                    return Ok(i);
-                }
-            }
-            if tags & EMPTY_GROUP != 0 {
-                return Err(count);
-            }
-            pos = (pos + stride) & mask;
-        }
-        Err(count)
     }
 
     /// Group `g`, which is below a `groups` value read with Acquire (or by the writer).
@@ -512,89 +411,40 @@ impl LiveShard {
         unsafe { &*base.wrapping_add(g) }
     }
 
-    /// Stores `s` (hash `hash`, not yet in the shard) as local index `len()` and publishes
-    /// it. The caller holds `writer` (passed as `w`), checked that the index fits a symbol,
-    /// and reserved the limits.
+    /// Stores `s` (hash `hash`, not yet in the shard) as the shard's next string and
+    /// publishes it; returns its symbol (never 0: segment 0 is never handed out). The caller holds `writer` (passed as `w`) and
+    /// reserved the limits.
     pub(crate) fn insert(
         &self,
         w: &mut Writer,
+        spans: &SpanTable,
         hash: u64,
         s: &str,
         hasher: &HashBuilder,
     ) -> Result<u32, InternError> {
-        let i = self.count.load(Ordering::Relaxed);
+        let j = self.count.load(Ordering::Relaxed) as usize;
+        if j >> SPAN_SEG_BITS == w.segs.len() {
+            w.segs.reserve(1);
+            w.segs.push(spans.claim()?);
+        }
+        let seg = w.segs[j >> SPAN_SEG_BITS];
+        let sym = seg.first + (j & (SPAN_SEG - 1)) as u32;
         let span = w.store(s)?;
-        self.push_span(w, i as usize, span);
+        // Invariant 1: the bytes are in place; this segment is this shard's alone.
+        seg.span(j & (SPAN_SEG - 1)).store(span, Ordering::Release);
         w.string_bytes += s.len() as u64;
         // Nothing from here to the publishing store can fail or unwind (invariant 4).
-        self.index(w, i, hash, hasher);
-        // Invariants 1 and 4: everything above happens before this.
-        self.count.store(i + 1, Ordering::Release);
-        if i < INLINE_STRINGS {
-            // Invariant 1 again, for readers of `inline_count`.
-            self.inline_count.store(i + 1, Ordering::Release);
-        }
-        Ok(i)
+        self.index(w, j, sym, hash, hasher);
+        self.count.store(j as u32 + 1, Ordering::Release);
+        Ok(sym)
     }
 
-    fn push_span(&self, w: &mut Writer, i: usize, span: u64) {
-        let seg_index = i >> SPAN_SEG_BITS;
-        if seg_index == w.span_segs {
-            if seg_index >= INLINE_SEGS && seg_index - INLINE_SEGS == w.dir_cap {
-                self.grow_dir(w);
-            }
-            let seg: Box<[AtomicU64]> = (0..SPAN_SEG).map(|_| AtomicU64::new(0)).collect();
-            let seg = Box::into_raw(seg).cast::<AtomicU64>();
-            // SAFETY: the segment is inline or below the `dir_cap` ensured just above;
-            // only lock holders store `span_dir`, so a Relaxed load reads the current one.
-            unsafe { self.seg_entry(seg_index, Ordering::Relaxed) }.store(seg, Ordering::Release);
-            w.span_segs += 1;
-        }
-        // SAFETY: as above; entry `seg_index < span_segs` is set and points to a live
-        // segment of `SPAN_SEG` spans.
-        unsafe {
-            let seg = self
-                .seg_entry(seg_index, Ordering::Relaxed)
-                .load(Ordering::Relaxed);
-            (*seg.add(i & (SPAN_SEG - 1))).store(span, Ordering::Relaxed);
-        }
-    }
-
-    /// Replaces the span directory by one twice as large with the same entries, retiring
-    /// the old one (invariant 2).
-    fn grow_dir(&self, w: &mut Writer) {
-        let cap = (w.dir_cap * 2).max(FIRST_DIR);
-        let used = w.span_segs.saturating_sub(INLINE_SEGS);
-        let old = self.span_dir.load(Ordering::Relaxed);
-        let new: Box<[AtomicPtr<AtomicU64>]> = (0..cap)
-            .map(|k| {
-                let entry = if k < used {
-                    // SAFETY: `old` has `dir_cap >= used > k` entries.
-                    unsafe { (*old.add(k)).load(Ordering::Relaxed) }
-                } else {
-                    ptr::null_mut()
-                };
-                AtomicPtr::new(entry)
-            })
-            .collect();
-        w.retired.reserve(1);
-        let new = Box::into_raw(new).cast::<AtomicPtr<AtomicU64>>();
-        self.span_dir.store(new, Ordering::Release);
-        if !old.is_null() {
-            w.retired.push(Retired {
-                first: old,
-                cap: w.dir_cap,
-            });
-        }
-        w.dir_cap = cap;
-    }
-
-    /// Adds string `i` (stored, not yet published: see invariant 4) to the index table, growing it past `GROUP_FILL` strings
-    /// per group (7/8 full).
-    fn index(&self, _w: &mut Writer, i: u32, hash: u64, hasher: &HashBuilder) {
+    /// Adds the shard's string `j`, symbol `sym` (stored, not yet counted: see invariant
+    /// 4), to the index table, growing it past `GROUP_FILL` strings per group (7/8 full).
+    fn index(&self, w: &Writer, j: usize, sym: u32, hash: u64, hasher: &HashBuilder) {
         let groups = self.groups.load(Ordering::Relaxed);
-        if (i as usize) < groups * GROUP_FILL {
-            self.place(groups, i, hash);
+        if j < groups * GROUP_FILL {
+            self.place(groups, sym, hash);
             return;
         }
         // Grow: one new segment doubles the groups; then rebuild in place.
@@ -610,17 +460,14 @@ impl LiveShard {
             self.group(g).tags.store(EMPTY_GROUP, Ordering::Relaxed);
         }
         self.groups.store(grown, Ordering::Release);
-        for j in 0..=i {
-            // SAFETY: the lock holder published `j < i` (`count = i`) and stored `i`'s
-            // span itself.
-            let h = hasher.hash_one(unsafe { self.published_text(j) });
-            self.place(grown, j, h);
+        for (sym, text) in w.texts(j + 1) {
+            self.place(grown, sym, hasher.hash_one(text));
         }
     }
 
-    /// Writes index `i` into the first slot with an empty tag along `hash`'s probe sequence.
+    /// Writes `sym` into the first slot with an empty tag along `hash`'s probe sequence.
     /// The table is at most 7/8 full, so there is one.
-    fn place(&self, groups: usize, i: u32, hash: u64) {
+    fn place(&self, groups: usize, sym: u32, hash: u64) {
         let mask = groups - 1;
         let mut pos = hash as usize & mask;
         let mut stride = 0;
@@ -630,9 +477,9 @@ impl LiveShard {
             let empty = tags & EMPTY_GROUP;
             if empty != 0 {
                 let shift = empty.trailing_zeros() & !7;
-                group.slots[(shift / 8) as usize].store(i, Ordering::Relaxed);
+                group.slots[(shift / 8) as usize].store(sym, Ordering::Relaxed);
                 let tags = tags & !(0xFF << shift) | tag(hash) << shift;
-                // Invariant 3: the index is visible to whoever sees the tag.
+                // Invariant 3: the symbol is visible to whoever sees the tag.
                 group.tags.store(tags, Ordering::Release);
                 return;
             }
@@ -641,27 +488,34 @@ impl LiveShard {
         }
     }
 
-    /// Bytes this shard has allocated (the caller holds `writer`, passed as `w`).
+    /// Bytes this shard has allocated (the caller holds `writer`, passed as `w`); its span
+    /// segments are counted by the span table.
     pub(crate) fn held(&self, w: &Writer) -> Held {
         let arena: usize = w.chunks.iter().map(|c| c.cap).sum();
-        let dirs = w.dir_cap + w.retired.iter().map(|r| r.cap).sum::<usize>();
-        let index = w.span_segs * SPAN_SEG * size_of::<AtomicU64>()
-            + dirs * size_of::<AtomicPtr<AtomicU64>>()
-            + self.groups.load(Ordering::Relaxed) * size_of::<Group>()
+        let index = self.groups.load(Ordering::Relaxed) * size_of::<Group>()
             + w.chunks.capacity() * size_of::<Chunk>()
-            + w.retired.capacity() * size_of::<Retired>();
+            + w.segs.capacity() * size_of::<Segment>();
         Held {
             arena: arena as u64,
             index: index as u64,
         }
     }
+}
 
-    /// Every string in local-index order (the caller owns the shard).
-    pub(crate) fn texts(&mut self) -> impl Iterator<Item = &str> {
-        let n = self.count.load(Ordering::Relaxed);
-        let this: &Self = self;
-        // SAFETY: `&mut self` excludes writers, so every store is visible; `j < count`.
-        (0..n).map(move |j| unsafe { this.published_text(j) })
+impl Writer {
+    /// The symbols and texts of the shard's first `n` strings (`n` at most its published
+    /// count), each stored by this writer or an earlier holder of the lock.
+    pub(crate) fn texts(&self, n: usize) -> impl Iterator<Item = (u32, &str)> {
+        (0..n).map(move |j| {
+            let seg = self.segs[j >> SPAN_SEG_BITS];
+            let k = j & (SPAN_SEG - 1);
+            // Stores by earlier lock holders happen before this one holds the lock.
+            let span = seg.span(k).load(Ordering::Relaxed);
+            // SAFETY: the shard's string `j < n` was stored (bytes, then span) by a holder
+            // of the lock that the caller holds now, or owns; its bytes stay put while the
+            // shard lives (invariant 2).
+            (seg.first + k as u32, unsafe { span_text(span) })
+        })
     }
 }
 
@@ -671,7 +525,7 @@ impl LiveShard {
 /// The span's bytes are initialised, visible to the caller and stay put while the returned
 /// borrow lives.
 #[inline(always)]
-unsafe fn span_text<'a>(span: u64) -> &'a str {
+pub(crate) unsafe fn span_text<'a>(span: u64) -> &'a str {
     let len = span & 0xFFFF;
     let addr = (span >> 16) as usize;
     // SAFETY: every span `store` makes has a non-zero address (a chunk's, or 1 for
@@ -691,12 +545,14 @@ unsafe fn span_text<'a>(span: u64) -> &'a str {
 /// The text of a `HEADER_LEN` span at `at`: an 8-byte length, then that many bytes.
 ///
 /// # Safety
-/// As [`span_text`], for a span whose length field is `HEADER_LEN`.
+/// `at` points to an 8-byte native-endian length `n` followed by the `n` bytes of a `&str`
+/// (the bytes of a `HEADER_LEN` span, live or frozen), initialised, visible to the caller
+/// and never written while the returned borrow lives.
 #[cold]
 #[inline(never)]
-unsafe fn header_text<'a>(at: *const u8) -> &'a str {
-    // SAFETY: `store` wrote the length and then the bytes of a `&str` there (the caller's
-    // guarantee), so this is valid UTF-8.
+pub(crate) unsafe fn header_text<'a>(at: *const u8) -> &'a str {
+    // SAFETY: the caller's guarantee: a length and then that many bytes of a `&str`, so
+    // valid UTF-8.
     unsafe {
         let n = at.cast::<u64>().read_unaligned() as usize;
         str::from_utf8_unchecked(slice::from_raw_parts(at.add(8), n))
@@ -706,29 +562,8 @@ unsafe fn header_text<'a>(at: *const u8) -> &'a str {
 impl Drop for LiveShard {
     fn drop(&mut self) {
         // `&mut self`: no reader or writer is left, so Relaxed loads see every store.
-        let mut w = crate::sync::lock(&self.writer);
-        let dir = self.span_dir.load(Ordering::Relaxed);
-        let free_dir = |first: *mut AtomicPtr<AtomicU64>, cap: usize| {
-            // SAFETY: each directory was made by `Box::into_raw` of a `cap`-entry boxed
-            // slice in `grow_dir` and is freed once, here.
-            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(first, cap)) });
-        };
-        for k in 0..w.span_segs {
-            // SAFETY: segment `k < span_segs` is inline or in `dir` (`dir_cap > k -
-            // INLINE_SEGS`), set to a segment made by `Box::into_raw` of a `SPAN_SEG`-span
-            // boxed slice in `push_span`, freed once, here.
-            unsafe {
-                let seg = self.seg_entry(k, Ordering::Relaxed).load(Ordering::Relaxed);
-                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(seg, SPAN_SEG)));
-            }
-        }
-        if !dir.is_null() {
-            free_dir(dir, w.dir_cap);
-        }
-        for r in w.retired.drain(..) {
-            free_dir(r.first, r.cap);
-        }
         // Table segments are allocated in order 0, 1, 2, ...: stop at the first missing.
+        // (Chunks free themselves; span segments belong to the span table.)
         for (k, base) in self.table_bases.iter().enumerate() {
             let base = base.load(Ordering::Relaxed);
             if base.is_null() {

@@ -27,9 +27,12 @@ pub struct InternStats {
     /// Capacity of the byte arenas holding the strings (`>= string_bytes`; the difference
     /// is the unused tail of each chunk).
     pub arena_bytes: u64,
-    /// Capacity of the index: hash tables, span lists (8 bytes per string) and chunk lists.
+    /// Capacity of the index: hash tables, span segments or the frozen span array (8 bytes
+    /// per string), and chunk and segment lists.
     pub index_bytes: u64,
-    /// The shard array itself (one cache-line-padded lock per shard).
+    /// Parts whose size does not grow with the strings: the shard array (a padded lock and
+    /// table header per shard), the per-thread call counters, the span table's inline
+    /// directory (16 KiB). 0 for the frozen form.
     pub fixed_bytes: u64,
 }
 

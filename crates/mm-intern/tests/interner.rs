@@ -303,3 +303,36 @@ fn interners_are_send_and_sync() {
     shared::<Symbol>();
     shared::<InternError>();
 }
+
+#[test]
+fn freeze_keeps_empty_long_and_unicode_strings() {
+    let interner = Interner::with_config(InternerConfig::default().shards(2)).unwrap();
+    let long = "é".repeat(40_000);
+    let mid = "m".repeat(2_000);
+    let words = ["", "a", long.as_str(), "日本語", mid.as_str(), ""];
+    let syms: Vec<Symbol> = words.iter().map(|w| interner.get_or_intern(w)).collect();
+    assert_eq!(syms[0], syms[5]);
+    let frozen = interner.freeze();
+    assert_eq!(frozen.len(), 5);
+    for (w, sym) in words.iter().zip(&syms) {
+        assert_eq!(frozen.resolve(*sym), *w);
+        assert_eq!(frozen.get(w), Some(*sym));
+    }
+    let stats = frozen.stats();
+    assert_eq!(stats.string_bytes, (1 + long.len() + 9 + mid.len()) as u64);
+    // One 8-byte length in front of the string of 64 KiB or more.
+    assert_eq!(stats.arena_bytes, stats.string_bytes + 8);
+    assert_eq!(frozen.get("b"), None);
+}
+
+#[test]
+fn symbols_of_one_shard_are_consecutive() {
+    let interner = Interner::with_config(InternerConfig::default().shards(1)).unwrap();
+    let raw: Vec<u32> = (0..600)
+        .map(|i| interner.get_or_intern(&i.to_string()).to_u32())
+        .collect();
+    assert!(raw.windows(2).all(|w| w[1] == w[0] + 1), "{raw:?}");
+    let empty = Interner::new().freeze();
+    assert!(empty.is_empty());
+    assert_eq!(empty.try_resolve(interner.get_or_intern("0")), None);
+}

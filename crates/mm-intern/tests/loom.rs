@@ -2,9 +2,10 @@
 //! resolves racing inserts (span directory growth and in-place table rebuilds), and the
 //! per-thread call counters.
 //!
-//! Under `cfg(loom)` the crate uses two-span segments, a one-entry first span directory and
-//! one string per table group before growing, so that two or three strings already cross
-//! every growth path of the real code.
+//! Under `cfg(loom)` the crate uses two-span segments, one usable segment in the span
+//! table's inline directory (the next ones go through its overflow directory, which starts
+//! with one entry) and one string per table group before growing, so that two or three
+//! strings already cross every growth path of the real code.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p mm-intern --test loom`
 #![cfg(loom)]
@@ -34,15 +35,22 @@ fn racing_inserts_of_one_string_store_it_once() {
     });
 }
 
-/// Two strings that land in different shards of a 2-shard interner (the hasher is fixed
-/// under loom, so this is the same in every execution).
-fn strings_in_two_shards() -> (String, String) {
+/// True if `b` lands in `a`'s shard of a 2-shard interner (the hasher is fixed under loom,
+/// so this is the same in every execution): a shard's first strings take consecutive
+/// symbols from its own span segment, so in a fresh interner `b` gets the symbol after
+/// `a`'s exactly when it is in `a`'s shard.
+fn same_shard(a: &str, b: &str) -> bool {
     let probe = Interner::with_config(InternerConfig::default().shards(2)).unwrap();
-    let shard = |s: &str| (probe.get_or_intern(s).to_u32() - 1) & 1;
+    let a = probe.get_or_intern(a).to_u32();
+    probe.get_or_intern(b).to_u32() == a + 1
+}
+
+/// Two strings that land in different shards of a 2-shard interner.
+fn strings_in_two_shards() -> (String, String) {
     let first = "left".to_string();
     let second = (0..)
         .map(|n| format!("right{n}"))
-        .find(|s| shard(s) != shard(&first))
+        .find(|s| !same_shard(&first, s))
         .unwrap();
     (first, second)
 }
@@ -104,7 +112,7 @@ fn resolved_text_survives_a_concurrent_insert() {
 fn lock_free_reads_see_published_strings_through_table_rebuilds() {
     loom::model(|| {
         let i = interner(InternerConfig::default().shards(1));
-        // Symbols of a one-shard interner are dense: a second one filled in the same order
+        // Symbols of a one-shard interner are consecutive: a second one filled in the same order
         // gives the symbols the writer's strings will get, so the reader can try to resolve
         // them before any synchronisation with the writer (only the published count guards
         // that read).
@@ -130,6 +138,69 @@ fn lock_free_reads_see_published_strings_through_table_rebuilds() {
         assert_eq!(i.get("ccc"), Some(c));
         assert_eq!(i.resolve(c), "ccc");
         assert_eq!(i.len(), 3);
+    });
+}
+
+/// Two writers in two shards claim span segments at the same time: the one inline
+/// segment, the overflow directory as it is made, and again as it grows (the first one
+/// retired), while a reader looks the strings up and resolves every symbol they may get,
+/// before any synchronisation with the writers: each lookup finds nothing or the right
+/// symbol, each symbol resolves to nothing or to one of the writers' strings, never to
+/// garbage; after the joins every string resolves and is found.
+#[test]
+fn segment_claims_race_through_the_overflow_directory() {
+    // The strings, and symbols covering every value they may get, found once (in a
+    // one-thread model: the interner's atomics need one) so that the searches do not count
+    // against the model's branches.
+    let found = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let out = found.clone();
+    let mut search = loom::model::Builder::new();
+    search.max_branches = 1 << 20;
+    search.check(move || {
+        let mut mates = (0..)
+            .map(|n| format!("s{n}"))
+            .filter(|s| same_shard("s", s));
+        let mine = [
+            "s".to_string(),
+            mates.next().unwrap(),
+            mates.next().unwrap(),
+        ];
+        let theirs = (0..)
+            .map(|n| format!("t{n}"))
+            .find(|t| !same_shard("s", t))
+            .unwrap();
+        let probe = Interner::with_config(InternerConfig::default().shards(1)).unwrap();
+        let symbols: Vec<_> = (0..6)
+            .map(|n| probe.get_or_intern(&n.to_string()))
+            .collect();
+        *out.lock().unwrap() = Some((mine, theirs, symbols));
+    });
+    let (mine, theirs, symbols) = found.lock().unwrap().take().unwrap();
+    loom::model(move || {
+        let i = interner(InternerConfig::default().shards(2));
+        let a = {
+            let (i, mine) = (i.clone(), mine.clone());
+            thread::spawn(move || mine.map(|s| i.get_or_intern(&s)))
+        };
+        let b = {
+            let (i, theirs) = (i.clone(), theirs.clone());
+            thread::spawn(move || i.get_or_intern(&theirs))
+        };
+        let all: Vec<&str> = mine.iter().chain([&theirs]).map(String::as_str).collect();
+        for sym in &symbols {
+            if let Some(seen) = i.try_resolve(*sym) {
+                assert!(all.contains(&seen), "{seen:?}");
+            }
+        }
+        if let Some(sym) = i.get(&theirs) {
+            assert_eq!(i.resolve(sym), theirs);
+        }
+        let (mine_syms, their_sym) = (a.join().unwrap(), b.join().unwrap());
+        for (s, sym) in mine.iter().zip(mine_syms).chain([(&theirs, their_sym)]) {
+            assert_eq!(i.resolve(sym), s);
+            assert_eq!(i.get(s), Some(sym));
+        }
+        assert_eq!(i.len(), 4);
     });
 }
 
