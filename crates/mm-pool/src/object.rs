@@ -123,11 +123,11 @@ impl<T: Send> ObjectPool<T> {
         let (value, lender) = self.shared.checkout_lent();
         let shared = state_ptr(&self.shared);
         let lender = match lender {
-            Some(lent) => Lender::Record(NonNull::from(lent)),
+            Some(lent) => Lender(NonNull::from(lent)),
             None => {
                 // No record (thread-local destruction): the guard takes a strong count.
                 let _ = Arc::into_raw(Arc::clone(&self.shared));
-                Lender::Strong
+                Lender::STRONG
             }
         };
         Pooled {
@@ -330,14 +330,17 @@ pub struct Pooled<T: Send> {
     lender: Lender,
 }
 
-/// What keeps a [`Pooled`] guard's pool alive.
-#[derive(Clone, Copy)]
-enum Lender {
-    /// The guard is counted in this record's [`Lent`] (a record of the pool, so it lives as
-    /// long as the state): while the count is out, the pool's lending reference stays.
-    Record(NonNull<Lent>),
-    /// The guard holds one strong count of the pool's `Arc` (taken without a record).
-    Strong,
+/// What keeps a [`Pooled`] guard's pool alive: the record the guard is counted in (its
+/// [`Lent`], a record of the pool, so it lives as long as the state: while the count is
+/// out, the pool's lending reference stays), or [`STRONG`](Self::STRONG): the guard holds
+/// one strong count of the pool's `Arc` (taken without a record).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Lender(NonNull<Lent>);
+
+impl Lender {
+    /// Not a record: a dangling address (`Lent`'s alignment), which no record, and no
+    /// [`OwnLent`], has.
+    const STRONG: Self = Self(NonNull::dangling());
 }
 
 // SAFETY: the guard owns a `Box<T>` (sent with it: `T: Send`) and keeps the pool's state
@@ -370,7 +373,10 @@ impl<T: Send> Pooled<T> {
     /// Called once, as the guard's last use of the pool.
     #[inline(always)]
     unsafe fn release(&mut self, mine: OwnLent) {
-        if let Lender::Record(lent) = self.lender
+        let lent = self.lender.0;
+        // `mine` is this thread's record or none, never `Lender::STRONG`: equal, `lent` is
+        // a record.
+        if mine.names(lent.as_ptr())
             // SAFETY: the record lives as long as the state, which this guard's count keeps
             // alive until this call.
             && unsafe { lent.as_ref() }.give_back_mine(mine)
@@ -390,17 +396,15 @@ impl<T: Send> Pooled<T> {
 #[cold]
 #[inline(never)]
 unsafe fn release_shared<T: Send>(shared: NonNull<Shared<T>>, lender: Lender) {
-    match lender {
-        Lender::Record(lent) => {
-            // SAFETY: the record lives as long as the state, which this guard's count keeps
-            // alive until this call.
-            if unsafe { lent.as_ref() }.give_back_foreign() {
-                // SAFETY: the state is alive until our drain is counted.
-                unsafe { drain(shared) };
-            }
-        }
+    if lender == Lender::STRONG {
         // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
-        Lender::Strong => unsafe { release_strong(shared) },
+        return unsafe { release_strong(shared) };
+    }
+    // SAFETY: not `STRONG`, so a record, which lives as long as the state, which this
+    // guard's count keeps alive until this call.
+    if unsafe { lender.0.as_ref() }.give_back_foreign() {
+        // SAFETY: the state is alive until our drain is counted.
+        unsafe { drain(shared) };
     }
 }
 
@@ -425,7 +429,7 @@ unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
     }
 }
 
-/// Drops a guard's own strong count (see [`Lender::Strong`]).
+/// Drops a guard's own strong count (see [`Lender::STRONG`]).
 ///
 /// # Safety
 /// The caller owns one strong count of the state's `Arc`, from `Arc::into_raw`, and does

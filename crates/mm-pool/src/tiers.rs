@@ -143,6 +143,12 @@ pub(crate) struct OwnLent(*const Lent);
 impl OwnLent {
     /// No record: the give-back takes the read-modify-write.
     pub(crate) const NONE: Self = Self(ptr::null());
+
+    /// Whether this is `lent` (compares addresses only: `lent` may be any pointer).
+    #[inline(always)]
+    pub(crate) fn names(self, lent: *const Lent) -> bool {
+        ptr::eq(self.0, lent)
+    }
 }
 
 /// The [`OwnLent`] of this thread's record `l`.
@@ -278,6 +284,9 @@ pub(crate) struct Core<U: Send> {
 
 impl<U: Send> Core<U> {
     pub(crate) fn new(max_idle: impl Iterator<Item = usize>, thread_cache: bool) -> Self {
+        // A zero-sized `Box` may have the address of a slot's marker (`src/slot.rs`): such
+        // items skip the thread caches.
+        let thread_cache = thread_cache && size_of::<U>() != 0;
         let tiers: Box<[Tier<Box<U>>]> = max_idle.map(|m| Tier::new(m, thread_cache)).collect();
         let n = tiers.len();
         // Without a working asymmetric fence every record starts closed: owned guards then

@@ -266,3 +266,34 @@ fn owner_give_backs_racing_the_close_free_every_pool_once() {
         assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
     }
 }
+
+/// A zero-sized object's `Box` may have the address a cache slot uses as a marker, so such
+/// pools keep no thread cache: they still reuse through the queue, keep the bound, and
+/// drop every object once.
+#[test]
+fn zero_sized_objects_are_pooled_and_dropped_once() {
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    struct Unit;
+    impl Drop for Unit {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let pool = ObjectPool::new(2, || {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        Unit
+    })
+    .unwrap();
+    for _ in 0..10 {
+        drop(pool.acquire_ref());
+        drop(pool.acquire());
+    }
+    let (a, b, c) = (pool.acquire(), pool.acquire(), pool.acquire());
+    drop((a, b, c));
+    let s = pool.stats();
+    assert_eq!((s.hits + s.misses, s.returns + s.discards), (23, 23));
+    assert!(s.hits >= 19 && s.held <= 2);
+    assert_eq!(LIVE.load(Ordering::SeqCst) as u64, s.held);
+    drop(pool);
+    assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+}
