@@ -2,6 +2,7 @@
 
 mod buffer;
 mod error;
+mod fence;
 mod object;
 mod registry;
 mod slot;

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use crate::sync::{Arc, AtomicUsize, Ordering};
-use crate::tiers::{Core, Event, Lent};
+use crate::tiers::{Core, Event, Lent, OwnLent, own_lent};
 use crate::{PoolError, PoolStats};
 
 type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
@@ -51,8 +51,11 @@ struct Shared<T: Send> {
 /// [`BufferPool`](crate::BufferPool): plain loads and stores on the thread's own record, no
 /// atomic read-modify-write) or pops the shared FIFO queue, or calls the factory; return
 /// runs the reset hook, then refills the cache or pushes to the queue. `acquire`'s guard
-/// also makes one uncontended read-modify-write on the thread's own record when it is
-/// given back; [`acquire_ref`](Self::acquire_ref)'s makes none. A guard dropped
+/// also counts itself on the thread's record: plain stores when it is given back on that
+/// thread, one read-modify-write (on a line of that record the owner's fast path does not
+/// touch) when it is given back on another; [`acquire_ref`](Self::acquire_ref)'s counts
+/// nothing. Dropping the last handle of a pool whose owned guards were used runs a
+/// process-wide memory barrier (Linux `membarrier`; `docs/mm-pool.md`). A guard dropped
 /// during thread-local destruction goes to the shared queue (or is dropped and counted as a
 /// discard); it never panics.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
@@ -112,19 +115,19 @@ impl<T: Send> ObjectPool<T> {
     ///
     /// The guard keeps the pool alive: it can move to another thread and outlive this
     /// handle. It is counted on this thread's record in the pool (a plain increment here,
-    /// and one uncontended read-modify-write on that record when it is given back), not on
-    /// a reference count shared by all threads; [`acquire_ref`](Self::acquire_ref) skips
-    /// even that.
+    /// and plain stores when it is given back on this thread, or one read-modify-write when
+    /// on another), not on a reference count shared by all threads;
+    /// [`acquire_ref`](Self::acquire_ref) skips even that.
     #[inline]
     pub fn acquire(&self) -> Pooled<T> {
         let (value, lender) = self.shared.checkout_lent();
         let shared = state_ptr(&self.shared);
         let lender = match lender {
-            Some(lent) => Lender::Record(NonNull::from(lent)),
+            Some(lent) => Lender(NonNull::from(lent)),
             None => {
                 // No record (thread-local destruction): the guard takes a strong count.
                 let _ = Arc::into_raw(Arc::clone(&self.shared));
-                Lender::Strong
+                Lender::STRONG
             }
         };
         Pooled {
@@ -216,10 +219,12 @@ impl<T: Send> Shared<T> {
     }
 
     /// The fast path: the reset hook, then into this thread's cache when it has room.
+    /// Returns this thread's record, for an owned guard's give-back, when the hint had it.
     #[inline(always)]
-    fn give_back(&self, mut value: Box<T>) {
+    fn give_back(&self, mut value: Box<T>) -> OwnLent {
         let Some(l) = self.core.hinted() else {
-            return self.give_back_slow(value, Reset::Pending);
+            self.give_back_slow(value, Reset::Pending);
+            return OwnLent::NONE;
         };
         if let Some(reset) = &self.reset {
             reset(&mut *value);
@@ -230,6 +235,7 @@ impl<T: Send> Shared<T> {
         if let Err(back) = self.core.put_hot(&l, 0, value) {
             self.give_back_slow(back, Reset::Done);
         }
+        own_lent(&l)
     }
 
     #[cold]
@@ -324,18 +330,24 @@ pub struct Pooled<T: Send> {
     lender: Lender,
 }
 
-/// What keeps a [`Pooled`] guard's pool alive.
-enum Lender {
-    /// The guard is counted in this record's [`Lent`] (a record of the pool, so it lives as
-    /// long as the state): while the count is out, the pool's lending reference stays.
-    Record(NonNull<Lent>),
-    /// The guard holds one strong count of the pool's `Arc` (taken without a record).
-    Strong,
+/// What keeps a [`Pooled`] guard's pool alive: the record the guard is counted in (its
+/// [`Lent`], a record of the pool, so it lives as long as the state: while the count is
+/// out, the pool's lending reference stays), or [`STRONG`](Self::STRONG): the guard holds
+/// one strong count of the pool's `Arc` (taken without a record).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Lender(NonNull<Lent>);
+
+impl Lender {
+    /// Not a record: a dangling address (`Lent`'s alignment), which no record, and no
+    /// [`OwnLent`], has.
+    const STRONG: Self = Self(NonNull::dangling());
 }
 
 // SAFETY: the guard owns a `Box<T>` (sent with it: `T: Send`) and keeps the pool's state
-// alive through `lender`, which may be given back from any thread (`Lent::give_back` is an
-// atomic read-modify-write; `Arc` counts are thread-safe). The state is `Sync`.
+// alive through `lender`, which may be given back from any thread (`Lent::give_back_mine`
+// takes the plain-store path only on the thread that owns the record, and
+// `give_back_foreign` is a read-modify-write; `Arc` counts are thread-safe). The state is
+// `Sync`.
 unsafe impl<T: Send> Send for Pooled<T> {}
 // SAFETY: `&Pooled<T>` gives out only `&T`.
 unsafe impl<T: Send + Sync> Sync for Pooled<T> {}
@@ -349,29 +361,50 @@ impl<T: Send> Pooled<T> {
         // taken once and the lender released once.
         unsafe {
             let value = ManuallyDrop::take(&mut me.value);
-            me.release();
+            me.release(OwnLent::NONE);
             *value
         }
     }
 
-    /// Gives back what keeps the pool alive for this guard.
+    /// Gives back what keeps the pool alive for this guard; `mine`: this thread's record,
+    /// if the return just found it (the give-back then needs no read-modify-write).
     ///
     /// # Safety
     /// Called once, as the guard's last use of the pool.
     #[inline(always)]
-    unsafe fn release(&mut self) {
-        match self.lender {
-            Lender::Record(lent) => {
-                // SAFETY: the record lives as long as the state, which this guard's count
-                // keeps alive until this call.
-                if unsafe { lent.as_ref() }.give_back() {
-                    // SAFETY: the state is alive until our drain is counted.
-                    unsafe { drain(self.shared) };
-                }
-            }
-            // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
-            Lender::Strong => unsafe { release_strong(self.shared) },
+    unsafe fn release(&mut self, mine: OwnLent) {
+        let lent = self.lender.0;
+        // `mine` is this thread's record or none, never `Lender::STRONG`: equal, `lent` is
+        // a record.
+        if mine.names(lent.as_ptr())
+            // SAFETY: the record lives as long as the state, which this guard's count keeps
+            // alive until this call.
+            && unsafe { lent.as_ref() }.give_back_mine(mine)
+        {
+            return;
         }
+        // SAFETY: forwarded from the caller; nothing was given back above.
+        unsafe { release_shared(self.shared, self.lender) };
+    }
+}
+
+/// [`Pooled::release`] past the owner's path: a read-modify-write of the record's shared
+/// counter (and the drain, if it was the last after close), or the guard's own `Arc` count.
+///
+/// # Safety
+/// As for [`Pooled::release`], with the guard's `shared` and `lender`.
+#[cold]
+#[inline(never)]
+unsafe fn release_shared<T: Send>(shared: NonNull<Shared<T>>, lender: Lender) {
+    if lender == Lender::STRONG {
+        // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
+        return unsafe { release_strong(shared) };
+    }
+    // SAFETY: not `STRONG`, so a record, which lives as long as the state, which this
+    // guard's count keeps alive until this call.
+    if unsafe { lender.0.as_ref() }.give_back_foreign() {
+        // SAFETY: the state is alive until our drain is counted.
+        unsafe { drain(shared) };
     }
 }
 
@@ -379,7 +412,7 @@ impl<T: Send> Pooled<T> {
 /// lending reference if it was the last one pending.
 ///
 /// # Safety
-/// `shared` is alive, kept so by the caller's record count, which `Lent::give_back` just
+/// `shared` is alive, kept so by the caller's record count, which `Lent::give_back_foreign` just
 /// reported as the record's last after close. The state may be freed here.
 #[cold]
 #[inline(never)]
@@ -396,7 +429,7 @@ unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
     }
 }
 
-/// Drops a guard's own strong count (see [`Lender::Strong`]).
+/// Drops a guard's own strong count (see [`Lender::STRONG`]).
 ///
 /// # Safety
 /// The caller owns one strong count of the state's `Arc`, from `Arc::into_raw`, and does
@@ -426,21 +459,24 @@ impl<T: Send> DerefMut for Pooled<T> {
 impl<T: Send> Drop for Pooled<T> {
     #[inline(always)]
     fn drop(&mut self) {
-        /// Releases the lender after the return, also when the reset hook panics.
-        struct Release<'a, T: Send>(&'a mut Pooled<T>);
-        impl<T: Send> Drop for Release<'_, T> {
-            #[inline(always)]
+        /// Releases the lender if the reset hook panics.
+        struct Unwind<'a, T: Send>(&'a mut Pooled<T>);
+        impl<T: Send> Drop for Unwind<'_, T> {
             fn drop(&mut self) {
-                // SAFETY: once (this runs once, at the end of `Pooled::drop`), as the
-                // guard's last use of the pool.
-                unsafe { self.0.release() };
+                // SAFETY: once (this runs only when the return below unwinds, and then
+                // nothing else releases), as the guard's last use of the pool.
+                unsafe { self.0.release(OwnLent::NONE) };
             }
         }
         // SAFETY: `drop` runs once and nothing reads the value after it.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        let guard = Release(self);
-        // SAFETY: the state is alive until `guard` releases this guard's lender.
-        unsafe { guard.0.shared.as_ref() }.give_back(value);
+        let unwind = Unwind(self);
+        // SAFETY: the state is alive until this guard's lender is released below.
+        let mine = unsafe { unwind.0.shared.as_ref() }.give_back(value);
+        let mut me = ManuallyDrop::new(unwind);
+        // SAFETY: once (the unwinding path above did not run), as the guard's last use of
+        // the pool; `mine` is this thread's record, found during this return.
+        unsafe { me.0.release(mine) };
     }
 }
 

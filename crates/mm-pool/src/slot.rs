@@ -1,10 +1,11 @@
 //! One tier of a thread's cache: a single word that says whether the thread holds a cache
 //! credit for the tier and, if so, which item (if any) it keeps there.
 //!
-//! The marker is `usize::MAX`, an address no `Box` has (an allocation never ends past the
-//! last address, and a zero-sized `Box` points at its alignment, a power of two), so
-//! "holds an item" is one add and one compare of the word, and storing the marker is a
-//! store of an immediate.
+//! The words: 0 for "credit, empty", 1 for "no credit", anything else the item. No `Box` of
+//! a sized, non-zero-sized type has either address (an allocation is never at 0 or 1), so
+//! "holds an item" is one compare (`word > 1`), and emptying the slot a store of 0. A
+//! zero-sized `Box` may point at 1 (its alignment): pools of zero-sized types keep no
+//! thread cache (`Core::new`), so such a box never enters a slot.
 //!
 //! The word is an atomic only so that `stats()` can count filled slots from any thread
 //! with a relaxed load. It is *written* under the owner rule of `src/registry.rs`: by the
@@ -17,19 +18,25 @@ use std::ptr;
 
 use crate::sync::{AtomicPtr, Ordering};
 
-/// The word that marks "credit held, no item" (module docs): never a `Box`'s address.
+/// The word that marks "credit held, no item" (module docs).
 #[inline(always)]
 fn vacant<U>() -> *mut U {
-    ptr::without_provenance_mut(usize::MAX)
+    ptr::null_mut()
 }
 
-/// Whether the word `p` is an item's pointer: neither null nor [`vacant`].
+/// The word that marks "no credit" (module docs).
+#[inline(always)]
+fn no_credit<U>() -> *mut U {
+    ptr::without_provenance_mut(1)
+}
+
+/// Whether the word `p` is an item's pointer: neither [`vacant`] nor [`no_credit`].
 #[inline(always)]
 fn is_item<U>(p: *mut U) -> bool {
-    p.addr().wrapping_add(1) > 1
+    p.addr() > 1
 }
 
-/// Null: no credit. [`vacant`]: credit, empty. Anything else: credit, holding the item
+/// [`no_credit`], [`vacant`] (credit, empty), or else credit, holding the item
 /// that `Box::into_raw` gave (the slot owns that box).
 pub(crate) struct Slot<U>(AtomicPtr<U>, PhantomData<Box<U>>);
 
@@ -42,7 +49,7 @@ unsafe impl<U: Send> Send for Slot<U> {}
 
 impl<U> Slot<U> {
     pub(crate) fn new() -> Self {
-        Self(AtomicPtr::new(ptr::null_mut()), PhantomData)
+        Self(AtomicPtr::new(no_credit()), PhantomData)
     }
 
     /// Whether the slot holds an item (any thread, a relaxed snapshot).
@@ -60,7 +67,7 @@ impl<U> Slot<U> {
     /// Whether the thread holds a credit for this tier.
     #[inline]
     pub(crate) fn has_credit(&self) -> bool {
-        !self.0.load(Ordering::Relaxed).is_null()
+        self.0.load(Ordering::Relaxed) != no_credit()
     }
 
     /// Takes the item, keeping the credit.
@@ -74,7 +81,7 @@ impl<U> Slot<U> {
             return None;
         }
         self.0.store(vacant(), Ordering::Relaxed);
-        // SAFETY: `p` is neither null nor the marker, so it came from `Box::into_raw` in
+        // SAFETY: `p` is neither marker, so it came from `Box::into_raw` in
         // `fill`/`replace` and the slot owned it; the caller is the only writer, and the
         // store above gave that ownership up, so the box is moved out exactly once.
         Some(unsafe { Box::from_raw(p) })
@@ -124,7 +131,7 @@ impl<U> Slot<U> {
         }
         // SAFETY: forwarded from the caller.
         let item = unsafe { self.take() };
-        self.0.store(ptr::null_mut(), Ordering::Relaxed);
+        self.0.store(no_credit(), Ordering::Relaxed);
         Some(item)
     }
 }

@@ -4,16 +4,19 @@
 //! `VecDeque` with the same bounded push/pop contract; atomics, `Arc`, `Mutex`, `UnsafeCell`
 //! and `thread_local!` become loom's. The per-thread records (`src/registry.rs`), the thread
 //! ids and the pool logic above them are the same code in both builds.
+//!
+//! The asymmetric fence of the owned guards' give-back is in `src/fence.rs`: under loom (and
+//! Miri) both of its sides are `SeqCst` fences, loom's here.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Mutex};
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex};
 #[cfg(loom)]
@@ -37,6 +40,14 @@ impl<T> UnsafeCell<T> {
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
+}
+
+/// Lets another thread run while this one waits for it (loom schedules it).
+pub(crate) fn wait_a_moment() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
 }
 
 /// Locks `m`, ignoring poisoning: every critical section here leaves the data consistent

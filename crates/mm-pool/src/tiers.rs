@@ -19,12 +19,15 @@
 //!   the next miss or `trim` after the exit: its item goes to the queue or to the thread
 //!   that missed, and its credit is handed back.
 
+use std::ptr;
+
 use crossbeam_utils::CachePadded;
 
 use crate::PoolStats;
+use crate::fence;
 use crate::registry::{self, Mine, PerThread};
 use crate::slot::Slot;
-use crate::sync::{AtomicU64, AtomicUsize, Counter, Ordering, Queue};
+use crate::sync::{self, AtomicBool, AtomicU64, AtomicUsize, Counter, Ordering, Queue};
 
 pub(crate) struct Tier<T> {
     queue: Queue<T>,
@@ -94,7 +97,9 @@ const EVENTS: usize = 6;
 /// The part of a thread's record other threads read: counters and the cache slots (whose
 /// writes follow the owner rule, see `src/slot.rs`). Tier 0's slot is inline, so a pool
 /// of one tier (every `ObjectPool`, and a `BufferPool`'s smallest tier) reaches it without
-/// a second pointer.
+/// a second pointer. `repr(C)`: the owner's fields first, [`Lent`] (whose other threads'
+/// counter is on a line of its own) last.
+#[repr(C)]
 pub(crate) struct LocalStats<U> {
     counts: [Counter; EVENTS],
     slot0: Slot<U>,
@@ -104,17 +109,55 @@ pub(crate) struct LocalStats<U> {
 }
 
 /// The owned guards of one record (see `docs/mm-pool.md`, "Owned guards").
+///
+/// A guard given back on the record's owning thread is counted in `own` with plain stores
+/// ([`give_back_owned`](Self::give_back_owned)); one given back anywhere else, or after the
+/// close, with a read-modify-write of `foreign` ([`give_back_foreign`](Self::give_back_foreign)).
+/// The close ([`Core::close_lending`]) and the owner's give-back see each other through an
+/// asymmetric fence.
+#[repr(C)]
 pub(crate) struct Lent {
     /// Guards lent from this record. One writer: the record's owner (a relaxed load and
     /// store, no read-modify-write).
     lends: Counter,
-    /// Guards given back, from any thread (a read-modify-write each). The close adds
-    /// [`CLOSED`]` - lends` to it, so that after the close it reads `CLOSED` minus the guards
-    /// still out, and the give-back that brings it to `CLOSED` is the record's last.
-    backs: AtomicU64,
+    /// Twice the guards the owner gave back, plus 1 while it is inside a give-back. One
+    /// writer: the record's owner (plain stores).
+    own: AtomicU64,
+    /// Set by the close, before its heavy fence, on every record that lent; set from the
+    /// start where the process has no asymmetric fence (`fence::asymmetric`).
+    closed: AtomicBool,
+    /// Guards given back by other threads, or after the close (a read-modify-write each),
+    /// on its own cache line, so that they do not take the owner's line away. The close
+    /// adds [`CLOSED`]` - lends + own / 2` to it, so that afterwards it reads `CLOSED` minus
+    /// the guards still out, and the give-back that brings it to `CLOSED` is the record's
+    /// last.
+    foreign: CachePadded<AtomicU64>,
 }
 
-/// What [`Core::close_lending`] moves every record's `backs` to, less its guards still
+/// The [`Lent`] of the calling thread's own record, taken from its [`Local`] during the
+/// current pool operation (or none): what lets [`Lent::give_back_mine`] use the owner's plain
+/// stores. Not `Send`; made only by [`own_lent`], and not kept past the operation.
+#[derive(Clone, Copy)]
+pub(crate) struct OwnLent(*const Lent);
+
+impl OwnLent {
+    /// No record: the give-back takes the read-modify-write.
+    pub(crate) const NONE: Self = Self(ptr::null());
+
+    /// Whether this is `lent` (compares addresses only: `lent` may be any pointer).
+    #[inline(always)]
+    pub(crate) fn names(self, lent: *const Lent) -> bool {
+        ptr::eq(self.0, lent)
+    }
+}
+
+/// The [`OwnLent`] of this thread's record `l`.
+#[inline(always)]
+pub(crate) fn own_lent<U>(l: &Local<'_, U>) -> OwnLent {
+    OwnLent(&l.shared().lent)
+}
+
+/// What [`Core::close_lending`] moves every record's `foreign` to, less its guards still
 /// out. Counts stay far below it (2^63 give-backs), so before the close no give-back
 /// reaches `CLOSED - 1`.
 const CLOSED: u64 = 1 << 63;
@@ -123,24 +166,81 @@ const CLOSED: u64 = 1 << 63;
 const DRAINS_OPEN: usize = 1 << (usize::BITS - 2);
 
 impl Lent {
-    fn new() -> Self {
+    fn new(closed: bool) -> Self {
         Self {
             lends: Counter::default(),
-            backs: AtomicU64::new(0),
+            own: AtomicU64::new(0),
+            closed: AtomicBool::new(closed),
+            foreign: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
-    /// Gives one lent guard back. True when it was the last one of its record after the
-    /// pool closed: the caller must then count a drain in [`Core::drains`]. Any thread may call it;
-    /// after it returns false the caller must not touch the pool again.
+    /// Gives one lent guard back on the record's owning thread, without a read-modify-write:
+    /// `own` goes odd, an asymmetric fence's light side, a check of `closed`, and `own` goes
+    /// even again, one give-back up. False when the close has begun: then nothing is
+    /// counted and the caller must call [`give_back_foreign`](Self::give_back_foreign).
+    ///
+    /// Between the two stores the pool stays alive: the close waits for `own` to be even
+    /// before it reads it (and so before anything can be freed). After the last store this
+    /// touches nothing: the close may free the record at once.
+    ///
+    /// # Safety
+    /// The calling thread owns the record (it holds a `Mine` of it): it is the only writer
+    /// of `lends` and `own`.
+    #[inline(always)]
+    pub(crate) unsafe fn give_back_owned(&self) -> bool {
+        let s = self.own.load(Ordering::Relaxed);
+        self.own.store(s + 1, Ordering::Relaxed);
+        // Of this store and the close's store to `closed`, each before its side's fence,
+        // at least one is seen by the other side's load after its fence: either the close
+        // reads `own` odd (and waits) or later, or this load sees `closed`.
+        fence::light();
+        if self.closed.load(Ordering::Relaxed) {
+            // Not counted here: the close may have read `own` before the store above.
+            // Release: the close reads `own` with acquire.
+            self.own.store(s, Ordering::Release);
+            return false;
+        }
+        // Release: this guard's uses of the pool happen before the close reads this.
+        self.own.store(s + 2, Ordering::Release);
+        true
+    }
+
+    /// Gives one lent guard back from any thread. True when it was the last one of its record
+    /// after the pool closed: the caller must then count a drain in [`Core::drains`]. After
+    /// it returns false the caller must not touch the pool again.
     #[inline]
-    pub(crate) fn give_back(&self) -> bool {
+    pub(crate) fn give_back_foreign(&self) -> bool {
         // Release: this guard's uses of the pool happen before whoever frees it (the
         // drainer acquires through this counter's release sequence). Acquire: the last
         // give-back sees the closer's and the other give-backs' writes. The answer comes
         // from the returned value alone: once this add is done, another give-back may free
         // the record, so nothing of it is read afterwards.
-        self.backs.fetch_add(1, Ordering::AcqRel) == CLOSED - 1
+        self.foreign.fetch_add(1, Ordering::AcqRel) == CLOSED - 1
+    }
+
+    /// Gives one lent guard back with the owner's plain stores, if `mine` names this record
+    /// (the calling thread owns it) and the pool has not closed. True: done, and the caller
+    /// must not touch the pool again; false: nothing was counted, the caller must call
+    /// [`give_back_foreign`](Self::give_back_foreign).
+    #[inline(always)]
+    pub(crate) fn give_back_mine(&self, mine: OwnLent) -> bool {
+        // SAFETY: `mine` came from this thread's `Local` during the current operation
+        // (`OwnLent`), and it is this record: the calling thread owns the record.
+        ptr::eq(self, mine.0) && unsafe { self.give_back_owned() }
+    }
+
+    /// The owner's give-backs once it is not inside one (the close, after its heavy fence).
+    fn settled_own(&self) -> u64 {
+        loop {
+            // Acquire: the owner's give-backs counted here are done with the pool.
+            let s = self.own.load(Ordering::Acquire);
+            if s.is_multiple_of(2) {
+                return s / 2;
+            }
+            // The owner is between its two stores, a few instructions: let it finish.
+            sync::wait_a_moment();
+        }
     }
 }
 
@@ -184,8 +284,14 @@ pub(crate) struct Core<U: Send> {
 
 impl<U: Send> Core<U> {
     pub(crate) fn new(max_idle: impl Iterator<Item = usize>, thread_cache: bool) -> Self {
+        // A zero-sized `Box` may have the address of a slot's marker (`src/slot.rs`): such
+        // items skip the thread caches.
+        let thread_cache = thread_cache && size_of::<U>() != 0;
         let tiers: Box<[Tier<Box<U>>]> = max_idle.map(|m| Tier::new(m, thread_cache)).collect();
         let n = tiers.len();
+        // Without a working asymmetric fence every record starts closed: owned guards then
+        // always take the read-modify-write path.
+        let closed = !fence::asymmetric();
         Self {
             tiers,
             locals: PerThread::new(move || {
@@ -194,7 +300,7 @@ impl<U: Send> Core<U> {
                         counts: std::array::from_fn(|_| Counter::default()),
                         slot0: Slot::new(),
                         more: (1..n).map(|_| Slot::new()).collect(),
-                        lent: Lent::new(),
+                        lent: Lent::new(closed),
                     },
                     // Tags start at 1: a fresh record catches up once, with nothing to drop.
                     LocalCache { trim_seen: 0 },
@@ -224,21 +330,46 @@ impl<U: Send> Core<U> {
     /// Closes lending when the pool's last handle is gone (no guard can be lent after
     /// this). True when no lent guard is out, so the caller releases what keeps the pool
     /// alive for lent guards now; otherwise the last guard of the last record to drain
-    /// to drain (its decrement of [`drains`](Self::drains) the last) releases it.
+    /// (its decrement of [`drains`](Self::drains) the last) releases it.
     ///
-    /// Each record's `backs` moves from its give-backs `b` to `CLOSED - (lends - b)`, its
-    /// final `lends` read here; the `k` records with guards still out then will each see,
+    /// First every record that lent is marked `closed`, then a heavy fence: an owner's
+    /// give-back from then on sees the mark and counts in `foreign` instead of `own`, and
+    /// one from before is visible in `own` (waited for if it is in progress). Then each
+    /// such record's `foreign` moves from its give-backs `f` to `CLOSED - (lends - own - f)`,
+    /// with `lends` and `own` final; the `k` records with guards still out will each see,
     /// exactly once, the give-back that brings it to `CLOSED` (counts only grow by 1), and
-    /// decrement `drains`. `drains` goes from `DRAINS_OPEN` down by `DRAINS_OPEN - k` here and by
-    /// 1 per drained record, in any order, so exactly one of these calls brings it to 0.
-    /// A record created after this (a guard returned on a new thread) never lends.
+    /// decrement `drains`. `drains` goes from `DRAINS_OPEN` down by `DRAINS_OPEN - k` here
+    /// and by 1 per drained record, in any order, so exactly one of these calls brings it
+    /// to 0. A record created after this (a guard returned on a new thread) never lends.
     pub(crate) fn close_lending(&self) -> bool {
+        let mut lent_any = false;
+        self.locals.for_each_shared(|s| {
+            // The close happens after every acquire made through a handle, so `lends` is
+            // final here.
+            if s.lent.lends.get() != 0 {
+                s.lent.closed.store(true, Ordering::Relaxed);
+                lent_any = true;
+            }
+        });
+        if lent_any && !fence::heavy() {
+            // Without the barrier an owner's give-back may go unseen: keep the state
+            // (leaked, with its idle objects) rather than risk freeing it under a guard.
+            return false;
+        }
         let mut pending = 0;
         self.locals.for_each_shared(|s| {
-            let lends = s.lent.lends.get();
+            let lent = &s.lent;
+            let lends = lent.lends.get();
+            if lends == 0 {
+                return;
+            }
+            let own = lent.settled_own();
             // Acquire: give-backs counted here are done with the pool. Release: the last
             // give-back, which frees the pool, sees this close.
-            if s.lent.backs.fetch_add(CLOSED - lends, Ordering::AcqRel) != lends {
+            let foreign = lent
+                .foreign
+                .fetch_add(CLOSED - lends + own, Ordering::AcqRel);
+            if foreign + own != lends {
                 pending += 1;
             }
         });

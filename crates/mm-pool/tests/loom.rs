@@ -241,3 +241,44 @@ fn close_races_a_give_back_on_the_lending_thread() {
         assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
     });
 }
+
+/// The owner's give-back without a read-modify-write (plain stores around the light side of
+/// an asymmetric fence) racing the close on another thread (the heavy side, then a read of
+/// the owner's count): the owner gives back one guard before and one possibly after the
+/// close; either the close sees a give-back or the owner sees the close and counts it the
+/// shared way, never both, never neither. The state is freed exactly once, after both.
+#[test]
+fn owner_give_backs_race_the_close_on_another_thread() {
+    loom::model(|| {
+        let live = Arc::new(AtomicUsize::new(0));
+        let pool = tracked_pool(2, &live);
+        let (g, h) = (pool.acquire(), pool.acquire());
+        let t = thread::spawn(move || drop(pool));
+        drop(g);
+        drop(h);
+        t.join().unwrap();
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+    });
+}
+
+/// A guard dropped on a thread other than the one it was lent on counts the shared way
+/// (a read-modify-write of the lender's `foreign` counter), while the lending thread gives
+/// its own guard back with plain stores and then drops the last handle: both counts meet
+/// at the close, and the state is freed once, by whichever comes last.
+#[test]
+fn foreign_and_owner_give_backs_meet_at_the_close() {
+    loom::model(|| {
+        let live = Arc::new(AtomicUsize::new(0));
+        let pool = tracked_pool(2, &live);
+        let (mine, theirs) = (pool.acquire(), pool.acquire());
+        let t = thread::spawn(move || drop(theirs));
+        drop(mine);
+        let s = pool.stats();
+        assert_eq!(s.hits + s.misses, 2);
+        drop(pool);
+        t.join().unwrap();
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+    });
+}
