@@ -137,6 +137,58 @@ fn timed<R>(f: impl FnOnce() -> R) -> Duration {
     took
 }
 
+type Case<'a> = (&'static str, &'static str, Box<dyn Fn() -> Duration + 'a>);
+
+/// A case named `name` in group `group` that `run` times once per round.
+fn case<'a>(group: &'static str, name: &'static str, run: impl Fn() -> Duration + 'a) -> Case<'a> {
+    (group, name, Box::new(run))
+}
+
+/// Times `op` over every token on one thread.
+fn each<'a, T>(tokens: &'a [String], op: impl Fn(&str) -> T + 'a) -> impl Fn() -> Duration + 'a {
+    move || {
+        timed(|| {
+            tokens.iter().for_each(|t| {
+                black_box(op(t));
+            })
+        })
+    }
+}
+
+/// Times interning every token into a fresh interner made by `new` (dropped after the
+/// clock stops), on one thread.
+fn fill<'a, R, T>(
+    tokens: &'a [String],
+    new: impl Fn() -> R + 'a,
+    intern: impl Fn(&mut R, &str) -> T + 'a,
+) -> impl Fn() -> Duration + 'a {
+    move || {
+        timed(|| {
+            let mut r = new();
+            tokens.iter().for_each(|t| {
+                black_box(intern(&mut r, t));
+            });
+            r
+        })
+    }
+}
+
+/// Times `op` on the interner `make` returns, over the tokens' two halves on two threads.
+fn shared<'a, R: Sync, T>(
+    tokens: &'a [String],
+    make: impl Fn() -> R + 'a,
+    op: impl Fn(&R, &str) -> T + Sync + 'a,
+) -> impl Fn() -> Duration + 'a {
+    move || {
+        let r = make();
+        two_threads(tokens, |part| {
+            part.iter().for_each(|t| {
+                black_box(op(&r, t));
+            })
+        })
+    }
+}
+
 /// The wall-clock probe: see the module docs.
 #[inline(never)]
 fn time_all(tokens: &[String]) {
@@ -153,148 +205,66 @@ fn time_all(tokens: &[String]) {
     for t in tokens {
         lasso_shared.get_or_intern(t);
     }
-    type Case<'a> = (&'static str, &'static str, Box<dyn Fn() -> Duration + 'a>);
+    let (fill1, hits1, resolve1) = ("fill, 1 thread", "hits, 1 thread", "resolve, 1 thread");
+    let (fill2, hits2) = ("fill, 2 threads", "hits, 2 threads");
     let cases: Vec<Case<'_>> = vec![
-        (
-            "fill, 1 thread",
+        case(
+            fill1,
             "string-interner",
-            Box::new(|| {
-                timed(|| {
-                    let mut r = Si::default();
-                    tokens.iter().for_each(|t| {
-                        black_box(r.get_or_intern(t));
-                    });
-                    r
-                })
-            }),
+            fill(tokens, Si::default, |r, t| r.get_or_intern(t)),
         ),
-        (
-            "fill, 1 thread",
+        case(
+            fill1,
             "mm-intern",
-            Box::new(|| {
-                timed(|| {
-                    let r = mm_intern::Interner::new();
-                    tokens.iter().for_each(|t| {
-                        black_box(r.get_or_intern(t));
-                    });
-                    r
-                })
-            }),
+            fill(tokens, mm_intern::Interner::new, |r, t| r.get_or_intern(t)),
         ),
-        (
-            "hits, 1 thread",
-            "string-interner",
-            Box::new(|| {
-                timed(|| {
-                    tokens.iter().for_each(|t| {
-                        black_box(si.get(t));
-                    });
-                })
-            }),
-        ),
-        (
-            "hits, 1 thread",
-            "mm-intern",
-            Box::new(|| {
-                timed(|| {
-                    tokens.iter().for_each(|t| {
-                        black_box(mm.get(t));
-                    });
-                })
-            }),
-        ),
-        (
-            "resolve, 1 thread",
-            "string-interner",
-            Box::new(|| {
-                timed(|| {
-                    black_box(
-                        si_syms
-                            .iter()
-                            .map(|s| si.resolve(*s).map_or(0, str::len))
-                            .sum::<usize>(),
-                    );
-                })
-            }),
-        ),
-        (
-            "resolve, 1 thread",
-            "mm-intern",
-            Box::new(|| {
-                timed(|| {
-                    black_box(mm_syms.iter().map(|s| mm.resolve(*s).len()).sum::<usize>());
-                })
-            }),
-        ),
-        (
-            "fill, 2 threads",
+        case(hits1, "string-interner", each(tokens, |t| si.get(t))),
+        case(hits1, "mm-intern", each(tokens, |t| mm.get(t))),
+        case(resolve1, "string-interner", || {
+            timed(|| {
+                black_box(
+                    si_syms
+                        .iter()
+                        .map(|s| si.resolve(*s).map_or(0, str::len))
+                        .sum::<usize>(),
+                )
+            })
+        }),
+        case(resolve1, "mm-intern", || {
+            timed(|| black_box(mm_syms.iter().map(|s| mm.resolve(*s).len()).sum::<usize>()))
+        }),
+        case(
+            fill2,
             "string-interner-mutex",
-            Box::new(|| {
-                let r = Mutex::new(Si::default());
-                two_threads(tokens, |part| {
-                    part.iter().for_each(|t| {
-                        black_box(r.lock().unwrap().get_or_intern(t));
-                    })
-                })
-            }),
+            shared(
+                tokens,
+                || Mutex::new(Si::default()),
+                |r, t| r.lock().unwrap().get_or_intern(t),
+            ),
         ),
-        (
-            "fill, 2 threads",
+        case(
+            fill2,
             "lasso-ThreadedRodeo",
-            Box::new(|| {
-                let r = lasso::ThreadedRodeo::<lasso::Spur>::new();
-                two_threads(tokens, |part| {
-                    part.iter().for_each(|t| {
-                        black_box(r.get_or_intern(t));
-                    })
-                })
+            shared(tokens, lasso::ThreadedRodeo::<lasso::Spur>::new, |r, t| {
+                r.get_or_intern(t)
             }),
         ),
-        (
-            "fill, 2 threads",
+        case(
+            fill2,
             "mm-intern",
-            Box::new(|| {
-                let r = mm_intern::Interner::new();
-                two_threads(tokens, |part| {
-                    part.iter().for_each(|t| {
-                        black_box(r.get_or_intern(t));
-                    })
-                })
-            }),
+            shared(tokens, mm_intern::Interner::new, |r, t| r.get_or_intern(t)),
         ),
-        (
-            "hits, 2 threads",
+        case(
+            hits2,
             "string-interner-rwlock",
-            Box::new(|| {
-                two_threads(tokens, |part| {
-                    part.iter().for_each(|t| {
-                        black_box(si_shared.read().unwrap().get(t));
-                    })
-                })
-            }),
+            shared(tokens, || &si_shared, |r, t| r.read().unwrap().get(t)),
         ),
-        (
-            "hits, 2 threads",
+        case(
+            hits2,
             "lasso-ThreadedRodeo",
-            Box::new(|| {
-                two_threads(tokens, |part| {
-                    part.iter().for_each(|t| {
-                        black_box(lasso_shared.get(t));
-                    })
-                })
-            }),
+            shared(tokens, || &lasso_shared, |r, t| r.get(t)),
         ),
-        (
-            "hits, 2 threads",
-            "mm-intern",
-            Box::new(|| {
-                two_threads(tokens, |part| {
-                    part.iter().for_each(|t| {
-                        black_box(mm.get(t));
-                    })
-                })
-            }),
-        ),
+        case(hits2, "mm-intern", shared(tokens, || &mm, |r, t| r.get(t))),
     ];
     let mut best = vec![Duration::MAX; cases.len()];
     for _ in 0..rounds {

@@ -10,7 +10,7 @@ use crate::{
     frozen::FrozenInterner,
     live::{LiveShard, span_text},
     spans::SpanTable,
-    sync::{self, AtomicU64, HashBuilder, Key, Ordering},
+    sync::{self, AtomicU64, HashBuilder, Ordering},
 };
 
 /// How to build an [`Interner`]: shard count and optional limits.
@@ -238,18 +238,20 @@ impl Interner {
         let shard = self.shard_of(key.hash);
         let sym = match self.shard(shard).find(&key, s, &self.spans) {
             Ok(sym) => sym,
-            Err(seen) => self.insert_slow(shard, key, s, seen)?,
+            Err(seen) => self.insert_slow(s, seen)?,
         };
         // SAFETY: `find` and `insert` return symbols of stored strings, never 0.
         Ok(unsafe { Symbol::new(sym) })
     }
 
     /// The locked path: confirm the miss of a probe that saw `seen` published strings,
-    /// then store `s`.
+    /// then store `s`. It hashes `s` again, so that the hit path keeps nothing alive for
+    /// it but `s` and `seen`.
     #[cold]
     #[inline(never)]
-    fn insert_slow(&self, shard: usize, key: Key, s: &str, seen: u32) -> Result<u32, InternError> {
-        let live = self.shard(shard);
+    fn insert_slow(&self, s: &str, seen: u32) -> Result<u32, InternError> {
+        let key = self.hasher.key(s);
+        let live = self.shard(self.shard_of(key.hash));
         let mut w = sync::lock(&live.writer);
         // The miss is exact if no string was published since the probe read the count
         // (`live.rs`, invariant 4); otherwise probe again, exactly now that no table is
@@ -313,7 +315,7 @@ impl Interner {
         let shard = self.shard_of(key.hash);
         let sym = match self.shard(shard).find(&key, s, &self.spans) {
             Ok(sym) => sym,
-            Err(seen) => self.confirm_miss(shard, key, s, seen)?,
+            Err(seen) => self.confirm_miss(s, seen)?,
         };
         // SAFETY: `find` returns symbols of stored strings, never 0.
         Some(unsafe { Symbol::new(sym) })
@@ -322,8 +324,9 @@ impl Interner {
     /// `get`'s locked path: confirms a miss as `insert_slow` does.
     #[cold]
     #[inline(never)]
-    fn confirm_miss(&self, shard: usize, key: Key, s: &str, seen: u32) -> Option<u32> {
-        let live = self.shard(shard);
+    fn confirm_miss(&self, s: &str, seen: u32) -> Option<u32> {
+        let key = self.hasher.key(s);
+        let live = self.shard(self.shard_of(key.hash));
         let _w = sync::lock(&live.writer);
         if live.len() == seen {
             return None;

@@ -5,7 +5,7 @@
 //! ```text
 //! LiveShard
 //!   count        AtomicU32       strings of this shard published (the miss check)
-//!   groups       AtomicUsize     group count of the index table (a power of two, or 0)
+//!   groups       AtomicUsize     group count of the index table (a power of two, >= 1)
 //!   table_bases  [ptr; 32]       segment k holds groups [2^k / 2, 2^k) (segment 0: group 0),
 //!                                kept biased by its first group: group g = base[k] + g
 //!                   Group { tags: AtomicU64 (8 one-byte tags), slots: [AtomicU32; 8] }
@@ -285,12 +285,18 @@ pub(crate) struct LiveShard {
 }
 
 impl LiveShard {
-    /// An empty shard; allocates nothing.
+    /// An empty shard: allocates its table's first group (40 bytes), so that a probe
+    /// never meets an empty table.
     pub(crate) fn new() -> Self {
+        let first: Box<[Group]> = Box::new([Group::empty()]);
+        let first = Box::into_raw(first).cast::<Group>();
         Self {
             count: AtomicU32::new(0),
-            groups: AtomicUsize::new(0),
-            table_bases: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            groups: AtomicUsize::new(1),
+            // Segment 0 holds group 0 and starts at group 0: no bias.
+            table_bases: core::array::from_fn(|k| {
+                AtomicPtr::new(if k == 0 { first } else { ptr::null_mut() })
+            }),
             writer: CachePadded::new(crate::sync::Mutex::new(Writer {
                 chunks: Vec::new(),
                 open: None,
@@ -371,10 +377,8 @@ impl LiveShard {
     fn probe(&self, hash: u64, spans: &SpanTable, is: impl Fn(u64) -> bool) -> Result<u32, u32> {
         // Read before the table (invariant 4); the reads below need nothing from it.
         let count = self.count.load(Ordering::Acquire);
+        // At least 1: the first group exists from the start.
         let groups = self.groups.load(Ordering::Acquire);
-        if groups == 0 {
-            return Err(count);
-        }
         let mask = groups - 1;
         let want = tag(hash);
         let mut pos = hash as usize & mask;
@@ -448,7 +452,7 @@ impl LiveShard {
             return;
         }
         // Grow: one new segment doubles the groups; then rebuild in place.
-        let grown = (groups * 2).max(1);
+        let grown = groups * 2;
         let k = grown.trailing_zeros() as usize;
         let seg: Box<[Group]> = (0..segment_groups(k)).map(|_| Group::empty()).collect();
         // Invariant 3: the segment is published before `groups` covers it.
