@@ -100,14 +100,89 @@ fn tag(hash: u64) -> u64 {
     hash >> 57
 }
 
-/// Bytes of `tags` whose tag may equal `tag` (exact for the lowest, possibly false for
-/// higher ones; callers compare the text anyway). Empty slots are never reported: an empty
-/// byte is `0x80` and `tag < 0x80`, so its byte of `x` has the high bit set, which `!x`
-/// clears whatever the borrow from the byte below.
-#[inline(always)]
-fn matches(tags: u64, tag: u64) -> u64 {
-    let x = tags ^ (LO_BITS * tag);
-    x.wrapping_sub(LO_BITS) & !x & EMPTY_GROUP
+/// A group's tag word, matched against one tag: on x86-64 with SSE2 (always present
+/// there) one byte compare of the eight tags at once, one bit per slot, and no 64-bit
+/// constants held in registers across a probe; elsewhere the SWAR bit trick.
+#[derive(Clone, Copy)]
+struct Probe {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    want: core::arch::x86_64::__m128i,
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    want: u64,
+}
+
+impl Probe {
+    #[inline(always)]
+    fn new(tag: u64) -> Self {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        {
+            use core::arch::x86_64::_mm_set_epi64x;
+            // The tag in the low eight bytes; 0xFF (never a tag, never the 0 of the upper
+            // half of a loaded word) in the high eight.
+            // SAFETY: this is compiled only with the `sse2` target feature enabled (it is
+            // part of the x86-64 baseline), which is all the intrinsic requires.
+            let want = unsafe { _mm_set_epi64x(-1, (LO_BITS * tag) as i64) };
+            Self { want }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        Self {
+            want: LO_BITS * tag,
+        }
+    }
+
+    /// Slots of `tags` whose tag may equal this tag (the x86-64 compare is exact; the SWAR
+    /// one may report false matches above the lowest; callers compare the text anyway),
+    /// and whether `tags` has an empty slot. Empty slots never match: an empty byte is
+    /// `0x80` and a tag is below `0x80`.
+    #[inline(always)]
+    fn matches(self, tags: u64) -> (Slots, bool) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        {
+            use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_cvtsi64_si128, _mm_movemask_epi8};
+            // SAFETY: as in `new`: only compiled with `sse2` enabled.
+            unsafe {
+                let v = _mm_cvtsi64_si128(tags as i64);
+                let hits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, self.want)) as u32;
+                // The high bit of each byte: set exactly in empty slots.
+                (Slots(hits), _mm_movemask_epi8(v) != 0)
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        {
+            // The byte of `x` of an empty slot has its high bit set, which `!x` clears
+            // whatever the borrow from the byte below.
+            let x = tags ^ self.want;
+            let hits = x.wrapping_sub(LO_BITS) & !x & EMPTY_GROUP;
+            (Slots(hits), tags & EMPTY_GROUP != 0)
+        }
+    }
+}
+
+/// Matching slots of a group, lowest first.
+struct Slots(
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))] u32,
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))] u64,
+);
+
+impl Iterator for Slots {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        // One bit per slot on x86-64, the high bit of the slot's byte elsewhere.
+        Some(
+            if cfg!(all(target_arch = "x86_64", target_feature = "sse2")) {
+                bit
+            } else {
+                bit / 8
+            },
+        )
+    }
 }
 
 /// The table segment of group `g`: its bit length (0 for group 0), computed as the highest
@@ -380,23 +455,20 @@ impl LiveShard {
         // At least 1: the first group exists from the start.
         let groups = self.groups.load(Ordering::Acquire);
         let mask = groups - 1;
-        let want = tag(hash);
+        let want = Probe::new(tag(hash));
         let mut pos = hash as usize & mask;
         let mut stride = 0;
         loop {
             let group = self.group(pos);
-            let tags = group.tags.load(Ordering::Acquire);
-            let mut hits = matches(tags, want);
-            while hits != 0 {
-                let slot = (hits.trailing_zeros() / 8) as usize;
-                hits &= hits - 1;
-                let sym = group.slots[slot].load(Ordering::Relaxed);
+            let (hits, has_empty) = want.matches(group.tags.load(Ordering::Acquire));
+            for slot in hits {
+                let sym = group.slots[slot & 7].load(Ordering::Relaxed);
                 if is(spans.load(sym)) {
                     return Ok(sym);
                 }
             }
             stride += 1;
-            if tags & EMPTY_GROUP != 0 || stride > mask {
+            if has_empty || stride > mask {
                 return Err(count);
             }
             pos = (pos + stride) & mask;
