@@ -463,19 +463,57 @@ impl<T: Send> Drop for Pooled<T> {
         struct Unwind<'a, T: Send>(&'a mut Pooled<T>);
         impl<T: Send> Drop for Unwind<'_, T> {
             fn drop(&mut self) {
-                // SAFETY: once (this runs only when the return below unwinds, and then
+                // SAFETY: once (this runs only when the reset hook unwinds, and then
                 // nothing else releases), as the guard's last use of the pool.
                 unsafe { self.0.release(OwnLent::NONE) };
             }
         }
         // SAFETY: `drop` runs once and nothing reads the value after it.
-        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        let mut value = unsafe { ManuallyDrop::take(&mut self.value) };
+        // SAFETY: the state is alive until this guard's lender is released.
+        let shared = unsafe { self.shared.as_ref() };
+        let Some(l) = shared.core.hinted() else {
+            // SAFETY: as the guard's last use of the pool (`drop` runs once).
+            return unsafe { self.drop_slow(value, Reset::Pending, OwnLent::NONE) };
+        };
+        if let Some(reset) = &shared.reset {
+            let unwind = Unwind(self);
+            reset(&mut *value);
+            std::mem::forget(unwind);
+        }
+        // The same path as `Shared::give_back`, with the lender released at its end.
+        if let Err(back) = shared.core.put_hot(&l, 0, value) {
+            // SAFETY: as above.
+            return unsafe { self.drop_slow(back, Reset::Done, own_lent(&l)) };
+        }
+        // SAFETY: once, as the guard's last use of the pool; `l` is this thread's record.
+        unsafe { self.release(own_lent(&l)) };
+    }
+}
+
+impl<T: Send> Pooled<T> {
+    /// The rest of a drop past the fast path: the slow return, then the lender.
+    ///
+    /// # Safety
+    /// Called once, from `drop`, with the guard's value; `mine` is none or this thread's
+    /// record, found during this drop.
+    #[cold]
+    #[inline(never)]
+    unsafe fn drop_slow(&mut self, value: Box<T>, reset: Reset, mine: OwnLent) {
+        /// Releases the lender if the reset hook panics.
+        struct Unwind<'a, T: Send>(&'a mut Pooled<T>);
+        impl<T: Send> Drop for Unwind<'_, T> {
+            fn drop(&mut self) {
+                // SAFETY: once (this runs only when the return below unwinds).
+                unsafe { self.0.release(OwnLent::NONE) };
+            }
+        }
         let unwind = Unwind(self);
         // SAFETY: the state is alive until this guard's lender is released below.
-        let mine = unsafe { unwind.0.shared.as_ref() }.give_back(value);
+        unsafe { unwind.0.shared.as_ref() }.give_back_slow(value, reset);
         let mut me = ManuallyDrop::new(unwind);
-        // SAFETY: once (the unwinding path above did not run), as the guard's last use of
-        // the pool; `mine` is this thread's record, found during this return.
+        // SAFETY: once (the unwinding path above did not run, and `me` is never dropped),
+        // as the guard's last use of the pool.
         unsafe { me.0.release(mine) };
     }
 }
