@@ -73,8 +73,8 @@ const PAD: usize = 8;
 pub(crate) const HEADER_LEN: u64 = 0xFFFF;
 /// Spans keep a byte address in their top 48 bits.
 const ADDR_LIMIT: u64 = 1 << 48;
-/// Index-table segments: enough for `2^31` groups, more than a shard can hold strings (a
-/// power of two, so that masking the segment number needs no bounds check).
+/// Index-table segments: enough for `2^31` groups, more than a shard can hold strings
+/// (and `group_segment`, a 32-bit bit length, is at most 31: no bounds check).
 const TABLE_SEGS: usize = 32;
 /// Tag byte of an empty slot; a full slot's tag is the hash's top 7 bits (high bit clear).
 const EMPTY_GROUP: u64 = 0x8080_8080_8080_8080;
@@ -142,7 +142,8 @@ impl Probe {
             // SAFETY: as in `new`: only compiled with `sse2` enabled.
             unsafe {
                 let v = _mm_cvtsi64_si128(tags as i64);
-                let hits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, self.want)) as u32;
+                // Only the low eight bytes can match (the high ones are 0 against 0xFF).
+                let hits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, self.want)) as u8;
                 // The high bit of each byte: set exactly in empty slots.
                 (Slots(hits), _mm_movemask_epi8(v) != 0)
             }
@@ -160,7 +161,7 @@ impl Probe {
 
 /// Matching slots of a group, lowest first.
 struct Slots(
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))] u32,
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))] u8,
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))] u64,
 );
 
@@ -189,7 +190,10 @@ impl Iterator for Slots {
 /// set bit of `2g + 1`, which is never zero (one `bsr`, no zero case).
 #[inline(always)]
 fn group_segment(g: usize) -> usize {
-    (usize::BITS - 1 - (2 * g + 1).leading_zeros()) as usize & (TABLE_SEGS - 1)
+    // In 32 bits, so that the result is at most 31 and indexes `table_bases` without a
+    // mask: a shard has fewer than 2^31 groups (at most 2^32 strings, 7 to a group), so
+    // `2g + 1` fits.
+    (u32::BITS - 1 - ((2 * g + 1) as u32).leading_zeros()) as usize
 }
 
 /// Groups in table segment `k`.
@@ -462,7 +466,7 @@ impl LiveShard {
             let group = self.group(pos);
             let (hits, has_empty) = want.matches(group.tags.load(Ordering::Acquire));
             for slot in hits {
-                let sym = group.slots[slot & 7].load(Ordering::Relaxed);
+                let sym = group.slots[slot].load(Ordering::Relaxed);
                 if is(spans.load(sym)) {
                     return Ok(sym);
                 }
