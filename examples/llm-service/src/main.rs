@@ -52,25 +52,29 @@ struct Args {
     shutdown_grace_secs: u64,
 }
 
-async fn terminated() {
+/// Registers for SIGTERM and SIGINT (Ctrl-C) now, and returns a future that completes at the
+/// first of them. Registering before the service says it is serving means a signal sent as
+/// soon as the address is printed stops it gracefully instead of killing it with the
+/// default action.
+fn termination() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut ctrl_c = tokio::signal::windows::ctrl_c()?;
+        Ok(async move {
+            ctrl_c.recv().await;
+        })
     }
 }
 
@@ -110,6 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Service::new(&manager, Arc::clone(&slot), service_config)?.router()
     };
+    let terminated = termination()?;
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     eprintln!(
         "llm-service: serving `{name}` on http://{} (memory limit {} MiB{})",
@@ -129,7 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => return Ok(r?),
-        () = terminated() => {}
+        () = terminated => {}
     }
     eprintln!(
         "llm-service: shutting down (in-flight requests get {} s)",
