@@ -5,7 +5,7 @@ mod common;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{MapFile, Rng, mapped_bytes_under, page, write};
@@ -412,6 +412,12 @@ fn default_budget_is_100_mib() {
 /// Readers, a writer that replaces files by rename, and a pressure handler that trims,
 /// all at once: every map handed out is a whole version of its file, the held bytes stay
 /// within the budget, and the counters settle to exactly what is cached.
+///
+/// Whether a replaced file is still cached when a reader next asks for it (a remap) depends
+/// on the schedule: most replaced files are trimmed first, and a starved reader may see
+/// none. So the writer does not stop after a fixed number of replacements: it waits for the
+/// readers to make progress after each one, and goes on until remaps and evictions both
+/// happened while everything ran together (a few percent of replacements end in a remap).
 #[test]
 fn concurrent_replacements_trims_and_gets_keep_accounting_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -422,10 +428,11 @@ fn concurrent_replacements_trims_and_gets_keep_accounting_exact() {
     let budget = 8 * p;
     let c = MmapCache::new(MmapCacheConfig::default().with_budget(budget));
     let stop = AtomicBool::new(false);
+    let gets = AtomicU64::new(0);
     std::thread::scope(|s| {
         let readers: Vec<_> = (0..2)
             .map(|t| {
-                let (c, files, stop) = (&c, &files, &stop);
+                let (c, files, stop, gets) = (&c, &files, &stop, &gets);
                 s.spawn(move || {
                     let mut rng = Rng(77 + t);
                     while !stop.load(Ordering::Relaxed) {
@@ -435,6 +442,7 @@ fn concurrent_replacements_trims_and_gets_keep_accounting_exact() {
                         assert!(map.iter().all(|&b| b == version), "torn map of file {i}");
                         assert_eq!(map.len() as u64, p * (1 + u64::from(version % 3)));
                         assert!(c.stats().held_bytes <= budget);
+                        gets.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             })
@@ -446,18 +454,45 @@ fn concurrent_replacements_trims_and_gets_keep_accounting_exact() {
             }
         });
         let mut rng = Rng(5);
-        for version in 1..=120u8 {
+        let mut replaced = 0u32;
+        // Set instead of panicking here: the scope would wait for readers never stopped.
+        let mut exhausted = None;
+        'replace: loop {
+            let now = c.stats();
+            if replaced >= 120 && now.remaps > 0 && now.evictions > 0 {
+                break;
+            }
+            // Not reached unless remaps or evictions are broken: each replacement is
+            // followed by reader gets, and several per hundred end in a remap.
+            if replaced >= 20_000 {
+                exhausted = Some(now);
+                break;
+            }
+            replaced += 1;
+            // 1..=255: the byte says the version, and the version the length.
+            let version = (replaced % 255 + 1) as u8;
             let i = rng.below(files.len() as u64) as usize;
             let len = p * (1 + u64::from(version % 3));
             let tmp = write(dir.path(), &format!("tmp{i}"), len, version);
             std::fs::rename(&tmp, &files[i]).unwrap();
-            std::thread::sleep(Duration::from_micros(300));
+            // Let the readers get a few files before the next replacement, however the
+            // threads are scheduled. A reader that stopped early panicked: join reports it.
+            let seen = gets.load(Ordering::Relaxed);
+            while gets.load(Ordering::Relaxed) < seen + 4 {
+                if readers.iter().any(|r| r.is_finished()) {
+                    break 'replace;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
         }
         stop.store(true, Ordering::Relaxed);
         for r in readers {
             r.join().unwrap();
         }
         trimmer.join().unwrap();
+        if let Some(now) = exhausted {
+            panic!("{replaced} replacements without both a remap and an eviction: {now:?}");
+        }
     });
     let s = c.stats();
     assert!(s.remaps > 0 && s.evictions > 0, "{s:?}");
