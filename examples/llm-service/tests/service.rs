@@ -385,10 +385,10 @@ async fn a_client_that_leaves_mid_stream_releases_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_beyond_capacity_gets_503_then_the_service_recovers() {
-    // 24 MiB, 2 MiB a stream, streams that last (35 events at 500 ms).
+    // 24 MiB, 2 MiB a stream, streams that last (35 events at 10 s).
     let h = start(Options {
         limit_mb: 24,
-        pace: Duration::from_millis(500),
+        pace: Duration::from_secs(10),
         stream_reserve: 2 << 20,
         ..Options::default()
     })
