@@ -31,6 +31,13 @@ fn tracked_pool(max_idle: usize, live: &Arc<AtomicUsize>) -> ObjectPool<Tracked>
     .unwrap()
 }
 
+/// Every object was freed exactly once and the pool's state is gone: nothing else holds the
+/// counter that `tracked_pool`'s objects and factory share.
+fn assert_all_freed(live: &Arc<AtomicUsize>) {
+    assert_eq!(live.load(Ordering::SeqCst), 0, "an object was not freed");
+    assert_eq!(Arc::strong_count(live), 1, "the pool's state was not freed");
+}
+
 /// Two threads acquiring and returning concurrently into a one-slot ObjectPool: every
 /// acquire is a hit or a miss, every return a return or a discard, the pool holds at most
 /// one object, and every object is freed exactly once when the pool goes.
@@ -217,8 +224,7 @@ fn owned_guards_race_the_last_handle_drop() {
         });
         drop(pool);
         t.join().unwrap();
-        assert_eq!(live.load(Ordering::SeqCst), 0);
-        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+        assert_all_freed(&live);
     });
 }
 
@@ -237,8 +243,7 @@ fn close_races_a_give_back_on_the_lending_thread() {
         });
         drop(g);
         t.join().unwrap();
-        assert_eq!(live.load(Ordering::SeqCst), 0);
-        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+        assert_all_freed(&live);
     });
 }
 
@@ -257,8 +262,7 @@ fn owner_give_backs_race_the_close_on_another_thread() {
         drop(g);
         drop(h);
         t.join().unwrap();
-        assert_eq!(live.load(Ordering::SeqCst), 0);
-        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+        assert_all_freed(&live);
     });
 }
 
@@ -278,7 +282,6 @@ fn foreign_and_owner_give_backs_meet_at_the_close() {
         assert_eq!(s.hits + s.misses, 2);
         drop(pool);
         t.join().unwrap();
-        assert_eq!(live.load(Ordering::SeqCst), 0);
-        assert_eq!(Arc::strong_count(&live), 1, "the pool's state was freed");
+        assert_all_freed(&live);
     });
 }
