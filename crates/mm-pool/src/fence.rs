@@ -103,39 +103,29 @@ mod imp {
     }
 }
 
-#[cfg(any(loom, miri))]
+/// Loom and Miri (which cannot run the system call), and systems without it.
+#[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
 mod imp {
     #[cfg(loom)]
     use loom::sync::atomic::{Ordering, fence};
     #[cfg(not(loom))]
     use std::sync::atomic::{Ordering, fence};
 
+    /// Under loom and Miri both sides are `SeqCst` fences, a working pair; elsewhere the
+    /// light side orders nothing and the pools keep to the read-modify-write path.
+    const PAIRED: bool = cfg!(any(loom, miri));
+
     pub(crate) fn asymmetric() -> bool {
-        true
+        PAIRED
     }
 
     #[inline(always)]
     pub(crate) fn light() {
-        fence(Ordering::SeqCst);
-    }
-
-    pub(crate) fn heavy() -> bool {
-        fence(Ordering::SeqCst);
-        true
-    }
-}
-
-#[cfg(not(any(target_os = "linux", loom, miri)))]
-mod imp {
-    use std::sync::atomic::{Ordering, compiler_fence, fence};
-
-    pub(crate) fn asymmetric() -> bool {
-        false
-    }
-
-    #[inline(always)]
-    pub(crate) fn light() {
-        compiler_fence(Ordering::SeqCst);
+        if PAIRED {
+            fence(Ordering::SeqCst);
+        } else {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        }
     }
 
     pub(crate) fn heavy() -> bool {
