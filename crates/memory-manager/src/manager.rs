@@ -43,6 +43,13 @@ thread_local! {
 ///   interner's storage, cached maps, the arenas' retained chunks) is charged at sync points:
 ///   [`sync`](Self::sync), [`report`](Self::report), [`map`](Self::map) and after pressure
 ///   handlers ran. Between two sync points that figure may lag by what changed since.
+/// * The thread arenas behind [`scope`](Self::scope) belong to the process, not to one
+///   manager: one per thread, shared by every manager and by direct `mm_arena::scope` calls.
+///   Their retained chunks are charged, as one process-wide figure, to the budget of every
+///   manager that syncs, so a process with two managers counts them in both budgets. A
+///   manager whose arena memory must be its own alone uses
+///   [`request_arena`](Self::request_arena): those arenas come from the manager's own pool
+///   and are charged to it only.
 ///
 /// # Pressure
 /// Crossing the warning threshold runs the handlers registered for
