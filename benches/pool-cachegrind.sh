@@ -22,7 +22,8 @@ irefs() {
 }
 lo=100000
 hi=300000
-for case in "ObjectPool acquire_ref" "ObjectPool acquire (owned guard)" "BufferPool acquire_ref" \
+for case in "ObjectPool acquire_ref" "ObjectPool acquire (owned guard)" \
+    "typed-reset acquire_ref" "typed-reset acquire (owned)" "BufferPool acquire_ref" \
     "lockfree-object-pool" "mimalloc"; do
     a=$(irefs "$case" "$lo")
     b=$(irefs "$case" "$hi")

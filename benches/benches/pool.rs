@@ -64,11 +64,24 @@ fn raw_round_trip(alloc: &dyn GlobalAlloc, size: usize) {
 
 fn object_pools(c: &mut Criterion) {
     let mm = ObjectPool::with_reset(64, || Vec::<u8>::with_capacity(BUF), Vec::clear).unwrap();
+    // The same hook as part of the pool's type: the guards' drop inlines it.
+    let typed =
+        ObjectPool::with_typed_reset(64, || Vec::<u8>::with_capacity(BUF), Vec::clear).unwrap();
     let lockfree = LinearObjectPool::new(|| Vec::<u8>::with_capacity(BUF), Vec::clear);
     let objpool = object_pool::Pool::new(64, || Vec::<u8>::with_capacity(BUF));
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("pool/object_vec4k/{threads}t"));
-        let cases: [(&str, &(dyn Fn() + Sync)); 6] = [
+        let cases: [(&str, &(dyn Fn() + Sync)); 8] = [
+            ("mm_pool_object_typed_arc_guard", &|| {
+                let mut v = typed.acquire();
+                v.push(1);
+                black_box(&v);
+            }),
+            ("mm_pool_object_typed_ref_guard", &|| {
+                let mut v = typed.acquire_ref();
+                v.push(1);
+                black_box(&v);
+            }),
             ("mm_pool_object_arc_guard", &|| {
                 let mut v = mm.acquire();
                 v.push(1);

@@ -75,9 +75,12 @@ fn main() {
     let rounds = env("PROBE_ROUNDS", 7) as usize;
     let mm =
         ObjectPool::with_reset(64, || Vec::<u8>::with_capacity(BUF), Vec::clear).expect("pool");
+    // The same hook with its type in the pool's type, so the guards' drop inlines it.
+    let typed = ObjectPool::with_typed_reset(64, || Vec::<u8>::with_capacity(BUF), Vec::clear)
+        .expect("pool");
     let buffers = BufferPool::new(BufferPoolConfig::default()).expect("pool");
     let lockfree = LinearObjectPool::new(|| Vec::<u8>::with_capacity(BUF), Vec::clear);
-    let cases: [(&str, &(dyn Fn() + Sync)); 5] = [
+    let cases: [(&str, &(dyn Fn() + Sync)); 7] = [
         ("mm_pool ObjectPool acquire_ref", &|| {
             let mut v = mm.acquire_ref();
             v.push(1);
@@ -85,6 +88,16 @@ fn main() {
         }),
         ("mm_pool ObjectPool acquire (owned guard)", &|| {
             let mut v = mm.acquire();
+            v.push(1);
+            black_box(&v);
+        }),
+        ("mm_pool ObjectPool typed-reset acquire_ref", &|| {
+            let mut v = typed.acquire_ref();
+            v.push(1);
+            black_box(&v);
+        }),
+        ("mm_pool ObjectPool typed-reset acquire (owned)", &|| {
+            let mut v = typed.acquire();
             v.push(1);
             black_box(&v);
         }),
@@ -118,7 +131,7 @@ fn main() {
         for ((name, _), s) in cases.iter().zip(&mut samples) {
             s.sort_by(f64::total_cmp);
             let (lo, med, hi) = (s[0], s[s.len() / 2], s[s.len() - 1]);
-            println!("  {name:<42} {med:>7.2} ns   (min {lo:.2}, max {hi:.2})");
+            println!("  {name:<48} {med:>7.2} ns   (min {lo:.2}, max {hi:.2})");
         }
     }
 }

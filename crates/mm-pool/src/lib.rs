@@ -12,7 +12,7 @@ mod tiers;
 
 pub use buffer::{BufferPool, BufferPoolConfig, BufferRef, PooledBuffer, TierConfig};
 pub use error::PoolError;
-pub use object::{ObjectPool, Pooled, PooledRef};
+pub use object::{DynReset, ObjectPool, Pooled, PooledRef, Reset};
 pub use stats::PoolStats;
 
 /// Re-export of the `bytes` version whose `BytesMut` the buffer pool hands out.

@@ -10,14 +10,55 @@ use crate::tiers::{Core, Event, Lent, OwnLent, own_lent};
 use crate::{PoolError, PoolStats};
 
 type Factory<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// What an [`ObjectPool`] runs on every returned object before it is pooled (clear a
+/// buffer, zero a struct). Implemented for every `Fn(&mut T) + Send + Sync` and for
+/// [`DynReset`], the default: a pool's reset type is part of its type, so a hook given as
+/// its own type ([`ObjectPool::with_typed_reset`]) is inlined into the guards' drop, where
+/// the default makes an indirect call.
+pub trait Reset<T>: Send + Sync {
+    /// Resets `value` for its next use. A panic drops the object (it is not pooled).
+    fn reset(&self, value: &mut T);
+}
+
+impl<T, F: Fn(&mut T) + Send + Sync> Reset<T> for F {
+    #[inline(always)]
+    fn reset(&self, value: &mut T) {
+        self(value)
+    }
+}
+
+/// The default reset of an [`ObjectPool`]: none ([`ObjectPool::new`]) or a boxed hook
+/// ([`ObjectPool::with_reset`]), called through a pointer.
+pub struct DynReset<T>(Option<ResetHook<T>>);
+
 type ResetHook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
 
-struct Shared<T: Send> {
+impl<T> Reset<T> for DynReset<T> {
+    #[inline(always)]
+    fn reset(&self, value: &mut T) {
+        if let Some(hook) = &self.0 {
+            hook(value);
+        }
+    }
+}
+
+impl<T> fmt::Debug for DynReset<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "DynReset(hook)"
+        } else {
+            "DynReset(none)"
+        })
+    }
+}
+
+struct Shared<T: Send, R> {
     /// Objects are pooled boxed: a guard and the caches move a pointer, never the `T`.
     core: Core<T>,
     max_idle: usize,
     factory: Factory<T>,
-    reset: Option<ResetHook<T>>,
+    reset: R,
     /// Live `ObjectPool` handles. Besides their `Arc`s, one more strong count (the
     /// *lending* reference, taken in `build`) keeps the state alive for the owned guards
     /// lent from per-thread records; it is released once the last handle is gone and every
@@ -59,8 +100,8 @@ struct Shared<T: Send> {
 /// during thread-local destruction goes to the shared queue (or is dropped and counted as a
 /// discard); it never panics.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
-pub struct ObjectPool<T: Send> {
-    shared: Arc<Shared<T>>,
+pub struct ObjectPool<T: Send, R: Reset<T> = DynReset<T>> {
+    shared: Arc<Shared<T, R>>,
 }
 
 impl<T: Send + 'static> ObjectPool<T> {
@@ -73,7 +114,7 @@ impl<T: Send + 'static> ObjectPool<T> {
         max_idle: usize,
         factory: impl Fn() -> T + Send + Sync + 'static,
     ) -> Result<Self, PoolError> {
-        Self::build(max_idle, Box::new(factory), None)
+        Self::build(max_idle, Box::new(factory), DynReset(None))
     }
 
     /// As [`new`](Self::new), with `reset` run on every returned object (clear a buffer,
@@ -86,14 +127,34 @@ impl<T: Send + 'static> ObjectPool<T> {
         factory: impl Fn() -> T + Send + Sync + 'static,
         reset: impl Fn(&mut T) + Send + Sync + 'static,
     ) -> Result<Self, PoolError> {
-        Self::build(max_idle, Box::new(factory), Some(Box::new(reset)))
+        Self::build(max_idle, Box::new(factory), DynReset(Some(Box::new(reset))))
+    }
+}
+
+impl<T: Send + 'static, R: Reset<T> + 'static> ObjectPool<T, R> {
+    /// As [`with_reset`](ObjectPool::with_reset), with the hook's type in the pool's type
+    /// (`ObjectPool<T, R>`): the guards' drop calls it directly, so the compiler can inline
+    /// it (a `Vec::clear` becomes one store), where `with_reset` calls it through a
+    /// pointer.
+    ///
+    /// ```
+    /// let pool = mm_pool::ObjectPool::with_typed_reset(8, Vec::<u8>::new, Vec::clear)?;
+    /// pool.acquire_ref().push(1);
+    /// assert!(pool.acquire_ref().is_empty());
+    /// # Ok::<(), mm_pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroCapacity`] for `max_idle == 0`.
+    pub fn with_typed_reset(
+        max_idle: usize,
+        factory: impl Fn() -> T + Send + Sync + 'static,
+        reset: R,
+    ) -> Result<Self, PoolError> {
+        Self::build(max_idle, Box::new(factory), reset)
     }
 
-    fn build(
-        max_idle: usize,
-        factory: Factory<T>,
-        reset: Option<ResetHook<T>>,
-    ) -> Result<Self, PoolError> {
+    fn build(max_idle: usize, factory: Factory<T>, reset: R) -> Result<Self, PoolError> {
         if max_idle == 0 {
             return Err(PoolError::ZeroCapacity { index: 0 });
         }
@@ -110,7 +171,7 @@ impl<T: Send + 'static> ObjectPool<T> {
     }
 }
 
-impl<T: Send> ObjectPool<T> {
+impl<T: Send, R: Reset<T>> ObjectPool<T, R> {
     /// An idle object, or a new one from the factory when none is idle.
     ///
     /// The guard keeps the pool alive: it can move to another thread and outlive this
@@ -119,7 +180,7 @@ impl<T: Send> ObjectPool<T> {
     /// on another), not on a reference count shared by all threads;
     /// [`acquire_ref`](Self::acquire_ref) skips even that.
     #[inline]
-    pub fn acquire(&self) -> Pooled<T> {
+    pub fn acquire(&self) -> Pooled<T, R> {
         let (value, lender) = self.shared.checkout_lent();
         let shared = state_ptr(&self.shared);
         let lender = match lender {
@@ -140,7 +201,7 @@ impl<T: Send> ObjectPool<T> {
     /// As [`acquire`](Self::acquire), with a guard that borrows the pool: it counts
     /// nothing, so a round trip on the owning thread makes no atomic read-modify-write.
     #[inline]
-    pub fn acquire_ref(&self) -> PooledRef<'_, T> {
+    pub fn acquire_ref(&self) -> PooledRef<'_, T, R> {
         PooledRef {
             value: ManuallyDrop::new(self.shared.checkout()),
             shared: &self.shared,
@@ -176,12 +237,12 @@ impl<T: Send> ObjectPool<T> {
 
 /// Whether a returned object still needs its reset hook run.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Reset {
+enum ResetState {
     Pending,
     Done,
 }
 
-impl<T: Send> Shared<T> {
+impl<T: Send, R: Reset<T>> Shared<T, R> {
     /// The fast path: this thread's cached object, found through the thread's hint.
     #[inline(always)]
     fn checkout(&self) -> Box<T> {
@@ -223,35 +284,31 @@ impl<T: Send> Shared<T> {
     #[inline(always)]
     fn give_back(&self, mut value: Box<T>) -> OwnLent {
         let Some(l) = self.core.hinted() else {
-            self.give_back_slow(value, Reset::Pending);
+            self.give_back_slow(value, ResetState::Pending);
             return OwnLent::NONE;
         };
-        if let Some(reset) = &self.reset {
-            reset(&mut *value);
-        }
+        self.reset.reset(&mut *value);
         // `l` is still this thread's record (a thread keeps its claim until it gives its id
         // back, at thread-local destruction, never inside this call); the hook may have used
         // the pool, so `put_hot` checks the slot only now.
         if let Err(back) = self.core.put_hot(&l, 0, value) {
-            self.give_back_slow(back, Reset::Done);
+            self.give_back_slow(back, ResetState::Done);
         }
         own_lent(&l)
     }
 
     #[cold]
     #[inline(never)]
-    fn give_back_slow(&self, mut value: Box<T>, reset: Reset) {
+    fn give_back_slow(&self, mut value: Box<T>, reset: ResetState) {
         let local = self.core.local();
         let local = local.as_ref();
-        if reset == Reset::Pending {
+        if reset == ResetState::Pending {
             // Skip the reset hook when the pool is visibly full; `put` is the real check.
             if self.core.looks_full(0, local) {
                 self.core.count(local, Event::Discard);
                 return;
             }
-            if let Some(reset) = &self.reset {
-                reset(&mut *value);
-            }
+            self.reset.reset(&mut *value);
         }
         match self.core.put(0, local, value) {
             Ok(()) => self.core.count(local, Event::Return),
@@ -263,7 +320,7 @@ impl<T: Send> Shared<T> {
     }
 }
 
-impl<T: Send> Clone for ObjectPool<T> {
+impl<T: Send, R: Reset<T>> Clone for ObjectPool<T, R> {
     fn clone(&self) -> Self {
         self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Self {
@@ -272,7 +329,7 @@ impl<T: Send> Clone for ObjectPool<T> {
     }
 }
 
-impl<T: Send> Drop for ObjectPool<T> {
+impl<T: Send, R: Reset<T>> Drop for ObjectPool<T, R> {
     fn drop(&mut self) {
         // AcqRel: the last handle's drop happens after every acquire made through any
         // handle, so `close_lending` sees every lent count.
@@ -292,7 +349,7 @@ impl<T: Send> Drop for ObjectPool<T> {
 /// may only reach the `Shared` itself, not the reference counts beside it: Miri reports
 /// that as undefined behaviour.)
 #[inline(always)]
-fn state_ptr<T: Send>(shared: &Arc<Shared<T>>) -> NonNull<Shared<T>> {
+fn state_ptr<T: Send, R>(shared: &Arc<Shared<T, R>>) -> NonNull<Shared<T, R>> {
     // SAFETY: `Arc::as_ptr` points into the `Arc`'s live allocation, so it is not null.
     unsafe { NonNull::new_unchecked(Arc::as_ptr(shared).cast_mut()) }
 }
@@ -304,12 +361,12 @@ fn state_ptr<T: Send>(shared: &Arc<Shared<T>>) -> NonNull<Shared<T>> {
 /// released, and this is the one call that releases it (`Core::close_lending` or
 /// the caller's decrement of `Core::drains` was the last). The state may be freed here: the caller
 /// must not use it afterwards.
-unsafe fn release_lending<T: Send>(shared: NonNull<Shared<T>>) {
+unsafe fn release_lending<T: Send, R>(shared: NonNull<Shared<T, R>>) {
     // SAFETY: the lending reference is one strong count of this `Arc`, from `into_raw`.
     unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) };
 }
 
-impl<T: Send> fmt::Debug for ObjectPool<T> {
+impl<T: Send, R: Reset<T>> fmt::Debug for ObjectPool<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectPool")
             .field("max_idle", &self.shared.max_idle)
@@ -322,11 +379,11 @@ impl<T: Send> fmt::Debug for ObjectPool<T> {
 ///
 /// `Send` when `T` is, so it can be dropped on another thread; it keeps the pool's shared
 /// state alive, so it can outlive every `ObjectPool` handle.
-pub struct Pooled<T: Send> {
+pub struct Pooled<T: Send, R: Reset<T> = DynReset<T>> {
     /// Taken only by `drop` or `detach`, each of which ends the guard.
     value: ManuallyDrop<Box<T>>,
     /// The pool's state, kept alive by `lender` until the guard ends.
-    shared: NonNull<Shared<T>>,
+    shared: NonNull<Shared<T, R>>,
     lender: Lender,
 }
 
@@ -348,11 +405,11 @@ impl Lender {
 // takes the plain-store path only on the thread that owns the record, and
 // `give_back_foreign` is a read-modify-write; `Arc` counts are thread-safe). The state is
 // `Sync`.
-unsafe impl<T: Send> Send for Pooled<T> {}
+unsafe impl<T: Send, R: Reset<T>> Send for Pooled<T, R> {}
 // SAFETY: `&Pooled<T>` gives out only `&T`.
-unsafe impl<T: Send + Sync> Sync for Pooled<T> {}
+unsafe impl<T: Send + Sync, R: Reset<T>> Sync for Pooled<T, R> {}
 
-impl<T: Send> Pooled<T> {
+impl<T: Send, R: Reset<T>> Pooled<T, R> {
     /// Keeps the object: it will not go back to the pool (counted neither as a return nor
     /// as a discard).
     pub fn detach(self) -> T {
@@ -395,7 +452,7 @@ impl<T: Send> Pooled<T> {
 /// As for [`Pooled::release`], with the guard's `shared` and `lender`.
 #[cold]
 #[inline(never)]
-unsafe fn release_shared<T: Send>(shared: NonNull<Shared<T>>, lender: Lender) {
+unsafe fn release_shared<T: Send, R>(shared: NonNull<Shared<T, R>>, lender: Lender) {
     if lender == Lender::STRONG {
         // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
         return unsafe { release_strong(shared) };
@@ -416,7 +473,7 @@ unsafe fn release_shared<T: Send>(shared: NonNull<Shared<T>>, lender: Lender) {
 /// reported as the record's last after close. The state may be freed here.
 #[cold]
 #[inline(never)]
-unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
+unsafe fn drain<T: Send, R>(shared: NonNull<Shared<T, R>>) {
     // No borrow of the state is held across the release (it may free the state), and
     // during the decrement only the counter's own (atomic) reference is: once another
     // drainer's decrement is the last, it may free the state.
@@ -436,12 +493,12 @@ unsafe fn drain<T: Send>(shared: NonNull<Shared<T>>) {
 /// not use the state afterwards.
 #[cold]
 #[inline(never)]
-unsafe fn release_strong<T: Send>(shared: NonNull<Shared<T>>) {
+unsafe fn release_strong<T: Send, R>(shared: NonNull<Shared<T, R>>) {
     // SAFETY: from the caller.
     unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) }
 }
 
-impl<T: Send> Deref for Pooled<T> {
+impl<T: Send, R: Reset<T>> Deref for Pooled<T, R> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -449,19 +506,19 @@ impl<T: Send> Deref for Pooled<T> {
     }
 }
 
-impl<T: Send> DerefMut for Pooled<T> {
+impl<T: Send, R: Reset<T>> DerefMut for Pooled<T, R> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         &mut self.value
     }
 }
 
-impl<T: Send> Drop for Pooled<T> {
+impl<T: Send, R: Reset<T>> Drop for Pooled<T, R> {
     #[inline(always)]
     fn drop(&mut self) {
         /// Releases the lender if the reset hook panics.
-        struct Unwind<'a, T: Send>(&'a mut Pooled<T>);
-        impl<T: Send> Drop for Unwind<'_, T> {
+        struct Unwind<'a, T: Send, R: Reset<T>>(&'a mut Pooled<T, R>);
+        impl<T: Send, R: Reset<T>> Drop for Unwind<'_, T, R> {
             fn drop(&mut self) {
                 // SAFETY: once (this runs only when the reset hook unwinds, and then
                 // nothing else releases), as the guard's last use of the pool.
@@ -474,24 +531,22 @@ impl<T: Send> Drop for Pooled<T> {
         let shared = unsafe { self.shared.as_ref() };
         let Some(l) = shared.core.hinted() else {
             // SAFETY: as the guard's last use of the pool (`drop` runs once).
-            return unsafe { self.drop_slow(value, Reset::Pending, OwnLent::NONE) };
+            return unsafe { self.drop_slow(value, ResetState::Pending, OwnLent::NONE) };
         };
-        if let Some(reset) = &shared.reset {
-            let unwind = Unwind(self);
-            reset(&mut *value);
-            std::mem::forget(unwind);
-        }
+        let unwind = Unwind(self);
+        shared.reset.reset(&mut *value);
+        std::mem::forget(unwind);
         // The same path as `Shared::give_back`, with the lender released at its end.
         if let Err(back) = shared.core.put_hot(&l, 0, value) {
             // SAFETY: as above.
-            return unsafe { self.drop_slow(back, Reset::Done, own_lent(&l)) };
+            return unsafe { self.drop_slow(back, ResetState::Done, own_lent(&l)) };
         }
         // SAFETY: once, as the guard's last use of the pool; `l` is this thread's record.
         unsafe { self.release(own_lent(&l)) };
     }
 }
 
-impl<T: Send> Pooled<T> {
+impl<T: Send, R: Reset<T>> Pooled<T, R> {
     /// The rest of a drop past the fast path: the slow return, then the lender.
     ///
     /// # Safety
@@ -499,10 +554,10 @@ impl<T: Send> Pooled<T> {
     /// record, found during this drop.
     #[cold]
     #[inline(never)]
-    unsafe fn drop_slow(&mut self, value: Box<T>, reset: Reset, mine: OwnLent) {
+    unsafe fn drop_slow(&mut self, value: Box<T>, reset: ResetState, mine: OwnLent) {
         /// Releases the lender if the reset hook panics.
-        struct Unwind<'a, T: Send>(&'a mut Pooled<T>);
-        impl<T: Send> Drop for Unwind<'_, T> {
+        struct Unwind<'a, T: Send, R: Reset<T>>(&'a mut Pooled<T, R>);
+        impl<T: Send, R: Reset<T>> Drop for Unwind<'_, T, R> {
             fn drop(&mut self) {
                 // SAFETY: once (this runs only when the return below unwinds).
                 unsafe { self.0.release(OwnLent::NONE) };
@@ -518,7 +573,7 @@ impl<T: Send> Pooled<T> {
     }
 }
 
-impl<T: Send + fmt::Debug> fmt::Debug for Pooled<T> {
+impl<T: Send + fmt::Debug, R: Reset<T>> fmt::Debug for Pooled<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Pooled").field(&**self).finish()
     }
@@ -526,13 +581,13 @@ impl<T: Send + fmt::Debug> fmt::Debug for Pooled<T> {
 
 /// An object checked out with [`ObjectPool::acquire_ref`]: like [`Pooled`], but it borrows
 /// the pool, so it cannot outlive the `ObjectPool` handle it came from.
-pub struct PooledRef<'a, T: Send> {
+pub struct PooledRef<'a, T: Send, R: Reset<T> = DynReset<T>> {
     /// Taken only by `drop` or `detach`, each of which ends the guard.
     value: ManuallyDrop<Box<T>>,
-    shared: &'a Shared<T>,
+    shared: &'a Shared<T, R>,
 }
 
-impl<T: Send> PooledRef<'_, T> {
+impl<T: Send, R: Reset<T>> PooledRef<'_, T, R> {
     /// Keeps the object: it will not go back to the pool.
     pub fn detach(self) -> T {
         let mut me = ManuallyDrop::new(self);
@@ -541,7 +596,7 @@ impl<T: Send> PooledRef<'_, T> {
     }
 }
 
-impl<T: Send> Deref for PooledRef<'_, T> {
+impl<T: Send, R: Reset<T>> Deref for PooledRef<'_, T, R> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -549,14 +604,14 @@ impl<T: Send> Deref for PooledRef<'_, T> {
     }
 }
 
-impl<T: Send> DerefMut for PooledRef<'_, T> {
+impl<T: Send, R: Reset<T>> DerefMut for PooledRef<'_, T, R> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         &mut self.value
     }
 }
 
-impl<T: Send> Drop for PooledRef<'_, T> {
+impl<T: Send, R: Reset<T>> Drop for PooledRef<'_, T, R> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing reads the field after it.
@@ -565,7 +620,7 @@ impl<T: Send> Drop for PooledRef<'_, T> {
     }
 }
 
-impl<T: Send + fmt::Debug> fmt::Debug for PooledRef<'_, T> {
+impl<T: Send + fmt::Debug, R: Reset<T>> fmt::Debug for PooledRef<'_, T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("PooledRef").field(&**self).finish()
     }

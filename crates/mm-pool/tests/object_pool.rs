@@ -297,3 +297,53 @@ fn zero_sized_objects_are_pooled_and_dropped_once() {
     drop(pool);
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_typed_reset_runs_on_every_return_path_like_a_boxed_one() {
+    let pool =
+        ObjectPool::with_typed_reset(2, || Vec::<u8>::with_capacity(64), Vec::clear).unwrap();
+    assert_send_sync::<ObjectPool<Vec<u8>, fn(&mut Vec<u8>)>>();
+    let ptr = {
+        let mut v = pool.acquire_ref();
+        v.extend_from_slice(b"abc");
+        v.as_ptr()
+    };
+    let mut v = pool.acquire();
+    assert!(v.is_empty(), "cleared on the borrowing guard's return");
+    assert_eq!(v.as_ptr(), ptr, "same allocation reused");
+    v.push(7);
+    // Returned on another thread: the slow path runs the same hook. (`join` waits for
+    // the thread's exit, so the next miss sweeps its cache.)
+    std::thread::spawn(move || drop(v)).join().unwrap();
+    let v = pool.acquire_ref();
+    assert!(
+        v.is_empty(),
+        "cleared on the owned guard's return elsewhere"
+    );
+    drop(v);
+    let s = pool.stats();
+    assert_eq!((s.hits, s.misses, s.returns), (2, 1, 3));
+}
+
+#[test]
+fn a_panicking_typed_reset_drops_the_object_without_leaking() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let l = Arc::clone(&live);
+    let pool = ObjectPool::with_typed_reset(
+        4,
+        move || Tracked::new(&l),
+        |_: &mut Tracked| panic!("bad reset"),
+    )
+    .unwrap();
+    let (g, r) = (pool.acquire(), pool.acquire_ref());
+    for drop_it in [
+        Box::new(move || drop(g)) as Box<dyn FnOnce()>,
+        Box::new(move || drop(r)),
+    ] {
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(drop_it));
+        assert!(res.is_err());
+    }
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.stats().held, 0);
+    drop(pool);
+}
