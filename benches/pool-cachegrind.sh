@@ -23,7 +23,7 @@ irefs() {
 lo=100000
 hi=300000
 for case in "ObjectPool acquire_ref" "ObjectPool acquire (owned guard)" \
-    "typed-reset acquire_ref" "typed-reset acquire (owned)" "BufferPool acquire_ref" \
+    "typed-reset acquire_ref" "typed-reset acquire (owned)" "BufferPool acquire_ref" "BufferPool acquire 4 KiB" \
     "lockfree-object-pool" "mimalloc"; do
     a=$(irefs "$case" "$lo")
     b=$(irefs "$case" "$hi")

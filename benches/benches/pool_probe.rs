@@ -80,7 +80,7 @@ fn main() {
         .expect("pool");
     let buffers = BufferPool::new(BufferPoolConfig::default()).expect("pool");
     let lockfree = LinearObjectPool::new(|| Vec::<u8>::with_capacity(BUF), Vec::clear);
-    let cases: [(&str, &(dyn Fn() + Sync)); 7] = [
+    let cases: [(&str, &(dyn Fn() + Sync)); 8] = [
         ("mm_pool ObjectPool acquire_ref", &|| {
             let mut v = mm.acquire_ref();
             v.push(1);
@@ -103,6 +103,11 @@ fn main() {
         }),
         ("mm_pool BufferPool acquire_ref 4 KiB", &|| {
             let mut b = buffers.acquire_ref(BUF);
+            b.extend_from_slice(&[1]);
+            black_box(&b);
+        }),
+        ("mm_pool BufferPool acquire 4 KiB (owned)", &|| {
+            let mut b = buffers.acquire(BUF);
             b.extend_from_slice(&[1]);
             black_box(&b);
         }),

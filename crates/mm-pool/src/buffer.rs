@@ -3,8 +3,8 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use crate::sync::Arc;
-use crate::tiers::{Core, Event};
+use crate::lease::{Handle, Lease, Lending};
+use crate::tiers::{Core, Event, Lent, OwnLent, own_lent};
 use crate::{PoolError, PoolStats};
 use bytes::{Bytes, BytesMut};
 
@@ -164,6 +164,14 @@ struct Shared {
     bound: usize,
 }
 
+impl Lending for Shared {
+    type Item = BytesMut;
+    #[inline(always)]
+    fn core(&self) -> &Core<BytesMut> {
+        &self.core
+    }
+}
+
 impl Shared {
     #[inline]
     fn tier_for(&self, min_len: usize) -> Option<usize> {
@@ -179,6 +187,19 @@ impl Shared {
             return (buf, Some(t));
         }
         self.checkout_slow(min_len)
+    }
+
+    /// As [`checkout`](Self::checkout), and counts an owned guard on this thread's record
+    /// (`None`: there is no record, the caller takes a strong count instead).
+    #[inline]
+    fn checkout_lent(&self, min_len: usize) -> (Box<BytesMut>, Option<usize>, Option<&Lent>) {
+        if let Some(t) = self.tier_for(min_len)
+            && let Some((buf, l)) = self.core.take_hot(t)
+        {
+            return (buf, Some(t), Some(self.core.lend(&l)));
+        }
+        let (buf, t) = self.checkout_slow(min_len);
+        (buf, t, self.core.local().map(|l| self.core.lend(&l)))
     }
 
     #[cold]
@@ -204,30 +225,33 @@ impl Shared {
         }
     }
 
+    /// Returns `buf` to tier `t`, and this thread's record for an owned guard's give-back
+    /// (none without one). Runs no user code, so it does not unwind.
     #[inline]
-    fn give_back(&self, t: usize, mut buf: Box<BytesMut>) {
+    fn give_back(&self, t: usize, mut buf: Box<BytesMut>) -> OwnLent {
         buf.clear();
         if buf.capacity() == self.sizes[t]
             && let Some(l) = self.core.hinted()
         {
             match self.core.put_hot(&l, t, buf) {
-                Ok(()) => return,
+                Ok(()) => return own_lent(&l),
                 Err(back) => buf = back,
             }
         }
-        self.give_back_slow(t, buf);
+        self.give_back_slow(t, buf)
     }
 
     #[cold]
     #[inline(never)]
-    fn give_back_slow(&self, t: usize, mut buf: Box<BytesMut>) {
+    fn give_back_slow(&self, t: usize, mut buf: Box<BytesMut>) -> OwnLent {
         let local = self.core.local();
+        let mine = local.as_ref().map_or(OwnLent::NONE, own_lent);
         let local = local.as_ref();
         if buf.capacity() != self.sizes[t] && !self.restore(t, &mut buf) {
             // Grown past the tier, or split while the other part is alive: not ours to keep.
             self.core.count(local, Event::Reshaped);
             self.core.count(local, Event::Discard);
-            return;
+            return mine;
         }
         match self.core.put(t, local, buf) {
             Ok(()) => self.core.count(local, Event::Return),
@@ -236,6 +260,7 @@ impl Shared {
                 self.core.count(local, Event::Discard);
             }
         }
+        mine
     }
 }
 
@@ -303,7 +328,8 @@ impl AsRef<[u8]> for Frozen {
 /// faster than a fresh allocation here (see `docs/benchmarks.md`).
 #[derive(Clone)]
 pub struct BufferPool {
-    shared: Arc<Shared>,
+    /// Owned guards keep the state alive through `src/lease.rs`.
+    shared: Handle<Shared>,
 }
 
 impl BufferPool {
@@ -314,7 +340,7 @@ impl BufferPool {
     pub fn new(config: BufferPoolConfig) -> Result<Self, PoolError> {
         let bound = config.validate()?;
         Ok(Self {
-            shared: Arc::new(Shared {
+            shared: Handle::new(Shared {
                 sizes: config.tiers.iter().map(|t| t.size).collect(),
                 core: Core::new(config.tiers.iter().map(|t| t.max_idle), config.thread_cache),
                 max_request: config.max_request,
@@ -326,17 +352,24 @@ impl BufferPool {
     /// A buffer with `capacity() >= min_len` and `len() == 0`.
     ///
     /// Cost at steady state: a thread-local lookup and a take from this thread's cache
-    /// (plain loads and stores on the thread's own record, no atomic read-modify-write),
-    /// plus the `Arc` clone of the guard; from the shared queue, a pop and a place update.
+    /// (plain loads and stores on the thread's own record, no atomic read-modify-write);
+    /// from the shared queue, a pop and a place update. The guard is counted on this
+    /// thread's record (a plain increment), not on a reference count shared by all
+    /// threads: given back on this thread it makes plain stores, on another one
+    /// read-modify-write of a counter on that record's own cache line (as for
+    /// [`ObjectPool::acquire`](crate::ObjectPool::acquire); dropping the last handle of a
+    /// pool whose owned guards were used runs a process-wide memory barrier,
+    /// `docs/mm-pool.md`).
     /// A miss allocates the tier size; an oversize request allocates `min_len` bytes: use
     /// [`try_acquire`](Self::try_acquire) when `min_len` comes from untrusted input.
     #[inline]
     pub fn acquire(&self, min_len: usize) -> PooledBuffer {
-        let (buf, tier) = self.shared.checkout(min_len);
+        let (buf, tier, lent) = self.shared.state().checkout_lent(min_len);
         PooledBuffer {
             buf: Some(buf),
             tier,
-            pool: Arc::clone(&self.shared),
+            // No record (thread-local destruction): the lease takes a strong count.
+            lease: self.shared.lease(lent),
         }
     }
 
@@ -346,11 +379,11 @@ impl BufferPool {
     /// buffer does not outlive the pool handle (a request handler, a scoped thread).
     #[inline]
     pub fn acquire_ref(&self, min_len: usize) -> BufferRef<'_> {
-        let (buf, tier) = self.shared.checkout(min_len);
+        let (buf, tier) = self.shared.state().checkout(min_len);
         BufferRef {
             buf: Some(buf),
             tier,
-            pool: &self.shared,
+            pool: self.shared.state(),
         }
     }
 
@@ -359,10 +392,11 @@ impl BufferPool {
     /// # Errors
     /// [`PoolError::TooLarge`].
     pub fn try_acquire(&self, min_len: usize) -> Result<PooledBuffer, PoolError> {
-        if min_len > self.shared.max_request {
+        let max = self.shared.state().max_request;
+        if min_len > max {
             return Err(PoolError::TooLarge {
                 requested: min_len,
-                max: self.shared.max_request,
+                max,
             });
         }
         Ok(self.acquire(min_len))
@@ -373,7 +407,7 @@ impl BufferPool {
     /// drops its cached buffer at its next operation on this pool. The memory-pressure
     /// handler calls this. Buffers in use are untouched.
     pub fn trim(&self) -> usize {
-        let shared = &*self.shared;
+        let shared = self.shared.state();
         let mut bytes = 0;
         shared.core.trim(&mut |t| bytes += shared.sizes[t]);
         bytes
@@ -381,7 +415,7 @@ impl BufferPool {
 
     /// Counters summed over threads, and what is held now. O(threads x tiers).
     pub fn stats(&self) -> PoolStats {
-        let shared = &*self.shared;
+        let shared = self.shared.state();
         let mut stats = shared.core.counts();
         for (t, &size) in shared.sizes.iter().enumerate() {
             let held = shared.core.held(t);
@@ -394,14 +428,14 @@ impl BufferPool {
 
     /// Idle buffers per tier right now (queue plus thread caches), smallest tier first.
     pub fn held_per_tier(&self) -> Vec<usize> {
-        (0..self.shared.sizes.len())
-            .map(|t| self.shared.core.held(t))
+        (0..self.shared.state().sizes.len())
+            .map(|t| self.shared.state().core.held(t))
             .collect()
     }
 
     /// The tier sizes, smallest first.
     pub fn tier_sizes(&self) -> Vec<usize> {
-        self.shared.sizes.to_vec()
+        self.shared.state().sizes.to_vec()
     }
 }
 
@@ -409,7 +443,7 @@ impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
             .field("tiers", &self.tier_sizes())
-            .field("thread_cache", &self.shared.core.thread_cache())
+            .field("thread_cache", &self.shared.state().core.thread_cache())
             .field("stats", &self.stats())
             .finish()
     }
@@ -424,7 +458,8 @@ pub struct PooledBuffer {
     buf: Option<Box<BytesMut>>,
     /// `None` for an oversize buffer, or after `detach`.
     tier: Option<usize>,
-    pool: Arc<Shared>,
+    /// The pool's state, kept alive until the guard ends.
+    lease: Lease<Shared>,
 }
 
 impl PooledBuffer {
@@ -496,10 +531,16 @@ impl DerefMut for PooledBuffer {
 }
 
 impl Drop for PooledBuffer {
+    #[inline]
     fn drop(&mut self) {
-        if let (Some(t), Some(buf)) = (self.tier, self.buf.take()) {
-            self.pool.give_back(t, buf);
-        }
+        let mine = match (self.tier, self.buf.take()) {
+            (Some(t), Some(buf)) => self.lease.state().give_back(t, buf),
+            // Oversize or detached: the buffer (if any) is dropped with the guard.
+            _ => OwnLent::NONE,
+        };
+        // SAFETY: `drop` runs once, and this is the guard's last use of the pool (the
+        // give-back above does not unwind: it runs no user code).
+        unsafe { self.lease.release(mine) };
     }
 }
 

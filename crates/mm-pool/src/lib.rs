@@ -3,6 +3,7 @@
 mod buffer;
 mod error;
 mod fence;
+mod lease;
 mod object;
 mod registry;
 mod slot;

@@ -3,9 +3,8 @@
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 
-use crate::sync::{Arc, AtomicUsize, Ordering};
+use crate::lease::{Handle, Lease, Lending, ReleaseOnUnwind};
 use crate::tiers::{Core, Event, Lent, OwnLent, own_lent};
 use crate::{PoolError, PoolStats};
 
@@ -59,11 +58,14 @@ struct Shared<T: Send, R> {
     max_idle: usize,
     factory: Factory<T>,
     reset: R,
-    /// Live `ObjectPool` handles. Besides their `Arc`s, one more strong count (the
-    /// *lending* reference, taken in `build`) keeps the state alive for the owned guards
-    /// lent from per-thread records; it is released once the last handle is gone and every
-    /// lent guard is back (`Core::close_lending`, `Core::drains`).
-    handles: AtomicUsize,
+}
+
+impl<T: Send, R: Reset<T>> Lending for Shared<T, R> {
+    type Item = T;
+    #[inline(always)]
+    fn core(&self) -> &Core<T> {
+        &self.core
+    }
 }
 
 /// A bounded pool of reusable `T`s: at most `max_idle` are kept idle; beyond that, returned
@@ -101,7 +103,8 @@ struct Shared<T: Send, R> {
 /// discard); it never panics.
 /// It does not bound the number of objects *in use*: that is the caller's concurrency.
 pub struct ObjectPool<T: Send, R: Reset<T> = DynReset<T>> {
-    shared: Arc<Shared<T, R>>,
+    /// Owned guards keep the state alive through `src/lease.rs`.
+    shared: Handle<Shared<T, R>>,
 }
 
 impl<T: Send + 'static> ObjectPool<T> {
@@ -158,16 +161,14 @@ impl<T: Send + 'static, R: Reset<T> + 'static> ObjectPool<T, R> {
         if max_idle == 0 {
             return Err(PoolError::ZeroCapacity { index: 0 });
         }
-        let shared = Arc::new(Shared {
-            core: Core::new(std::iter::once(max_idle), true),
-            max_idle,
-            factory,
-            reset,
-            handles: AtomicUsize::new(1),
-        });
-        // The lending reference: released through `Shared::release_lending`.
-        let _ = Arc::into_raw(Arc::clone(&shared));
-        Ok(Self { shared })
+        Ok(Self {
+            shared: Handle::new(Shared {
+                core: Core::new(std::iter::once(max_idle), true),
+                max_idle,
+                factory,
+                reset,
+            }),
+        })
     }
 }
 
@@ -181,20 +182,11 @@ impl<T: Send, R: Reset<T>> ObjectPool<T, R> {
     /// [`acquire_ref`](Self::acquire_ref) skips even that.
     #[inline]
     pub fn acquire(&self) -> Pooled<T, R> {
-        let (value, lender) = self.shared.checkout_lent();
-        let shared = state_ptr(&self.shared);
-        let lender = match lender {
-            Some(lent) => Lender(NonNull::from(lent)),
-            None => {
-                // No record (thread-local destruction): the guard takes a strong count.
-                let _ = Arc::into_raw(Arc::clone(&self.shared));
-                Lender::STRONG
-            }
-        };
+        let (value, lent) = self.shared.state().checkout_lent();
         Pooled {
             value: ManuallyDrop::new(value),
-            shared,
-            lender,
+            // No record (thread-local destruction): the lease takes a strong count.
+            lease: self.shared.lease(lent),
         }
     }
 
@@ -203,8 +195,8 @@ impl<T: Send, R: Reset<T>> ObjectPool<T, R> {
     #[inline]
     pub fn acquire_ref(&self) -> PooledRef<'_, T, R> {
         PooledRef {
-            value: ManuallyDrop::new(self.shared.checkout()),
-            shared: &self.shared,
+            value: ManuallyDrop::new(self.shared.state().checkout()),
+            shared: self.shared.state(),
         }
     }
 
@@ -213,25 +205,26 @@ impl<T: Send, R: Reset<T>> ObjectPool<T, R> {
     /// cached object at its next operation on this pool.
     pub fn trim(&self) -> usize {
         let mut n = 0;
-        self.shared.core.trim(&mut |_| n += 1);
+        self.shared.state().core.trim(&mut |_| n += 1);
         n
     }
 
     /// Counters and the idle count. O(threads).
     pub fn stats(&self) -> PoolStats {
-        let held = self.shared.core.held(0) as u64;
+        let shared = self.shared.state();
+        let held = shared.core.held(0) as u64;
         let size = size_of::<T>() as u64;
         PoolStats {
             held,
             held_bytes: held * size,
-            bound_bytes: self.shared.max_idle as u64 * size,
-            ..self.shared.core.counts()
+            bound_bytes: shared.max_idle as u64 * size,
+            ..shared.core.counts()
         }
     }
 
     /// The most idle objects this pool keeps.
     pub fn max_idle(&self) -> usize {
-        self.shared.max_idle
+        self.shared.state().max_idle
     }
 }
 
@@ -322,54 +315,16 @@ impl<T: Send, R: Reset<T>> Shared<T, R> {
 
 impl<T: Send, R: Reset<T>> Clone for ObjectPool<T, R> {
     fn clone(&self) -> Self {
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Self {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
-}
-
-impl<T: Send, R: Reset<T>> Drop for ObjectPool<T, R> {
-    fn drop(&mut self) {
-        // AcqRel: the last handle's drop happens after every acquire made through any
-        // handle, so `close_lending` sees every lent count.
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1
-            && self.shared.core.close_lending()
-        {
-            // SAFETY: the lending reference is released once: here, when no lent guard is
-            // out at close, or by the guard whose drain is the last (`drain`). This handle's own
-            // `Arc` still holds the state, so it is not freed here.
-            unsafe { release_lending(state_ptr(&self.shared)) };
-        }
-    }
-}
-
-/// A pointer to the state with the provenance of the `Arc`'s whole allocation, so that
-/// `Arc::decrement_strong_count` may later be called on it. (A pointer made from `&Shared`
-/// may only reach the `Shared` itself, not the reference counts beside it: Miri reports
-/// that as undefined behaviour.)
-#[inline(always)]
-fn state_ptr<T: Send, R>(shared: &Arc<Shared<T, R>>) -> NonNull<Shared<T, R>> {
-    // SAFETY: `Arc::as_ptr` points into the `Arc`'s live allocation, so it is not null.
-    unsafe { NonNull::new_unchecked(Arc::as_ptr(shared).cast_mut()) }
-}
-
-/// Drops the lending reference (see `Shared::handles`).
-///
-/// # Safety
-/// `shared` points to the state of an `Arc<Shared<T>>` whose lending reference has not been
-/// released, and this is the one call that releases it (`Core::close_lending` or
-/// the caller's decrement of `Core::drains` was the last). The state may be freed here: the caller
-/// must not use it afterwards.
-unsafe fn release_lending<T: Send, R>(shared: NonNull<Shared<T, R>>) {
-    // SAFETY: the lending reference is one strong count of this `Arc`, from `into_raw`.
-    unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) };
 }
 
 impl<T: Send, R: Reset<T>> fmt::Debug for ObjectPool<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectPool")
-            .field("max_idle", &self.shared.max_idle)
+            .field("max_idle", &self.shared.state().max_idle)
             .field("stats", &self.stats())
             .finish()
     }
@@ -382,32 +337,9 @@ impl<T: Send, R: Reset<T>> fmt::Debug for ObjectPool<T, R> {
 pub struct Pooled<T: Send, R: Reset<T> = DynReset<T>> {
     /// Taken only by `drop` or `detach`, each of which ends the guard.
     value: ManuallyDrop<Box<T>>,
-    /// The pool's state, kept alive by `lender` until the guard ends.
-    shared: NonNull<Shared<T, R>>,
-    lender: Lender,
+    /// The pool's state, kept alive until the guard ends.
+    lease: Lease<Shared<T, R>>,
 }
-
-/// What keeps a [`Pooled`] guard's pool alive: the record the guard is counted in (its
-/// [`Lent`], a record of the pool, so it lives as long as the state: while the count is
-/// out, the pool's lending reference stays), or [`STRONG`](Self::STRONG): the guard holds
-/// one strong count of the pool's `Arc` (taken without a record).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Lender(NonNull<Lent>);
-
-impl Lender {
-    /// Not a record: a dangling address (`Lent`'s alignment), which no record, and no
-    /// [`OwnLent`], has.
-    const STRONG: Self = Self(NonNull::dangling());
-}
-
-// SAFETY: the guard owns a `Box<T>` (sent with it: `T: Send`) and keeps the pool's state
-// alive through `lender`, which may be given back from any thread (`Lent::give_back_mine`
-// takes the plain-store path only on the thread that owns the record, and
-// `give_back_foreign` is a read-modify-write; `Arc` counts are thread-safe). The state is
-// `Sync`.
-unsafe impl<T: Send, R: Reset<T>> Send for Pooled<T, R> {}
-// SAFETY: `&Pooled<T>` gives out only `&T`.
-unsafe impl<T: Send + Sync, R: Reset<T>> Sync for Pooled<T, R> {}
 
 impl<T: Send, R: Reset<T>> Pooled<T, R> {
     /// Keeps the object: it will not go back to the pool (counted neither as a return nor
@@ -418,84 +350,10 @@ impl<T: Send, R: Reset<T>> Pooled<T, R> {
         // taken once and the lender released once.
         unsafe {
             let value = ManuallyDrop::take(&mut me.value);
-            me.release(OwnLent::NONE);
+            me.lease.release(OwnLent::NONE);
             *value
         }
     }
-
-    /// Gives back what keeps the pool alive for this guard; `mine`: this thread's record,
-    /// if the return just found it (the give-back then needs no read-modify-write).
-    ///
-    /// # Safety
-    /// Called once, as the guard's last use of the pool.
-    #[inline(always)]
-    unsafe fn release(&mut self, mine: OwnLent) {
-        let lent = self.lender.0;
-        // `mine` is this thread's record or none, never `Lender::STRONG`: equal, `lent` is
-        // a record.
-        if mine.names(lent.as_ptr())
-            // SAFETY: the record lives as long as the state, which this guard's count keeps
-            // alive until this call.
-            && unsafe { lent.as_ref() }.give_back_mine(mine)
-        {
-            return;
-        }
-        // SAFETY: forwarded from the caller; nothing was given back above.
-        unsafe { release_shared(self.shared, self.lender) };
-    }
-}
-
-/// [`Pooled::release`] past the owner's path: a read-modify-write of the record's shared
-/// counter (and the drain, if it was the last after close), or the guard's own `Arc` count.
-///
-/// # Safety
-/// As for [`Pooled::release`], with the guard's `shared` and `lender`.
-#[cold]
-#[inline(never)]
-unsafe fn release_shared<T: Send, R>(shared: NonNull<Shared<T, R>>, lender: Lender) {
-    if lender == Lender::STRONG {
-        // SAFETY: the guard's own strong count, from `Arc::into_raw` in `acquire`.
-        return unsafe { release_strong(shared) };
-    }
-    // SAFETY: not `STRONG`, so a record, which lives as long as the state, which this
-    // guard's count keeps alive until this call.
-    if unsafe { lender.0.as_ref() }.give_back_foreign() {
-        // SAFETY: the state is alive until our drain is counted.
-        unsafe { drain(shared) };
-    }
-}
-
-/// The last lent guard of a record is back after close: count the drain, and release the
-/// lending reference if it was the last one pending.
-///
-/// # Safety
-/// `shared` is alive, kept so by the caller's record count, which `Lent::give_back_foreign` just
-/// reported as the record's last after close. The state may be freed here.
-#[cold]
-#[inline(never)]
-unsafe fn drain<T: Send, R>(shared: NonNull<Shared<T, R>>) {
-    // No borrow of the state is held across the release (it may free the state), and
-    // during the decrement only the counter's own (atomic) reference is: once another
-    // drainer's decrement is the last, it may free the state.
-    // SAFETY: from the caller.
-    let drains = unsafe { shared.as_ref() }.core.drains();
-    if drains.fetch_sub(1, Ordering::AcqRel) == 1 {
-        // SAFETY: this decrement was the last of `Core::drains`, which names this call the
-        // one that releases the lending reference; nothing uses the state after it.
-        unsafe { release_lending(shared) };
-    }
-}
-
-/// Drops a guard's own strong count (see [`Lender::STRONG`]).
-///
-/// # Safety
-/// The caller owns one strong count of the state's `Arc`, from `Arc::into_raw`, and does
-/// not use the state afterwards.
-#[cold]
-#[inline(never)]
-unsafe fn release_strong<T: Send, R>(shared: NonNull<Shared<T, R>>) {
-    // SAFETY: from the caller.
-    unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) }
 }
 
 impl<T: Send, R: Reset<T>> Deref for Pooled<T, R> {
@@ -516,61 +374,46 @@ impl<T: Send, R: Reset<T>> DerefMut for Pooled<T, R> {
 impl<T: Send, R: Reset<T>> Drop for Pooled<T, R> {
     #[inline(always)]
     fn drop(&mut self) {
-        /// Releases the lender if the reset hook panics.
-        struct Unwind<'a, T: Send, R: Reset<T>>(&'a mut Pooled<T, R>);
-        impl<T: Send, R: Reset<T>> Drop for Unwind<'_, T, R> {
-            fn drop(&mut self) {
-                // SAFETY: once (this runs only when the reset hook unwinds, and then
-                // nothing else releases), as the guard's last use of the pool.
-                unsafe { self.0.release(OwnLent::NONE) };
-            }
-        }
         // SAFETY: `drop` runs once and nothing reads the value after it.
         let mut value = unsafe { ManuallyDrop::take(&mut self.value) };
-        // SAFETY: the state is alive until this guard's lender is released.
-        let shared = unsafe { self.shared.as_ref() };
+        let lease = &self.lease;
+        let shared = lease.state();
         let Some(l) = shared.core.hinted() else {
             // SAFETY: as the guard's last use of the pool (`drop` runs once).
-            return unsafe { self.drop_slow(value, ResetState::Pending, OwnLent::NONE) };
+            return unsafe { drop_slow(lease, value, ResetState::Pending, OwnLent::NONE) };
         };
-        let unwind = Unwind(self);
+        let unwind = ReleaseOnUnwind(lease);
         shared.reset.reset(&mut *value);
-        std::mem::forget(unwind);
-        // The same path as `Shared::give_back`, with the lender released at its end.
+        unwind.disarm();
+        // The same path as `Shared::give_back`, with the lease released at its end.
         if let Err(back) = shared.core.put_hot(&l, 0, value) {
             // SAFETY: as above.
-            return unsafe { self.drop_slow(back, ResetState::Done, own_lent(&l)) };
+            return unsafe { drop_slow(lease, back, ResetState::Done, own_lent(&l)) };
         }
         // SAFETY: once, as the guard's last use of the pool; `l` is this thread's record.
-        unsafe { self.release(own_lent(&l)) };
+        unsafe { lease.release(own_lent(&l)) };
     }
 }
 
-impl<T: Send, R: Reset<T>> Pooled<T, R> {
-    /// The rest of a drop past the fast path: the slow return, then the lender.
-    ///
-    /// # Safety
-    /// Called once, from `drop`, with the guard's value; `mine` is none or this thread's
-    /// record, found during this drop.
-    #[cold]
-    #[inline(never)]
-    unsafe fn drop_slow(&mut self, value: Box<T>, reset: ResetState, mine: OwnLent) {
-        /// Releases the lender if the reset hook panics.
-        struct Unwind<'a, T: Send, R: Reset<T>>(&'a mut Pooled<T, R>);
-        impl<T: Send, R: Reset<T>> Drop for Unwind<'_, T, R> {
-            fn drop(&mut self) {
-                // SAFETY: once (this runs only when the return below unwinds).
-                unsafe { self.0.release(OwnLent::NONE) };
-            }
-        }
-        let unwind = Unwind(self);
-        // SAFETY: the state is alive until this guard's lender is released below.
-        unsafe { unwind.0.shared.as_ref() }.give_back_slow(value, reset);
-        let mut me = ManuallyDrop::new(unwind);
-        // SAFETY: once (the unwinding path above did not run, and `me` is never dropped),
-        // as the guard's last use of the pool.
-        unsafe { me.0.release(mine) };
-    }
+/// The rest of a [`Pooled`] drop past the fast path: the slow return, then the lease.
+///
+/// # Safety
+/// Called once, from `drop`, with the guard's lease and value; `mine` is none or this
+/// thread's record, found during this drop.
+#[cold]
+#[inline(never)]
+unsafe fn drop_slow<T: Send, R: Reset<T>>(
+    lease: &Lease<Shared<T, R>>,
+    value: Box<T>,
+    reset: ResetState,
+    mine: OwnLent,
+) {
+    let unwind = ReleaseOnUnwind(lease);
+    lease.state().give_back_slow(value, reset);
+    unwind.disarm();
+    // SAFETY: once (the unwinding path above did not run), as the guard's last use of the
+    // pool.
+    unsafe { lease.release(mine) };
 }
 
 impl<T: Send + fmt::Debug, R: Reset<T>> fmt::Debug for Pooled<T, R> {

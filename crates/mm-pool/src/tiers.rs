@@ -280,6 +280,8 @@ pub(crate) struct Core<U: Send> {
     /// [`DRAINS_OPEN`] until the pool closes; then counts down the records that still had
     /// lent guards (and the closer itself) to 0 (see [`close_lending`](Self::close_lending)).
     drains: AtomicUsize,
+    /// Live pool handles (`lease::Handle`); the last one's drop closes lending.
+    handles: AtomicUsize,
 }
 
 impl<U: Send> Core<U> {
@@ -310,7 +312,21 @@ impl<U: Send> Core<U> {
             unowned: std::array::from_fn(|_| AtomicU64::new(0)),
             exits_swept: AtomicU64::new(0),
             drains: AtomicUsize::new(DRAINS_OPEN),
+            handles: AtomicUsize::new(1),
         }
+    }
+
+    /// Counts one more pool handle.
+    pub(crate) fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one pool handle gone; true for the last one, which must then call
+    /// [`close_lending`](Self::close_lending).
+    pub(crate) fn drop_handle(&self) -> bool {
+        // AcqRel: the last handle's drop happens after every acquire made through any
+        // handle, so `close_lending` sees every lent count.
+        self.handles.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// Counts an owned guard lent from this thread's record `l` and returns what the guard

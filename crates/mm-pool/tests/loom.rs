@@ -285,3 +285,42 @@ fn foreign_and_owner_give_backs_meet_at_the_close() {
         assert_all_freed(&live);
     });
 }
+
+/// `PooledBuffer` keeps its pool alive the same way (`src/lease.rs`): counted on the
+/// lending thread's record, no `Arc` clone. The owner gives one buffer back before and one
+/// possibly after the close on another thread (plain stores against the heavy fence), a
+/// third buffer crosses to the closing thread and is given back there (the
+/// read-modify-write path). Loom fails the model if the pool's state `Arc` is leaked or
+/// released twice, so it is freed exactly once, after the last buffer.
+#[test]
+fn owned_buffers_race_the_close_on_both_paths() {
+    loom::model(|| {
+        let pool = one_tier(2);
+        let (a, b, c) = (pool.acquire(1), pool.acquire(1), pool.acquire(1));
+        let t = thread::spawn(move || {
+            drop(pool);
+            drop(c);
+        });
+        drop(a);
+        drop(b);
+        t.join().unwrap();
+    });
+}
+
+/// A buffer lent on a thread that then exits, given back after the last handle is gone on
+/// the main thread, while the main thread's own buffer was given back before the close:
+/// the exited thread's record drains through the shared counter, and the state is freed
+/// once (loom checks the `Arc`).
+#[test]
+fn an_owned_buffer_outlives_its_pool_and_its_lending_thread() {
+    loom::model(|| {
+        let pool = one_tier(1);
+        let p2 = pool.clone();
+        let theirs = thread::spawn(move || p2.acquire(1)).join().unwrap();
+        let mine = pool.acquire(1);
+        drop(mine);
+        let t = thread::spawn(move || drop(pool));
+        drop(theirs);
+        t.join().unwrap();
+    });
+}
