@@ -240,3 +240,31 @@ fn bound_holds_with_more_threads_than_places() {
     assert_eq!(pool.trim(), s.held as usize * 1024);
     assert_eq!(pool.stats().held, 0);
 }
+
+#[test]
+fn owned_buffers_given_back_on_either_thread_before_and_after_the_close() {
+    let pool = BufferPool::new(BufferPoolConfig::with_tiers([(64, 4)])).unwrap();
+    let handle = pool.clone();
+    let (mine, theirs, late, oversize) = (
+        pool.acquire(1),
+        pool.acquire(1),
+        pool.acquire(1),
+        pool.acquire(1000),
+    );
+    // Given back on the lending thread (plain stores) and on another one (the shared
+    // counter), while a handle is still alive: both are counted as returns.
+    drop(mine);
+    std::thread::spawn(move || drop(theirs)).join().unwrap();
+    let s = handle.stats();
+    assert_eq!((s.misses, s.oversize, s.returns), (3, 1, 2));
+    assert_eq!(s.held, 2);
+    // After the last handle: the oversize guard, a frozen body and a detached buffer still
+    // hold the state, each released once, on either thread.
+    let frozen = late.into_bytes();
+    drop((pool, handle));
+    let detached = oversize.detach();
+    assert_eq!(detached.capacity(), 1000);
+    let part = frozen.slice(0..0);
+    drop(frozen);
+    std::thread::spawn(move || drop(part)).join().unwrap();
+}
