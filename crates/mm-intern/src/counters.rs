@@ -9,38 +9,45 @@
 //! with `fetch_add`, so the totals are exact in every case. The hot path reads the slot
 //! from a `const` thread-local cell (one load), the claim is out of line.
 
-use crossbeam_utils::CachePadded;
+use crate::sync::{self, AtomicU64, Ordering, SLOT_SHIFT, SLOTS};
 
-use crate::sync::{self, AtomicU64, Ordering, SLOTS};
-
+/// One slot's counters, alone on their cache line (two on targets with 64-byte lines,
+/// which also keeps the adjacent-line prefetcher from pairing slots), and exactly
+/// `1 << SLOT_SHIFT` bytes long, so that `sync::cached_slot_offset` is the byte offset of
+/// a slot's pair in the array.
 #[derive(Default)]
+#[repr(C, align(128))]
 struct Pair {
     calls: AtomicU64,
     bytes: AtomicU64,
 }
 
+const _: () = assert!(size_of::<Pair>() == 1 << SLOT_SHIFT);
+
 /// Per-slot call counters of one interner.
 pub(crate) struct CallCounters {
-    pairs: Box<[CachePadded<Pair>; SLOTS + 1]>,
+    pairs: Box<[Pair; SLOTS + 1]>,
 }
 
 impl CallCounters {
     pub(crate) fn new() -> Self {
         Self {
-            pairs: Box::new(core::array::from_fn(|_| CachePadded::new(Pair::default()))),
+            pairs: Box::new(core::array::from_fn(|_| Pair::default())),
         }
     }
 
     /// Counts `calls` calls asking for `bytes` bytes in total, on the calling thread's slot.
     #[inline(always)]
     pub(crate) fn add(&self, calls: u64, bytes: u64) {
-        match sync::cached_slot() {
+        match sync::cached_slot_offset() {
             0 => self.add_uncached(calls, bytes),
-            slot => {
-                debug_assert!(slot <= SLOTS);
-                // SAFETY: a cached slot is one this thread claimed, `1..=SLOTS`, and
-                // `pairs` has `SLOTS + 1` entries.
-                let pair = unsafe { self.pairs.get_unchecked(slot) };
+            offset => {
+                debug_assert!(offset >> SLOT_SHIFT <= SLOTS && offset % size_of::<Pair>() == 0);
+                // SAFETY: a cached offset is `slot << SLOT_SHIFT` for a slot this thread
+                // claimed, `1..=SLOTS`; `pairs` has `SLOTS + 1` entries of exactly
+                // `1 << SLOT_SHIFT` bytes (asserted above), so the offset is the address
+                // of entry `slot`, inside the array and aligned.
+                let pair = unsafe { &*self.pairs.as_ptr().cast::<u8>().add(offset).cast::<Pair>() };
                 Self::add_owned(pair, calls, bytes);
             }
         }
@@ -90,6 +97,6 @@ impl CallCounters {
 
     /// Heap bytes of the counter array.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.pairs.len() * size_of::<CachePadded<Pair>>()
+        self.pairs.len() * size_of::<Pair>()
     }
 }

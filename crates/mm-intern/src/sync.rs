@@ -155,6 +155,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Number of per-thread counter slots (see `counters.rs`), numbered `1..=SLOTS`; a thread
 /// that finds all of them taken uses the shared slot `0`.
 pub(crate) const SLOTS: usize = 32;
+const _: () = assert!(SLOTS << SLOT_SHIFT <= u16::MAX as usize);
 
 /// One bit per slot (bit `k` for slot `k + 1`): set while a live thread owns it.
 #[cfg(not(loom))]
@@ -226,21 +227,27 @@ impl Drop for SlotClaim {
 #[cfg(not(loom))]
 std::thread_local! {
     static SLOT: SlotClaim = SlotClaim::claim();
-    /// The slot of `SLOT` while the claim is held, else 0. A `const` cell with no
-    /// destructor is a plain thread-local load (no lazy-initialisation or destructor
-    /// state), which keeps the per-call counter update to a few instructions.
-    static SLOT_CACHE: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
+    /// The slot of `SLOT` while the claim is held, else 0, kept as the byte offset of the
+    /// slot's counters (`slot << SLOT_SHIFT`), so that the counter update adds it to the
+    /// array's address without a shift. A `const` cell with no destructor is a plain
+    /// thread-local load (no lazy-initialisation or destructor state), which keeps the
+    /// per-call counter update to a few instructions.
+    static SLOT_CACHE: core::cell::Cell<u16> = const { core::cell::Cell::new(0) };
 }
 #[cfg(loom)]
 loom::thread_local! {
     static SLOT: SlotClaim = SlotClaim::claim();
 }
 
-/// The calling thread's slot if it is known without claiming one: `1..=SLOTS`, owned by
-/// this thread alone until it exits, or `0`: call [`claim_slot`].
+/// Per-thread counters are `1 << SLOT_SHIFT` bytes apart (`counters.rs`).
+pub(crate) const SLOT_SHIFT: u32 = 7;
+
+/// The calling thread's slot if it is known without claiming one, as a byte offset
+/// `slot << SLOT_SHIFT` with `slot` in `1..=SLOTS`, owned by this thread alone until it
+/// exits; or `0`: call [`claim_slot`].
 #[cfg(not(loom))]
 #[inline(always)]
-pub(crate) fn cached_slot() -> usize {
+pub(crate) fn cached_slot_offset() -> usize {
     usize::from(SLOT_CACHE.with(core::cell::Cell::get))
 }
 
@@ -253,8 +260,8 @@ pub(crate) fn cached_slot() -> usize {
 pub(crate) fn claim_slot() -> usize {
     let slot = SLOT.try_with(|s| s.0).unwrap_or(0);
     if slot != 0 {
-        // `SLOTS` fits a `u8`.
-        SLOT_CACHE.with(|c| c.set(slot as u8));
+        // `SLOTS << SLOT_SHIFT` fits a `u16`.
+        SLOT_CACHE.with(|c| c.set((slot << SLOT_SHIFT) as u16));
     }
     slot
 }
@@ -262,8 +269,8 @@ pub(crate) fn claim_slot() -> usize {
 /// Under loom there is no cache (loom models thread-locals per execution): the claim
 /// itself, so that the counters' owned-slot path is modelled as it runs.
 #[cfg(loom)]
-pub(crate) fn cached_slot() -> usize {
-    claim_slot()
+pub(crate) fn cached_slot_offset() -> usize {
+    claim_slot() << SLOT_SHIFT
 }
 
 /// As without loom, minus the cache.
