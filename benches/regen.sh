@@ -11,7 +11,7 @@ benches=("$@")
 for b in "${benches[@]}"; do
     cargo bench -p mm-benches --bench "$b" -- --warm-up-time 1 --measurement-time 3
 done
-table="$(python3 benches/table.py --merge docs/benchmarks.md target/criterion)"
+table="$(python3 benches/table.py --merge docs/benchmarks.md "${CARGO_TARGET_DIR:-target}/criterion")"
 python3 - "$table" "benches/regen.sh ${benches[*]}" <<'PY'
 import re, sys, platform, subprocess
 table, command = sys.argv[1], sys.argv[2]
