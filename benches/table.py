@@ -49,7 +49,7 @@ def kept_rows(path: Path, fresh_groups):
         return rows
     for line in block.group(1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 5 or cells[0] in ("group", "---") or cells[0].startswith("---"):
+        if len(cells) < 5 or cells[0] == "group" or cells[0].startswith("---"):
             continue
         if cells[0] in fresh_groups:
             continue

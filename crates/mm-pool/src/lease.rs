@@ -33,7 +33,7 @@ impl<S: Lending> Handle<S> {
     /// The first handle of a new pool, with the lending reference taken.
     pub(crate) fn new(state: S) -> Self {
         let shared = Arc::new(state);
-        // The lending reference: released through `release_lending`.
+        // The lending reference: released through `release_count`.
         let _ = Arc::into_raw(Arc::clone(&shared));
         Self { shared }
     }
@@ -77,7 +77,7 @@ impl<S: Lending> Drop for Handle<S> {
             // SAFETY: the lending reference is released once: here, when no lent guard is
             // out at close, or by the guard whose drain is the last (`drain`). This handle's
             // own `Arc` still holds the state, so it is not freed here.
-            unsafe { release_lending(state_ptr(&self.shared)) };
+            unsafe { release_count(state_ptr(&self.shared)) };
         }
     }
 }
@@ -151,15 +151,16 @@ fn state_ptr<S>(shared: &Arc<S>) -> NonNull<S> {
     unsafe { NonNull::new_unchecked(Arc::as_ptr(shared).cast_mut()) }
 }
 
-/// Drops the lending reference.
+/// Drops one strong count of the state's `Arc` that was taken with `Arc::into_raw`: the
+/// lending reference, or a lease's own count ([`Lender::STRONG`]).
 ///
 /// # Safety
-/// `shared` points to the state of an `Arc<S>` whose lending reference has not been
-/// released, and this is the one call that releases it (`Core::close_lending` or the
-/// caller's decrement of `Core::drains` was the last). The state may be freed here: the
-/// caller must not use it afterwards.
-unsafe fn release_lending<S>(shared: NonNull<S>) {
-    // SAFETY: the lending reference is one strong count of this `Arc`, from `into_raw`.
+/// `shared` points to the state of an `Arc<S>`, and the caller owns the count it drops and
+/// drops it once: the lending reference when `Core::close_lending` or the caller's
+/// decrement of `Core::drains` was the last, a lease's own count when the lease is
+/// released. The state may be freed here: the caller must not use it afterwards.
+unsafe fn release_count<S>(shared: NonNull<S>) {
+    // SAFETY: from the caller: one strong count of this `Arc`, from `into_raw`.
     unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) };
 }
 
@@ -172,8 +173,9 @@ unsafe fn release_lending<S>(shared: NonNull<S>) {
 #[inline(never)]
 unsafe fn release_shared<S: Lending>(shared: NonNull<S>, lender: Lender) {
     if lender == Lender::STRONG {
-        // SAFETY: the lease's own strong count, from `Arc::into_raw` in `Handle::lease`.
-        return unsafe { release_strong(shared) };
+        // SAFETY: the lease's own strong count, from `Arc::into_raw` in `Handle::lease`,
+        // dropped once, as the lease's last use of the state (the caller's contract).
+        return unsafe { release_count(shared) };
     }
     // SAFETY: not `STRONG`, so a record, which lives as long as the state, which this
     // lease's count keeps alive until this call.
@@ -201,20 +203,8 @@ unsafe fn drain<S: Lending>(shared: NonNull<S>) {
     if drains.fetch_sub(1, Ordering::AcqRel) == 1 {
         // SAFETY: this decrement was the last of `Core::drains`, which names this call the
         // one that releases the lending reference; nothing uses the state after it.
-        unsafe { release_lending(shared) };
+        unsafe { release_count(shared) };
     }
-}
-
-/// Drops a lease's own strong count (see [`Lender::STRONG`]).
-///
-/// # Safety
-/// The caller owns one strong count of the state's `Arc`, from `Arc::into_raw`, and does
-/// not use the state afterwards.
-#[cold]
-#[inline(never)]
-unsafe fn release_strong<S>(shared: NonNull<S>) {
-    // SAFETY: from the caller.
-    unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) }
 }
 
 /// Releases a lease if dropped: armed around code that may unwind (a reset hook), so that
