@@ -336,3 +336,92 @@ fn symbols_of_one_shard_are_consecutive() {
     assert!(empty.is_empty());
     assert_eq!(empty.try_resolve(interner.get_or_intern("0")), None);
 }
+
+/// The exclusive path stores the same strings under the same symbols as the shared one
+/// (one shard, so symbols depend on the insertion order only), mixes freely with it, and
+/// counts every call and byte exactly, through table growth, span segment claims, long
+/// and empty strings.
+#[test]
+fn exclusive_interning_matches_shared_interning() {
+    let one = || Interner::with_config(InternerConfig::default().shards(1)).unwrap();
+    let words: Vec<String> = (0..3000)
+        .map(|i| match i % 5 {
+            0 => String::new(),
+            1 => format!("a fairly long word number {}", i % 700),
+            _ => format!("w{}", i % 1100),
+        })
+        .collect();
+    let shared = one();
+    let shared_syms: Vec<Symbol> = words.iter().map(|w| shared.get_or_intern(w)).collect();
+    let mut mixed = one();
+    let mixed_syms: Vec<Symbol> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i % 3 == 0 {
+                mixed.get_or_intern(w)
+            } else {
+                mixed.get_or_intern_mut(w)
+            }
+        })
+        .collect();
+    assert_eq!(shared_syms, mixed_syms);
+    assert_eq!(shared.len(), mixed.len());
+    for (w, sym) in words.iter().zip(&mixed_syms) {
+        assert_eq!(mixed.get(w), Some(*sym));
+        assert_eq!(mixed.resolve(*sym), w);
+    }
+    let (a, b) = (shared.stats(), mixed.stats());
+    assert_eq!((a.calls, a.requested_bytes), (b.calls, b.requested_bytes));
+    assert_eq!(
+        (a.string_bytes, a.held_bytes()),
+        (b.string_bytes, b.held_bytes())
+    );
+    let total: usize = words.iter().map(String::len).sum();
+    assert_eq!(b.requested_bytes, total as u64);
+    // Shared again after the exclusive phase: other threads see every string.
+    let mixed = mixed;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (w, sym) in words.iter().zip(&mixed_syms) {
+                assert_eq!(mixed.get_or_intern(w), *sym);
+            }
+        });
+    });
+    assert_eq!(mixed.stats().calls, 2 * words.len() as u64);
+}
+
+#[test]
+fn exclusive_interning_keeps_the_limits() {
+    let mut interner =
+        Interner::with_config(InternerConfig::default().max_strings(2).max_bytes(100)).unwrap();
+    interner.try_get_or_intern_mut("a").unwrap();
+    interner.try_get_or_intern_mut("b").unwrap();
+    assert_eq!(
+        interner.try_get_or_intern_mut("c"),
+        Err(InternError::TooManyStrings { limit: 2 })
+    );
+    assert!(interner.try_get_or_intern_mut("a").is_ok());
+    assert_eq!(interner.len(), 2);
+    assert_eq!(interner.stats().calls, 3);
+    let mut bytes = Interner::with_config(InternerConfig::default().max_bytes(4)).unwrap();
+    bytes.get_or_intern_mut("abc");
+    assert_eq!(
+        bytes.try_get_or_intern_mut("de"),
+        Err(InternError::TooManyBytes {
+            len: 2,
+            stored: 3,
+            limit: 4
+        })
+    );
+    assert_eq!(bytes.get("de"), None);
+    // The refused reservation was given back: one byte still fits.
+    assert!(bytes.try_get_or_intern_mut("f").is_ok());
+}
+
+#[test]
+#[should_panic(expected = "get_or_intern_mut")]
+fn get_or_intern_mut_panics_with_the_limit_message() {
+    let mut interner = Interner::with_config(InternerConfig::default().max_strings(0)).unwrap();
+    interner.get_or_intern_mut("x");
+}
