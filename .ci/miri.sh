@@ -24,7 +24,8 @@ cargo +nightly miri setup
 # package | test targets | tests left out (substring filters, passed as --skip)
 plan=(
     "mm-track | --lib --test scopes --test inactive |
-        live_bytes_return_to_baseline_after_threads_exit"
+        live_bytes_return_to_baseline_after_threads_exit
+        calls_fold_before_a_batch_is_held"
     "mm-intern | --lib --test interner --test lasso_issue_48 |
         chunks_grow_geometrically_up_to_the_cap
         resolved_bytes_do_not_move_while_the_store_grows

@@ -6,7 +6,9 @@
 //! - `intern/fill`: intern the whole stream into a fresh interner (about 1 in 7 calls
 //!   inserts, the rest hit), one thread. Every crate with its default hasher (lasso: std
 //!   SipHash; string-interner and mm-intern: foldhash). `mm-intern-batch` uses
-//!   `Interner::try_intern_batch`, which takes each shard lock once per 256 strings.
+//!   `Interner::try_intern_batch`, which takes each shard lock once per 256 strings;
+//!   `mm-intern-mut` uses `Interner::get_or_intern_mut`, the `&mut self` path (no lock,
+//!   plain counter adds), as string-interner's and `Rodeo`'s `&mut self` interning.
 //! - `intern/fill-2-threads`: the same stream split in two halves interned by two threads
 //!   at once into one shared interner, against string-interner behind a `Mutex` and
 //!   lasso's `ThreadedRodeo` (the 1-thread figure of each, whole stream on one thread, is
@@ -72,6 +74,15 @@ fn fill(c: &mut Criterion) {
             let r = Interner::new();
             for t in &tokens {
                 black_box(r.get_or_intern(t));
+            }
+            r
+        })
+    });
+    g.bench_function("mm-intern-mut", |b| {
+        b.iter(|| {
+            let mut r = Interner::new();
+            for t in &tokens {
+                black_box(r.get_or_intern_mut(t));
             }
             r
         })

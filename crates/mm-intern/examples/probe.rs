@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! cargo build --release -p mm-intern --example probe
-//! for w in none si-fill mm-fill si-get mm-get si-resolve mm-resolve; do
+//! for w in none si-fill mm-fill mm-fill-mut si-get mm-get si-resolve mm-resolve; do
 //!   valgrind --tool=cachegrind --cache-sim=no target/release/examples/probe $w 2>&1 | grep 'I *refs'
 //! done
 //! ```
 //!
 //! Every workload builds the bench's 100k-token stream first (`none` does only that);
-//! `*-fill` interns it into 5 fresh interners, `*-get` and `*-resolve` fill once and then
+//! `*-fill` interns it into 5 fresh interners (`mm-fill-mut` through `&mut`,
+//! `Interner::get_or_intern_mut`, the others as each crate's API has it), `*-get` and `*-resolve` fill once and then
 //! look up or resolve every token 5 times. Subtract `none` (and for get/resolve one fill)
 //! and divide by 500,000 for instructions per call.
 //!
@@ -36,7 +37,9 @@ type Si = string_interner::DefaultStringInterner;
 
 fn main() {
     let Some(which) = std::env::args().nth(1) else {
-        eprintln!("usage: probe none|si-fill|mm-fill|si-get|mm-get|si-resolve|mm-resolve|time");
+        eprintln!(
+            "usage: probe none|si-fill|mm-fill|mm-fill-mut|si-get|mm-get|si-resolve|mm-resolve|time"
+        );
         std::process::exit(2);
     };
     let tokens = corpus::token_stream(100_000, 30_000, 0x5EED);
@@ -44,6 +47,7 @@ fn main() {
         "none" => {}
         "si-fill" => (0..5).for_each(|_| drop(black_box(si_fill(&tokens)))),
         "mm-fill" => (0..5).for_each(|_| drop(black_box(mm_fill(&tokens)))),
+        "mm-fill-mut" => (0..5).for_each(|_| drop(black_box(mm_fill_mut(&tokens)))),
         "si-get" => {
             let (r, _) = si_fill(&tokens);
             (0..5).for_each(|_| si_get(&r, &tokens));
@@ -83,6 +87,14 @@ fn si_fill(tokens: &[String]) -> (Si, Vec<string_interner::DefaultSymbol>) {
 fn mm_fill(tokens: &[String]) -> (mm_intern::Interner, Vec<mm_intern::Symbol>) {
     let r = mm_intern::Interner::new();
     let syms = tokens.iter().map(|t| r.get_or_intern(t)).collect();
+    (r, syms)
+}
+
+/// `mm_fill` through `&mut` (`Interner::get_or_intern_mut`), as `si_fill` has it.
+#[inline(never)]
+fn mm_fill_mut(tokens: &[String]) -> (mm_intern::Interner, Vec<mm_intern::Symbol>) {
+    let mut r = mm_intern::Interner::new();
+    let syms = tokens.iter().map(|t| r.get_or_intern_mut(t)).collect();
     (r, syms)
 }
 
@@ -217,6 +229,13 @@ fn time_all(tokens: &[String]) {
             fill1,
             "mm-intern",
             fill(tokens, mm_intern::Interner::new, |r, t| r.get_or_intern(t)),
+        ),
+        case(
+            fill1,
+            "mm-intern-mut",
+            fill(tokens, mm_intern::Interner::new, |r, t| {
+                r.get_or_intern_mut(t)
+            }),
         ),
         case(hits1, "string-interner", each(tokens, |t| si.get(t))),
         case(hits1, "mm-intern", each(tokens, |t| mm.get(t))),

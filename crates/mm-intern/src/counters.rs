@@ -53,6 +53,16 @@ impl CallCounters {
         }
     }
 
+    /// Counts `calls` calls asking for `bytes` bytes through exclusive access (a caller
+    /// with `&mut` of the interner): plain adds to the shared pair, which no other thread
+    /// can be updating, and no thread-local lookup.
+    #[inline(always)]
+    pub(crate) fn add_exclusive(&mut self, calls: u64, bytes: u64) {
+        let pair = &mut self.pairs[0];
+        sync::add_exclusive(&mut pair.calls, calls);
+        sync::add_exclusive(&mut pair.bytes, bytes);
+    }
+
     /// `add` for a thread with no cached slot: its first call, or every call of a thread
     /// without a slot of its own (the shared pair, with read-modify-writes).
     #[cold]

@@ -8,9 +8,9 @@ use crate::{
     InternError, InternStats, Symbol,
     counters::CallCounters,
     frozen::FrozenInterner,
-    live::{LiveShard, span_text},
+    live::{LiveShard, Writer, span_text},
     spans::SpanTable,
-    sync::{self, AtomicU64, HashBuilder, Ordering},
+    sync::{self, AtomicU64, HashBuilder, Mutex, Ordering},
 };
 
 /// How to build an [`Interner`]: shard count and optional limits.
@@ -135,7 +135,7 @@ impl Limits {
 ///
 /// See the crate docs for an example and `docs/mm-intern.md` for the design.
 pub struct Interner {
-    shards: Box<[CachePadded<LiveShard>]>,
+    shards: Box<[Shard]>,
     /// Every shard's spans, indexed by symbol.
     spans: SpanTable,
     hasher: HashBuilder,
@@ -184,7 +184,10 @@ impl Interner {
         }
         Ok(Self {
             shards: (0..shards)
-                .map(|_| CachePadded::new(LiveShard::new()))
+                .map(|_| Shard {
+                    live: CachePadded::new(LiveShard::new()),
+                    writer: LiveShard::new_writer(),
+                })
                 .collect(),
             spans: SpanTable::new(),
             hasher: HashBuilder::default(),
@@ -251,8 +254,9 @@ impl Interner {
     #[inline(never)]
     fn insert_slow(&self, s: &str, seen: u32) -> Result<u32, InternError> {
         let key = self.hasher.key(s);
-        let live = self.shard(self.shard_of(key.hash));
-        let mut w = sync::lock(&live.writer);
+        let shard = self.shard_of(key.hash);
+        let live = self.shard(shard);
+        let mut w = sync::lock(self.writer(shard));
         // The miss is exact if no string was published since the probe read the count
         // (`live.rs`, invariant 4); otherwise probe again, exactly now that no table is
         // being changed.
@@ -267,6 +271,60 @@ impl Interner {
             .inspect_err(|_| {
                 self.limits.release(len);
             })
+    }
+
+    /// The symbol for `s`, storing a copy of `s` first if it is new, through exclusive
+    /// access: for filling an interner the caller owns (a vocabulary at start-up, before
+    /// it is shared), as `string-interner`'s `&mut self` interning does.
+    ///
+    /// Same strings, symbols and stats as [`get_or_intern`](Self::get_or_intern): a hit is
+    /// the same lock-free probe; a new string is stored without taking the shard's lock
+    /// (`Mutex::get_mut`) and without confirming the probe's miss (no other thread can be
+    /// writing); the call is counted exactly, with two plain adds instead of the
+    /// per-thread slot's thread-local lookup.
+    ///
+    /// # Panics
+    /// As [`get_or_intern`](Self::get_or_intern), when a limit or the symbol space stops
+    /// a new string; [`try_get_or_intern_mut`](Self::try_get_or_intern_mut) returns the
+    /// error instead.
+    #[inline(always)]
+    pub fn get_or_intern_mut(&mut self, s: &str) -> Symbol {
+        match self.try_get_or_intern_mut(s) {
+            Ok(sym) => sym,
+            Err(e) => panic!("mm_intern::Interner::get_or_intern_mut: {e}"),
+        }
+    }
+
+    /// [`get_or_intern_mut`](Self::get_or_intern_mut) that returns an error instead of
+    /// panicking.
+    ///
+    /// # Errors
+    /// As [`try_get_or_intern`](Self::try_get_or_intern); nothing is stored then, and the
+    /// call is not counted.
+    #[inline(always)]
+    pub fn try_get_or_intern_mut(&mut self, s: &str) -> Result<Symbol, InternError> {
+        let key = self.hasher.key(s);
+        let shard = self.shard_of(key.hash);
+        let sym = match self.shard(shard).find(&key, s, &self.spans) {
+            Ok(sym) => sym,
+            Err(_) => self.insert_exclusive(shard, key.hash, s)?,
+        };
+        self.counters.add_exclusive(1, s.len() as u64);
+        // SAFETY: `find` and `insert` return symbols of stored strings, never 0.
+        Ok(unsafe { Symbol::new(sym) })
+    }
+
+    /// The exclusive path's insert: `&mut self` means no other thread is probing or
+    /// writing, so the lock-free probe's miss is exact (no table change can be in
+    /// progress) and the writer is borrowed without its lock.
+    #[cold]
+    #[inline(never)]
+    fn insert_exclusive(&mut self, shard: usize, hash: u64, s: &str) -> Result<u32, InternError> {
+        let len = s.len() as u64;
+        self.limits.reserve(len)?;
+        let Shard { live, writer } = &mut self.shards[shard];
+        live.insert(sync::get_mut(writer), &self.spans, hash, s, &self.hasher)
+            .inspect_err(|_| self.limits.release(len))
     }
 
     /// Interns every string of `strings` and appends their symbols to `out`, in order.
@@ -326,8 +384,9 @@ impl Interner {
     #[inline(never)]
     fn confirm_miss(&self, s: &str, seen: u32) -> Option<u32> {
         let key = self.hasher.key(s);
-        let live = self.shard(self.shard_of(key.hash));
-        let _w = sync::lock(&live.writer);
+        let shard = self.shard_of(key.hash);
+        let live = self.shard(shard);
+        let _w = sync::lock(self.writer(shard));
         if live.len() == seen {
             return None;
         }
@@ -367,7 +426,7 @@ impl Interner {
 
     /// Unique strings stored. Reads each shard's published count; no lock.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.len() as usize).sum()
+        self.shards.iter().map(|s| s.live.len() as usize).sum()
     }
 
     /// True if no string has been stored.
@@ -388,14 +447,18 @@ impl Interner {
             calls,
             requested_bytes,
             index_bytes: span_index,
-            fixed_bytes: (self.shards.len() * size_of::<CachePadded<LiveShard>>()
+            fixed_bytes: (self.shards.len() * size_of::<Shard>()
                 + self.counters.heap_bytes()
                 + size_of::<[AtomicU64; 2]>()) as u64
                 + span_fixed,
             ..InternStats::default()
         };
-        for shard in self.shards.iter() {
-            let w = sync::lock(&shard.writer);
+        for Shard {
+            live: shard,
+            writer,
+        } in self.shards.iter()
+        {
+            let w = sync::lock(writer);
             let held = shard.held(&w);
             stats.add_shard(
                 u64::from(shard.len()),
@@ -421,18 +484,18 @@ impl Interner {
             hasher,
             ..
         } = self;
-        let writers: Vec<_> = shards
+        let locked: Vec<_> = shards
             .iter()
-            .map(|shard| (sync::lock(&shard.writer), shard.len() as usize))
+            .map(|shard| (sync::lock(&shard.writer), shard.live.len() as usize))
             .collect();
         let frozen = FrozenInterner::build(
-            || writers.iter().flat_map(|(w, n)| w.texts(*n)),
+            || locked.iter().flat_map(|(w, n)| w.texts(*n)),
             hasher,
             calls,
             requested_bytes,
         );
         // The texts borrowed the shards' chunks and the span table until here.
-        drop(writers);
+        drop(locked);
         drop(shards);
         drop(spans);
         frozen
@@ -451,8 +514,25 @@ impl Interner {
     fn shard(&self, shard: usize) -> &LiveShard {
         debug_assert!(shard <= self.shard_mask as usize);
         // SAFETY: `shard <= shard_mask = shards.len() - 1` (every caller masks it).
-        unsafe { self.shards.get_unchecked(shard) }
+        unsafe { &self.shards.get_unchecked(shard).live }
     }
+
+    /// The writer of shard `shard`, which is `x & shard_mask` for some `x`.
+    #[inline(always)]
+    fn writer(&self, shard: usize) -> &Mutex<Writer> {
+        debug_assert!(shard <= self.shard_mask as usize);
+        // SAFETY: as in `shard`.
+        unsafe { &self.shards.get_unchecked(shard).writer }
+    }
+}
+
+/// One shard and its writer. They are separate fields so that `&mut Interner` borrows
+/// both at once, the writer without its lock (`Mutex::get_mut`); each in its own cache
+/// line (inserts write the lock word, lookups never read it), 512 bytes in all on x86-64,
+/// a power of two, so that choosing a shard is a shift.
+struct Shard {
+    live: CachePadded<LiveShard>,
+    writer: CachePadded<Mutex<Writer>>,
 }
 
 /// `resolve`'s panic, out of line.

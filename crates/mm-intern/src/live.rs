@@ -10,9 +10,13 @@
 //!                                kept biased by its first group: group g = base[k] + g
 //!                   Group { tags: AtomicU64 (8 one-byte tags), slots: [AtomicU32; 8] }
 //!                   (a slot holds a symbol: an index into the span table)
-//!   writer       Mutex<Writer>   arena chunks, the span segments handed to this shard,
+//! Writer         (beside the shard in the interner, under a mutex)
+//!                                arena chunks, the span segments handed to this shard,
 //!                                byte counts
 //! ```
+//!
+//! The writer is kept apart from the shard so that a caller with `&mut Interner` can
+//! borrow a shard and its writer at once without the lock (`Mutex::get_mut`).
 //!
 //! The shard's `j`-th string (in insertion order) has symbol
 //! `segs[j / SPAN_SEG].first + j % SPAN_SEG`.
@@ -56,7 +60,9 @@ use crate::{
     InternError,
     spans::{SPAN_SEG, SPAN_SEG_BITS, Segment, SpanTable},
     store::{Chunk, MAX_SMALL},
-    sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Ordering, SHORT},
+    sync::{
+        AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, HashBuilder, Key, Mutex, Ordering, SHORT,
+    },
 };
 
 /// Strings per group before the table grows: 7 of 8 slots. Loom grows at one per group, so
@@ -269,7 +275,7 @@ unsafe fn words_equal(at: *const u8, s: &str) -> bool {
     }
 }
 
-/// The mutex-protected half of a shard.
+/// The mutex-protected half of a shard (see [`LiveShard::new_writer`]).
 pub(crate) struct Writer {
     chunks: Vec<Chunk>,
     /// The regular chunk being filled (large strings' chunks are interleaved in `chunks`).
@@ -359,8 +365,6 @@ pub(crate) struct LiveShard {
     /// point outside the segment, and is only dereferenced after adding a group number of
     /// that segment back).
     table_bases: [AtomicPtr<Group>; TABLE_SEGS],
-    /// In its own cache line: inserts write the lock word, lookups never read it.
-    pub(crate) writer: CachePadded<crate::sync::Mutex<Writer>>,
 }
 
 impl LiveShard {
@@ -376,14 +380,19 @@ impl LiveShard {
             table_bases: core::array::from_fn(|k| {
                 AtomicPtr::new(if k == 0 { first } else { ptr::null_mut() })
             }),
-            writer: CachePadded::new(crate::sync::Mutex::new(Writer {
-                chunks: Vec::new(),
-                open: None,
-                next_cap: FIRST_CHUNK,
-                segs: Vec::new(),
-                string_bytes: 0,
-            })),
         }
+    }
+
+    /// The writer of a new shard, in its own cache line: inserts write the lock word,
+    /// lookups never read it.
+    pub(crate) fn new_writer() -> CachePadded<Mutex<Writer>> {
+        CachePadded::new(Mutex::new(Writer {
+            chunks: Vec::new(),
+            open: None,
+            next_cap: FIRST_CHUNK,
+            segs: Vec::new(),
+            string_bytes: 0,
+        }))
     }
 
     /// Strings published so far.
@@ -492,8 +501,9 @@ impl LiveShard {
     }
 
     /// Stores `s` (hash `hash`, not yet in the shard) as the shard's next string and
-    /// publishes it; returns its symbol (never 0: segment 0 is never handed out). The caller holds `writer` (passed as `w`) and
-    /// reserved the limits.
+    /// publishes it; returns its symbol (never 0: segment 0 is never handed out). The caller
+    /// holds the shard's writer `w` (through its lock, or through `&mut` of the interner,
+    /// which excludes every other thread) and reserved the limits.
     pub(crate) fn insert(
         &self,
         w: &mut Writer,

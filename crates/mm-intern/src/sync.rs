@@ -152,6 +152,27 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// `mutex`'s value through exclusive access: no lock, no atomic operation; ignores
+/// poisoning as [`lock`] does.
+#[inline(always)]
+pub(crate) fn get_mut<T>(mutex: &mut Mutex<T>) -> &mut T {
+    mutex
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Adds `v` to an atomic the caller has exclusive access to: a plain add, no
+/// read-modify-write.
+#[inline(always)]
+pub(crate) fn add_exclusive(atomic: &mut AtomicU64, v: u64) {
+    #[cfg(not(loom))]
+    {
+        *atomic.get_mut() += v;
+    }
+    #[cfg(loom)]
+    atomic.with_mut(|x| *x += v);
+}
+
 /// Number of per-thread counter slots (see `counters.rs`), numbered `1..=SLOTS`; a thread
 /// that finds all of them taken uses the shared slot `0`.
 pub(crate) const SLOTS: usize = 32;

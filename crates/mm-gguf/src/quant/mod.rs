@@ -332,7 +332,9 @@ mod tests {
 
     #[test]
     fn f16_matches_half_on_every_non_nan() {
-        for h in 0..=u16::MAX {
+        // Under Miri (which interprets every instruction) every 7th pattern: a stride prime to
+        // the field widths still reaches every exponent, subnormals, infinities and NaNs.
+        for h in (0..=u16::MAX).step_by(if cfg!(miri) { 7 } else { 1 }) {
             let ours = f16_to_f32(h);
             let theirs = half::f16::from_bits(h).to_f32();
             if theirs.is_nan() {
