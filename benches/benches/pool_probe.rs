@@ -87,7 +87,7 @@ fn measure(threads: usize, iters: u64, rounds: usize, cases: &[&dyn Case]) -> Ve
             // Warm this thread's caches (the pools' per-thread records included).
             case.run(iters / 100);
         }
-        let mut mine = vec![vec![0.0; rounds]; cases.len()];
+        let mut mine = vec![Vec::with_capacity(rounds); cases.len()];
         for round in 0..rounds {
             // A different case first in each round, so no case always follows the same one.
             for k in 0..cases.len() {
@@ -95,7 +95,7 @@ fn measure(threads: usize, iters: u64, rounds: usize, cases: &[&dyn Case]) -> Ve
                 barrier.wait();
                 let start = now_ns(wall, origin);
                 cases[i].run(iters);
-                mine[i][round] = (now_ns(wall, origin) - start) as f64 / iters as f64;
+                mine[i].push((now_ns(wall, origin) - start) as f64 / iters as f64);
             }
         }
         mine
