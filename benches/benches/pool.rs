@@ -17,13 +17,31 @@ use mm_pool::{BufferPool, BufferPoolConfig, ObjectPool};
 
 const BUF: usize = 4096;
 
+/// One case: its loop is compiled for the closure, so the round trip is inlined into it as
+/// into a caller's code (a `dyn Fn` call per iteration would add the same fixed cost to
+/// every case and pull every ratio towards 1; `pool_probe.rs` has the same shape).
+trait Case: Sync {
+    /// Runs the case `iters` times on this thread.
+    fn run(&self, iters: u64);
+}
+
+struct Loop<F>(F);
+
+impl<F: Fn() + Sync> Case for Loop<F> {
+    #[inline(never)]
+    fn run(&self, iters: u64) {
+        for _ in 0..iters {
+            (self.0)();
+        }
+    }
+}
+
 /// Runs `op` `iters` times on each of `threads` threads at once; wall time of the slowest.
-fn run_threads(threads: usize, iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
+/// One thread: the bench's own (long-lived) thread.
+fn run_threads(threads: usize, iters: u64, op: &dyn Case) -> Duration {
     if threads == 1 {
         let start = Instant::now();
-        for _ in 0..iters {
-            op();
-        }
+        op.run(iters);
         return start.elapsed();
     }
     let barrier = std::sync::Barrier::new(threads);
@@ -33,9 +51,7 @@ fn run_threads(threads: usize, iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
                 s.spawn(|| {
                     barrier.wait();
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
+                    op.run(iters);
                     start.elapsed()
                 })
             })
@@ -71,44 +87,68 @@ fn object_pools(c: &mut Criterion) {
     let objpool = object_pool::Pool::new(64, || Vec::<u8>::with_capacity(BUF));
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("pool/object_vec4k/{threads}t"));
-        let cases: [(&str, &(dyn Fn() + Sync)); 8] = [
-            ("mm_pool_object_typed_arc_guard", &|| {
-                let mut v = typed.acquire();
-                v.push(1);
-                black_box(&v);
-            }),
-            ("mm_pool_object_typed_ref_guard", &|| {
-                let mut v = typed.acquire_ref();
-                v.push(1);
-                black_box(&v);
-            }),
-            ("mm_pool_object_arc_guard", &|| {
-                let mut v = mm.acquire();
-                v.push(1);
-                black_box(&v);
-            }),
-            ("mm_pool_object_ref_guard", &|| {
-                let mut v = mm.acquire_ref();
-                v.push(1);
-                black_box(&v);
-            }),
-            ("lockfree_object_pool_linear", &|| {
-                let mut v = lockfree.pull();
-                v.push(1);
-                black_box(&v);
-            }),
-            ("object_pool_crate", &|| {
-                let mut v = objpool.pull(|| Vec::with_capacity(BUF));
-                v.clear();
-                v.push(1);
-                black_box(&v);
-            }),
-            ("fresh_vec_system", &|| {
-                let mut v = Vec::<u8>::with_capacity(BUF);
-                v.push(1);
-                black_box(&v);
-            }),
-            ("fresh_raw_mimalloc", &|| raw_round_trip(&MiMalloc, BUF)),
+        let cases: [(&str, &dyn Case); 8] = [
+            (
+                "mm_pool_object_typed_arc_guard",
+                &Loop(|| {
+                    let mut v = typed.acquire();
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "mm_pool_object_typed_ref_guard",
+                &Loop(|| {
+                    let mut v = typed.acquire_ref();
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "mm_pool_object_arc_guard",
+                &Loop(|| {
+                    let mut v = mm.acquire();
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "mm_pool_object_ref_guard",
+                &Loop(|| {
+                    let mut v = mm.acquire_ref();
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "lockfree_object_pool_linear",
+                &Loop(|| {
+                    let mut v = lockfree.pull();
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "object_pool_crate",
+                &Loop(|| {
+                    let mut v = objpool.pull(|| Vec::with_capacity(BUF));
+                    v.clear();
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "fresh_vec_system",
+                &Loop(|| {
+                    let mut v = Vec::<u8>::with_capacity(BUF);
+                    v.push(1);
+                    black_box(&v);
+                }),
+            ),
+            (
+                "fresh_raw_mimalloc",
+                &Loop(|| raw_round_trip(&MiMalloc, BUF)),
+            ),
         ];
         for (name, op) in cases {
             group.bench_function(name, |b| {
@@ -125,29 +165,44 @@ fn buffer_pools(c: &mut Criterion) {
     for (size, label) in [(BUF, "4k"), (1 << 20, "1m")] {
         for threads in [1, 2] {
             let mut group = c.benchmark_group(format!("pool/buffer_{label}/{threads}t"));
-            let cases: [(&str, &(dyn Fn() + Sync)); 6] = [
-                ("mm_buffer_pool_lifo_arc_guard", &|| {
-                    let mut b = cached.acquire(size);
-                    b.extend_from_slice(&[1]);
-                    black_box(&b);
-                }),
-                ("mm_buffer_pool_lifo_ref_guard", &|| {
-                    let mut b = cached.acquire_ref(size);
-                    b.extend_from_slice(&[1]);
-                    black_box(&b);
-                }),
-                ("mm_buffer_pool_fifo_only_ref_guard", &|| {
-                    let mut b = fifo.acquire_ref(size);
-                    b.extend_from_slice(&[1]);
-                    black_box(&b);
-                }),
-                ("fresh_bytesmut_system", &|| {
-                    let mut b = BytesMut::with_capacity(size);
-                    b.extend_from_slice(&[1]);
-                    black_box(&b);
-                }),
-                ("fresh_raw_system", &|| raw_round_trip(&System, size)),
-                ("fresh_raw_mimalloc", &|| raw_round_trip(&MiMalloc, size)),
+            let cases: [(&str, &dyn Case); 6] = [
+                (
+                    "mm_buffer_pool_lifo_arc_guard",
+                    &Loop(|| {
+                        let mut b = cached.acquire(size);
+                        b.extend_from_slice(&[1]);
+                        black_box(&b);
+                    }),
+                ),
+                (
+                    "mm_buffer_pool_lifo_ref_guard",
+                    &Loop(|| {
+                        let mut b = cached.acquire_ref(size);
+                        b.extend_from_slice(&[1]);
+                        black_box(&b);
+                    }),
+                ),
+                (
+                    "mm_buffer_pool_fifo_only_ref_guard",
+                    &Loop(|| {
+                        let mut b = fifo.acquire_ref(size);
+                        b.extend_from_slice(&[1]);
+                        black_box(&b);
+                    }),
+                ),
+                (
+                    "fresh_bytesmut_system",
+                    &Loop(|| {
+                        let mut b = BytesMut::with_capacity(size);
+                        b.extend_from_slice(&[1]);
+                        black_box(&b);
+                    }),
+                ),
+                ("fresh_raw_system", &Loop(|| raw_round_trip(&System, size))),
+                (
+                    "fresh_raw_mimalloc",
+                    &Loop(|| raw_round_trip(&MiMalloc, size)),
+                ),
             ];
             for (name, op) in cases {
                 group.bench_function(name, |b| {

@@ -113,18 +113,32 @@ impl<S: Lending> Lease<S> {
     /// [`state`](Self::state) is used afterwards).
     #[inline(always)]
     pub(crate) unsafe fn release(&self, mine: OwnLent) {
-        let lent = self.lender.0;
-        // `mine` is this thread's record or none, never `Lender::STRONG`: equal, `lent` is
-        // a record.
-        if mine.names(lent.as_ptr())
-            // SAFETY: the record lives as long as the state, which this lease's count keeps
-            // alive until this call.
-            && unsafe { lent.as_ref() }.give_back_mine(mine)
-        {
+        // SAFETY: forwarded from the caller (when it returns true this was the last use).
+        if unsafe { self.release_mine(mine) } {
             return;
         }
         // SAFETY: forwarded from the caller; nothing was given back above.
         unsafe { release_shared(self.shared, self.lender) };
+    }
+
+    /// The owner's part of [`release`](Self::release) alone: gives the lease back with the
+    /// owner's plain stores if `mine` is the record it was lent from and the pool is not
+    /// closing. True: released (the caller must not touch the state again); false: nothing
+    /// was given back, and the caller must still [`release`](Self::release) the lease
+    /// (with [`OwnLent::NONE`]).
+    ///
+    /// # Safety
+    /// When it returns true, as for [`release`](Self::release): the call is the lease's
+    /// last use of the state.
+    #[inline(always)]
+    pub(crate) unsafe fn release_mine(&self, mine: OwnLent) -> bool {
+        let lent = self.lender.0;
+        // `mine` is this thread's record or none, never `Lender::STRONG`: equal, `lent` is
+        // a record.
+        mine.names(lent.as_ptr())
+            // SAFETY: the record lives as long as the state, which this lease's count keeps
+            // alive until this call.
+            && unsafe { lent.as_ref() }.give_back_mine(mine)
     }
 }
 

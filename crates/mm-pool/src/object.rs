@@ -378,39 +378,56 @@ impl<T: Send, R: Reset<T>> Drop for Pooled<T, R> {
         let mut value = unsafe { ManuallyDrop::take(&mut self.value) };
         let lease = &self.lease;
         let shared = lease.state();
+        // The fast path, inline: this thread's hint, the reset, the cache, the owner's
+        // give-back. Every other case leaves through a cold call (two call sites keep this
+        // small enough for LLVM to inline `drop_in_place::<Pooled>` when the reset hook is
+        // typed, and keep nothing but the guard and the record live across a boxed hook's
+        // call).
         let Some(l) = shared.core.hinted() else {
             // SAFETY: as the guard's last use of the pool (`drop` runs once).
-            return unsafe { drop_slow(lease, value, ResetState::Pending, OwnLent::NONE) };
+            return unsafe { drop_slow(lease, Some(value), ResetState::Pending, OwnLent::NONE) };
         };
         let unwind = ReleaseOnUnwind(lease);
         shared.reset.reset(&mut *value);
         unwind.disarm();
         // The same path as `Shared::give_back`, with the lease released at its end.
-        if let Err(back) = shared.core.put_hot(&l, 0, value) {
-            // SAFETY: as above.
-            return unsafe { drop_slow(lease, back, ResetState::Done, own_lent(&l)) };
-        }
-        // SAFETY: once, as the guard's last use of the pool; `l` is this thread's record.
-        unsafe { lease.release(own_lent(&l)) };
+        let (rest, mine) = match shared.core.put_hot(&l, 0, value) {
+            Err(back) => (Some(back), own_lent(&l)),
+            Ok(()) => {
+                // SAFETY: once, as the guard's last use of the pool when it returns true;
+                // `l` is this thread's record, found during this drop.
+                if unsafe { lease.release_mine(own_lent(&l)) } {
+                    return;
+                }
+                // The pool is closing: the give-back takes the read-modify-write.
+                (None, OwnLent::NONE)
+            }
+        };
+        // SAFETY: as the guard's last use of the pool (`drop` runs once; the lease was not
+        // released above).
+        unsafe { drop_slow(lease, rest, ResetState::Done, mine) }
     }
 }
 
-/// The rest of a [`Pooled`] drop past the fast path: the slow return, then the lease.
+/// The rest of a [`Pooled`] drop past the fast path: the slow return of `value` (none: it
+/// is back already), then the lease.
 ///
 /// # Safety
-/// Called once, from `drop`, with the guard's lease and value; `mine` is none or this
-/// thread's record, found during this drop.
+/// Called once, from `drop`, with the guard's lease (not released yet) and value; `mine`
+/// is none or this thread's record, found during this drop.
 #[cold]
 #[inline(never)]
 unsafe fn drop_slow<T: Send, R: Reset<T>>(
     lease: &Lease<Shared<T, R>>,
-    value: Box<T>,
+    value: Option<Box<T>>,
     reset: ResetState,
     mine: OwnLent,
 ) {
-    let unwind = ReleaseOnUnwind(lease);
-    lease.state().give_back_slow(value, reset);
-    unwind.disarm();
+    if let Some(value) = value {
+        let unwind = ReleaseOnUnwind(lease);
+        lease.state().give_back_slow(value, reset);
+        unwind.disarm();
+    }
     // SAFETY: once (the unwinding path above did not run), as the guard's last use of the
     // pool.
     unsafe { lease.release(mine) };

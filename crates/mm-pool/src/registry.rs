@@ -221,11 +221,13 @@ fn locate(id: usize) -> Option<(usize, usize)> {
 }
 
 /// One thread's record: `shared` for everyone, `own` for the owner (see the module docs).
+/// `repr(C)` with `shared` first, so that `shared` has the record's address (the hint's).
+#[repr(C)]
 pub(crate) struct Record<S, O> {
+    shared: S,
     /// Generation of the thread that claimed the record last; written only under the id
     /// lock, or by the creating thread before it publishes the record.
     owner: AtomicU64,
-    shared: S,
     own: UnsafeCell<O>,
 }
 

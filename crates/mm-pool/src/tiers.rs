@@ -97,15 +97,17 @@ const EVENTS: usize = 6;
 /// The part of a thread's record other threads read: counters and the cache slots (whose
 /// writes follow the owner rule, see `src/slot.rs`). Tier 0's slot is inline, so a pool
 /// of one tier (every `ObjectPool`, and a `BufferPool`'s smallest tier) reaches it without
-/// a second pointer. `repr(C)`: the owner's fields first, [`Lent`] (whose other threads'
-/// counter is on a line of its own) last.
+/// a second pointer. `repr(C)`, [`Lent`] first: a record's [`Lent`] then has the record's
+/// own address (`Record` is `repr(C)` with this part first), so the owned guard's lease and
+/// the fast path's record pointer are one value (no offset added on acquire, nor on drop
+/// before the compare); its other threads' counter stays on a line of its own.
 #[repr(C)]
 pub(crate) struct LocalStats<U> {
+    /// Owned guards lent from this record, and given back (see [`Core::lend`]).
+    lent: Lent,
     counts: [Counter; EVENTS],
     slot0: Slot<U>,
     more: Box<[Slot<U>]>,
-    /// Owned guards lent from this record, and given back (see [`Core::lend`]).
-    lent: Lent,
 }
 
 /// The owned guards of one record (see `docs/mm-pool.md`, "Owned guards").
