@@ -3,7 +3,8 @@
 /// Counters of an [`ObjectPool`](crate::ObjectPool) or a [`BufferPool`](crate::BufferPool).
 ///
 /// Counters are read with relaxed loads while other threads may be updating them, so a
-/// snapshot taken under load can be off by the operations in flight.
+/// snapshot taken under load can be off by the operations in flight; once the pool is quiet
+/// they are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct PoolStats {

@@ -10,8 +10,8 @@
 //!
 //! The cache is one word per tier in the thread's own record (`src/slot.rs`,
 //! `src/registry.rs`): a hit or a return on the owning thread is the hint check, a load and
-//! a plain store of that word and a counter: no atomic read-modify-write, no write to a
-//! line another thread writes. Other threads never touch a live thread's cache. Instead:
+//! a plain store of that word (and, for a hit, a counter; the return is counted on read,
+//! see [`Event`]): no atomic read-modify-write, no write to a line another thread writes. Other threads never touch a live thread's cache. Instead:
 //! - `trim` gives the record table a fresh tag, so every thread's hint stops matching; each
 //!   thread's next operation on the pool takes the slow path, which empties its cache
 //!   (the trimming thread's at once);
@@ -82,17 +82,33 @@ impl<T> Tier<T> {
 }
 
 /// What a pool counts, per thread.
+///
+/// The fast path counts one event per round trip: a hit taken from the thread's cache is
+/// [`FastHit`](Self::FastHit), and the return that refills the cache is not counted at all.
+/// Those returns are worked out on read instead ([`Core::counts`]): every item that enters
+/// a cache slot leaves it again or is still there, so the fast returns (entries by
+/// `put_hot`) are the items in the slots now, plus the fast hits and the other exits
+/// ([`SlotOut`](Self::SlotOut)), less the other entries ([`SlotIn`](Self::SlotIn)), which
+/// the slow paths count.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
+    /// A hit on a slow path (the queue, the cache through the slow path, a sweep).
     Hit,
     Miss,
+    /// A return on a slow path (a fast return is not counted: see above).
     Return,
     Discard,
     Oversize,
     Reshaped,
+    /// A hit from the thread's cache on the fast path (`take_hot`).
+    FastHit,
+    /// An item put into a cache slot other than by `put_hot`.
+    SlotIn,
+    /// An item taken out of a cache slot other than by `take_hot`.
+    SlotOut,
 }
 
-const EVENTS: usize = 6;
+const EVENTS: usize = 9;
 
 /// The part of a thread's record other threads read: counters and the cache slots (whose
 /// writes follow the owner rule, see `src/slot.rs`). Tier 0's slot is inline, so a pool
@@ -105,8 +121,9 @@ const EVENTS: usize = 6;
 pub(crate) struct LocalStats<U> {
     /// Owned guards lent from this record, and given back (see [`Core::lend`]).
     lent: Lent,
-    counts: [Counter; EVENTS],
+    /// Before the counters: on one line with the fast path's counter.
     slot0: Slot<U>,
+    counts: [Counter; EVENTS],
     more: Box<[Slot<U>]>,
 }
 
@@ -430,6 +447,7 @@ impl<U: Send> Core<U> {
                 // SAFETY: `l` is this thread's claimed record (a `Mine`): by the owner
                 // rule this thread is the only writer of its slots.
                 if let Some(item) = unsafe { l.shared().slot(t).take() } {
+                    l.shared().count(Event::SlotOut);
                     drop(item);
                     released(t);
                 }
@@ -461,18 +479,16 @@ impl<U: Send> Core<U> {
     pub(crate) fn take_hot(&self, t: usize) -> Option<(Box<U>, Local<'_, U>)> {
         let l = self.hinted()?;
         let item = self.take_cached(&l, t)?;
-        l.shared().count(Event::Hit);
+        l.shared().count(Event::FastHit);
         Some((item, l))
     }
 
     /// The fast path of a put, shared by both pools: `item` into this thread's cache of tier
-    /// `t` (record `l`, from [`hinted`](Self::hinted)) if it has room, counted as a return;
-    /// else it is handed back for the slow path.
+    /// `t` (record `l`, from [`hinted`](Self::hinted)) if it has room (a return, counted on
+    /// read: see [`Event`]); else it is handed back for the slow path.
     #[inline(always)]
     pub(crate) fn put_hot(&self, l: &Local<'_, U>, t: usize, item: Box<U>) -> Result<(), Box<U>> {
-        self.fill_cache(l, t, item)?;
-        l.shared().count(Event::Return);
-        Ok(())
+        self.fill_cache(l, t, item)
     }
 
     /// The item in this thread's cache of tier `t`, if any (the fast path of a take).
@@ -505,7 +521,10 @@ impl<U: Send> Core<U> {
     /// An idle item of tier `t`: this thread's cache, then the queue, then (before the
     /// caller allocates) the cache of a thread that has exited.
     pub(crate) fn take(&self, t: usize, local: Option<&Local<'_, U>>) -> Option<Box<U>> {
-        if let Some(item) = local.and_then(|l| self.take_cached(l, t)) {
+        if let Some(l) = local
+            && let Some(item) = self.take_cached(l, t)
+        {
+            l.shared().count(Event::SlotOut);
             return Some(item);
         }
         let tier = &self.tiers[t];
@@ -539,6 +558,10 @@ impl<U: Send> Core<U> {
                 let Some(item) = (unsafe { stats.slot(t).revoke() }) else {
                     continue;
                 };
+                if item.is_some() {
+                    // The sweep is the record's only writer now (the owner rule).
+                    stats.count(Event::SlotOut);
+                }
                 tier.credits.fetch_sub(1, Ordering::AcqRel);
                 let Some(item) = item else {
                     tier.release();
@@ -575,7 +598,10 @@ impl<U: Send> Core<U> {
             return self.tiers[t].enqueue(item);
         };
         let item = match self.fill_cache(l, t, item) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                l.shared().count(Event::SlotIn);
+                return Ok(());
+            }
             Err(item) => item,
         };
         let tier = &self.tiers[t];
@@ -587,9 +613,14 @@ impl<U: Send> Core<U> {
             // The newest item stays cached (it is the hottest); an older one moves to the
             // queue if there is a place.
             // SAFETY: as in `take_cached`; the slot has a credit.
-            return match unsafe { slot.replace(item) } {
+            let older = unsafe { slot.replace(item) };
+            l.shared().count(Event::SlotIn);
+            return match older {
                 None => Ok(()),
-                Some(older) => tier.enqueue(older),
+                Some(older) => {
+                    l.shared().count(Event::SlotOut);
+                    tier.enqueue(older)
+                }
             };
         }
         tier.enqueue(item)
@@ -661,21 +692,35 @@ impl<U: Send> Core<U> {
         (tier.queue.len() + cached).min(tier.max_idle)
     }
 
-    /// Counters summed over threads (held figures left for the caller).
+    /// Counters summed over threads (held figures left for the caller). The fast returns
+    /// are worked out from the cache slots (see [`Event`]): exact when the pool is quiet, a
+    /// snapshot (possibly off by the operations in flight) while other threads use it.
     pub(crate) fn counts(&self) -> PoolStats {
         let mut sum = [0u64; EVENTS];
         for (s, u) in sum.iter_mut().zip(&self.unowned) {
             *s = u.load(Ordering::Relaxed);
         }
+        let mut filled = 0u64;
+        let tiers = self.tiers.len();
         self.locals.for_each_shared(|l| {
             for (s, c) in sum.iter_mut().zip(&l.counts) {
-                *s += c.get();
+                *s = s.wrapping_add(c.get());
+            }
+            for t in 0..tiers {
+                filled += u64::from(l.slot(t).is_filled());
             }
         });
+        let fast_hits = sum[Event::FastHit as usize];
+        // entries by `put_hot` = items in the slots + exits by `take_hot` + other exits
+        // - other entries; a snapshot taken while the owners run may not add up: clamp.
+        let fast_returns =
+            (i128::from(filled) + i128::from(fast_hits) + i128::from(sum[Event::SlotOut as usize])
+                - i128::from(sum[Event::SlotIn as usize]))
+            .clamp(0, i128::from(u64::MAX)) as u64;
         PoolStats {
-            hits: sum[Event::Hit as usize],
+            hits: sum[Event::Hit as usize].wrapping_add(fast_hits),
             misses: sum[Event::Miss as usize],
-            returns: sum[Event::Return as usize],
+            returns: sum[Event::Return as usize].wrapping_add(fast_returns),
             discards: sum[Event::Discard as usize],
             oversize: sum[Event::Oversize as usize],
             reshaped: sum[Event::Reshaped as usize],

@@ -347,3 +347,62 @@ fn a_panicking_typed_reset_drops_the_object_without_leaking() {
     assert_eq!(pool.stats().held, 0);
     drop(pool);
 }
+
+/// The fast path counts hits only; returns into a thread's cache are worked out from the
+/// slots on read. Every other way in or out of a slot (the slow put, a replaced older item,
+/// a trim, a sweep of an exited thread's cache, a slow take) must keep the figures exact.
+#[test]
+fn counts_stay_exact_across_every_way_in_and_out_of_a_cache() {
+    let pool =
+        ObjectPool::with_typed_reset(4, || Vec::<u8>::with_capacity(16), Vec::clear).expect("pool");
+    let (mut acquires, mut drops) = (0u64, 0u64);
+    let check = |acquires: u64, drops: u64, when: &str| {
+        let s = pool.stats();
+        assert_eq!(s.hits + s.misses, acquires, "acquires, {when}");
+        assert_eq!(s.returns + s.discards, drops, "returns, {when}");
+        assert!(s.held <= 4 && s.returns >= s.held, "{s:?}, {when}");
+    };
+    for round in 0..50u64 {
+        // Fast round trips, with both guards.
+        for _ in 0..3 {
+            drop(pool.acquire_ref());
+            drop(pool.acquire());
+        }
+        acquires += 6;
+        drops += 6;
+        check(acquires, drops, "after fast round trips");
+        // Several held at once: the later returns take the slow put (the cache is full, an
+        // older item is replaced and queued, or the tier is full and one is discarded).
+        let held: Vec<_> = (0..6).map(|_| pool.acquire_ref()).collect();
+        acquires += 6;
+        drop(held);
+        drops += 6;
+        check(acquires, drops, "after a burst");
+        if round % 5 == 0 {
+            pool.trim();
+            check(acquires, drops, "after a trim");
+        }
+        if round % 7 == 0 {
+            // A thread that caches an object and exits: the next miss or trim sweeps it.
+            std::thread::scope(|s| {
+                s.spawn(|| drop(pool.acquire()));
+            });
+            acquires += 1;
+            drops += 1;
+            check(acquires, drops, "after a thread exit");
+            let v = pool.acquire_ref();
+            acquires += 1;
+            let w = pool.acquire();
+            acquires += 1;
+            drop((v, w));
+            drops += 2;
+            check(acquires, drops, "after a sweep");
+        }
+        let kept = pool.acquire_ref().detach();
+        acquires += 1;
+        drop(kept);
+        check(acquires, drops, "after a detach");
+    }
+    let s = pool.stats();
+    assert!(s.hits > s.misses, "mostly reused: {s:?}");
+}
