@@ -11,7 +11,8 @@
 //! The cache is one word per tier in the thread's own record (`src/slot.rs`,
 //! `src/registry.rs`): a hit or a return on the owning thread is the hint check, a load and
 //! a plain store of that word (and, for a hit, a counter; the return is counted on read,
-//! see [`Event`]): no atomic read-modify-write, no write to a line another thread writes. Other threads never touch a live thread's cache. Instead:
+//! see [`Event`]): no atomic read-modify-write, no write to a line another thread writes.
+//! Other threads never touch a live thread's cache. Instead:
 //! - `trim` gives the record table a fresh tag, so every thread's hint stops matching; each
 //!   thread's next operation on the pool takes the slow path, which empties its cache
 //!   (the trimming thread's at once);
