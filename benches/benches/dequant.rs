@@ -18,6 +18,7 @@ use std::hint::black_box;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mm_benches::thread_cpu_ns;
 use mm_gguf::quant::{DequantChunks, Kernel, fast_kernel_name};
 use mm_gguf::types::GgmlType;
 
@@ -169,17 +170,6 @@ mod candle_side {
 
 /// Criterion measurement of the calling thread's CPU time, in nanoseconds.
 struct ThreadCpuTime;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
-    // Linux, and on failure `ts` stays zeroed (a visible, harmless 0 reading).
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 impl Measurement for ThreadCpuTime {
     type Intermediate = u64;

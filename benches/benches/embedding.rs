@@ -29,6 +29,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mm_benches::thread_cpu_ns;
 use mm_llm::{ENTRY_OVERHEAD, EmbeddingCache, EmbeddingCacheConfig, Interner, Symbol};
 
 const DIMS: usize = 768;
@@ -223,18 +224,6 @@ fn hit_rates(
         100.0 * r_moka / opt,
     );
     let _ = &texts.names;
-}
-
-/// This thread's CPU time in ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
-    // Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `threads` threads each running `pass` once, started together: the wall time of the slowest

@@ -13,28 +13,10 @@ use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lockfree_object_pool::LinearObjectPool;
 use mimalloc::MiMalloc;
+use mm_benches::{Case, Loop};
 use mm_pool::{BufferPool, BufferPoolConfig, ObjectPool};
 
 const BUF: usize = 4096;
-
-/// One case: its loop is compiled for the closure, so the round trip is inlined into it as
-/// into a caller's code (a `dyn Fn` call per iteration would add the same fixed cost to
-/// every case and pull every ratio towards 1; `pool_probe.rs` has the same shape).
-trait Case: Sync {
-    /// Runs the case `iters` times on this thread.
-    fn run(&self, iters: u64);
-}
-
-struct Loop<F>(F);
-
-impl<F: Fn() + Sync> Case for Loop<F> {
-    #[inline(never)]
-    fn run(&self, iters: u64) {
-        for _ in 0..iters {
-            (self.0)();
-        }
-    }
-}
 
 /// Runs `op` `iters` times on each of `threads` threads at once; wall time of the slowest.
 /// One thread: the bench's own (long-lived) thread.

@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use lockfree_object_pool::LinearObjectPool;
 use mimalloc::MiMalloc;
+use mm_benches::{Case, Loop, thread_cpu_ns};
 use mm_pool::{BufferPool, BufferPoolConfig, ObjectPool};
 
 const BUF: usize = 4096;
@@ -45,36 +46,12 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One case: its loop is monomorphised for the closure, so a round trip is inlined into it.
-trait Case: Sync {
-    /// Runs the case `iters` times on this thread.
-    fn run(&self, iters: u64);
-}
-
-struct Loop<F>(F);
-
-impl<F: Fn() + Sync> Case for Loop<F> {
-    #[inline(never)]
-    fn run(&self, iters: u64) {
-        for _ in 0..iters {
-            (self.0)();
-        }
-    }
-}
-
 /// This thread's CPU time (or the wall clock), in nanoseconds.
 fn now_ns(wall: bool, origin: Instant) -> u64 {
     if wall {
         return origin.elapsed().as_nanos() as u64;
     }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable `timespec`; the clock id is a constant Linux knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    thread_cpu_ns()
 }
 
 /// `samples[case][round]`: ns per iteration of the slowest of `threads` long-lived threads.

@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 use lockfree_object_pool::LinearObjectPool;
+use mm_benches::{Case, Loop, thread_cpu_ns};
 use mm_pool::ObjectPool;
 
 /// A bare per-thread record: the cache slot and two counters, on one line.
@@ -20,32 +21,6 @@ struct Record {
     hits: AtomicU64,
     returns: AtomicU64,
     slot: AtomicPtr<Vec<u8>>,
-}
-
-trait Case {
-    fn run(&self, iters: u64);
-}
-
-struct Loop<F>(F);
-
-impl<F: Fn()> Case for Loop<F> {
-    #[inline(never)]
-    fn run(&self, iters: u64) {
-        for _ in 0..iters {
-            (self.0)();
-        }
-    }
-}
-
-fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable `timespec`; the clock id is a constant Linux knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// One round trip through the bare slot; `counted` adds the two counters.
@@ -113,9 +88,9 @@ fn main() {
     let mut samples = vec![Vec::with_capacity(rounds); cases.len()];
     for _ in 0..rounds {
         for ((_, case), s) in cases.iter().zip(&mut samples) {
-            let start = cpu_ns();
+            let start = thread_cpu_ns();
             case.run(iters);
-            s.push((cpu_ns() - start) as f64 / iters as f64);
+            s.push((thread_cpu_ns() - start) as f64 / iters as f64);
         }
     }
     println!("{rounds} rounds of {iters}, thread CPU time; ratio to typed acquire_ref per round");

@@ -10,6 +10,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
+use mm_benches::thread_cpu_ns;
+
 /// Slots each thread keeps; a slot's old box is freed when it is replaced.
 pub(crate) const SLOTS: usize = 64;
 
@@ -33,18 +35,6 @@ pub(crate) fn churn(iters: usize) -> usize {
     }
     black_box(&slots);
     slots.iter().map(|s| s.len()).sum()
-}
-
-/// This thread's CPU time in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Runs `threads` threads of `iters` iterations each, started together, and returns the wall
