@@ -21,6 +21,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_ASAN:-target/asan}"
 # the reports and keep link times down.
 export CARGO_PROFILE_DEV_OPT_LEVEL=1
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+# Third-party crates and mm-cli (rmcp's and clap's generated code) at -O0: they are still
+# instrumented, and building them at -O1 took 140 s more of this stage than the tests lose
+# in running slower (about 13 s: at -O0 and -O1, rustc reuses the instances of generic code,
+# such as slice iterators, that a dependency already built, so the workspace's -O1 code
+# calls some -O0 functions).
+profile=(--config 'profile.dev.package."*".opt-level=0' --config 'profile.dev.package.mm-cli.opt-level=0')
 export CARGO_INCREMENTAL=0
 # detect_leaks turns LeakSanitizer on (the default on x86_64 Linux, set here to be explicit);
 # a leak or an invalid access fails the test binary with a non-zero exit.
@@ -30,8 +36,10 @@ export MM_UNDER_SANITIZER=1
 # `ModelSlot::register`, and every crate under it runs here; its axum/hyper/reqwest stack under
 # the sanitizer cost minutes of the CI budget (`.ci/service-load.sh` runs it for real).
 packages=(${ASAN_PACKAGES:---workspace --exclude mm-benches --exclude llm-service})
-cargo +nightly test --target "$target" "${packages[@]}" --no-fail-fast --lib --tests --bins
-# The main job, small: no leak, no invalid access across the whole stack.
+cargo +nightly test --target "$target" "${packages[@]}" "${profile[@]}" --no-fail-fast --lib --tests --bins
+# The main job, small: no leak, no invalid access across the whole stack. The binary is the
+# one the tests above built (mm-stress's CLI test runs it); `cargo run -p mm-stress` would
+# resolve features for that one package and rebuild part of the tree.
 if [ -z "${ASAN_PACKAGES:-}" ]; then
-    cargo +nightly run --target "$target" -p mm-stress -- ${MM_STRESS_ASAN_ARGS:---quick}
+    "$CARGO_TARGET_DIR/$target/debug/mm-stress" ${MM_STRESS_ASAN_ARGS:---quick}
 fi
