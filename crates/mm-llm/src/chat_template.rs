@@ -13,7 +13,14 @@
 //! Values print as Python prints them (`None`, `True`, `['a', 'b']`).
 //!
 //! Rendering is bounded: a template gets a fixed amount of "fuel" (instructions), so a
-//! hostile template from a model file fails with an error instead of running forever.
+//! hostile template from a model file fails with an error instead of running forever; the
+//! rendered prompt is capped ([`RenderOptions::with_max_len`], 16 MiB by default), and every
+//! string the renderer builds itself (`indent`, `tojson`, `strftime_now`, a list or dict
+//! printed with `{{ }}`) is checked against [`ChatTemplate::MAX_BUILT_LEN`] before it grows past it, so a
+//! template cannot make them ask for terabytes (`indent(10**12)`, `['x'] * 10**12`).
+//! minijinja caps `str * n` at 100 MB. What stays outside these bounds: minijinja's own
+//! string concatenation (`~`, `+` on strings) and builtin filters such as `replace` and
+//! `join`, which a template can apply to their own results; fuel bounds how many times.
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
@@ -29,6 +36,9 @@ use crate::tokens::TokenCounter;
 /// Instructions one render may run (a few hundred thousand are plenty for a long chat).
 const FUEL: u64 = 10_000_000;
 
+/// See [`ChatTemplate::MAX_BUILT_LEN`].
+const MAX_BUILT_LEN: usize = 16 << 20;
+
 /// Whether the render ends with the opening of the model's turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GenerationPrompt {
@@ -41,19 +51,30 @@ pub enum GenerationPrompt {
 }
 
 /// What a render passes besides the messages.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOptions {
     generation_prompt: GenerationPrompt,
     fixed_time: Option<i64>,
+    max_len: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl RenderOptions {
+    /// Default cap on the rendered prompt, in bytes ([`RenderOptions::with_max_len`]).
+    pub const DEFAULT_MAX_LEN: usize = 16 << 20;
+
     /// The defaults (the same as [`Default`]): a generation prompt, the clock's time for
-    /// `strftime_now`.
+    /// `strftime_now`, a prompt of at most [`RenderOptions::DEFAULT_MAX_LEN`] bytes.
     pub const fn new() -> Self {
         Self {
             generation_prompt: GenerationPrompt::Add,
             fixed_time: None,
+            max_len: Self::DEFAULT_MAX_LEN,
         }
     }
 
@@ -81,6 +102,19 @@ impl RenderOptions {
     pub const fn fixed_time(&self) -> Option<i64> {
         self.fixed_time
     }
+
+    /// Caps the rendered prompt at `bytes` (default [`RenderOptions::DEFAULT_MAX_LEN`]): a render that
+    /// would write more stops there with [`LlmError::TemplateOutputTooLong`].
+    #[must_use]
+    pub const fn with_max_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
+        self
+    }
+
+    /// The `max_len` setting.
+    pub const fn max_len(&self) -> usize {
+        self.max_len
+    }
 }
 
 /// A compiled chat template.
@@ -106,6 +140,11 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
+    /// The longest string (in bytes) that the renderer's own filters, functions and value
+    /// printing build: `indent`, `tojson`, `strftime_now`, and a list or dict printed with
+    /// `{{ }}`. Past it they fail with an error before allocating more.
+    pub const MAX_BUILT_LEN: usize = MAX_BUILT_LEN;
+
     /// Compiles `source` with `bos_token` and `eos_token` as the template sees them.
     ///
     /// # Errors
@@ -117,7 +156,10 @@ impl ChatTemplate {
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, _state, value| {
-            out.write_str(&python_str(value))?;
+            match value.as_str() {
+                Some(text) if value.kind() == ValueKind::String => out.write_str(text)?,
+                _ => out.write_str(&python_str(value)?)?,
+            }
             Ok(())
         });
         env.add_function("raise_exception", raise_exception);
@@ -140,7 +182,9 @@ impl ChatTemplate {
     ///
     /// # Errors
     /// [`LlmError::Template`] when rendering fails (the template raised an exception, used
-    /// an unsupported construct, or ran out of fuel).
+    /// an unsupported construct, ran out of fuel, or built a string past
+    /// [`ChatTemplate::MAX_BUILT_LEN`]); [`LlmError::TemplateOutputTooLong`] when the prompt would pass
+    /// [`RenderOptions::max_len`].
     pub fn render_serialized<M: serde::Serialize>(
         &self,
         messages: &M,
@@ -176,7 +220,80 @@ impl ChatTemplate {
             add_generation_prompt => options.generation_prompt == GenerationPrompt::Add,
             strftime_now => strftime_now,
         };
-        template.render(ctx).map_err(template_error)
+        let mut out = CappedBytes {
+            bytes: Vec::new(),
+            max: options.max_len,
+            over: false,
+        };
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => {}
+            Err(_) if out.over => {
+                return Err(LlmError::TemplateOutputTooLong {
+                    max: options.max_len,
+                });
+            }
+            Err(e) => return Err(template_error(e)),
+        }
+        // minijinja writes whole `str`s, so the bytes are UTF-8.
+        String::from_utf8(out.bytes).map_err(|_| {
+            template_error(Error::new(
+                ErrorKind::WriteFailure,
+                "the rendered text is not UTF-8",
+            ))
+        })
+    }
+}
+
+/// The render's output: refuses a write that would take it past `max` bytes.
+struct CappedBytes {
+    bytes: Vec<u8>,
+    max: usize,
+    over: bool,
+}
+
+impl std::io::Write for CappedBytes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.max - self.bytes.len() {
+            self.over = true;
+            return Err(std::io::Error::other("rendered prompt too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The error of a filter or function whose result would pass [`MAX_BUILT_LEN`].
+fn too_long(what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{what}: the result would be longer than {MAX_BUILT_LEN} bytes"),
+    )
+}
+
+/// A `usize` width from a template (`indent(n)`, `tojson(indent=n)`), refused past
+/// [`MAX_BUILT_LEN`] before anything is allocated for it.
+fn width(what: &str, v: Value, default: usize) -> Result<usize, Error> {
+    let n = usize::try_from(v).unwrap_or(default);
+    if n > MAX_BUILT_LEN {
+        return Err(too_long(what));
+    }
+    Ok(n)
+}
+
+/// A string being built, refusing to grow past [`MAX_BUILT_LEN`] (`fmt::Write` fails then).
+struct Capped<'a>(&'a mut String);
+
+impl std::fmt::Write for Capped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if s.len() > MAX_BUILT_LEN - self.0.len() {
+            return Err(std::fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
     }
 }
 
@@ -323,11 +440,20 @@ fn jinja2_indent(s: &str, width: Value, kwargs: Kwargs) -> Result<String, Error>
     kwargs.assert_all_used()?;
     let indention = match width.as_str() {
         Some(w) => w.to_owned(),
-        None => " ".repeat(usize::try_from(width).unwrap_or(4)),
+        None => " ".repeat(self::width("indent", width, 4)?),
     };
     // jinja2 appends a newline before splitting, so a trailing one survives.
     let s = format!("{s}\n");
     let lines = python_splitlines(&s);
+    // The text, a newline and an indention per line at most.
+    let most = indention
+        .len()
+        .checked_add(1)
+        .and_then(|per_line| per_line.checked_mul(lines.len()))
+        .and_then(|n| n.checked_add(s.len()));
+    if most.is_none_or(|n| n > MAX_BUILT_LEN) {
+        return Err(too_long("indent"));
+    }
     let mut rv = String::new();
     if blank.unwrap_or(false) {
         rv = lines.join(&format!("\n{indention}"));
@@ -399,8 +525,18 @@ fn raise_exception(message: &str) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message.to_owned()))
 }
 
+/// The longest `strftime_now` format accepted (real templates pass a few bytes, such as
+/// `"%d %b %Y"`): checking and formatting a format costs time in proportion to its length.
+const MAX_STRFTIME_FORMAT: usize = 4096;
+
 fn strftime_now(format: &str, fixed: Option<i64>) -> Result<String, Error> {
     use chrono::format::{Item, StrftimeItems};
+    if format.len() > MAX_STRFTIME_FORMAT {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: the format is longer than {MAX_STRFTIME_FORMAT} bytes"),
+        ));
+    }
     if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
@@ -408,6 +544,7 @@ fn strftime_now(format: &str, fixed: Option<i64>) -> Result<String, Error> {
         ));
     }
     let mut out = String::new();
+    let mut capped = Capped(&mut out);
     let written = match fixed {
         Some(secs) => {
             let t = chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| {
@@ -416,11 +553,12 @@ fn strftime_now(format: &str, fixed: Option<i64>) -> Result<String, Error> {
                     "strftime_now: time out of range",
                 )
             })?;
-            write!(out, "{}", t.naive_utc().format(format))
+            write!(capped, "{}", t.naive_utc().format(format))
         }
-        None => write!(out, "{}", chrono::Local::now().format(format)),
+        None => write!(capped, "{}", chrono::Local::now().format(format)),
     };
-    written.map_err(|_| Error::new(ErrorKind::InvalidOperation, "strftime_now: format failed"))?;
+    // The format was checked above, so a failed write is the length cap.
+    written.map_err(|_| too_long("strftime_now"))?;
     Ok(out)
 }
 
@@ -437,7 +575,7 @@ fn tojson(_state: &State<'_, '_>, value: Value, kwargs: Kwargs) -> Result<Value,
         Some(v) if v.is_none() => None,
         Some(v) => match v.as_str() {
             Some(s) => Some(s.to_owned()),
-            None => Some(" ".repeat(usize::try_from(v).unwrap_or(0))),
+            None => Some(" ".repeat(width("tojson", v, 0)?)),
         },
     };
     let (item_sep, key_sep) = match separators {
@@ -461,6 +599,7 @@ fn tojson(_state: &State<'_, '_>, value: Value, kwargs: Kwargs) -> Result<Value,
         sort_keys: sort_keys.unwrap_or(false),
     };
     w.value(&value, 0)?;
+    w.check()?;
     Ok(Value::from(w.out))
 }
 
@@ -474,13 +613,27 @@ struct JsonDump {
 }
 
 impl JsonDump {
-    fn newline(&mut self, level: usize) {
+    /// Fails once the output is past [`MAX_BUILT_LEN`]: called after each piece, none of
+    /// them larger than a value the template already holds (or 6 bytes per character of
+    /// one, escaped).
+    fn check(&self) -> Result<(), Error> {
+        if self.out.len() > MAX_BUILT_LEN {
+            return Err(too_long("tojson"));
+        }
+        Ok(())
+    }
+
+    fn newline(&mut self, level: usize) -> Result<(), Error> {
         if let Some(ind) = &self.indent {
+            if ind.len().saturating_mul(level) > MAX_BUILT_LEN - self.out.len().min(MAX_BUILT_LEN) {
+                return Err(too_long("tojson"));
+            }
             self.out.push('\n');
             for _ in 0..level {
                 self.out.push_str(ind);
             }
         }
+        Ok(())
     }
 
     fn value(&mut self, v: &Value, level: usize) -> Result<(), Error> {
@@ -497,10 +650,10 @@ impl JsonDump {
                     .unwrap_or_else(|| v.to_string());
                 self.string(&s);
             }
+            // Iterated, not collected: a lazy `[x] * n` stops at the cap.
             ValueKind::Seq | ValueKind::Iterable => {
-                let items: Vec<Value> = v.try_iter()?.collect();
-                self.container('[', ']', items.len(), level, |w, i, level| {
-                    w.value(&items[i], level)
+                self.container('[', ']', v.try_iter()?, level, |w, item, level| {
+                    w.value(&item, level)
                 })?;
             }
             ValueKind::Map => {
@@ -508,12 +661,15 @@ impl JsonDump {
                 if self.sort_keys {
                     keys.sort_by_key(|k| k.to_string());
                 }
-                self.container('{', '}', keys.len(), level, |w, i, level| {
-                    let k = &keys[i];
-                    w.string(&k.as_str().map_or_else(|| python_str(k), str::to_owned));
+                self.container('{', '}', keys.into_iter(), level, |w, k, level| {
+                    match k.as_str() {
+                        Some(text) => w.string(text),
+                        None => w.string(&python_str(&k)?),
+                    }
+                    w.check()?;
                     let sep = w.key_sep.clone();
                     w.out.push_str(&sep);
-                    w.value(&v.get_item(k)?, level)
+                    w.value(&v.get_item(&k)?, level)
                 })?;
             }
             _ => {
@@ -530,24 +686,25 @@ impl JsonDump {
         &mut self,
         open: char,
         close: char,
-        n: usize,
+        items: impl Iterator<Item = Value>,
         level: usize,
-        mut each: impl FnMut(&mut Self, usize, usize) -> Result<(), Error>,
+        mut each: impl FnMut(&mut Self, Value, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.out.push(open);
-        if n == 0 {
-            self.out.push(close);
-            return Ok(());
-        }
-        for i in 0..n {
-            if i > 0 {
+        let mut empty = true;
+        for item in items {
+            if !empty {
                 let sep = self.item_sep.clone();
                 self.out.push_str(&sep);
             }
-            self.newline(level + 1);
-            each(self, i, level + 1)?;
+            empty = false;
+            self.newline(level + 1)?;
+            each(self, item, level + 1)?;
+            self.check()?;
         }
-        self.newline(level);
+        if !empty {
+            self.newline(level)?;
+        }
         self.out.push(close);
         Ok(())
     }
@@ -605,19 +762,27 @@ fn python_number(v: &Value) -> String {
 
 /// A value as Python's `str()` prints it: `None`, `True`/`False`, lists and dicts in their
 /// `repr` (`['a', 1]`, `{'k': None}`).
-fn python_str(v: &Value) -> String {
-    match v.kind() {
+///
+/// # Errors
+/// When a list or dict would print past [`MAX_BUILT_LEN`] bytes.
+fn python_str(v: &Value) -> Result<String, Error> {
+    Ok(match v.kind() {
         ValueKind::Undefined => String::new(),
         ValueKind::String => v.as_str().unwrap_or_default().to_owned(),
         _ => {
             let mut out = String::new();
-            python_repr(v, &mut out);
+            python_repr(v, &mut out)?;
             out
         }
-    }
+    })
 }
 
-fn python_repr(v: &Value, out: &mut String) {
+/// Appends `v`'s Python `repr` to `out`; fails once `out` is past [`MAX_BUILT_LEN`], checked
+/// after each item (lazy sequences, such as `[x] * n`, are iterated, so they stop there).
+fn python_repr(v: &Value, out: &mut String) -> Result<(), Error> {
+    if out.len() > MAX_BUILT_LEN {
+        return Err(too_long("printing a value"));
+    }
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("None"),
         ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
@@ -656,7 +821,7 @@ fn python_repr(v: &Value, out: &mut String) {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    python_repr(&item, out);
+                    python_repr(&item, out)?;
                 }
             }
             out.push(']');
@@ -668,15 +833,19 @@ fn python_repr(v: &Value, out: &mut String) {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    python_repr(&k, out);
+                    python_repr(&k, out)?;
                     out.push_str(": ");
-                    python_repr(&v.get_item(&k).unwrap_or_default(), out);
+                    python_repr(&v.get_item(&k).unwrap_or_default(), out)?;
                 }
             }
             out.push('}');
         }
         _ => out.push_str(&v.to_string()),
     }
+    if out.len() > MAX_BUILT_LEN {
+        return Err(too_long("printing a value"));
+    }
+    Ok(())
 }
 
 impl<C: TokenCounter> Conversation<C> {
@@ -836,5 +1005,71 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, LlmError::Template(_)));
+    }
+
+    /// Each of these asked the allocator for terabytes (the process aborts when it cannot
+    /// have them) before the caps; now each is a typed error, and each message names its
+    /// cap.
+    #[test]
+    fn hostile_sizes_are_typed_errors_before_anything_is_allocated() {
+        let one = serde_json::json!([{"role": "user", "content": "a\nb"}]);
+        for src in [
+            "{{ messages[0].content | indent(1000000000000) }}",
+            "{{ messages[0].content | indent(20000000) }}",
+            "{{ messages | tojson(indent=1000000000000) }}",
+            // Lazy repetition: iterated until the cap, never collected (items of 100 kB,
+            // so that the cap comes after about 170 of them).
+            "{{ ['x' * 100000] * 1000000000000 }}",
+            "{{ (['x' * 100000] * 1000000000000) | tojson }}",
+            "{{ {'k': ['x' * 100000] * 1000000000000} | tojson(indent=1) }}",
+            "{{ strftime_now('%c' * 10000000) }}",
+        ] {
+            match render(src, one.clone()) {
+                Err(LlmError::Template(e)) => {
+                    let cap = if src.contains("strftime_now") {
+                        MAX_STRFTIME_FORMAT
+                    } else {
+                        MAX_BUILT_LEN
+                    };
+                    assert!(
+                        e.to_string().contains(&format!("longer than {cap} bytes")),
+                        "{src}: {e}"
+                    );
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        // Under the caps the same filters still work.
+        assert_eq!(
+            render("{{ messages[0].content | indent(3) }}", one.clone()).unwrap(),
+            "a\n   b"
+        );
+        assert_eq!(render("{{ ['x'] * 3 }}", one).unwrap(), "['x', 'x', 'x']");
+    }
+
+    #[test]
+    fn the_rendered_prompt_is_capped() {
+        let src = "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let msgs = serde_json::json!([]);
+        // 100 MB of output against the default 16 MiB.
+        let err = t
+            .render_serialized(&msgs, &RenderOptions::new())
+            .unwrap_err();
+        assert!(
+            matches!(err, LlmError::TemplateOutputTooLong { max } if max == RenderOptions::DEFAULT_MAX_LEN),
+            "{err:?}"
+        );
+        // Exactly at the cap passes; one byte more does not.
+        let t = ChatTemplate::new("{{ 'x' * 1000 }}", "", "").unwrap();
+        let at = t
+            .render_serialized(&msgs, &RenderOptions::new().with_max_len(1000))
+            .unwrap();
+        assert_eq!(at.len(), 1000);
+        let err = t
+            .render_serialized(&msgs, &RenderOptions::new().with_max_len(999))
+            .unwrap_err();
+        assert!(matches!(err, LlmError::TemplateOutputTooLong { max: 999 }));
+        assert!(err.to_string().contains("RenderOptions::with_max_len"));
     }
 }

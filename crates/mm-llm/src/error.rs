@@ -105,6 +105,17 @@ pub enum LlmError {
     #[cfg(feature = "chat-template")]
     #[error("chat template: {0}")]
     Template(#[source] Box<minijinja::Error>),
+    /// A chat template's rendered prompt would be longer than
+    /// [`RenderOptions::max_len`](crate::RenderOptions::max_len) bytes; nothing is returned
+    /// (feature `chat-template`).
+    #[cfg(feature = "chat-template")]
+    #[error(
+        "chat template: the rendered prompt is longer than the {max}-byte limit; raise RenderOptions::with_max_len if such prompts are legitimate"
+    )]
+    TemplateOutputTooLong {
+        /// The limit in bytes.
+        max: usize,
+    },
     /// The model file has no `tokenizer.chat_template` to render with.
     #[error("the model has no tokenizer.chat_template; pass the template text instead")]
     NoChatTemplate,
