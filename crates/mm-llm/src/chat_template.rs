@@ -16,8 +16,9 @@
 //! hostile template from a model file fails with an error instead of running forever; the
 //! rendered prompt is capped ([`RenderOptions::with_max_len`], 16 MiB by default), and every
 //! string the renderer builds itself (`indent`, `tojson`, `strftime_now`, a list or dict
-//! printed with `{{ }}`) is checked against [`ChatTemplate::MAX_BUILT_LEN`] before it grows past it, so a
-//! template cannot make them ask for terabytes (`indent(10**12)`, `['x'] * 10**12`).
+//! printed with `{{ }}`) is checked against [`ChatTemplate::MAX_BUILT_LEN`] before it grows
+//! past it, so a template cannot make them ask for terabytes (`indent(10**12)`,
+//! `['x'] * 10**12`).
 //! minijinja caps `str * n` at 100 MB. What stays outside these bounds: minijinja's own
 //! string concatenation (`~`, `+` on strings) and builtin filters such as `replace` and
 //! `join`, which a template can apply to their own results; fuel bounds how many times.
@@ -103,8 +104,8 @@ impl RenderOptions {
         self.fixed_time
     }
 
-    /// Caps the rendered prompt at `bytes` (default [`RenderOptions::DEFAULT_MAX_LEN`]): a render that
-    /// would write more stops there with [`LlmError::TemplateOutputTooLong`].
+    /// Caps the rendered prompt at `bytes` (default [`RenderOptions::DEFAULT_MAX_LEN`]): a
+    /// render that would write more stops there with [`LlmError::TemplateOutputTooLong`].
     #[must_use]
     pub const fn with_max_len(mut self, bytes: usize) -> Self {
         self.max_len = bytes;
@@ -183,8 +184,8 @@ impl ChatTemplate {
     /// # Errors
     /// [`LlmError::Template`] when rendering fails (the template raised an exception, used
     /// an unsupported construct, ran out of fuel, or built a string past
-    /// [`ChatTemplate::MAX_BUILT_LEN`]); [`LlmError::TemplateOutputTooLong`] when the prompt would pass
-    /// [`RenderOptions::max_len`].
+    /// [`ChatTemplate::MAX_BUILT_LEN`]); [`LlmError::TemplateOutputTooLong`] when the prompt
+    /// would pass [`RenderOptions::max_len`].
     pub fn render_serialized<M: serde::Serialize>(
         &self,
         messages: &M,
