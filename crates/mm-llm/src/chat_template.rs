@@ -169,6 +169,7 @@ impl ChatTemplate {
         env.add_filter("count", python_len);
         env.add_test("iterable", python_iterable);
         env.add_filter("indent", jinja2_indent);
+        check_depth(source).map_err(template_error)?;
         env.add_template_owned("chat", rewrite_generation_tags(source))
             .map_err(template_error)?;
         Ok(Self {
@@ -243,6 +244,129 @@ impl ChatTemplate {
             ))
         })
     }
+}
+
+/// Tokens (names, numbers, strings, operator characters) one `{{ }}` or `{% %}` tag may
+/// hold. minijinja's parser bounds nesting (brackets, blocks) but not chains (`1+1+1...`,
+/// `x.a.a...`, `- - -1`, `a if b else c if d else ...`), and compiling a chain recurses once
+/// per link: a 5,000-link chain (10 kB of template) overflowed a 2 MiB thread stack, which
+/// aborts the process. Real templates stay below 60 tokens per tag (the 71 of llama.cpp's
+/// `models/templates`); 512 tokens compile on a 2 MiB stack with room to spare
+/// (`deep_chains_are_typed_errors_and_those_under_the_limits_compile`).
+const MAX_TAG_TOKENS: usize = 512;
+
+/// `{% elif %}` branches one template may have: minijinja nests each in the one before,
+/// and 1,000 of them overflowed a 2 MiB stack. Real templates have at most about 20.
+const MAX_ELIFS: usize = 256;
+
+/// Refuses, before minijinja parses it, a template whose syntax tree would be deep enough
+/// to overflow the stack while it is compiled ([`MAX_TAG_TOKENS`], [`MAX_ELIFS`]). A lexer
+/// pass only: tags are found as minijinja finds them (`{{`, `{%`, `{#` up to their closing
+/// delimiter, string literals skipped), and a `{% raw %}` block is passed over whole.
+fn check_depth(source: &str) -> Result<(), Error> {
+    let b = source.as_bytes();
+    let mut elifs = 0usize;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'{', &b[i..]) {
+        let start = i + off;
+        let close: &[u8] = match b.get(start + 1) {
+            Some(b'{') => b"}}",
+            Some(b'%') => b"%}",
+            Some(b'#') => {
+                i = find(b, start + 2, b"#}").map_or(b.len(), |k| k + 2);
+                continue;
+            }
+            _ => {
+                i = start + 1;
+                continue;
+            }
+        };
+        let (tokens, end) = scan_tag(b, start + 2, close);
+        if tokens > MAX_TAG_TOKENS {
+            return Err(Error::new(
+                ErrorKind::SyntaxError,
+                format!(
+                    "the tag at byte {start} has more than {MAX_TAG_TOKENS} tokens; \
+                     expressions that long could overflow the stack when compiled"
+                ),
+            ));
+        }
+        i = end;
+        if close == b"%}" {
+            match first_word(b, start + 2) {
+                b"elif" => {
+                    elifs += 1;
+                    if elifs > MAX_ELIFS {
+                        return Err(Error::new(
+                            ErrorKind::SyntaxError,
+                            format!(
+                                "more than {MAX_ELIFS} `elif` branches; \
+                                 chains that long could overflow the stack when compiled"
+                            ),
+                        ));
+                    }
+                }
+                // The block's text is not parsed: skip to the `endraw` tag's end.
+                b"raw" => {
+                    i = find(b, i, b"endraw")
+                        .and_then(|k| find(b, k, b"%}"))
+                        .map_or(b.len(), |k| k + 2);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first index at or after `from` where `needle` starts.
+fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(b.get(from..)?, needle).map(|k| from + k)
+}
+
+/// Counts the tokens of the tag whose text starts at `from`, up to `close` outside string
+/// literals: each run of name or number characters, each string literal, and each other
+/// non-space character is one. Returns the count and the index just past the tag (or the
+/// end of the text).
+fn scan_tag(b: &[u8], from: usize, close: &[u8]) -> (usize, usize) {
+    let (mut tokens, mut k, mut in_word) = (0usize, from, false);
+    while k < b.len() {
+        if b[k..].starts_with(close) {
+            return (tokens, k + close.len());
+        }
+        let c = b[k];
+        let word = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+        if word && !in_word {
+            tokens += 1;
+        } else if c == b'\'' || c == b'"' {
+            tokens += 1;
+            k += 1;
+            while k < b.len() && b[k] != c {
+                k += if b[k] == b'\\' { 2 } else { 1 };
+            }
+        } else if !word && !c.is_ascii_whitespace() {
+            tokens += 1;
+        }
+        in_word = word;
+        k += 1;
+    }
+    (tokens, b.len())
+}
+
+/// The first word of a block tag whose text starts at `from` (`elif`, `raw`, ...), after
+/// its whitespace control (`-`, `+`) and spaces.
+fn first_word(b: &[u8], from: usize) -> &[u8] {
+    let is_lead = |c: &u8| *c == b'-' || *c == b'+' || c.is_ascii_whitespace();
+    let start = from
+        + b[from.min(b.len())..]
+            .iter()
+            .take_while(|c| is_lead(c))
+            .count();
+    let len = b[start.min(b.len())..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count();
+    &b[start.min(b.len())..start.min(b.len()) + len]
 }
 
 /// The render's output: refuses a write that would take it past `max` bytes.
@@ -1046,6 +1170,75 @@ mod tests {
             "a\n   b"
         );
         assert_eq!(render("{{ ['x'] * 3 }}", one).unwrap(), "['x', 'x', 'x']");
+    }
+
+    /// Chains past the limits are refused before minijinja compiles them (each of these
+    /// overflowed the stack and aborted the process); chains just under them compile and
+    /// render on a thread with a 2 MiB stack, the size of a Tokio worker's or a test's.
+    #[test]
+    fn deep_chains_are_typed_errors_and_those_under_the_limits_compile() {
+        let n = 5000;
+        for src in [
+            format!("{{{{ 1{} }}}}", "+1".repeat(n)),
+            format!("{{{{ {}1 }}}}", "- ".repeat(n)),
+            format!("{{{{ x{} }}}}", ".a".repeat(n)),
+            format!("{{{{ x{} }}}}", "()".repeat(n)),
+            format!("{{% set y = 'a'{} %}}", " ~ 'a'".repeat(n)),
+            format!("{{{{ {}1 }}}}", "1 if 1 else ".repeat(n)),
+            format!("{{% if 0 %}}{}{{% endif %}}", "{%- elif 0 -%}".repeat(n)),
+        ] {
+            match ChatTemplate::new(&src, "", "") {
+                Err(LlmError::Template(e)) => {
+                    assert!(e.to_string().contains("overflow the stack"), "{e}");
+                }
+                other => panic!("{}: {other:?}", &src[..40]),
+            }
+        }
+        // A tag's text inside a string, a comment or a raw block is not counted.
+        let long = "+1".repeat(n);
+        for src in [
+            format!("{{{{ '{{{{ {long} }}}}' }}}}"),
+            format!("{{# {{{{ {long} }}}} #}}"),
+            format!("{{% raw %}}{{{{ {long} }}}}{{% endraw %}}"),
+        ] {
+            ChatTemplate::new(&src, "", "").unwrap();
+        }
+        let under = [
+            format!("{{{{ 1{} }}}}", "+1".repeat(MAX_TAG_TOKENS / 2 - 1)),
+            format!("{{{{ {}1 }}}}", "-".repeat(MAX_TAG_TOKENS - 1)),
+            format!("{{{{ x{} }}}}", ".a".repeat(MAX_TAG_TOKENS / 2 - 1)),
+            format!(
+                "{{% set f = namespace %}}{{{{ f{} }}}}",
+                "()".repeat(MAX_TAG_TOKENS / 2 - 1)
+            ),
+            format!(
+                "{{{{ {}1 }}}}",
+                "1 if 1 else ".repeat(MAX_TAG_TOKENS / 4 - 1)
+            ),
+            format!(
+                "{{% if 0 %}}{}{{% endif %}}",
+                "{% elif 0 %}".repeat(MAX_ELIFS)
+            ),
+        ];
+        let rendered = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                under
+                    .iter()
+                    .map(|src| {
+                        ChatTemplate::new(src, "", "").map(|t| {
+                            t.render_serialized(&serde_json::json!([]), &RenderOptions::new())
+                                .is_ok()
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        for r in rendered {
+            assert!(r.is_ok(), "{r:?}");
+        }
     }
 
     #[test]
