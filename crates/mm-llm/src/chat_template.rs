@@ -293,8 +293,9 @@ fn check_depth(source: &str) -> Result<(), Error> {
         }
         i = end;
         if close == b"%}" {
-            match first_word(b, start + 2) {
-                b"elif" => {
+            // `start + 2` follows the ASCII `{%`: a char boundary.
+            match first_word(&source[start + 2..]) {
+                "elif" => {
                     elifs += 1;
                     if elifs > MAX_ELIFS {
                         return Err(Error::new(
@@ -307,7 +308,7 @@ fn check_depth(source: &str) -> Result<(), Error> {
                     }
                 }
                 // The block's text is not parsed: skip to the `endraw` tag's end.
-                b"raw" => {
+                "raw" => {
                     i = find(b, i, b"endraw")
                         .and_then(|k| find(b, k, b"%}"))
                         .map_or(b.len(), |k| k + 2);
@@ -353,20 +354,22 @@ fn scan_tag(b: &[u8], from: usize, close: &[u8]) -> (usize, usize) {
     (tokens, b.len())
 }
 
-/// The first word of a block tag whose text starts at `from` (`elif`, `raw`, ...), after
-/// its whitespace control (`-`, `+`) and spaces.
-fn first_word(b: &[u8], from: usize) -> &[u8] {
-    let is_lead = |c: &u8| *c == b'-' || *c == b'+' || c.is_ascii_whitespace();
-    let start = from
-        + b[from.min(b.len())..]
-            .iter()
-            .take_while(|c| is_lead(c))
-            .count();
-    let len = b[start.min(b.len())..]
-        .iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+/// The first word of a block tag's text (`elif`, `raw`, ...).
+fn first_word(tag: &str) -> &str {
+    let word = split_control(tag).1.trim_start();
+    let len = word
+        .bytes()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
         .count();
-    &b[start.min(b.len())..start.min(b.len()) + len]
+    &word[..len]
+}
+
+/// A block tag's text split after its whitespace control (`-` or `+`, if any).
+fn split_control(tag: &str) -> (&str, &str) {
+    match tag.as_bytes().first() {
+        Some(b'-' | b'+') => tag.split_at(1),
+        _ => ("", tag),
+    }
 }
 
 /// The render's output: refuses a write that would take it past `max` bytes.
@@ -401,7 +404,7 @@ fn too_long(what: &str) -> Error {
 
 /// A `usize` width from a template (`indent(n)`, `tojson(indent=n)`), refused past
 /// [`MAX_BUILT_LEN`] before anything is allocated for it.
-fn width(what: &str, v: Value, default: usize) -> Result<usize, Error> {
+fn checked_width(what: &str, v: Value, default: usize) -> Result<usize, Error> {
     let n = usize::try_from(v).unwrap_or(default);
     if n > MAX_BUILT_LEN {
         return Err(too_long(what));
@@ -431,20 +434,14 @@ fn rewrite_generation_tags(source: &str) -> String {
     while let Some(at) = rest.find("{%") {
         out.push_str(&rest[..at]);
         let tag = &rest[at + 2..];
-        let (left, inner) = match tag.as_bytes().first() {
-            Some(b'-' | b'+') => (&tag[..1], &tag[1..]),
-            _ => ("", tag),
-        };
+        let (left, inner) = split_control(tag);
         let word = inner.trim_start();
         let replaced = [("endgeneration", "endif"), ("generation", "if true")]
             .into_iter()
             .find_map(|(name, with)| {
                 let after = word.strip_prefix(name)?;
                 let after = after.trim_start();
-                let (right, end) = match after.as_bytes().first() {
-                    Some(b'-' | b'+') => (&after[..1], &after[1..]),
-                    _ => ("", after),
-                };
+                let (right, end) = split_control(after);
                 let end = end.strip_prefix("%}")?;
                 Some((format!("{{%{left} {with} {right}%}}"), end))
             });
@@ -565,7 +562,7 @@ fn jinja2_indent(s: &str, width: Value, kwargs: Kwargs) -> Result<String, Error>
     kwargs.assert_all_used()?;
     let indention = match width.as_str() {
         Some(w) => w.to_owned(),
-        None => " ".repeat(self::width("indent", width, 4)?),
+        None => " ".repeat(checked_width("indent", width, 4)?),
     };
     // jinja2 appends a newline before splitting, so a trailing one survives.
     let s = format!("{s}\n");
@@ -700,7 +697,7 @@ fn tojson(_state: &State<'_, '_>, value: Value, kwargs: Kwargs) -> Result<Value,
         Some(v) if v.is_none() => None,
         Some(v) => match v.as_str() {
             Some(s) => Some(s.to_owned()),
-            None => Some(" ".repeat(width("tojson", v, 0)?)),
+            None => Some(" ".repeat(checked_width("tojson", v, 0)?)),
         },
     };
     let (item_sep, key_sep) = match separators {
