@@ -19,9 +19,14 @@
 //! printed with `{{ }}`) is checked against [`ChatTemplate::MAX_BUILT_LEN`] before it grows
 //! past it, so a template cannot make them ask for terabytes (`indent(10**12)`,
 //! `['x'] * 10**12`).
-//! minijinja caps `str * n` at 100 MB. What stays outside these bounds: minijinja's own
-//! string concatenation (`~`, `+` on strings) and builtin filters such as `replace` and
-//! `join`, which a template can apply to their own results; fuel bounds how many times.
+//! minijinja caps `str * n` at 100 MB. What stays outside these bounds (a hostile template
+//! can still make the allocator abort the process, or run for hours, through them):
+//! minijinja's own string concatenation (`~`, `+` on strings) and builtin filters such as
+//! `replace` and `join`, which a template can apply to their own results (fuel bounds how
+//! many times, not the bytes); builtin filters and tests that walk or collect a lazily
+//! repeated list (`([1] * 10**12) | last` asks for terabytes, `x in [2] * 10**12` runs for
+//! hours); and text captured by `{% set %}` blocks and macro calls, which is not counted
+//! against the prompt's cap until it is printed.
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
