@@ -30,8 +30,6 @@
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
-use std::fmt::Write as _;
-
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 
@@ -417,16 +415,54 @@ fn checked_width(what: &str, v: Value, default: usize) -> Result<usize, Error> {
     Ok(n)
 }
 
-/// A string being built, refusing to grow past [`MAX_BUILT_LEN`] (`fmt::Write` fails then).
-struct Capped<'a>(&'a mut String);
+/// A string the renderer builds (`tojson`, value printing, `strftime_now`): every piece is
+/// checked before it is appended, so it never grows past [`MAX_BUILT_LEN`]; past it, the
+/// append fails with `what`'s [`too_long`] error (`fmt::Write` with `fmt::Error`).
+struct Built {
+    out: String,
+    what: &'static str,
+}
 
-impl std::fmt::Write for Capped<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        if s.len() > MAX_BUILT_LEN - self.0.len() {
-            return Err(std::fmt::Error);
+impl Built {
+    fn new(what: &'static str) -> Self {
+        Self {
+            out: String::new(),
+            what,
         }
-        self.0.push_str(s);
+    }
+
+    fn push(&mut self, s: &str) -> Result<(), Error> {
+        if s.len() > MAX_BUILT_LEN - self.out.len() {
+            return Err(too_long(self.what));
+        }
+        self.out.push_str(s);
         Ok(())
+    }
+
+    fn push_char(&mut self, c: char) -> Result<(), Error> {
+        self.push(c.encode_utf8(&mut [0; 4]))
+    }
+
+    /// `s` `n` times, refused as a whole before the first copy when it would not fit.
+    fn repeat(&mut self, s: &str, n: usize) -> Result<(), Error> {
+        if s.len().saturating_mul(n) > MAX_BUILT_LEN - self.out.len() {
+            return Err(too_long(self.what));
+        }
+        for _ in 0..n {
+            self.out.push_str(s);
+        }
+        Ok(())
+    }
+
+    /// Formatted text, through the same check (`write!` stops at the first refused piece).
+    fn write(&mut self, args: std::fmt::Arguments<'_>) -> Result<(), Error> {
+        std::fmt::Write::write_fmt(self, args).map_err(|_| too_long(self.what))
+    }
+}
+
+impl std::fmt::Write for Built {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s).map_err(|_| std::fmt::Error)
     }
 }
 
@@ -670,9 +706,8 @@ fn strftime_now(format: &str, fixed: Option<i64>) -> Result<String, Error> {
             format!("strftime_now: unsupported format {format:?}"),
         ));
     }
-    let mut out = String::new();
-    let mut capped = Capped(&mut out);
-    let written = match fixed {
+    let mut out = Built::new("strftime_now");
+    match fixed {
         Some(secs) => {
             let t = chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| {
                 Error::new(
@@ -680,13 +715,12 @@ fn strftime_now(format: &str, fixed: Option<i64>) -> Result<String, Error> {
                     "strftime_now: time out of range",
                 )
             })?;
-            write!(capped, "{}", t.naive_utc().format(format))
+            // The format was checked above, so a failed write is the length cap.
+            out.write(format_args!("{}", t.naive_utc().format(format)))?;
         }
-        None => write!(capped, "{}", chrono::Local::now().format(format)),
-    };
-    // The format was checked above, so a failed write is the length cap.
-    written.map_err(|_| too_long("strftime_now"))?;
-    Ok(out)
+        None => out.write(format_args!("{}", chrono::Local::now().format(format)))?,
+    }
+    Ok(out.out)
 }
 
 /// Python's `json.dumps` (what Hugging Face's `tojson` calls): `ensure_ascii`, `indent`,
@@ -718,7 +752,7 @@ fn tojson(_state: &State<'_, '_>, value: Value, kwargs: Kwargs) -> Result<Value,
         _ => (", ".to_owned(), ": ".to_owned()),
     };
     let mut w = JsonDump {
-        out: String::new(),
+        out: Built::new("tojson"),
         ensure_ascii: ensure_ascii.unwrap_or(false),
         indent,
         item_sep,
@@ -726,12 +760,11 @@ fn tojson(_state: &State<'_, '_>, value: Value, kwargs: Kwargs) -> Result<Value,
         sort_keys: sort_keys.unwrap_or(false),
     };
     w.value(&value, 0)?;
-    w.check()?;
-    Ok(Value::from(w.out))
+    Ok(Value::from(w.out.out))
 }
 
 struct JsonDump {
-    out: String,
+    out: Built,
     ensure_ascii: bool,
     indent: Option<String>,
     item_sep: String,
@@ -740,48 +773,28 @@ struct JsonDump {
 }
 
 impl JsonDump {
-    /// Fails once the output is past [`MAX_BUILT_LEN`]: called after each piece, none of
-    /// them larger than a value the template already holds (or 6 bytes per character of
-    /// one, escaped).
-    fn check(&self) -> Result<(), Error> {
-        if self.out.len() > MAX_BUILT_LEN {
-            return Err(too_long("tojson"));
-        }
-        Ok(())
-    }
-
     fn newline(&mut self, level: usize) -> Result<(), Error> {
         if let Some(ind) = &self.indent {
-            if ind.len().saturating_mul(level) > MAX_BUILT_LEN - self.out.len().min(MAX_BUILT_LEN) {
-                return Err(too_long("tojson"));
-            }
-            self.out.push('\n');
-            for _ in 0..level {
-                self.out.push_str(ind);
-            }
+            self.out.push_char('\n')?;
+            self.out.repeat(ind, level)?;
         }
         Ok(())
     }
 
     fn value(&mut self, v: &Value, level: usize) -> Result<(), Error> {
         match v.kind() {
-            ValueKind::Undefined | ValueKind::None => self.out.push_str("null"),
-            ValueKind::Bool => self
-                .out
-                .push_str(if v.is_true() { "true" } else { "false" }),
-            ValueKind::Number => self.out.push_str(&python_number(v)),
-            ValueKind::String | ValueKind::Bytes => {
-                let s = v
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string());
-                self.string(&s);
-            }
+            ValueKind::Undefined | ValueKind::None => self.out.push("null"),
+            ValueKind::Bool => self.out.push(if v.is_true() { "true" } else { "false" }),
+            ValueKind::Number => self.out.push(&python_number(v)),
+            ValueKind::String | ValueKind::Bytes => match v.as_str() {
+                Some(text) => self.string(text),
+                None => self.string(&v.to_string()),
+            },
             // Iterated, not collected: a lazy `[x] * n` stops at the cap.
             ValueKind::Seq | ValueKind::Iterable => {
                 self.container('[', ']', v.try_iter()?, level, |w, item, level| {
                     w.value(&item, level)
-                })?;
+                })
             }
             ValueKind::Map => {
                 let mut keys: Vec<Value> = v.try_iter()?.collect();
@@ -790,23 +803,18 @@ impl JsonDump {
                 }
                 self.container('{', '}', keys.into_iter(), level, |w, k, level| {
                     match k.as_str() {
-                        Some(text) => w.string(text),
-                        None => w.string(&python_str(&k)?),
+                        Some(text) => w.string(text)?,
+                        None => w.string(&python_str(&k)?)?,
                     }
-                    w.check()?;
-                    let sep = w.key_sep.clone();
-                    w.out.push_str(&sep);
+                    w.out.push(&w.key_sep)?;
                     w.value(&v.get_item(&k)?, level)
-                })?;
+                })
             }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("tojson: cannot serialise a {}", v.kind()),
-                ));
-            }
+            _ => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("tojson: cannot serialise a {}", v.kind()),
+            )),
         }
-        Ok(())
     }
 
     fn container(
@@ -817,46 +825,43 @@ impl JsonDump {
         level: usize,
         mut each: impl FnMut(&mut Self, Value, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        self.out.push(open);
+        self.out.push_char(open)?;
         let mut empty = true;
         for item in items {
             if !empty {
-                let sep = self.item_sep.clone();
-                self.out.push_str(&sep);
+                self.out.push(&self.item_sep)?;
             }
             empty = false;
             self.newline(level + 1)?;
             each(self, item, level + 1)?;
-            self.check()?;
         }
         if !empty {
             self.newline(level)?;
         }
-        self.out.push(close);
-        Ok(())
+        self.out.push_char(close)
     }
 
-    fn string(&mut self, s: &str) {
-        self.out.push('"');
+    fn string(&mut self, s: &str) -> Result<(), Error> {
+        self.out.push_char('"')?;
         for c in s.chars() {
             match c {
-                '"' => self.out.push_str("\\\""),
-                '\\' => self.out.push_str("\\\\"),
-                '\n' => self.out.push_str("\\n"),
-                '\r' => self.out.push_str("\\r"),
-                '\t' => self.out.push_str("\\t"),
-                '\u{8}' => self.out.push_str("\\b"),
-                '\u{c}' => self.out.push_str("\\f"),
+                '"' => self.out.push("\\\"")?,
+                '\\' => self.out.push("\\\\")?,
+                '\n' => self.out.push("\\n")?,
+                '\r' => self.out.push("\\r")?,
+                '\t' => self.out.push("\\t")?,
+                '\u{8}' => self.out.push("\\b")?,
+                '\u{c}' => self.out.push("\\f")?,
                 c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
                     let mut buf = [0u16; 2];
                     for unit in c.encode_utf16(&mut buf) {
-                        let _ = write!(self.out, "\\u{unit:04x}");
+                        self.out.write(format_args!("\\u{unit:04x}"))?;
                     }
                 }
-                c => self.out.push(c),
+                c => self.out.push_char(c)?,
             }
         }
-        self.out.push('"');
+        self.out.push_char('"')
     }
 }
 
@@ -897,23 +902,20 @@ fn python_str(v: &Value) -> Result<String, Error> {
         ValueKind::Undefined => String::new(),
         ValueKind::String => v.as_str().unwrap_or_default().to_owned(),
         _ => {
-            let mut out = String::new();
+            let mut out = Built::new("printing a value");
             python_repr(v, &mut out)?;
-            out
+            out.out
         }
     })
 }
 
-/// Appends `v`'s Python `repr` to `out`; fails once `out` is past [`MAX_BUILT_LEN`], checked
-/// after each item (lazy sequences, such as `[x] * n`, are iterated, so they stop there).
-fn python_repr(v: &Value, out: &mut String) -> Result<(), Error> {
-    if out.len() > MAX_BUILT_LEN {
-        return Err(too_long("printing a value"));
-    }
+/// Appends `v`'s Python `repr` to `out`, which refuses any piece past [`MAX_BUILT_LEN`]
+/// (lazy sequences, such as `[x] * n`, are iterated, so they stop there).
+fn python_repr(v: &Value, out: &mut Built) -> Result<(), Error> {
     match v.kind() {
-        ValueKind::Undefined | ValueKind::None => out.push_str("None"),
-        ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
-        ValueKind::Number => out.push_str(&python_number(v)),
+        ValueKind::Undefined | ValueKind::None => out.push("None"),
+        ValueKind::Bool => out.push(if v.is_true() { "True" } else { "False" }),
+        ValueKind::Number => out.push(&python_number(v)),
         ValueKind::String => {
             let s = v.as_str().unwrap_or_default();
             // Python quotes with ' unless the text has ' and no ".
@@ -922,57 +924,53 @@ fn python_repr(v: &Value, out: &mut String) -> Result<(), Error> {
             } else {
                 '\''
             };
-            out.push(q);
+            out.push_char(q)?;
             for c in s.chars() {
                 match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
+                    '\\' => out.push("\\\\")?,
+                    '\n' => out.push("\\n")?,
+                    '\r' => out.push("\\r")?,
+                    '\t' => out.push("\\t")?,
                     c if c == q => {
-                        out.push('\\');
-                        out.push(c);
+                        out.push_char('\\')?;
+                        out.push_char(c)?;
                     }
                     c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        let _ = write!(out, "\\x{:02x}", c as u32);
+                        out.write(format_args!("\\x{:02x}", c as u32))?;
                     }
-                    c => out.push(c),
+                    c => out.push_char(c)?,
                 }
             }
-            out.push(q);
+            out.push_char(q)
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
+            out.push_char('[')?;
             if let Ok(items) = v.try_iter() {
                 for (i, item) in items.enumerate() {
                     if i > 0 {
-                        out.push_str(", ");
+                        out.push(", ")?;
                     }
                     python_repr(&item, out)?;
                 }
             }
-            out.push(']');
+            out.push_char(']')
         }
         ValueKind::Map => {
-            out.push('{');
+            out.push_char('{')?;
             if let Ok(keys) = v.try_iter() {
                 for (i, k) in keys.enumerate() {
                     if i > 0 {
-                        out.push_str(", ");
+                        out.push(", ")?;
                     }
                     python_repr(&k, out)?;
-                    out.push_str(": ");
+                    out.push(": ")?;
                     python_repr(&v.get_item(&k).unwrap_or_default(), out)?;
                 }
             }
-            out.push('}');
+            out.push_char('}')
         }
-        _ => out.push_str(&v.to_string()),
+        _ => out.write(format_args!("{v}")),
     }
-    if out.len() > MAX_BUILT_LEN {
-        return Err(too_long("printing a value"));
-    }
-    Ok(())
 }
 
 impl<C: TokenCounter> Conversation<C> {
