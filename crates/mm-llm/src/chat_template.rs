@@ -17,16 +17,16 @@
 //! rendered prompt is capped ([`RenderOptions::with_max_len`], 16 MiB by default), and every
 //! string the renderer builds itself (`indent`, `tojson`, `strftime_now`, a list or dict
 //! printed with `{{ }}`) is checked against [`ChatTemplate::MAX_BUILT_LEN`] before it grows
-//! past it, so a template cannot make them ask for terabytes (`indent(10**12)`,
-//! `['x'] * 10**12`).
-//! minijinja caps `str * n` at 100 MB. What stays outside these bounds (a hostile template
-//! can still make the allocator abort the process, or run for hours, through them):
-//! minijinja's own string concatenation (`~`, `+` on strings) and builtin filters such as
-//! `replace` and `join`, which a template can apply to their own results (fuel bounds how
-//! many times, not the bytes); builtin filters and tests that walk or collect a lazily
-//! repeated list (`([1] * 10**12) | last` asks for terabytes, `x in [2] * 10**12` runs for
-//! hours); and text captured by `{% set %}` blocks and macro calls, which is not counted
-//! against the prompt's cap until it is printed.
+//! past it, so a template cannot make them ask for terabytes (`indent(10**12)`).
+//! The template's operators are checked too: before it compiles, each `~`, `+` and `*` in
+//! it is rewritten into a call of a checked function (found with minijinja's own parser),
+//! which refuses a string past `MAX_BUILT_LEN` or a list past
+//! [`ChatTemplate::MAX_LIST_ITEMS`] before building it, so `set s = s ~ s` in a loop and
+//! `([1] * 10**12) | last` are errors. What stays outside these bounds (a hostile template
+//! can still make the allocator abort the process through them): builtin filters that
+//! multiply their input, such as `replace`, `join`, `center` and `format`, and text
+//! captured by `{% set %}` blocks and macro calls, which is not counted against the
+//! prompt's cap until it is printed.
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
@@ -36,6 +36,8 @@ use minijinja::{Environment, Error, ErrorKind, State};
 use crate::LlmError;
 use crate::conversation::{Conversation, Part};
 use crate::tokens::TokenCounter;
+
+mod ops;
 
 /// Instructions one render may run (a few hundred thousand are plenty for a long chat).
 const FUEL: u64 = 10_000_000;
@@ -144,10 +146,15 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// The longest string (in bytes) that the renderer's own filters, functions and value
-    /// printing build: `indent`, `tojson`, `strftime_now`, and a list or dict printed with
-    /// `{{ }}`. Past it they fail with an error before allocating more.
+    /// The longest string (in bytes) that the renderer's own filters, functions, operators
+    /// and value printing build: `indent`, `tojson`, `strftime_now`, the template's `~`,
+    /// `+` and `*`, and a list or dict printed with `{{ }}`. Past it they fail with an error
+    /// before allocating more.
     pub const MAX_BUILT_LEN: usize = MAX_BUILT_LEN;
+
+    /// The most items a list built by a template's `+` or `*` may hold (`[x] * n`,
+    /// `list + list`); past it the operator fails with an error before it builds anything.
+    pub const MAX_LIST_ITEMS: usize = ops::MAX_ITEMS;
 
     /// Compiles `source` with `bos_token` and `eos_token` as the template sees them.
     ///
@@ -172,8 +179,17 @@ impl ChatTemplate {
         env.add_filter("count", python_len);
         env.add_test("iterable", python_iterable);
         env.add_filter("indent", jinja2_indent);
+        ops::register(&mut env);
         check_depth(source).map_err(template_error)?;
-        env.add_template_owned("chat", rewrite_generation_tags(source))
+        if source.contains(ops::RESERVED) {
+            return Err(template_error(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("names starting with {} are reserved", ops::RESERVED),
+            )));
+        }
+        let guarded =
+            ops::guard_operators(&rewrite_generation_tags(source)).map_err(template_error)?;
+        env.add_template_owned("chat", guarded)
             .map_err(template_error)?;
         Ok(Self {
             env,
@@ -843,24 +859,32 @@ impl JsonDump {
 
     fn string(&mut self, s: &str) -> Result<(), Error> {
         self.out.push_char('"')?;
-        for c in s.chars() {
-            match c {
-                '"' => self.out.push("\\\"")?,
-                '\\' => self.out.push("\\\\")?,
-                '\n' => self.out.push("\\n")?,
-                '\r' => self.out.push("\\r")?,
-                '\t' => self.out.push("\\t")?,
-                '\u{8}' => self.out.push("\\b")?,
-                '\u{c}' => self.out.push("\\f")?,
-                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
-                    let mut buf = [0u16; 2];
-                    for unit in c.encode_utf16(&mut buf) {
-                        self.out.write(format_args!("\\u{unit:04x}"))?;
-                    }
+        // Runs of characters that need no escape are appended whole.
+        let mut run = 0;
+        for (i, c) in s.char_indices() {
+            let escape = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                '\u{8}' => "\\b",
+                '\u{c}' => "\\f",
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => "",
+                _ => continue,
+            };
+            self.out.push(&s[run..i])?;
+            run = i + c.len_utf8();
+            if escape.is_empty() {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    self.out.write(format_args!("\\u{unit:04x}"))?;
                 }
-                c => self.out.push_char(c)?,
+            } else {
+                self.out.push(escape)?;
             }
         }
+        self.out.push(&s[run..])?;
         self.out.push_char('"')
     }
 }
@@ -925,22 +949,28 @@ fn python_repr(v: &Value, out: &mut Built) -> Result<(), Error> {
                 '\''
             };
             out.push_char(q)?;
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push("\\\\")?,
-                    '\n' => out.push("\\n")?,
-                    '\r' => out.push("\\r")?,
-                    '\t' => out.push("\\t")?,
-                    c if c == q => {
-                        out.push_char('\\')?;
-                        out.push_char(c)?;
-                    }
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.write(format_args!("\\x{:02x}", c as u32))?;
-                    }
-                    c => out.push_char(c)?,
+            // Runs of characters that need no escape are appended whole.
+            let mut run = 0;
+            for (i, c) in s.char_indices() {
+                let escape = match c {
+                    '\\' => "\\\\",
+                    '\n' => "\\n",
+                    '\r' => "\\r",
+                    '\t' => "\\t",
+                    '\'' if q == '\'' => "\\'",
+                    '"' if q == '"' => "\\\"",
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => "",
+                    _ => continue,
+                };
+                out.push(&s[run..i])?;
+                run = i + c.len_utf8();
+                if escape.is_empty() {
+                    out.write(format_args!("\\x{:02x}", c as u32))?;
+                } else {
+                    out.push(escape)?;
                 }
             }
+            out.push(&s[run..])?;
             out.push_char(q)
         }
         ValueKind::Seq | ValueKind::Iterable => {
@@ -1142,12 +1172,13 @@ mod tests {
             "{{ messages[0].content | indent(1000000000000) }}",
             "{{ messages[0].content | indent(20000000) }}",
             "{{ messages | tojson(indent=1000000000000) }}",
-            // Lazy repetition: iterated until the cap, never collected (items of 100 kB,
-            // so that the cap comes after about 170 of them).
-            "{{ ['x' * 100000] * 1000000000000 }}",
-            "{{ (['x' * 100000] * 1000000000000) | tojson }}",
-            "{{ {'k': ['x' * 100000] * 1000000000000} | tojson(indent=1) }}",
-            "{{ strftime_now('%c' * 10000000) }}",
+            // Lazy repetition (100 GB, under the operator's item cap): iterated until the
+            // byte cap, never collected (items of 100 kB, so that the cap comes after about
+            // 170 of them).
+            "{{ ['x' * 100000] * 1000000 }}",
+            "{{ (['x' * 100000] * 1000000) | tojson }}",
+            "{{ {'k': ['x' * 100000] * 1000000} | tojson(indent=1) }}",
+            "{{ strftime_now('%c' * 1000000) }}",
         ] {
             match render(src, one.clone()) {
                 Err(LlmError::Template(e)) => {
@@ -1170,6 +1201,84 @@ mod tests {
             "a\n   b"
         );
         assert_eq!(render("{{ ['x'] * 3 }}", one).unwrap(), "['x', 'x', 'x']");
+    }
+
+    #[test]
+    fn operators_refuse_results_past_the_caps() {
+        let none = serde_json::json!([]);
+        let items = format!("more than {} items", ops::MAX_ITEMS);
+        let bytes = format!("longer than {MAX_BUILT_LEN} bytes");
+        for (src, want) in [
+            // Doubling at each step: a terabyte after 40 steps.
+            (
+                "{% set ns = namespace(s='ab') %}{% for i in range(100) %}\
+                 {% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                &bytes,
+            ),
+            (
+                "{% set ns = namespace(s='ab') %}{% for i in range(100) %}\
+                 {% set ns.s = ns.s + ns.s %}{% endfor %}",
+                &bytes,
+            ),
+            (
+                "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}\
+                 {% set ns.l = ns.l + ns.l %}{% endfor %}",
+                &items,
+            ),
+            ("{{ 'ab' * 10000000 }}", &bytes),
+            ("{{ 10000000 * 'ab' * 1 }}", &bytes),
+            ("{{ 'a' ~ ('b' * 9000000) ~ ('c' * 9000000) }}", &bytes),
+            ("{{ (['x' * 100000] * 1000000) ~ '' }}", &bytes),
+            // A lazily repeated list: `last` collected it (a terabyte), `in` scanned it for
+            // hours, and a length past `usize` panicked inside minijinja.
+            ("{{ ([1] * 10**12) | last }}", &items),
+            ("{{ 2 in [1] * 10**12 }}", &items),
+            ("{{ ([1, 2] * 2**63) | length }}", &items),
+            ("{{ (([1] * 1024) * 1024 * 2) | length }}", &items),
+        ] {
+            match render(src, none.clone()) {
+                Err(LlmError::Template(e)) => assert!(e.to_string().contains(want), "{src}: {e}"),
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        // Under the caps they compute what minijinja's own operators compute.
+        let plain = |src: &str| {
+            let mut env = Environment::new();
+            env.add_template("t", src).unwrap();
+            env.get_template("t")
+                .unwrap()
+                .render(())
+                .map_err(|e| e.kind())
+        };
+        for src in [
+            "{{ 'a' ~ 1 ~ none ~ [1, 'b'] ~ {'k': 2} ~ 1.5 }}",
+            "{{ 1 + 2 }} {{ 1.5 + 2 }} {{ 'a' + 'b' }} {{ [1] + [2, 3] }} {{ 2**62 + 2**62 }}",
+            "{{ 3 * 4 }} {{ 'ab' * 3 }} {{ 3 * 'ab' }} {{ [1, 2] * 2 }} {{ 1.5 * 2 }}",
+            "{{ (1 + 2) * 3 ~ 'x' }} {{ -2 * 3 if true else 0 ~ 1 }} {{ (1, 2) * 2 }}",
+            "{% set a, b = 1 + 1, 'x' ~ 'y' %}{{ a }}{{ b }}{{ [a * 3] }}{{ ((a + 1)) }}",
+            "{% macro m(a=1 + 2) %}{{ a * 2 }}{% endmacro %}{{ m() }}{{ m(4) ~ m(5) }}",
+            "{{ 'x' ~ range(3) | join('+' ~ '-') ~ ('(' ~ ')' ~ \"'\") }}",
+            "{{ 1\n  +\n  2 }}",
+        ] {
+            let ours = render(src, none.clone()).map_err(|e| e.to_string());
+            assert_eq!(
+                ours.as_deref().ok(),
+                plain(src).as_deref().ok(),
+                "{src}: {ours:?}"
+            );
+        }
+        // Errors stay errors.
+        for src in [
+            "{{ 'a' + 1 }}",
+            "{{ 'a' * 'b' }}",
+            "{{ [1] + 'a' }}",
+            "{{ 2**64 * 2**64 }}",
+        ] {
+            assert!(plain(src).is_err(), "{src}");
+            assert!(render(src, none.clone()).is_err(), "{src}");
+        }
+        // The functions' names cannot be taken over.
+        assert!(ChatTemplate::new("{% set __mm_add = 1 %}", "", "").is_err());
     }
 
     /// Chains past the limits are refused before minijinja compiles them (each of these

@@ -1,0 +1,442 @@
+//! Checked operators: before a template compiles, every `~`, `+` and `*` in it is rewritten
+//! into a call of one of the functions here, which refuse a result past the renderer's caps
+//! before anything is allocated for it, then compute it as minijinja does.
+//!
+//! minijinja's own operators have no caps that a hostile template cannot get around:
+//! `set s = s ~ s` in a loop doubles a string at every step, `[x] * n` is a lazy list of any
+//! length (`([1] * 10**12) | last` collects a terabyte, `2 in [1] * 10**12` scans it for
+//! hours, and a length past `usize` panics inside minijinja in a debug build). The
+//! expressions are found with minijinja's own parser (`machinery::parse`), so the rewrite
+//! sees exactly the syntax tree minijinja compiles; each operator's text is replaced by a
+//! call on its operands' text, and a chain of one operator (`a ~ b ~ c`) becomes one call
+//! with every operand, so a long chain does not become a deep nest of calls.
+
+use std::cmp::Reverse;
+use std::sync::LazyLock;
+
+use minijinja::machinery::{WhitespaceConfig, parse};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Rest, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind};
+
+use super::{Built, MAX_BUILT_LEN, too_long};
+
+/// Names a template may not use: the checked operators are globals with this prefix.
+pub(super) const RESERVED: &str = "__mm_";
+
+/// Items a list built by `+` or `*` may hold.
+pub(super) const MAX_ITEMS: usize = 1 << 20;
+
+const CONCAT: &str = "__mm_concat";
+const ADD: &str = "__mm_add";
+const MUL: &str = "__mm_mul";
+
+/// Registers the checked operators in `env`.
+pub(super) fn register(env: &mut Environment<'_>) {
+    env.add_function(CONCAT, concat);
+    env.add_function(ADD, add);
+    env.add_function(MUL, mul);
+}
+
+/// One operator chain of the template: the byte range it spans, its function, and the
+/// byte range of each operand.
+struct Op {
+    start: usize,
+    end: usize,
+    func: &'static str,
+    args: Vec<(usize, usize)>,
+}
+
+/// `source` with every `~`, `+` and `*` replaced by a call of its checked function.
+///
+/// # Errors
+/// When minijinja cannot parse `source` (the same error compiling it would give).
+pub(super) fn guard_operators(source: &str) -> Result<String, Error> {
+    let whitespace = WhitespaceConfig {
+        keep_trailing_newline: false,
+        lstrip_blocks: true,
+        trim_blocks: true,
+    };
+    // A unit struct unless minijinja's `custom_syntax` feature is on (another crate in the
+    // build may turn it on), so it is built the way that works either way.
+    #[allow(clippy::default_constructed_unit_structs)]
+    let syntax = SyntaxConfig::default();
+    let ast = parse(source, "chat", syntax, whitespace)?;
+    let tree = serde_json::to_value(&ast).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("reading the template's syntax tree: {e}"),
+        )
+    })?;
+    let mut ops = Vec::new();
+    collect(&tree, &mut ops);
+    if ops.is_empty() {
+        return Ok(source.to_owned());
+    }
+    // A node's span can take its opening bracket and leave the closing one (an `if`
+    // expression in parentheses spans `(a if b else c`): each range is widened to balance.
+    for op in &mut ops {
+        (op.start, op.end) = balanced(source, op.start, op.end)?;
+        for arg in &mut op.args {
+            *arg = balanced(source, arg.0, arg.1)?;
+        }
+    }
+    let on_char = |i: usize| i <= source.len() && source.is_char_boundary(i);
+    if !ops.iter().all(|op| {
+        on_char(op.start)
+            && on_char(op.end)
+            && op.args.iter().all(|&(a, b)| on_char(a) && on_char(b))
+    }) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "the template's syntax tree has an offset outside its text",
+        ));
+    }
+    // Outer chains before the chains inside them.
+    ops.sort_by_key(|op| (op.start, Reverse(op.end)));
+    let mut out = String::with_capacity(source.len() + ops.len() * 16);
+    let emitted = emit(source, 0, source.len(), &ops, &mut out);
+    // Every operator must have gone through its function: an operand range that did not
+    // hold an operator inside it would leave that operator unchecked.
+    if emitted != ops.len() {
+        return Err(unbalanced());
+    }
+    Ok(out)
+}
+
+/// `source[start..end]` widened until its brackets balance: over closing brackets that
+/// follow it (past whitespace) for each one it leaves open, over opening brackets before it
+/// for each one it closes without opening. Brackets inside string literals do not count.
+///
+/// # Errors
+/// When the brackets cannot be balanced that way (not a range of one expression).
+fn balanced(source: &str, start: usize, end: usize) -> Result<(usize, usize), Error> {
+    let bytes = source.as_bytes();
+    let text = bytes.get(start..end).ok_or_else(unbalanced)?;
+    let (mut depth, mut lowest) = (0i64, 0i64);
+    let mut quote = None;
+    let mut escaped = false;
+    for &c in text {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == b'\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => {
+                    depth -= 1;
+                    lowest = lowest.min(depth);
+                }
+                _ => {}
+            },
+        }
+    }
+    if quote.is_some() {
+        return Err(unbalanced());
+    }
+    let (mut start, mut end) = (start, end);
+    // Openers before the range for the closers it has without them.
+    for _ in 0..-lowest {
+        let before = bytes[..start]
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace());
+        match before {
+            Some(i) if matches!(bytes[i], b'(' | b'[' | b'{') => start = i,
+            _ => return Err(unbalanced()),
+        }
+    }
+    // Closers after it for the openers it leaves open.
+    for _ in 0..depth - lowest {
+        let after = bytes[end..].iter().position(|c| !c.is_ascii_whitespace());
+        match after {
+            Some(i) if matches!(bytes[end + i], b')' | b']' | b'}') => end += i + 1,
+            _ => return Err(unbalanced()),
+        }
+    }
+    // Then without the parentheses that enclose all of it (but not a tuple's), so that an
+    // operand and the operator chain it is are the same range.
+    while let Some(inner) = enclosed(bytes, start, end) {
+        (start, end) = inner;
+    }
+    Ok((start, end))
+}
+
+/// `start..end` inside the parentheses at its two ends, when they are one pair with no comma
+/// directly inside (a tuple keeps its parentheses), trimmed of whitespace.
+fn enclosed(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    if end < start + 2 || bytes[start] != b'(' || bytes[end - 1] != b')' {
+        return None;
+    }
+    let mut depth = 0i64;
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, &c) in bytes[start..end].iter().enumerate() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            b'\'' | b'"' => quote = Some(c),
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                // The first parenthesis closes before the end: not one pair.
+                if depth == 0 && start + i != end - 1 {
+                    return None;
+                }
+            }
+            b',' if depth == 1 => return None,
+            _ => {}
+        }
+    }
+    let (mut a, mut b) = (start + 1, end - 1);
+    while a < b && bytes[a].is_ascii_whitespace() {
+        a += 1;
+    }
+    while b > a && bytes[b - 1].is_ascii_whitespace() {
+        b -= 1;
+    }
+    (a < b).then_some((a, b))
+}
+
+fn unbalanced() -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        "an operand's text in the template's syntax tree is not one expression",
+    )
+}
+
+/// Writes `source[from..to]` with the operator chains of `ops` inside it rewritten.
+/// Returns how many chains it rewrote.
+fn emit(source: &str, from: usize, to: usize, ops: &[Op], out: &mut String) -> usize {
+    let mut pos = from;
+    let mut i = 0;
+    let mut emitted = 0;
+    while i < ops.len() {
+        let op = &ops[i];
+        if op.start < pos || op.end > to {
+            i += 1;
+            continue;
+        }
+        out.push_str(&source[pos..op.start]);
+        // The chains inside this one follow it in the order.
+        let inner_end = i + 1 + ops[i + 1..].iter().take_while(|o| o.start < op.end).count();
+        let inner = &ops[i + 1..inner_end];
+        out.push_str(op.func);
+        out.push('(');
+        emitted += 1;
+        for (k, &(a, b)) in op.args.iter().enumerate() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            emitted += emit(source, a, b, inner, out);
+        }
+        out.push(')');
+        pos = op.end;
+        i = inner_end;
+    }
+    out.push_str(&source[pos..to]);
+    emitted
+}
+
+/// The function of a checked operator (minijinja's serialised `BinOpKind`).
+fn function(op: &serde_json::Value) -> Option<&'static str> {
+    match op.as_str()? {
+        "Concat" => Some(CONCAT),
+        "Add" => Some(ADD),
+        "Mul" => Some(MUL),
+        _ => None,
+    }
+}
+
+/// A serialised `Spanned` node: `{"inner": [node, span]}`.
+fn node_and_span(v: &serde_json::Value) -> Option<(&serde_json::Value, &serde_json::Value)> {
+    let inner = v.get("inner")?.as_array()?;
+    Some((inner.first()?, inner.get(1)?))
+}
+
+fn offsets(span: &serde_json::Value) -> Option<(usize, usize)> {
+    let a = usize::try_from(span.get("start_offset")?.as_u64()?).ok()?;
+    let b = usize::try_from(span.get("end_offset")?.as_u64()?).ok()?;
+    Some((a, b))
+}
+
+/// The text an expression covers: the union of every span in it (a node's own span can
+/// start after its operand, as a filter's starts at the filter's name and a call's at `(`).
+fn extent(v: &serde_json::Value) -> Option<(usize, usize)> {
+    let mut range: Option<(usize, usize)> = None;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some((a, b)) = offsets(v) {
+                    range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                }
+                stack.extend(m.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    range
+}
+
+fn is_binop(v: &serde_json::Value) -> bool {
+    v.get("expr").and_then(|e| e.as_str()) == Some("BinOp")
+}
+
+/// Finds every checked operator chain under `v`.
+fn collect(v: &serde_json::Value, ops: &mut Vec<Op>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if is_binop(v)
+                && let Some((node, _)) = node_and_span(v)
+                && let Some(func) = node.get("op").and_then(function)
+            {
+                if let Some(op) = chain(v, func, ops) {
+                    ops.push(op);
+                }
+                return;
+            }
+            for child in m.values() {
+                collect(child, ops);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for child in items {
+                collect(child, ops);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The chain of `func` rooted at the `BinOp` `v`: its left operands while they are the same
+/// operator, then each right operand (the operands' own operators are collected too).
+fn chain(v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>) -> Option<Op> {
+    let mut rights = Vec::new();
+    let mut cur = v;
+    let first = loop {
+        let (node, _) = node_and_span(cur)?;
+        rights.push(node.get("right")?);
+        let left = node.get("left")?;
+        let same = is_binop(left)
+            && node_and_span(left)
+                .and_then(|(n, _)| n.get("op"))
+                .and_then(function)
+                == Some(func);
+        if !same {
+            break left;
+        }
+        cur = left;
+    };
+    let mut args = vec![extent(first)?];
+    collect(first, ops);
+    for right in rights.into_iter().rev() {
+        args.push(extent(right)?);
+        collect(right, ops);
+    }
+    let (own_start, own_end) = node_and_span(v).and_then(|(_, s)| offsets(s))?;
+    let start = args.iter().map(|a| a.0).fold(own_start, usize::min);
+    let end = args.iter().map(|a| a.1).fold(own_end, usize::max);
+    Some(Op {
+        start,
+        end,
+        func,
+        args,
+    })
+}
+
+/// A plain environment that computes an operator exactly as the template's would, once the
+/// operands have passed the checks.
+static PLAIN: LazyLock<Environment<'static>> = LazyLock::new(Environment::new);
+
+fn plain(expr: &str, a: Value, b: Value) -> Result<Value, Error> {
+    PLAIN
+        .compile_expression(expr)?
+        .eval(minijinja::context! { a => a, b => b })
+}
+
+/// The number of items of a list, counted up to `MAX_ITEMS + 1` when it has no length.
+fn items(v: &Value) -> Option<usize> {
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => Some(
+            v.len()
+                .unwrap_or_else(|| v.try_iter().map_or(0, |it| it.take(MAX_ITEMS + 1).count())),
+        ),
+        _ => None,
+    }
+}
+
+fn too_many(what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{what}: the list would hold more than {MAX_ITEMS} items"),
+    )
+}
+
+/// `a ~ b ~ ...`: the operands' text, built through the capped string.
+fn concat(args: Rest<Value>) -> Result<Value, Error> {
+    let mut out = Built::new("`~`");
+    for v in args.iter() {
+        match v.as_str() {
+            Some(s) => out.push(s)?,
+            None => out.write(format_args!("{v}"))?,
+        }
+    }
+    Ok(Value::from(out.out))
+}
+
+/// `a + b + ...`, left to right.
+fn add(args: Rest<Value>) -> Result<Value, Error> {
+    let mut it = args.0.into_iter();
+    let mut acc = it.next().unwrap_or_default();
+    for b in it {
+        if let (Some(x), Some(y)) = (acc.as_str(), b.as_str()) {
+            if x.len().saturating_add(y.len()) > MAX_BUILT_LEN {
+                return Err(too_long("`+`"));
+            }
+        } else if let (Some(x), Some(y)) = (items(&acc), items(&b))
+            && x.saturating_add(y) > MAX_ITEMS
+        {
+            return Err(too_many("`+`"));
+        }
+        acc = plain("a + b", acc, b)?;
+    }
+    Ok(acc)
+}
+
+/// `a * b * ...`, left to right.
+fn mul(args: Rest<Value>) -> Result<Value, Error> {
+    let mut it = args.0.into_iter();
+    let mut acc = it.next().unwrap_or_default();
+    for b in it {
+        for (x, n) in [(&acc, &b), (&b, &acc)] {
+            let Some(n) = n.as_usize() else { continue };
+            if let Some(s) = x.as_str() {
+                if s.len().saturating_mul(n) > MAX_BUILT_LEN {
+                    return Err(too_long("`*`"));
+                }
+            } else if let Some(len) = items(x)
+                && len.saturating_mul(n) > MAX_ITEMS
+            {
+                return Err(too_many("`*`"));
+            }
+        }
+        acc = plain("a * b", acc, b)?;
+    }
+    Ok(acc)
+}
