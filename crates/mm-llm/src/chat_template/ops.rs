@@ -85,7 +85,11 @@ pub(super) fn guard_operators(source: &str) -> Result<String, Error> {
     if !ops.iter().all(|op| {
         on_char(op.start)
             && on_char(op.end)
-            && op.args.iter().all(|&(a, b)| on_char(a) && on_char(b))
+            && op.start <= op.end
+            && op
+                .args
+                .iter()
+                .all(|&(a, b)| on_char(a) && on_char(b) && op.start <= a && a <= b && b <= op.end)
     }) {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
