@@ -1388,6 +1388,60 @@ mod tests {
         assert!(same >= 1000, "{same} rendered, {failed} failed");
     }
 
+    /// What the checked operators cost: compile and render times of real templates with and
+    /// without the rewrite, in one run (a probe, not a check: it asserts only that both
+    /// render the same). `MM_CHAT_TEMPLATES` names llama.cpp's `models/templates`:
+    /// `cargo test --release -p mm-llm --features chat-template --lib render_cost --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore = "a timing probe; needs MM_CHAT_TEMPLATES"]
+    fn render_cost_with_and_without_checked_operators() {
+        let dir = std::env::var("MM_CHAT_TEMPLATES").expect("MM_CHAT_TEMPLATES");
+        let turns: Vec<_> = (0..200)
+            .map(|i| {
+                let role = if i % 2 == 0 { "user" } else { "assistant" };
+                serde_json::json!({"role": role, "content": format!("message {i}, some text")})
+            })
+            .collect();
+        let msgs = serde_json::Value::Array(turns);
+        let opts = RenderOptions::new().with_fixed_time(Some(1_721_952_000));
+        for name in [
+            "openai-gpt-oss-120b.jinja",
+            "Qwen-Qwen3-0.6B.jinja",
+            "meta-llama-Llama-3.3-70B-Instruct.jinja",
+            "google-gemma-2-2b-it.jinja",
+        ] {
+            let src = std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+            let mut times = [[std::time::Duration::MAX; 2]; 2];
+            let mut out = [String::new(), String::new()];
+            for _ in 0..5 {
+                for guard in [false, true] {
+                    let t0 = std::time::Instant::now();
+                    let t = ChatTemplate::build(&src, "<s>", "</s>", guard).unwrap();
+                    let compile = t0.elapsed();
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..20 {
+                        out[usize::from(guard)] = t.render_serialized(&msgs, &opts).unwrap();
+                    }
+                    let render = t0.elapsed() / 20;
+                    let best = &mut times[usize::from(guard)];
+                    *best = [best[0].min(compile), best[1].min(render)];
+                }
+            }
+            assert_eq!(out[0], out[1], "{name}");
+            let ratio = |i: usize| times[1][i].as_secs_f64() / times[0][i].as_secs_f64();
+            println!(
+                "{name}: compile {:?} -> {:?} ({:.2}x), render 200 turns {:?} -> {:?} ({:.2}x)",
+                times[0][0],
+                times[1][0],
+                ratio(0),
+                times[0][1],
+                times[1][1],
+                ratio(1)
+            );
+        }
+    }
+
     /// Chains past the limits are refused before minijinja compiles them (each of these
     /// overflowed the stack and aborted the process); chains just under them compile and
     /// render on a thread with a 2 MiB stack, the size of a Tokio worker's or a test's.

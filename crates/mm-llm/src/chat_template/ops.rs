@@ -409,10 +409,21 @@ fn add(args: Rest<Value>) -> Result<Value, Error> {
     let mut it = args.0.into_iter();
     let mut acc = it.next().unwrap_or_default();
     for b in it {
+        // The common cases computed here, as minijinja computes them (two strings are
+        // joined; two integers that fit in an `i64` are added, into an `i64`).
         if let (Some(x), Some(y)) = (acc.as_str(), b.as_str()) {
             if x.len().saturating_add(y.len()) > MAX_BUILT_LEN {
                 return Err(too_long("`+`"));
             }
+            if acc.kind() == ValueKind::String && b.kind() == ValueKind::String {
+                acc = Value::from([x, y].concat());
+                continue;
+            }
+        } else if let (Some(x), Some(y)) = (small_int(&acc), small_int(&b))
+            && let Some(sum) = x.checked_add(y)
+        {
+            acc = Value::from(sum);
+            continue;
         } else if let (Some(x), Some(y)) = (items(&acc), items(&b))
             && x.saturating_add(y) > MAX_ITEMS
         {
@@ -421,6 +432,15 @@ fn add(args: Rest<Value>) -> Result<Value, Error> {
         acc = plain("a + b", acc, b)?;
     }
     Ok(acc)
+}
+
+/// An integer operand that is an `i64` (not a float, a bool or a larger integer).
+fn small_int(v: &Value) -> Option<i64> {
+    if v.is_integer() && v.kind() == ValueKind::Number {
+        i64::try_from(v.clone()).ok()
+    } else {
+        None
+    }
 }
 
 /// `a * b * ...`, left to right.
