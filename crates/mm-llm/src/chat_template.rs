@@ -373,10 +373,8 @@ fn scan_tag(b: &[u8], from: usize, close: &[u8]) -> (usize, usize) {
             tokens += 1;
         } else if c == b'\'' || c == b'"' {
             tokens += 1;
-            k += 1;
-            while k < b.len() && b[k] != c {
-                k += if b[k] == b'\\' { 2 } else { 1 };
-            }
+            // To the closing quote (the loop steps past it), or past the end.
+            k = skip_string(b, k).map_or(b.len(), |past| past - 1);
         } else if !word && !c.is_ascii_whitespace() {
             tokens += 1;
         }
@@ -384,6 +382,21 @@ fn scan_tag(b: &[u8], from: usize, close: &[u8]) -> (usize, usize) {
         k += 1;
     }
     (tokens, b.len())
+}
+
+/// The index just past the string literal whose opening quote is at `b[at]` (a backslash
+/// escapes the next byte), or none when the literal is not closed in `b`.
+fn skip_string(b: &[u8], at: usize) -> Option<usize> {
+    let quote = b[at];
+    let mut k = at + 1;
+    while k < b.len() {
+        match b[k] {
+            b'\\' => k += 2,
+            c if c == quote => return Some(k + 1),
+            _ => k += 1,
+        }
+    }
+    None
 }
 
 /// The first word of a block tag's text (`elif`, `raw`, ...).
@@ -481,6 +494,28 @@ impl Built {
             self.out.push_str(s);
         }
         Ok(())
+    }
+
+    /// `s` with each character that `escape` maps to text written as that text instead (or,
+    /// mapped to `""`, by `code`); runs of the others are appended whole.
+    fn push_escaped(
+        &mut self,
+        s: &str,
+        escape: impl Fn(char) -> Option<&'static str>,
+        code: impl Fn(&mut Self, char) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut run = 0;
+        for (i, c) in s.char_indices() {
+            let Some(text) = escape(c) else { continue };
+            self.push(&s[run..i])?;
+            run = i + c.len_utf8();
+            if text.is_empty() {
+                code(self, c)?;
+            } else {
+                self.push(text)?;
+            }
+        }
+        self.push(&s[run..])
     }
 
     /// Formatted text, through the same check (`write!` stops at the first refused piece).
@@ -872,32 +907,28 @@ impl JsonDump {
 
     fn string(&mut self, s: &str) -> Result<(), Error> {
         self.out.push_char('"')?;
-        // Runs of characters that need no escape are appended whole.
-        let mut run = 0;
-        for (i, c) in s.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                '\u{8}' => "\\b",
-                '\u{c}' => "\\f",
-                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => "",
-                _ => continue,
-            };
-            self.out.push(&s[run..i])?;
-            run = i + c.len_utf8();
-            if escape.is_empty() {
+        let ensure_ascii = self.ensure_ascii;
+        self.out.push_escaped(
+            s,
+            |c| match c {
+                '"' => Some("\\\""),
+                '\\' => Some("\\\\"),
+                '\n' => Some("\\n"),
+                '\r' => Some("\\r"),
+                '\t' => Some("\\t"),
+                '\u{8}' => Some("\\b"),
+                '\u{c}' => Some("\\f"),
+                c if (c as u32) < 0x20 || (ensure_ascii && !c.is_ascii()) => Some(""),
+                _ => None,
+            },
+            |out, c| {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
-                    self.out.write(format_args!("\\u{unit:04x}"))?;
+                    out.write(format_args!("\\u{unit:04x}"))?;
                 }
-            } else {
-                self.out.push(escape)?;
-            }
-        }
-        self.out.push(&s[run..])?;
+                Ok(())
+            },
+        )?;
         self.out.push_char('"')
     }
 }
@@ -962,28 +993,20 @@ fn python_repr(v: &Value, out: &mut Built) -> Result<(), Error> {
                 '\''
             };
             out.push_char(q)?;
-            // Runs of characters that need no escape are appended whole.
-            let mut run = 0;
-            for (i, c) in s.char_indices() {
-                let escape = match c {
-                    '\\' => "\\\\",
-                    '\n' => "\\n",
-                    '\r' => "\\r",
-                    '\t' => "\\t",
-                    '\'' if q == '\'' => "\\'",
-                    '"' if q == '"' => "\\\"",
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => "",
-                    _ => continue,
-                };
-                out.push(&s[run..i])?;
-                run = i + c.len_utf8();
-                if escape.is_empty() {
-                    out.write(format_args!("\\x{:02x}", c as u32))?;
-                } else {
-                    out.push(escape)?;
-                }
-            }
-            out.push(&s[run..])?;
+            out.push_escaped(
+                s,
+                |c| match c {
+                    '\\' => Some("\\\\"),
+                    '\n' => Some("\\n"),
+                    '\r' => Some("\\r"),
+                    '\t' => Some("\\t"),
+                    '\'' if q == '\'' => Some("\\'"),
+                    '"' if q == '"' => Some("\\\""),
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => Some(""),
+                    _ => None,
+                },
+                |out, c| out.write(format_args!("\\x{:02x}", c as u32)),
+            )?;
             out.push_char(q)
         }
         ValueKind::Seq | ValueKind::Iterable => {

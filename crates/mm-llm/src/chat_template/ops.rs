@@ -17,9 +17,9 @@ use std::sync::LazyLock;
 use minijinja::machinery::{WhitespaceConfig, parse};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value, ValueKind};
-use minijinja::{Environment, Error, ErrorKind};
+use minijinja::{Environment, Error, ErrorKind, Expression};
 
-use super::{Built, MAX_BUILT_LEN, too_long};
+use super::{Built, MAX_BUILT_LEN, skip_string, too_long};
 
 /// Names a template may not use: the checked operators are globals with this prefix.
 pub(super) const RESERVED: &str = "__mm_";
@@ -118,32 +118,18 @@ fn balanced(source: &str, start: usize, end: usize) -> Result<(usize, usize), Er
     let bytes = source.as_bytes();
     let text = bytes.get(start..end).ok_or_else(unbalanced)?;
     let (mut depth, mut lowest) = (0i64, 0i64);
-    let mut quote = None;
-    let mut escaped = false;
-    for &c in text {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == b'\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
+    let mut k = 0;
+    while k < text.len() {
+        match text[k] {
+            b'\'' | b'"' => k = skip_string(text, k).ok_or_else(unbalanced)? - 1,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                lowest = lowest.min(depth);
             }
-            None => match c {
-                b'\'' | b'"' => quote = Some(c),
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' => {
-                    depth -= 1;
-                    lowest = lowest.min(depth);
-                }
-                _ => {}
-            },
+            _ => {}
         }
-    }
-    if quote.is_some() {
-        return Err(unbalanced());
+        k += 1;
     }
     let (mut start, mut end) = (start, end);
     // Openers before the range for the closers it has without them.
@@ -178,33 +164,24 @@ fn enclosed(bytes: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     if end < start + 2 || bytes[start] != b'(' || bytes[end - 1] != b')' {
         return None;
     }
+    let text = &bytes[start..end];
     let mut depth = 0i64;
-    let mut quote = None;
-    let mut escaped = false;
-    for (i, &c) in bytes[start..end].iter().enumerate() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == b'\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            b'\'' | b'"' => quote = Some(c),
+    let mut k = 0;
+    while k < text.len() {
+        match text[k] {
+            b'\'' | b'"' => k = skip_string(text, k)? - 1,
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => {
                 depth -= 1;
                 // The first parenthesis closes before the end: not one pair.
-                if depth == 0 && start + i != end - 1 {
+                if depth == 0 && k != text.len() - 1 {
                     return None;
                 }
             }
             b',' if depth == 1 => return None,
             _ => {}
         }
+        k += 1;
     }
     let (mut a, mut b) = (start + 1, end - 1);
     while a < b && bytes[a].is_ascii_whitespace() {
@@ -365,13 +342,25 @@ fn chain(v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>) -> Option
 }
 
 /// A plain environment that computes an operator exactly as the template's would, once the
-/// operands have passed the checks.
+/// operands have passed the checks, and its two expressions, compiled once.
 static PLAIN: LazyLock<Environment<'static>> = LazyLock::new(Environment::new);
+static PLAIN_ADD: LazyLock<Option<Expression<'static, 'static>>> =
+    LazyLock::new(|| PLAIN.compile_expression("a + b").ok());
+static PLAIN_MUL: LazyLock<Option<Expression<'static, 'static>>> =
+    LazyLock::new(|| PLAIN.compile_expression("a * b").ok());
 
-fn plain(expr: &str, a: Value, b: Value) -> Result<Value, Error> {
-    PLAIN
-        .compile_expression(expr)?
-        .eval(minijinja::context! { a => a, b => b })
+fn plain(
+    expr: &LazyLock<Option<Expression<'static, 'static>>>,
+    a: Value,
+    b: Value,
+) -> Result<Value, Error> {
+    let expr = expr.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "an operator expression did not compile",
+        )
+    })?;
+    expr.eval(minijinja::context! { a => a, b => b })
 }
 
 /// The number of items of a list, counted up to `MAX_ITEMS + 1` when it has no length.
@@ -429,7 +418,7 @@ fn add(args: Rest<Value>) -> Result<Value, Error> {
         {
             return Err(too_many("`+`"));
         }
-        acc = plain("a + b", acc, b)?;
+        acc = plain(&PLAIN_ADD, acc, b)?;
     }
     Ok(acc)
 }
@@ -460,7 +449,7 @@ fn mul(args: Rest<Value>) -> Result<Value, Error> {
                 return Err(too_many("`*`"));
             }
         }
-        acc = plain("a * b", acc, b)?;
+        acc = plain(&PLAIN_MUL, acc, b)?;
     }
     Ok(acc)
 }
