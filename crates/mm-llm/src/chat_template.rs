@@ -37,6 +37,7 @@ use crate::LlmError;
 use crate::conversation::{Conversation, Part};
 use crate::tokens::TokenCounter;
 
+mod capped;
 mod ops;
 
 /// Instructions one render may run (a few hundred thousand are plenty for a long chat).
@@ -176,7 +177,6 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_fuel(Some(FUEL));
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, _state, value| {
             match value.as_str() {
                 Some(text) if value.kind() == ValueKind::String => out.write_str(text)?,
@@ -191,6 +191,7 @@ impl ChatTemplate {
         env.add_test("iterable", python_iterable);
         env.add_filter("indent", jinja2_indent);
         ops::register(&mut env);
+        capped::register(&mut env);
         check_depth(source).map_err(template_error)?;
         if source.contains(ops::RESERVED) {
             return Err(template_error(Error::new(
@@ -1315,6 +1316,157 @@ mod tests {
         }
         // The functions' names cannot be taken over.
         assert!(ChatTemplate::new("{% set __mm_add = 1 %}", "", "").is_err());
+    }
+
+    /// The builtins that build more than they take (minijinja's `batch`, `slice`, `list`,
+    /// `chain`, `replace`, `join`, `format`, `string`, `pprint`, `escape`, the case filters,
+    /// and `pycompat`'s `str.replace`, `str.join`, `str.format`) refuse a result past the
+    /// caps before building it, where before they reserved a terabyte (`batch(10**12)`
+    /// aborted the process) or built 100 GB; `"abc".count("")` looped forever.
+    #[test]
+    fn builtins_that_multiply_refuse_results_past_the_caps() {
+        let none = serde_json::json!([]);
+        let items = format!("more than {} items", ops::MAX_ITEMS);
+        let bytes = format!("longer than {MAX_BUILT_LEN} bytes");
+        // 1,000,000 references to one 100 kB string: 100 GB printed.
+        let big = "(['x' * 100000] * 1000000)";
+        for (src, what, want) in [
+            (
+                "{{ [1, 2, 3] | batch(10**12) }}".to_owned(),
+                "batch",
+                &items,
+            ),
+            (
+                "{{ [1, 2, 3] | slice(10**12, 0) }}".to_owned(),
+                "slice",
+                &items,
+            ),
+            (
+                "{{ ('x' * 2000000) | list | length }}".to_owned(),
+                "list",
+                &items,
+            ),
+            (
+                "{{ ([1] * 1000000) | chain([2] * 1000000) | length }}".to_owned(),
+                "chain",
+                &items,
+            ),
+            (
+                "{{ ('x' * 100000) | replace('x', 'y' * 1000) }}".to_owned(),
+                "replace",
+                &bytes,
+            ),
+            (
+                "{{ ('x' * 1000) | replace('', 'y' * 100000) }}".to_owned(),
+                "replace",
+                &bytes,
+            ),
+            (
+                "{{ ('x' * 1000).replace('', 'y' * 100000) }}".to_owned(),
+                "str.replace",
+                &bytes,
+            ),
+            (format!("{{{{ {big} | join(',') }}}}"), "join", &bytes),
+            (format!("{{{{ ','.join({big}) }}}}"), "str.join", &bytes),
+            (
+                "{{ '%1000000000s' | format('a') }}".to_owned(),
+                "format",
+                &bytes,
+            ),
+            (
+                "{{ '%.1000000000f' | format(1.5) }}".to_owned(),
+                "format",
+                &bytes,
+            ),
+            (
+                "{{ '{:>1000000000}'.format('a') }}".to_owned(),
+                "str.format",
+                &bytes,
+            ),
+            (
+                "{{ '{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}'.format('x' * 1000000) }}"
+                    .to_owned(),
+                "str.format",
+                &bytes,
+            ),
+            (format!("{{{{ {big} | string }}}}"), "string", &bytes),
+            (format!("{{{{ {big} | pprint }}}}"), "pprint", &bytes),
+            (format!("{{{{ {big} | e }}}}"), "escape", &bytes),
+            (format!("{{{{ {big} | upper }}}}"), "upper", &bytes),
+            (format!("{{{{ {big} | trim }}}}"), "trim", &bytes),
+            (
+                format!("{{{{ {big} | replace('a', 'b') }}}}"),
+                "replace",
+                &bytes,
+            ),
+            // Tripled by the case change: 10 MB in, 30 MB out.
+            (
+                "{{ ('\u{390}' * 5000000) | upper }}".to_owned(),
+                "upper",
+                &bytes,
+            ),
+            (
+                "{{ ('\u{390}' * 5000000).upper() }}".to_owned(),
+                "upper",
+                &bytes,
+            ),
+        ] {
+            match render(&src, none.clone()) {
+                Err(LlmError::Template(e)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(want) && e.contains(what), "{src}: {e}");
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        // Under the caps they return what minijinja's and pycompat's own return.
+        let plain = |src: &str| {
+            let mut env = Environment::new();
+            env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            env.add_template("t", src).unwrap();
+            env.get_template("t")
+                .unwrap()
+                .render(())
+                .map_err(|e| e.kind())
+        };
+        for src in [
+            "{{ 'a-b-c' | replace('-', '+') }} {{ 'abc' | replace('', '.') }} {{ 3 | replace('3', 'x') }}",
+            "{{ 'a-b-c'.replace('-', '+', 1) }} {{ 'abc'.replace('', '.') }} {{ 'a'.replace('a', 'b', -1) }}",
+            "{{ [1, 'a', none, [2]] | join(', ') }} {{ 'abc' | join }} {{ {'k': 1, 'j': 2} | join('+') }}",
+            "{{ ', '.join(['a', 'b', 3]) }} {{ ''.join('xyz') }}",
+            "{{ '%5s|%-3d|%.2f|%x' | format('a', 7, 1.5, 255) }}",
+            "{{ '%(k)s=%(k)s' | format({'k': 'v'}) }} {{ '%%' | format() }}",
+            "{{ '{:>5}|{}|{name}|{:,}|{:08.3f}'.format('a', 2, 1234567, 3.14159, name='n') }} {{ '{0}{1}{0}'.format('a', 'b') }}",
+            "{{ [1, 2] | string }} {{ 3 | string }} {{ {'a': [1]} | pprint }} {{ none | string }}",
+            "{{ '<a href=\"x\">&' | e }} {{ '<a>' | escape }} {{ [1, '<'] | e }}",
+            "{{ 'ab cd' | upper }} {{ 'AB' | lower }} {{ 'ab cd' | title }} {{ 'ab CD' | capitalize }}",
+            "{{ 3 | upper }} {{ true | lower }} {{ '  x ' | trim }} {{ 'xxaxx' | trim('x') }}",
+            "{{ ([1, 2, 3, 4, 5] | batch(2, 0) | list) ~ '' }} {{ ([1, 2, 3] | slice(2)) ~ '' }}",
+            "{{ ('abc' | list) ~ '' }} {{ ([1] | chain([2, 3])) ~ '' }} {{ ({'a': 1} | chain({'b': 2})) ~ '' }}",
+            "{{ 'abcb'.count('b') }} {{ 'ab ab'.upper() }} {{ 'ab'.title() }} {{ 'AB'.lower() }} {{ 'aB'.capitalize() }}",
+        ] {
+            let ours = render(src, none.clone()).map_err(|e| e.to_string());
+            assert_eq!(
+                ours.as_deref().ok(),
+                plain(src).as_deref().ok(),
+                "{src}: {ours:?}"
+            );
+            assert!(ours.is_ok(), "{src}: {ours:?}");
+        }
+        // Python counts the empty string at every position.
+        assert_eq!(render("{{ 'abc'.count('') }}", none.clone()).unwrap(), "4");
+        // Errors stay errors.
+        for src in [
+            "{{ 1 | join(',') }}",
+            "{{ [1] | batch(0) }}",
+            "{{ [1] | slice(0) }}",
+            "{{ 1 | list }}",
+            "{{ '%s %s' | format('a') }}",
+            "{{ '{1}'.format('a') }}",
+        ] {
+            assert!(plain(src).is_err(), "{src}");
+            assert!(render(src, none.clone()).is_err(), "{src}");
+        }
     }
 
     /// Random expressions, spaced and parenthesised at random, render the same with the

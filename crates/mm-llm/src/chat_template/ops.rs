@@ -364,7 +364,7 @@ fn plain(
 }
 
 /// The number of items of a list, counted up to `MAX_ITEMS + 1` when it has no length.
-fn items(v: &Value) -> Option<usize> {
+pub(super) fn items(v: &Value) -> Option<usize> {
     match v.kind() {
         ValueKind::Seq | ValueKind::Iterable => Some(
             v.len()
@@ -374,7 +374,7 @@ fn items(v: &Value) -> Option<usize> {
     }
 }
 
-fn too_many(what: &str) -> Error {
+pub(super) fn too_many(what: &str) -> Error {
     Error::new(
         ErrorKind::InvalidOperation,
         format!("{what}: the list would hold more than {MAX_ITEMS} items"),
