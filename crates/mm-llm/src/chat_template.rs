@@ -1441,6 +1441,7 @@ mod tests {
             "{{ '<a href=\"x\">&' | e }} {{ '<a>' | escape }} {{ [1, '<'] | e }}",
             "{{ 'ab cd' | upper }} {{ 'AB' | lower }} {{ 'ab cd' | title }} {{ 'ab CD' | capitalize }}",
             "{{ 3 | upper }} {{ true | lower }} {{ '  x ' | trim }} {{ 'xxaxx' | trim('x') }}",
+            "{{ [1] | safe }} {{ 'ab' is startingwith 'a' }} {{ 12 is endingwith 2 }} {{ 'ab' is endingwith 'a' }}",
             "{{ ([1, 2, 3, 4, 5] | batch(2, 0) | list) ~ '' }} {{ ([1, 2, 3] | slice(2)) ~ '' }}",
             "{{ ('abc' | list) ~ '' }} {{ ([1] | chain([2, 3])) ~ '' }} {{ ({'a': 1} | chain({'b': 2})) ~ '' }}",
             "{{ 'abcb'.count('b') }} {{ 'ab ab'.upper() }} {{ 'ab'.title() }} {{ 'AB'.lower() }} {{ 'aB'.capitalize() }}",

@@ -56,6 +56,30 @@ pub(super) fn register(env: &mut Environment<'_>) {
             Value::from(filters::title(Cow::Borrowed(s.as_str()))),
         )
     });
+    env.add_filter("safe", |state: &State<'_, '_>, v: &Value| {
+        let s = input(state, "safe", v)?;
+        Ok(filters::safe(s.as_str().to_owned()))
+    });
+    env.add_test(
+        "startingwith",
+        |state: &State<'_, '_>, v: &Value, prefix: &Value| {
+            let (v, prefix) = (
+                input(state, "startingwith", v)?,
+                input(state, "startingwith", prefix)?,
+            );
+            Ok::<_, Error>(v.as_str().starts_with(prefix.as_str()))
+        },
+    );
+    env.add_test(
+        "endingwith",
+        |state: &State<'_, '_>, v: &Value, suffix: &Value| {
+            let (v, suffix) = (
+                input(state, "endingwith", v)?,
+                input(state, "endingwith", suffix)?,
+            );
+            Ok::<_, Error>(v.as_str().ends_with(suffix.as_str()))
+        },
+    );
     env.set_unknown_method_callback(method);
 }
 
