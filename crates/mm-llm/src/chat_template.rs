@@ -179,8 +179,15 @@ impl ChatTemplate {
         env.set_fuel(Some(FUEL));
         env.set_formatter(|out, _state, value| {
             match value.as_str() {
-                Some(text) if value.kind() == ValueKind::String => out.write_str(text)?,
-                _ => out.write_str(&python_str(value)?)?,
+                Some(text) if value.kind() == ValueKind::String => {
+                    spend_print_budget(text.len())?;
+                    out.write_str(text)?;
+                }
+                _ => {
+                    let text = python_str(value)?;
+                    spend_print_budget(text.len())?;
+                    out.write_str(&text)?;
+                }
             }
             Ok(())
         });
@@ -255,6 +262,12 @@ impl ChatTemplate {
             add_generation_prompt => options.generation_prompt == GenerationPrompt::Add,
             strftime_now => strftime_now,
         };
+        let _budget = PrintBudget::set(
+            options
+                .max_len
+                .max(MAX_BUILT_LEN)
+                .saturating_mul(PRINT_FACTOR),
+        );
         let mut out = CappedBytes {
             bytes: Vec::new(),
             max: options.max_len,
@@ -416,6 +429,48 @@ fn split_control(tag: &str) -> (&str, &str) {
         Some(b'-' | b'+') => tag.split_at(1),
         _ => ("", tag),
     }
+}
+
+/// How many times the prompt's cap (or [`MAX_BUILT_LEN`], when that is larger) one render
+/// may print with `{{ }}`, counting the text captured by `{% set %}` blocks, macros and
+/// `call` and `filter` blocks, which the prompt's cap does not see until it is printed.
+const PRINT_FACTOR: usize = 4;
+
+thread_local! {
+    /// Bytes the render on this thread may still print ([`PRINT_FACTOR`]).
+    static PRINT_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Sets this thread's print budget for one render; restores the one before when dropped.
+struct PrintBudget(usize);
+
+impl PrintBudget {
+    fn set(bytes: usize) -> Self {
+        Self(PRINT_BUDGET.replace(bytes))
+    }
+}
+
+impl Drop for PrintBudget {
+    fn drop(&mut self) {
+        PRINT_BUDGET.set(self.0);
+    }
+}
+
+/// Takes `n` bytes from the print budget, or fails when it has fewer left: a template that
+/// doubles captured text (`{% set t %}{{ s }}{{ s }}{% endset %}` in a loop) stops here.
+fn spend_print_budget(n: usize) -> Result<(), Error> {
+    let left = PRINT_BUDGET.get();
+    if n > left {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "printed text: the render would print more than {PRINT_FACTOR} times the \
+                 prompt's cap, counting captured text"
+            ),
+        ));
+    }
+    PRINT_BUDGET.set(left - n);
+    Ok(())
 }
 
 /// The render's output: refuses a write that would take it past `max` bytes.
@@ -1468,6 +1523,43 @@ mod tests {
             assert!(plain(src).is_err(), "{src}");
             assert!(render(src, none.clone()).is_err(), "{src}");
         }
+    }
+
+    /// Text captured by `{% set %}` blocks and macros counts against the print budget:
+    /// doubling it at every step of a loop (a terabyte after 40 steps) is an error.
+    #[test]
+    fn captured_text_is_counted_before_it_is_printed() {
+        let none = serde_json::json!([]);
+        for src in [
+            "{% set ns = namespace(s='ab') %}{% for i in range(100) %}\
+             {% set t %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = t %}{% endfor %}",
+            "{% macro twice(s) %}{{ s }}{{ s }}{% endmacro %}{% set ns = namespace(s='ab') %}\
+             {% for i in range(100) %}{% set ns.s = twice(ns.s) %}{% endfor %}",
+            "{% set ns = namespace(s='ab') %}{% for i in range(100) %}\
+             {% set t %}{% filter upper %}{{ ns.s }}{{ ns.s }}{% endfilter %}{% endset %}\
+             {% set ns.s = t %}{% endfor %}",
+        ] {
+            match render(src, none.clone()) {
+                Err(LlmError::Template(e)) => {
+                    assert!(e.to_string().contains("printed text"), "{src}: {e}")
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        // A few doublings stay under it, and the budget is the render's own: the next
+        // render on the thread starts with a full one.
+        let src = "{% set ns = namespace(s='ab') %}{% for i in range(3) %}\
+                   {% set t %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = t %}{% endfor %}\
+                   {{ ns.s | length }}";
+        for _ in 0..3 {
+            assert_eq!(render(src, none.clone()).unwrap(), "16");
+        }
+        // The prompt's own cap still comes first for text printed at the top.
+        let long = "{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}";
+        assert!(matches!(
+            render(long, none),
+            Err(LlmError::TemplateOutputTooLong { .. })
+        ));
     }
 
     /// Random expressions, spaced and parenthesised at random, render the same with the
