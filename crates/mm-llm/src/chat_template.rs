@@ -22,11 +22,15 @@
 //! it is rewritten into a call of a checked function (found with minijinja's own parser),
 //! which refuses a string past `MAX_BUILT_LEN` or a list past
 //! [`ChatTemplate::MAX_LIST_ITEMS`] before building it, so `set s = s ~ s` in a loop and
-//! `([1] * 10**12) | last` are errors. What stays outside these bounds (a hostile template
-//! can still make the allocator abort the process through them): builtin filters that
-//! multiply their input, such as `replace`, `join`, `center` and `format`, and text
-//! captured by `{% set %}` blocks and macro calls, which is not counted against the
-//! prompt's cap until it is printed.
+//! `([1] * 10**12) | last` are errors. The builtins that build more than they take
+//! (`batch`, `slice`, `list`, `chain`, `replace`, `join`, `format`, `string`, `pprint`,
+//! `escape`, the case filters, and `pycompat`'s `str.replace`, `str.join` and
+//! `str.format`) are registered in capped versions that refuse a result past the same caps,
+//! and every value printed with `{{ }}`, also into text captured by `{% set %}` blocks and
+//! macros, counts against a budget of 4 times the prompt's cap. What stays outside these
+//! bounds: raw template text repeated by a loop inside a capture (bounded by fuel times the
+//! longest raw text), and the time it takes to compare or sort values that share one
+//! another (`{% set l = [l, l] %}` in a loop).
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
@@ -153,8 +157,9 @@ impl ChatTemplate {
     /// before allocating more.
     pub const MAX_BUILT_LEN: usize = MAX_BUILT_LEN;
 
-    /// The most items a list built by a template's `+` or `*` may hold (`[x] * n`,
-    /// `list + list`); past it the operator fails with an error before it builds anything.
+    /// The most items a list built by a template's `+` or `*` (`[x] * n`, `list + list`)
+    /// or by the `list`, `chain`, `batch` and `slice` filters may hold; past it they fail
+    /// with an error before they build anything.
     pub const MAX_LIST_ITEMS: usize = ops::MAX_ITEMS;
 
     /// Compiles `source` with `bos_token` and `eos_token` as the template sees them.
