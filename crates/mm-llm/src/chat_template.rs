@@ -213,6 +213,7 @@ impl ChatTemplate {
         }
         let mut text = rewrite_generation_tags(source);
         if guard {
+            text = ops::print_captured_raw(&text).map_err(template_error)?;
             text = ops::guard_operators(&text).map_err(template_error)?;
         }
         env.add_template_owned("chat", text)
@@ -1565,6 +1566,48 @@ mod tests {
             render(long, none),
             Err(LlmError::TemplateOutputTooLong { .. })
         ));
+    }
+
+    /// Raw text inside captured bodies is printed through `{{ }}` after the rewrite, with
+    /// exactly the text (whitespace control included) it had before, so the print budget
+    /// counts it: repeating it in a loop inside a capture is an error.
+    #[test]
+    fn raw_text_in_captures_renders_as_before_and_is_counted() {
+        let msgs = serde_json::json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]);
+        let opts = RenderOptions::new().with_fixed_time(Some(0));
+        for src in [
+            "{% set t %}\n  a\n  {% for m in messages %}\n    <{{ m.role }}> \"q\" \\ \t{{ m.content }}\n  {% endfor %}\n{% endset %}[{{ t }}]",
+            "{% macro m(x) -%}\n  c {{ x }}  \n  {%- if x %} yes\n{% else %}no{% endif %}\n{%- endmacro %}{{ m(1) }}|{{ m(0) }}",
+            "{% macro w() %}<{{ caller() }}>{% endmacro %}{% call w() %}\n  d {# note #} e\n{% endcall %}",
+            "{% filter upper %}  e\n  {%+ if true %} f {% endif %}{% endfilter %}",
+            "{% set t %}{% raw %} {{ not a tag }} {% endraw %} g{% endset %}{{ t }}",
+            "{% set t %}}} {{ '}}' }} {% endset %}{{ t }}\n{% set u %}{{ t }}\n\n  x{%- endset %}{{ u }}",
+            "{% set t %}\n{% endset %}{{ t | length }}{% set u %} {% endset %}{{ u | length }}",
+        ] {
+            let ours = ChatTemplate::new(src, "", "")
+                .unwrap()
+                .render_serialized(&msgs, &opts)
+                .unwrap();
+            let before = ChatTemplate::build(src, "", "", false)
+                .unwrap()
+                .render_serialized(&msgs, &opts)
+                .unwrap();
+            assert_eq!(ours, before, "{src}");
+        }
+        // Errors keep their line numbers.
+        let src = "{% set t %}\n\n  a\n\n{% endset %}\n{{ raise_exception('x') }}";
+        let e = render(src, msgs.clone()).unwrap_err().to_string();
+        assert!(e.contains("chat:6"), "{e}");
+        // 1,000 x 1,000 copies of 100 bytes of raw text: 100 MB, inside one capture.
+        let row = "x".repeat(100);
+        let src = format!(
+            "{{% set t %}}{{% for i in range(1000) %}}{{% for j in range(1000) %}}{row}\
+             {{% endfor %}}{{% endfor %}}{{% endset %}}"
+        );
+        match render(&src, msgs) {
+            Err(LlmError::Template(e)) => assert!(e.to_string().contains("printed text"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Random expressions, spaced and parenthesised at random, render the same with the

@@ -38,6 +38,133 @@ pub(super) fn register(env: &mut Environment<'_>) {
     env.add_function(MUL, mul);
 }
 
+/// The template's syntax tree, as minijinja parses it in the renderer's environment.
+fn syntax_tree(source: &str) -> Result<serde_json::Value, Error> {
+    let whitespace = WhitespaceConfig {
+        keep_trailing_newline: false,
+        lstrip_blocks: true,
+        trim_blocks: true,
+    };
+    // A unit struct unless minijinja's `custom_syntax` feature is on (another crate in the
+    // build may turn it on), so it is built the way that works either way.
+    #[allow(clippy::default_constructed_unit_structs)]
+    let syntax = SyntaxConfig::default();
+    let ast = parse(source, "chat", syntax, whitespace)?;
+    serde_json::to_value(&ast).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("reading the template's syntax tree: {e}"),
+        )
+    })
+}
+
+/// Statements whose body minijinja captures into a string instead of printing it.
+const CAPTURES: [&str; 4] = ["SetBlock", "Macro", "CallBlock", "FilterBlock"];
+
+/// `source` with the raw text inside captured bodies (`{% set %}` blocks, macros, `call`
+/// and `filter` blocks) printed through `{{ }}` instead: minijinja writes raw text into a
+/// capture without the renderer's formatter, so a loop inside a capture could repeat it
+/// without the print budget seeing it. Each rewritten text is the whole gap between its
+/// two tags, whitespace that whitespace control removes included, replaced by a string
+/// literal of the text minijinja would have written (the syntax tree's), followed inside
+/// the tag by as many newlines as the gap held, so later lines keep their numbers. Text
+/// inside `{% raw %}` is left as it is.
+///
+/// # Errors
+/// When minijinja cannot parse `source` (the same error compiling it would give).
+pub(super) fn print_captured_raw(source: &str) -> Result<String, Error> {
+    let tree = syntax_tree(source)?;
+    let mut raws = Vec::new();
+    collect_raw(&tree, false, &mut raws);
+    if raws.is_empty() {
+        return Ok(source.to_owned());
+    }
+    raws.sort_by_key(|r| r.0);
+    let b = source.as_bytes();
+    let mut out = String::with_capacity(source.len() + raws.len() * 16);
+    let mut pos = 0;
+    for (start, end, text) in raws {
+        if start < pos || end > source.len() || start > end {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "the template's syntax tree has an offset outside its text",
+            ));
+        }
+        let mut a = start;
+        while a > pos && b[a - 1].is_ascii_whitespace() {
+            a -= 1;
+        }
+        let mut z = end;
+        while z < b.len() && b[z].is_ascii_whitespace() {
+            z += 1;
+        }
+        if in_raw_block(&source[..a]) {
+            continue;
+        }
+        out.push_str(&source[pos..a]);
+        out.push_str("{{ \"");
+        for c in text.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out.extend(std::iter::repeat_n(
+            '\n',
+            source[a..z].matches('\n').count(),
+        ));
+        out.push_str(" }}");
+        pos = z;
+    }
+    out.push_str(&source[pos..]);
+    Ok(out)
+}
+
+/// Whether the text that ends at a raw text's gap ends with a `{% raw %}` tag.
+fn in_raw_block(before: &str) -> bool {
+    let Some(head) = before.strip_suffix("%}") else {
+        return false;
+    };
+    let Some(open) = head.rfind("{%") else {
+        return false;
+    };
+    let tag = head[open + 2..].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+    tag == "raw"
+}
+
+/// The raw text nodes under `v` that lie inside a captured body: (start, end, text).
+fn collect_raw(v: &serde_json::Value, captured: bool, raws: &mut Vec<(usize, usize, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let stmt = v.get("stmt").and_then(|s| s.as_str());
+            if captured
+                && stmt == Some("EmitRaw")
+                && let Some((node, span)) = node_and_span(v)
+                && let Some(text) = node.get("raw").and_then(|t| t.as_str())
+                && let Some((a, b)) = offsets(span)
+            {
+                raws.push((a, b, text.to_owned()));
+                return;
+            }
+            let captured = captured || stmt.is_some_and(|s| CAPTURES.contains(&s));
+            for child in m.values() {
+                collect_raw(child, captured, raws);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for child in items {
+                collect_raw(child, captured, raws);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// One operator chain of the template: the byte range it spans, its function, and the
 /// byte range of each operand.
 struct Op {
@@ -52,22 +179,7 @@ struct Op {
 /// # Errors
 /// When minijinja cannot parse `source` (the same error compiling it would give).
 pub(super) fn guard_operators(source: &str) -> Result<String, Error> {
-    let whitespace = WhitespaceConfig {
-        keep_trailing_newline: false,
-        lstrip_blocks: true,
-        trim_blocks: true,
-    };
-    // A unit struct unless minijinja's `custom_syntax` feature is on (another crate in the
-    // build may turn it on), so it is built the way that works either way.
-    #[allow(clippy::default_constructed_unit_structs)]
-    let syntax = SyntaxConfig::default();
-    let ast = parse(source, "chat", syntax, whitespace)?;
-    let tree = serde_json::to_value(&ast).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("reading the template's syntax tree: {e}"),
-        )
-    })?;
+    let tree = syntax_tree(source)?;
     let mut ops = Vec::new();
     collect(&tree, &mut ops);
     if ops.is_empty() {
