@@ -27,9 +27,10 @@
 //! `escape`, the case filters, and `pycompat`'s `str.replace`, `str.join` and
 //! `str.format`) are registered in capped versions that refuse a result past the same caps,
 //! and every value printed with `{{ }}`, also into text captured by `{% set %}` blocks and
-//! macros, counts against a budget of 4 times the prompt's cap. What stays outside these
-//! bounds: raw template text repeated by a loop inside a capture (bounded by fuel times the
-//! longest raw text), and the time it takes to compare or sort values that share one
+//! macros, counts against a budget of 4 times the prompt's cap (raw text inside a captured
+//! body is rewritten into such a print of the same text). What stays outside these bounds:
+//! a `{% raw %}` block repeated by a loop inside a capture (bounded by fuel times its
+//! length), and the time it takes to compare or sort values that share one
 //! another (`{% set l = [l, l] %}` in a loop).
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
@@ -213,8 +214,7 @@ impl ChatTemplate {
         }
         let mut text = rewrite_generation_tags(source);
         if guard {
-            text = ops::print_captured_raw(&text).map_err(template_error)?;
-            text = ops::guard_operators(&text).map_err(template_error)?;
+            text = ops::rewrite(&text).map_err(template_error)?;
         }
         env.add_template_owned("chat", text)
             .map_err(template_error)?;

@@ -61,7 +61,25 @@ fn syntax_tree(source: &str) -> Result<serde_json::Value, Error> {
 /// Statements whose body minijinja captures into a string instead of printing it.
 const CAPTURES: [&str; 4] = ["SetBlock", "Macro", "CallBlock", "FilterBlock"];
 
-/// `source` with the raw text inside captured bodies (`{% set %}` blocks, macros, `call`
+/// `source` with both rewrites: raw text inside captured bodies printed through `{{ }}`
+/// ([`print_captured_raw`]), then every `~`, `+` and `*` replaced by a call of its checked
+/// function ([`guard_operators`]). The template is parsed once, or twice when the first
+/// rewrite changed it.
+///
+/// # Errors
+/// When minijinja cannot parse `source` (the same error compiling it would give).
+pub(super) fn rewrite(source: &str) -> Result<String, Error> {
+    let tree = syntax_tree(source)?;
+    match print_captured_raw(source, &tree)? {
+        Some(text) => {
+            let tree = syntax_tree(&text)?;
+            guard_operators(&text, &tree)
+        }
+        None => guard_operators(source, &tree),
+    }
+}
+
+/// `source` (whose syntax tree is `tree`) with the raw text inside captured bodies (`{% set %}` blocks, macros, `call`
 /// and `filter` blocks) printed through `{{ }}` instead: minijinja writes raw text into a
 /// capture without the renderer's formatter, so a loop inside a capture could repeat it
 /// without the print budget seeing it. Each rewritten text is the whole gap between its
@@ -72,12 +90,11 @@ const CAPTURES: [&str; 4] = ["SetBlock", "Macro", "CallBlock", "FilterBlock"];
 ///
 /// # Errors
 /// When minijinja cannot parse `source` (the same error compiling it would give).
-pub(super) fn print_captured_raw(source: &str) -> Result<String, Error> {
-    let tree = syntax_tree(source)?;
+fn print_captured_raw(source: &str, tree: &serde_json::Value) -> Result<Option<String>, Error> {
     let mut raws = Vec::new();
-    collect_raw(&tree, false, &mut raws);
+    collect_raw(tree, false, &mut raws);
     if raws.is_empty() {
-        return Ok(source.to_owned());
+        return Ok(None);
     }
     raws.sort_by_key(|r| r.0);
     let b = source.as_bytes();
@@ -122,7 +139,7 @@ pub(super) fn print_captured_raw(source: &str) -> Result<String, Error> {
         pos = z;
     }
     out.push_str(&source[pos..]);
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Whether the text that ends at a raw text's gap ends with a `{% raw %}` tag.
@@ -174,14 +191,14 @@ struct Op {
     args: Vec<(usize, usize)>,
 }
 
-/// `source` with every `~`, `+` and `*` replaced by a call of its checked function.
+/// `source` (whose syntax tree is `tree`) with every `~`, `+` and `*` replaced by a call of
+/// its checked function.
 ///
 /// # Errors
-/// When minijinja cannot parse `source` (the same error compiling it would give).
-pub(super) fn guard_operators(source: &str) -> Result<String, Error> {
-    let tree = syntax_tree(source)?;
+/// When the syntax tree's offsets do not fit `source`.
+fn guard_operators(source: &str, tree: &serde_json::Value) -> Result<String, Error> {
     let mut ops = Vec::new();
-    collect(&tree, &mut ops);
+    collect(tree, &mut ops);
     if ops.is_empty() {
         return Ok(source.to_owned());
     }
