@@ -248,7 +248,7 @@ fn join(state: &State<'_, '_>, value: &Value, sep: Option<Value>) -> Result<Valu
 /// number at most a few hundred bytes) padded to its width, or its precision's digits:
 /// the bound adds each argument once for the fields that take the next one, the longest
 /// argument for each field that names one (`%(key)s`, `{0}`, `{name}`, which can repeat),
-/// every digit run of `fmt` four times (a width of a 4-byte fill character) and 512 bytes
+/// every digit run of a field's spec four times (a width of a 4-byte fill character) and 512 bytes
 /// per field.
 fn check_format(what: &str, style: FormatStyle, fmt: &str, args: &[Value]) -> Result<(), Error> {
     let mut total = 0usize;
@@ -275,9 +275,11 @@ fn check_format(what: &str, style: FormatStyle, fmt: &str, args: &[Value]) -> Re
         }
     }
     let mut digits = 0usize;
-    for run in fmt.split(|c: char| !c.is_ascii_digit()) {
-        if !run.is_empty() {
-            digits = digits.saturating_add(run.parse::<usize>().unwrap_or(usize::MAX));
+    for spec in specs(style, fmt) {
+        for run in spec.split(|c: char| !c.is_ascii_digit()) {
+            if !run.is_empty() {
+                digits = digits.saturating_add(run.parse::<usize>().unwrap_or(usize::MAX));
+            }
         }
     }
     let bound = fmt
@@ -290,6 +292,26 @@ fn check_format(what: &str, style: FormatStyle, fmt: &str, args: &[Value]) -> Re
         return Err(too_long(what));
     }
     Ok(())
+}
+
+/// The text of each field's spec in `fmt`, where its widths and precisions are: after `%`
+/// up to the conversion letter (past a `(key)`), or between `{` and `}`. Digits in the
+/// literal text around the fields are not read.
+fn specs(style: FormatStyle, fmt: &str) -> impl Iterator<Item = &str> {
+    let (open, close): (char, fn(char) -> bool) = match style {
+        FormatStyle::Printf => ('%', |c: char| c.is_ascii_alphabetic() || c == '%'),
+        _ => ('{', |c: char| c == '}'),
+    };
+    fmt.match_indices(open).map(move |(i, _)| {
+        let mut rest = &fmt[i + 1..];
+        if open == '%'
+            && rest.starts_with('(')
+            && let Some(k) = rest.find(')')
+        {
+            rest = &rest[k + 1..];
+        }
+        rest.find(close).map_or(rest, |k| &rest[..k])
+    })
 }
 
 /// The `format` filter (`%` formatting), refused when its bound passes the cap.
