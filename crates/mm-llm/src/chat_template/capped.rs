@@ -248,8 +248,8 @@ fn join(state: &State<'_, '_>, value: &Value, sep: Option<Value>) -> Result<Valu
 /// number at most a few hundred bytes) padded to its width, or its precision's digits:
 /// the bound adds each argument once for the fields that take the next one, the longest
 /// argument for each field that names one (`%(key)s`, `{0}`, `{name}`, which can repeat),
-/// every digit run of a field's spec four times (a width of a 4-byte fill character) and 512 bytes
-/// per field.
+/// every digit run of a field's spec four times (a width of a 4-byte fill character) and
+/// 512 bytes per field.
 fn check_format(what: &str, style: FormatStyle, fmt: &str, args: &[Value]) -> Result<(), Error> {
     let mut total = 0usize;
     let mut widest = 0usize;

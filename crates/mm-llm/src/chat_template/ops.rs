@@ -79,17 +79,17 @@ pub(super) fn rewrite(source: &str) -> Result<String, Error> {
     }
 }
 
-/// `source` (whose syntax tree is `tree`) with the raw text inside captured bodies (`{% set %}` blocks, macros, `call`
-/// and `filter` blocks) printed through `{{ }}` instead: minijinja writes raw text into a
-/// capture without the renderer's formatter, so a loop inside a capture could repeat it
-/// without the print budget seeing it. Each rewritten text is the whole gap between its
+/// `source` (whose syntax tree is `tree`) with the raw text inside captured bodies (`{% set
+/// %}` blocks, macros, `call` and `filter` blocks) printed through `{{ }}` instead:
+/// minijinja writes raw text into a capture without the renderer's formatter, so a loop
+/// inside a capture could repeat it without the print budget seeing it. Each rewritten text is the whole gap between its
 /// two tags, whitespace that whitespace control removes included, replaced by a string
 /// literal of the text minijinja would have written (the syntax tree's), followed inside
 /// the tag by as many newlines as the gap held, so later lines keep their numbers. Text
 /// inside `{% raw %}` is left as it is.
 ///
 /// # Errors
-/// When minijinja cannot parse `source` (the same error compiling it would give).
+/// When the syntax tree's offsets do not fit `source`.
 fn print_captured_raw(source: &str, tree: &serde_json::Value) -> Result<Option<String>, Error> {
     let mut raws = Vec::new();
     collect_raw(tree, false, &mut raws);
