@@ -1155,6 +1155,18 @@ impl<C: TokenCounter> Conversation<C> {
 mod tests {
     use super::*;
 
+    /// `src` rendered by plain minijinja with `pycompat` (no caps, no rewrite), the
+    /// reference the capped operators and builtins are compared with.
+    fn plain(src: &str) -> Result<String, ErrorKind> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_template("t", src).unwrap();
+        env.get_template("t")
+            .unwrap()
+            .render(())
+            .map_err(|e| e.kind())
+    }
+
     fn render(src: &str, messages: serde_json::Value) -> Result<String, LlmError> {
         ChatTemplate::new(src, "<s>", "</s>")?.render_serialized(
             &messages,
@@ -1340,14 +1352,6 @@ mod tests {
             }
         }
         // Under the caps they compute what minijinja's own operators compute.
-        let plain = |src: &str| {
-            let mut env = Environment::new();
-            env.add_template("t", src).unwrap();
-            env.get_template("t")
-                .unwrap()
-                .render(())
-                .map_err(|e| e.kind())
-        };
         for src in [
             "{{ 'a' ~ 1 ~ none ~ [1, 'b'] ~ {'k': 2} ~ 1.5 }}",
             "{{ 1 + 2 }} {{ 1.5 + 2 }} {{ 'a' + 'b' }} {{ [1] + [2, 3] }} {{ 2**62 + 2**62 }}",
@@ -1481,15 +1485,6 @@ mod tests {
             }
         }
         // Under the caps they return what minijinja's and pycompat's own return.
-        let plain = |src: &str| {
-            let mut env = Environment::new();
-            env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-            env.add_template("t", src).unwrap();
-            env.get_template("t")
-                .unwrap()
-                .render(())
-                .map_err(|e| e.kind())
-        };
         for src in [
             "{{ 'a-b-c' | replace('-', '+') }} {{ 'abc' | replace('', '.') }} {{ 3 | replace('3', 'x') }}",
             "{{ 'a-b-c'.replace('-', '+', 1) }} {{ 'abc'.replace('', '.') }} {{ 'a'.replace('a', 'b', -1) }}",

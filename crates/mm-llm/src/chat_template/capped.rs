@@ -25,8 +25,8 @@ use super::{Built, MAX_BUILT_LEN, too_long};
 
 /// Registers the capped builtins in `env`, over minijinja's and `pycompat`'s.
 pub(super) fn register(env: &mut Environment<'_>) {
-    env.add_filter("batch", batch);
-    env.add_filter("slice", slice);
+    env.add_filter("batch", counted("batch", filters::batch));
+    env.add_filter("slice", counted("slice", filters::slice));
     env.add_filter("list", list);
     env.add_filter("chain", chain);
     env.add_filter("replace", replace);
@@ -37,18 +37,9 @@ pub(super) fn register(env: &mut Environment<'_>) {
     env.add_filter("escape", escape);
     env.add_filter("e", escape);
     env.add_filter("trim", trim);
-    env.add_filter("upper", |state: &State<'_, '_>, v: &Value| {
-        let s = input(state, "upper", v)?;
-        checked("upper", filters::upper(s))
-    });
-    env.add_filter("lower", |state: &State<'_, '_>, v: &Value| {
-        let s = input(state, "lower", v)?;
-        checked("lower", filters::lower(s))
-    });
-    env.add_filter("capitalize", |state: &State<'_, '_>, v: &Value| {
-        let s = input(state, "capitalize", v)?;
-        checked("capitalize", filters::capitalize(s))
-    });
+    env.add_filter("upper", case("upper", filters::upper));
+    env.add_filter("lower", case("lower", filters::lower));
+    env.add_filter("capitalize", case("capitalize", filters::capitalize));
     env.add_filter("title", |state: &State<'_, '_>, v: &Value| {
         let s = input(state, "title", v)?;
         checked(
@@ -122,30 +113,27 @@ fn checked(what: &str, v: Value) -> Result<Value, Error> {
     }
 }
 
-/// `batch(count, fill)`, refused past [`MAX_ITEMS`] per batch.
-fn batch(
-    state: &State<'_, '_>,
-    value: Value,
-    count: usize,
-    fill: Option<Value>,
-) -> Result<Value, Error> {
-    if count > MAX_ITEMS {
-        return Err(too_many("batch"));
+/// `batch(count, fill)` or `slice(count, fill)` (`f`), refused past [`MAX_ITEMS`] items
+/// per batch or slices before minijinja reserves them.
+fn counted(
+    what: &'static str,
+    f: fn(&State<'_, '_>, Value, usize, Option<Value>) -> Result<Value, Error>,
+) -> impl Fn(&State<'_, '_>, Value, usize, Option<Value>) -> Result<Value, Error> {
+    move |state, value, count, fill| {
+        if count > MAX_ITEMS {
+            return Err(too_many(what));
+        }
+        f(state, value, count, fill)
     }
-    filters::batch(state, value, count, fill)
 }
 
-/// `slice(count, fill)`, refused past [`MAX_ITEMS`] slices.
-fn slice(
-    state: &State<'_, '_>,
-    value: Value,
-    count: usize,
-    fill: Option<Value>,
-) -> Result<Value, Error> {
-    if count > MAX_ITEMS {
-        return Err(too_many("slice"));
-    }
-    filters::slice(state, value, count, fill)
+/// A case filter `f` (`upper`, `lower`, `capitalize`) of the value printed through the cap,
+/// its result (at most 3 times as long) checked.
+fn case(
+    what: &'static str,
+    f: fn(StringInput<'_>) -> Value,
+) -> impl Fn(&State<'_, '_>, &Value) -> Result<Value, Error> {
+    move |state, v| checked(what, f(input(state, what, v)?))
 }
 
 /// `list`, refused past [`MAX_ITEMS`] items (a string's characters counted too).
@@ -175,13 +163,19 @@ fn chain(state: &State<'_, '_>, value: Value, others: Rest<Value>) -> Result<Val
 /// The length of `s` with `n` matches of `from` replaced by `to`, where `n` is every match
 /// (the empty string matches at each character boundary) or at most `limit` of them.
 fn replaced_len(s: &str, from: &str, to: usize, limit: Option<usize>) -> usize {
-    let n = if from.is_empty() {
-        s.chars().count() + 1
-    } else {
-        s.matches(from).count()
-    };
+    let n = occurrences(s, from);
     let n = limit.map_or(n, |l| n.min(l));
     (s.len() - n * from.len()).saturating_add(n.saturating_mul(to))
+}
+
+/// Non-overlapping matches of `pat` in `s`, as Python's `str.count` counts them: the empty
+/// string matches at each character boundary.
+fn occurrences(s: &str, pat: &str) -> usize {
+    if pat.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(pat).count()
+    }
 }
 
 /// The `replace` filter, refused when its result would pass [`MAX_BUILT_LEN`].
@@ -204,7 +198,7 @@ fn replace(state: &State<'_, '_>, value: &Value, from: &Value, to: &Value) -> Re
 }
 
 /// Items of `v`, joined by `sep`, as minijinja's `join` writes them outside `{% autoescape
-/// %}` (a string as it is, anything else printed).
+/// %}` and `pycompat`'s `str.join` always (a string as it is, anything else printed).
 fn join_plain(what: &'static str, v: &Value, sep: &str) -> Result<String, Error> {
     let iter = v.try_iter().map_err(|e| {
         Error::new(
@@ -258,24 +252,10 @@ fn check_format(what: &str, style: FormatStyle, fmt: &str, args: &[Value]) -> Re
         total = total.saturating_add(n);
         widest = widest.max(n);
     }
-    let b = fmt.as_bytes();
-    let (mut fields, mut named) = (0usize, 0usize);
-    for (i, &c) in b.iter().enumerate() {
-        let next = b.get(i + 1).copied();
-        match (style, c) {
-            (FormatStyle::Printf, b'%') => {
-                fields += 1;
-                named += usize::from(next == Some(b'('));
-            }
-            (FormatStyle::StrFormat, b'{') => {
-                fields += 1;
-                named += usize::from(!matches!(next, Some(b'}' | b':')));
-            }
-            _ => {}
-        }
-    }
-    let mut digits = 0usize;
-    for spec in specs(style, fmt) {
+    let (mut fields, mut named, mut digits) = (0usize, 0usize, 0usize);
+    for (is_named, spec) in specs(style, fmt) {
+        fields += 1;
+        named += usize::from(is_named);
         for run in spec.split(|c: char| !c.is_ascii_digit()) {
             if !run.is_empty() {
                 digits = digits.saturating_add(run.parse::<usize>().unwrap_or(usize::MAX));
@@ -294,35 +274,40 @@ fn check_format(what: &str, style: FormatStyle, fmt: &str, args: &[Value]) -> Re
     Ok(())
 }
 
-/// The text of each field's spec in `fmt`, where its widths and precisions are: after `%`
-/// up to the conversion letter (past a `(key)`), or between `{` and `}`. Digits in the
-/// literal text around the fields are not read.
-fn specs(style: FormatStyle, fmt: &str) -> impl Iterator<Item = &str> {
+/// Each field of `fmt`: whether it names its argument (`%(key)s`, `{0}`, `{name}`), and
+/// the text of its spec, where its widths and precisions are (after `%` up to the
+/// conversion letter, past a `(key)`; or between `{` and `}`). Digits in the literal text
+/// around the fields are not read.
+fn specs(style: FormatStyle, fmt: &str) -> impl Iterator<Item = (bool, &str)> {
     let (open, close): (char, fn(char) -> bool) = match style {
         FormatStyle::Printf => ('%', |c: char| c.is_ascii_alphabetic() || c == '%'),
         _ => ('{', |c: char| c == '}'),
     };
     fmt.match_indices(open).map(move |(i, _)| {
         let mut rest = &fmt[i + 1..];
+        let named = if open == '%' {
+            rest.starts_with('(')
+        } else {
+            !(rest.starts_with('}') || rest.starts_with(':'))
+        };
         if open == '%'
-            && rest.starts_with('(')
+            && named
             && let Some(k) = rest.find(')')
         {
             rest = &rest[k + 1..];
         }
-        rest.find(close).map_or(rest, |k| &rest[..k])
+        (named, rest.find(close).map_or(rest, |k| &rest[..k]))
     })
 }
 
 /// The `format` filter (`%` formatting), refused when its bound passes the cap.
 fn format(state: &State<'_, '_>, fmt: &Value, args: Rest<Value>) -> Result<Value, Error> {
     if let Some(s) = fmt.as_str() {
-        let k = if fmt.is_safe() { 6 } else { 1 };
         check_format("format", FormatStyle::Printf, s, &args)?;
         // A safe format string escapes the arguments first (at most 6 times as long).
-        if k > 1 {
+        if fmt.is_safe() {
             let total = args.iter().try_fold(s.len(), |t, a| {
-                printed_len("format", a).map(|n| t.saturating_add(n.saturating_mul(k)))
+                printed_len("format", a).map(|n| t.saturating_add(n.saturating_mul(6)))
             })?;
             if total > MAX_BUILT_LEN {
                 return Err(too_long("format"));
@@ -379,11 +364,7 @@ fn method(
     match name {
         "count" => {
             let (what,): (&str,) = minijinja::value::from_args(args)?;
-            Ok(Value::from(if what.is_empty() {
-                s.chars().count() + 1
-            } else {
-                s.matches(what).count()
-            }))
+            Ok(Value::from(occurrences(s, what)))
         }
         "replace" => {
             let (old, new, count): (&str, &str, Option<i32>) = minijinja::value::from_args(args)?;
@@ -395,14 +376,7 @@ fn method(
         }
         "join" => {
             let (values,): (&Value,) = minijinja::value::from_args(args)?;
-            let mut out = Built::new("str.join");
-            for (i, v) in values.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push(s)?;
-                }
-                out.write(format_args!("{v}"))?;
-            }
-            Ok(Value::from(out.out))
+            join_plain("str.join", values, s).map(Value::from)
         }
         "format" => {
             check_format("str.format", FormatStyle::StrFormat, s, args)?;
