@@ -28,10 +28,15 @@
 //! `str.format`) are registered in capped versions that refuse a result past the same caps,
 //! and every value printed with `{{ }}`, also into text captured by `{% set %}` blocks and
 //! macros, counts against a budget of 4 times the prompt's cap (raw text inside a captured
-//! body is rewritten into such a print of the same text). What stays outside these bounds:
-//! a `{% raw %}` block repeated by a loop inside a capture (bounded by fuel times its
-//! length), and the time it takes to compare or sort values that share one
-//! another (`{% set l = [l, l] %}` in a loop).
+//! body is rewritten into such a print of the same text). Every value the template keeps
+//! past its tag (a `set`, a namespace attribute, a `with` name, a `for` loop's list, a
+//! call's arguments) is checked by the same kind of rewrite: a namespace may not come to
+//! hold itself, a value may be nested at most 256 levels deep, and walking one may visit at
+//! most 2,097,152 values, its shared parts counted each time (a cycle or a list nested
+//! 200,000 deep overflowed the stack when printed or dropped, which aborts the process;
+//! `{% set l = [l, l] %}` in a loop made comparisons exponential). What stays outside these
+//! bounds: a `{% raw %}` block repeated by a loop inside a capture (bounded by fuel times
+//! its length).
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
@@ -44,6 +49,7 @@ use crate::tokens::TokenCounter;
 
 mod capped;
 mod ops;
+mod values;
 
 /// Instructions one render may run (a few hundred thousand are plenty for a long chat).
 const FUEL: u64 = 10_000_000;
@@ -205,6 +211,7 @@ impl ChatTemplate {
         env.add_filter("indent", jinja2_indent);
         ops::register(&mut env);
         capped::register(&mut env);
+        values::register(&mut env);
         check_depth(source).map_err(template_error)?;
         if source.contains(ops::RESERVED) {
             return Err(template_error(Error::new(
@@ -230,8 +237,10 @@ impl ChatTemplate {
     ///
     /// # Errors
     /// [`LlmError::Template`] when rendering fails (the template raised an exception, used
-    /// an unsupported construct, ran out of fuel, or built a string past
-    /// [`ChatTemplate::MAX_BUILT_LEN`]); [`LlmError::TemplateOutputTooLong`] when the prompt
+    /// an unsupported construct, ran out of fuel, built a string past
+    /// [`ChatTemplate::MAX_BUILT_LEN`], or kept a value nested more than 256 levels deep,
+    /// too large to walk, or holding the namespace it is stored in; the messages are held
+    /// to the same depth); [`LlmError::TemplateOutputTooLong`] when the prompt
     /// would pass [`RenderOptions::max_len`].
     pub fn render_serialized<M: serde::Serialize>(
         &self,
@@ -259,6 +268,8 @@ impl ChatTemplate {
 
     fn render_value(&self, messages: Value, options: &RenderOptions) -> Result<String, LlmError> {
         let template = self.env.get_template("chat").map_err(template_error)?;
+        // The messages too: the caller's values are walked and dropped like the template's.
+        let _walks = values::WalkBudget::start(&messages).map_err(template_error)?;
         let fixed = options.fixed_time;
         let strftime_now = Value::from_function(move |fmt: &str| strftime_now(fmt, fixed));
         let ctx = minijinja::context! {
@@ -1562,6 +1573,113 @@ mod tests {
             render(long, none),
             Err(LlmError::TemplateOutputTooLong { .. })
         ));
+    }
+
+    /// `[[...x...]]`: `x` inside `n` brackets.
+    fn nest(x: &str, n: usize) -> String {
+        format!("{}{x}{}", "[".repeat(n), "]".repeat(n))
+    }
+
+    /// Every value a template keeps is checked: a namespace that would hold itself, a value
+    /// nested past `MAX_DEPTH` (through namespaces, straight-line `set`s, recursive loops
+    /// and macro arguments), one whose shared parts make it larger than `MAX_VISITS`, and
+    /// a render whose checks walk too much are typed errors. With plain minijinja the
+    /// first ones abort the process (a stack overflow while printing or dropping the value).
+    /// Under the caps the templates render as plain minijinja renders them, on a 2 MiB
+    /// thread with the deepest value the checks let through, nested further inside one
+    /// tag, printed, serialised, sorted and hashed at the bottom of a macro recursion.
+    #[test]
+    fn kept_values_are_checked_for_cycles_depth_and_size() {
+        let none = serde_json::json!([]);
+        let refused = |src: &str, what: &str| match render(src, none.clone()) {
+            Err(LlmError::Template(e)) => {
+                assert!(e.to_string().contains(what), "{src}: {e}")
+            }
+            other => panic!("{src}: {other:?}"),
+        };
+        for src in [
+            "{% set ns = namespace(a=1) %}{% set x = [ns] %}{% set ns.b = x %}{{ x }}",
+            "{% set ns = namespace(a=1) %}{% set ns.b = {'k': [1, ns]} %}",
+            "{% set ns = namespace(b=namespace(c=1)) %}{% set ns.b.c = [ns] %}{{ ns }}",
+            "{% set ns = namespace(a=1) %}{% set x, ns.b = 1, [ns] %}{{ ns }}",
+            "{% set a = namespace(x=1) %}{% set b = namespace(y=a) %}{% set a.x = [b] %}",
+            "{% set ns = namespace(a=1) %}{% set ns.a = ns %}",
+        ] {
+            refused(src, "cycle");
+        }
+        let straight: String = (0..5)
+            .map(|i| format!("{{% set x{} = {} %}}", i + 1, nest(&format!("x{i}"), 60)))
+            .collect();
+        for src in [
+            "{% set ns = namespace(l=[]) %}{% for i in range(300) %}{% set ns.l = [ns.l] %}             {% endfor %}done"
+                .to_owned(),
+            format!("{{% set x0 = 0 %}}{straight}done"),
+            format!(
+                "{{% for x in [0] recursive %}}{{% if loop.depth < 60 %}}{{{{ loop([{}]) }}}}                 {{% endif %}}{{% endfor %}}",
+                nest("x", 30)
+            ),
+            format!(
+                "{{% macro m(x, d) %}}{{% if d < 60 %}}{{{{ m({}, d + 1) }}}}{{% endif %}}                 {{% endmacro %}}{{{{ m(0, 0) }}}}",
+                nest("x", 30)
+            ),
+            format!(
+                "{{% with y0 = 0 %}}{}{}{{% endwith %}}",
+                (0..5)
+                    .map(|i| format!("{{% with y{} = {} %}}", i + 1, nest(&format!("y{i}"), 60)))
+                    .collect::<String>(),
+                "{% endwith %}".repeat(5)
+            ),
+        ] {
+            refused(&src, "nested more than 256 levels");
+        }
+        refused(
+            "{% set ns = namespace(l=[]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}\
+             {% endfor %}{{ ns.l == [ns.l[0], ns.l[1]] }}",
+            "larger than",
+        );
+        refused(
+            "{% set big = [0] * 1000000 %}{% for i in range(17) %}{% set x = big %}{% endfor %}",
+            "the render's checks",
+        );
+        // The caller's messages are checked too.
+        let mut deep = serde_json::json!("x");
+        for _ in 0..300 {
+            deep = serde_json::json!([deep]);
+        }
+        match render("{{ messages | length }}", serde_json::json!([deep])) {
+            Err(LlmError::Template(e)) => assert!(e.to_string().contains("nested"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+
+        // Under the caps: as plain minijinja renders them.
+        let deepest: String = (0..4)
+            .map(|i| format!("{{% set x{} = {} %}}", i + 1, nest(&format!("x{i}"), 63)))
+            .collect();
+        let bottom = nest("x", 70);
+        let ok = [
+            format!(
+                "{{% set x0 = 0 %}}{deepest}{{% macro m(x, d) %}}{{% if d < 80 %}}                 {{{{ m(x, d + 1) }}}}{{% else %}}{{{{ {bottom} | tojson | length }}}}                  {{{{ {bottom} | string | length }}}} {{{{ [{bottom}, 1] | sort | length }}}}                  {{{{ {{{bottom}: 1}} | length }}}} {{{{ {bottom} == [{bottom}] }}}}                 {{% endif %}}{{% endmacro %}}{{{{ m(x4, 0) }}}}"
+            ),
+            "{% set a = namespace(x=1) %}{% set b = namespace(y=a) %}{% set b.z = [a, a] %}             {% set a.x = b.y.x + 1 %}{{ b.z[1].x }} {{ a.x }}"
+                .to_owned(),
+            "{% set ns = namespace(l=[]) %}{% for i in range(20) %}{% set ns.l = ns.l + [[i]] %}             {% endfor %}{{ ns.l | length }} {{ ns.l[3] }}"
+                .to_owned(),
+            "{% set ns = namespace(l=[]) %}{% for i in range(250) %}{% set ns.l = [ns.l] %}             {% endfor %}{{ ns.l | tojson | length }}"
+                .to_owned(),
+            "{% set t = (1, [2]) %}{% set a, b = t %}{{ a }}{{ b }}{% set c = 1, 2 %}{{ c }}"
+                .to_owned(),
+        ];
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                for src in &ok {
+                    let ours = render(src, serde_json::json!([])).unwrap();
+                    assert_eq!(Ok(ours), plain(src), "{src}");
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     /// Raw text inside captured bodies is printed through `{{ }}` after the rewrite, with

@@ -10,6 +10,10 @@
 //! sees exactly the syntax tree minijinja compiles; each operator's text is replaced by a
 //! call on its operands' text, and a chain of one operator (`a ~ b ~ c`) becomes one call
 //! with every operand, so a long chain does not become a deep nest of calls.
+//!
+//! The same rewrite puts every expression whose value outlives its tag (a `set`'s value, a
+//! `with` value, a `for` loop's list, a call's arguments) through the value checks of
+//! `values.rs`: `__mm_value((expr))`, or `__mm_store((expr), ns)` for `{% set ns.a = expr %}`.
 
 use std::cmp::Reverse;
 use std::sync::LazyLock;
@@ -19,7 +23,7 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Expression};
 
-use super::{Built, MAX_BUILT_LEN, skip_string, too_long};
+use super::{Built, MAX_BUILT_LEN, skip_string, too_long, values};
 
 /// Names a template may not use: the checked operators are globals with this prefix.
 pub(super) const RESERVED: &str = "__mm_";
@@ -189,6 +193,12 @@ struct Op {
     end: usize,
     func: &'static str,
     args: Vec<(usize, usize)>,
+    /// Text written after the arguments, inside the call: a checked store's namespaces.
+    extra: String,
+    /// A checked value around one expression (`values.rs`): its one argument is the
+    /// expression itself, written in parentheses (a bare tuple stays one argument), and it
+    /// goes around an operator chain with the same range.
+    wrap: bool,
 }
 
 /// `source` (whose syntax tree is `tree`) with every `~`, `+` and `*` replaced by a call of
@@ -198,7 +208,7 @@ struct Op {
 /// When the syntax tree's offsets do not fit `source`.
 fn guard_operators(source: &str, tree: &serde_json::Value) -> Result<String, Error> {
     let mut ops = Vec::new();
-    collect(tree, &mut ops);
+    collect(source, tree, &mut ops);
     if ops.is_empty() {
         return Ok(source.to_owned());
     }
@@ -226,7 +236,7 @@ fn guard_operators(source: &str, tree: &serde_json::Value) -> Result<String, Err
         ));
     }
     // Outer chains before the chains inside them.
-    ops.sort_by_key(|op| (op.start, Reverse(op.end)));
+    ops.sort_by_key(|op| (op.start, Reverse(op.end), !op.wrap));
     let mut out = String::with_capacity(source.len() + ops.len() * 16);
     let emitted = emit(source, 0, source.len(), &ops, &mut out);
     // Every operator must have gone through its function: an operand range that did not
@@ -352,8 +362,15 @@ fn emit(source: &str, from: usize, to: usize, ops: &[Op], out: &mut String) -> u
             if k > 0 {
                 out.push_str(", ");
             }
+            if op.wrap {
+                out.push('(');
+            }
             emitted += emit(source, a, b, inner, out);
+            if op.wrap {
+                out.push(')');
+            }
         }
+        out.push_str(&op.extra);
         out.push(')');
         pos = op.end;
         i = inner_end;
@@ -384,14 +401,36 @@ fn offsets(span: &serde_json::Value) -> Option<(usize, usize)> {
     Some((a, b))
 }
 
-/// The text an expression covers: the union of every span in it (a node's own span can
-/// start after its operand, as a filter's starts at the filter's name and a call's at `(`).
-fn extent(v: &serde_json::Value) -> Option<(usize, usize)> {
+/// The text of `source` an expression covers: the union of every span in it (a node's own
+/// span can start after its operand, as a filter's starts at the filter's name and a call's
+/// at `(`), but for the own spans that start at the token before the expression (`=`, `(`,
+/// `,`): those of `if` expressions, binary operators and comparison chains, which their
+/// operands cover, and that of a `not` made from `not in`, told from a real unary operator
+/// by its text.
+fn extent(source: &str, v: &serde_json::Value) -> Option<(usize, usize)> {
     let mut range: Option<(usize, usize)> = None;
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
             serde_json::Value::Object(m) => {
+                let own = match v.get("expr").and_then(|e| e.as_str()) {
+                    Some("IfExpr" | "BinOp" | "Compare") => false,
+                    Some("UnaryOp") => node_and_span(v)
+                        .and_then(|(_, span)| offsets(span))
+                        .and_then(|(a, _)| source.get(a..))
+                        .is_some_and(|t| {
+                            let t = t.trim_start();
+                            t.starts_with(['-', '+'])
+                                || t.strip_prefix("not").is_some_and(|rest| {
+                                    !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                                })
+                        }),
+                    _ => true,
+                };
+                if !own && let Some((node, _)) = node_and_span(v) {
+                    stack.push(node);
+                    continue;
+                }
                 if let Some((a, b)) = offsets(v) {
                     range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
                 }
@@ -408,35 +447,188 @@ fn is_binop(v: &serde_json::Value) -> bool {
     v.get("expr").and_then(|e| e.as_str()) == Some("BinOp")
 }
 
-/// Finds every checked operator chain under `v`.
-fn collect(v: &serde_json::Value, ops: &mut Vec<Op>) {
+/// Finds every checked operator chain under `v`, and every expression whose value the
+/// template keeps past its tag (`values.rs`).
+fn collect(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
     match v {
         serde_json::Value::Object(m) => {
+            kept_values(src, v, ops);
             if is_binop(v)
                 && let Some((node, _)) = node_and_span(v)
                 && let Some(func) = node.get("op").and_then(function)
             {
-                if let Some(op) = chain(v, func, ops) {
+                if let Some(op) = chain(src, v, func, ops) {
                     ops.push(op);
                 }
                 return;
             }
             for child in m.values() {
-                collect(child, ops);
+                collect(src, child, ops);
             }
         }
         serde_json::Value::Array(items) => {
             for child in items {
-                collect(child, ops);
+                collect(src, child, ops);
             }
         }
         _ => {}
     }
 }
 
+/// The checked values of the node `v` (not of its children): a `set`'s value (through
+/// `store` with the namespaces when it sets attributes), each `with` value, a `for` loop's
+/// list and each argument of a call.
+fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
+    let Some((node, _)) = node_and_span(v) else {
+        return;
+    };
+    let mut wrap = |e: Option<&serde_json::Value>, func: &'static str, extra: String| {
+        if func == values::VALUE && e.is_some_and(scalar) {
+            return;
+        }
+        if let Some((a, b)) = e.and_then(|e| extent(src, e)) {
+            ops.push(Op {
+                start: a,
+                end: b,
+                func,
+                args: vec![(a, b)],
+                extra,
+                wrap: true,
+            });
+        }
+    };
+    match v.get("stmt").and_then(|s| s.as_str()) {
+        Some("Set") => {
+            let mut targets = Vec::new();
+            if let Some(t) = node.get("target") {
+                namespaces(t, &mut targets);
+            }
+            if targets.is_empty() {
+                wrap(node.get("expr"), values::VALUE, String::new());
+            } else {
+                let extra = targets.iter().fold(String::new(), |acc, t| acc + ", " + t);
+                wrap(node.get("expr"), values::STORE, extra);
+            }
+        }
+        Some("WithBlock") => {
+            for pair in node
+                .get("assignments")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                wrap(pair.get(1), values::VALUE, String::new());
+            }
+        }
+        Some("ForLoop") => wrap(node.get("iter"), values::VALUE, String::new()),
+        _ => {}
+    }
+    if v.get("expr").and_then(|e| e.as_str()) == Some("Call") {
+        for arg in node
+            .get("args")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let e = arg
+                .get("Pos")
+                .or_else(|| arg.get("PosSplat"))
+                .or_else(|| arg.get("KwargSplat"))
+                .or_else(|| arg.get("Kwarg").and_then(|k| k.get(1)));
+            wrap(e, values::VALUE, String::new());
+        }
+    }
+}
+
+/// Filters whose result is a string, a number or a bool.
+const SCALAR_FILTERS: [&str; 20] = [
+    "length",
+    "count",
+    "string",
+    "tojson",
+    "join",
+    "trim",
+    "upper",
+    "lower",
+    "title",
+    "capitalize",
+    "replace",
+    "int",
+    "float",
+    "round",
+    "abs",
+    "e",
+    "escape",
+    "safe",
+    "indent",
+    "wordcount",
+];
+
+/// Whether the expression `e` always gives a string, a number or a bool (a literal, a
+/// comparison, a test, `not`, `~`, arithmetic other than `+` and `*`, a filter of
+/// [`SCALAR_FILTERS`]): such a value needs no check.
+fn scalar(e: &serde_json::Value) -> bool {
+    let Some((node, _)) = node_and_span(e) else {
+        return false;
+    };
+    match e.get("expr").and_then(|k| k.as_str()) {
+        Some("Const" | "Compare" | "UnaryOp" | "Test") => true,
+        Some("BinOp") => node
+            .get("op")
+            .and_then(|o| o.as_str())
+            .is_some_and(|op| !matches!(op, "Add" | "Mul" | "ScAnd" | "ScOr")),
+        Some("Filter") => node
+            .get("name")
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| SCALAR_FILTERS.contains(&n)),
+        _ => false,
+    }
+}
+
+/// The text of the namespace expressions an assignment target sets attributes of
+/// (`ns.a` gives `ns`, `a, ns.inner.b` gives `ns.inner`): dotted names only, which hold no
+/// operator, so their text is copied as it is.
+fn namespaces(target: &serde_json::Value, out: &mut Vec<String>) {
+    let Some((node, _)) = node_and_span(target) else {
+        return;
+    };
+    match target.get("expr").and_then(|e| e.as_str()) {
+        Some("GetAttr") => {
+            if let Some(text) = node.get("expr").and_then(dotted) {
+                out.push(text);
+            }
+        }
+        Some("List") => {
+            for item in node
+                .get("items")
+                .and_then(|i| i.as_array())
+                .into_iter()
+                .flatten()
+            {
+                namespaces(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dotted name a `Var` or `GetAttr` chain spells (`ns`, `ns.inner`).
+fn dotted(e: &serde_json::Value) -> Option<String> {
+    let (node, _) = node_and_span(e)?;
+    match e.get("expr")?.as_str()? {
+        "Var" => Some(node.get("id")?.as_str()?.to_owned()),
+        "GetAttr" => Some(format!(
+            "{}.{}",
+            dotted(node.get("expr")?)?,
+            node.get("name")?.as_str()?
+        )),
+        _ => None,
+    }
+}
+
 /// The chain of `func` rooted at the `BinOp` `v`: its left operands while they are the same
 /// operator, then each right operand (the operands' own operators are collected too).
-fn chain(v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>) -> Option<Op> {
+fn chain(src: &str, v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>) -> Option<Op> {
     let mut rights = Vec::new();
     let mut cur = v;
     let first = loop {
@@ -453,11 +645,11 @@ fn chain(v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>) -> Option
         }
         cur = left;
     };
-    let mut args = vec![extent(first)?];
-    collect(first, ops);
+    let mut args = vec![extent(src, first)?];
+    collect(src, first, ops);
     for right in rights.into_iter().rev() {
-        args.push(extent(right)?);
-        collect(right, ops);
+        args.push(extent(src, right)?);
+        collect(src, right, ops);
     }
     let (own_start, own_end) = node_and_span(v).and_then(|(_, s)| offsets(s))?;
     let start = args.iter().map(|a| a.0).fold(own_start, usize::min);
@@ -467,6 +659,8 @@ fn chain(v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>) -> Option
         end,
         func,
         args,
+        extra: String::new(),
+        wrap: false,
     })
 }
 
