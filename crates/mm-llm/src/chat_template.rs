@@ -28,15 +28,14 @@
 //! `str.format`) are registered in capped versions that refuse a result past the same caps,
 //! and every value printed with `{{ }}`, also into text captured by `{% set %}` blocks and
 //! macros, counts against a budget of 4 times the prompt's cap (raw text inside a captured
-//! body is rewritten into such a print of the same text). Every value the template keeps
+//! body, `{% raw %}` blocks included, is rewritten into such a print of the same text).
+//! Every value the template keeps
 //! past its tag (a `set`, a namespace attribute, a `with` name, a `for` loop's list, a
 //! call's arguments) is checked by the same kind of rewrite: a namespace may not come to
 //! hold itself, a value may be nested at most 256 levels deep, and walking one may visit at
 //! most 2,097,152 values, its shared parts counted each time (a cycle or a list nested
 //! 200,000 deep overflowed the stack when printed or dropped, which aborts the process;
-//! `{% set l = [l, l] %}` in a loop made comparisons exponential). What stays outside these
-//! bounds: a `{% raw %}` block repeated by a loop inside a capture (bounded by fuel times
-//! its length).
+//! `{% set l = [l, l] %}` in a loop made comparisons exponential).
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
@@ -1697,6 +1696,12 @@ mod tests {
             "{% set t %}{% raw %} {{ not a tag }} {% endraw %} g{% endset %}{{ t }}",
             "{% set t %}}} {{ '}}' }} {% endset %}{{ t }}\n{% set u %}{{ t }}\n\n  x{%- endset %}{{ u }}",
             "{% set t %}\n{% endset %}{{ t | length }}{% set u %} {% endset %}{{ u | length }}",
+            "{% set t %}a {% raw %} {{ x }} {% endraw %} b{% endset %}[{{ t }}]",
+            "{% set t %}a \n  {%- raw -%}\n {{ x }} \n {%- endraw -%} \n b{% endset %}[{{ t }}]",
+            "{% set t %}\n  {% raw %}\n  {% x %}\n  {% endraw %}\n  c\n{% endset %}[{{ t }}]",
+            "{% set t %}{% raw %}{% endraw %}{% raw %} {% endraw %}{{ 1 }}{% raw %}z{% endraw %}\n\n{% endset %}[{{ t }}]",
+            "{% macro m() %}{% for i in range(2) %}  {%+ raw %}<{{ i }}>{% endraw %}\n{% endfor %}{% endmacro %}[{{ m() }}]",
+            "{% filter upper %}{%- raw %} q {% endraw -%}   {{ 'r' }}{% endfilter %}",
         ] {
             let ours = ChatTemplate::new(src, "", "")
                 .unwrap()
@@ -1712,15 +1717,23 @@ mod tests {
         let src = "{% set t %}\n\n  a\n\n{% endset %}\n{{ raise_exception('x') }}";
         let e = render(src, msgs.clone()).unwrap_err().to_string();
         assert!(e.contains("chat:6"), "{e}");
-        // 1,000 x 1,000 copies of 100 bytes of raw text: 100 MB, inside one capture.
+        let src = "{% set t %}{% raw %}\n\n{% endraw %}\n{% endset %}\n{{ raise_exception('x') }}";
+        let e = render(src, msgs.clone()).unwrap_err().to_string();
+        assert!(e.contains("chat:5"), "{e}");
+        // 1,000 x 1,000 copies of 100 bytes of raw text: 100 MB, inside one capture, as
+        // template text and inside a `{% raw %}` block.
         let row = "x".repeat(100);
-        let src = format!(
-            "{{% set t %}}{{% for i in range(1000) %}}{{% for j in range(1000) %}}{row}\
-             {{% endfor %}}{{% endfor %}}{{% endset %}}"
-        );
-        match render(&src, msgs) {
-            Err(LlmError::Template(e)) => assert!(e.to_string().contains("printed text"), "{e}"),
-            other => panic!("{other:?}"),
+        for text in [row.clone(), format!("{{% raw %}}{row}{{% endraw %}}")] {
+            let src = format!(
+                "{{% set t %}}{{% for i in range(1000) %}}{{% for j in range(1000) %}}{text}\
+                 {{% endfor %}}{{% endfor %}}{{% endset %}}"
+            );
+            match render(&src, msgs.clone()) {
+                Err(LlmError::Template(e)) => {
+                    assert!(e.to_string().contains("printed text"), "{e}")
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -89,8 +89,9 @@ pub(super) fn rewrite(source: &str) -> Result<String, Error> {
 /// inside a capture could repeat it without the print budget seeing it. Each rewritten text is the whole gap between its
 /// two tags, whitespace that whitespace control removes included, replaced by a string
 /// literal of the text minijinja would have written (the syntax tree's), followed inside
-/// the tag by as many newlines as the gap held, so later lines keep their numbers. Text
-/// inside `{% raw %}` is left as it is.
+/// the tag by as many newlines as the gap held, so later lines keep their numbers. A `{%
+/// raw %}` block's text is printed the same way, the block's two tags included in what is
+/// replaced.
 ///
 /// # Errors
 /// When the syntax tree's offsets do not fit `source`.
@@ -104,7 +105,7 @@ fn print_captured_raw(source: &str, tree: &serde_json::Value) -> Result<Option<S
     let b = source.as_bytes();
     let mut out = String::with_capacity(source.len() + raws.len() * 16);
     let mut pos = 0;
-    for (start, end, text) in raws {
+    for (k, &(start, end, ref text)) in raws.iter().enumerate() {
         if start < pos || end > source.len() || start > end {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
@@ -119,8 +120,21 @@ fn print_captured_raw(source: &str, tree: &serde_json::Value) -> Result<Option<S
         while z < b.len() && b[z].is_ascii_whitespace() {
             z += 1;
         }
-        if in_raw_block(&source[..a]) {
-            continue;
+        if let Some(open) = raw_block_open(&source[..a]) {
+            // The text of a `{% raw %}` block: the whole block, tags included, becomes the
+            // print, with the whitespace around it that no text node holds (what the tags'
+            // whitespace control removed).
+            let Some(close) = raw_block_close(b, end) else {
+                continue;
+            };
+            (a, z) = (open, close);
+            while a > pos && b[a - 1].is_ascii_whitespace() {
+                a -= 1;
+            }
+            let next = raws.get(k + 1).map_or(b.len(), |r| r.0);
+            while z < b.len().min(next) && b[z].is_ascii_whitespace() {
+                z += 1;
+            }
         }
         out.push_str(&source[pos..a]);
         out.push_str("{{ \"");
@@ -146,16 +160,30 @@ fn print_captured_raw(source: &str, tree: &serde_json::Value) -> Result<Option<S
     Ok(Some(out))
 }
 
-/// Whether the text that ends at a raw text's gap ends with a `{% raw %}` tag.
-fn in_raw_block(before: &str) -> bool {
-    let Some(head) = before.strip_suffix("%}") else {
-        return false;
-    };
-    let Some(open) = head.rfind("{%") else {
-        return false;
-    };
+/// Where the `{% raw %}` tag starts when the text that ends at a raw text's gap ends with
+/// one (the text is then that block's).
+fn raw_block_open(before: &str) -> Option<usize> {
+    let head = before.strip_suffix("%}")?;
+    let open = head.rfind("{%")?;
     let tag = head[open + 2..].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
-    tag == "raw"
+    (tag == "raw").then_some(open)
+}
+
+/// Where the `{% endraw %}` tag that closes a raw block's text ends, from the text's end
+/// `from` (only whitespace, which the tag's whitespace control removed, between them).
+fn raw_block_close(b: &[u8], from: usize) -> Option<usize> {
+    let mut k = from;
+    while k < b.len() && b[k].is_ascii_whitespace() {
+        k += 1;
+    }
+    let mut rest = b.get(k..)?.strip_prefix(b"{%")?;
+    if let [b'-' | b'+', tail @ ..] = rest {
+        rest = tail;
+    }
+    let rest = rest.trim_ascii_start().strip_prefix(b"endraw")?;
+    let after = rest.trim_ascii_start();
+    let after = after.strip_prefix(b"-").unwrap_or(after);
+    after.starts_with(b"%}").then(|| b.len() - after.len() + 2)
 }
 
 /// The raw text nodes under `v` that lie inside a captured body: (start, end, text).
