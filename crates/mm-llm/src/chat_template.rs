@@ -1485,6 +1485,37 @@ mod tests {
                 "upper",
                 &bytes,
             ),
+            // 2,000,001 pieces of a 4 MB string.
+            (
+                "{{ ('a ' * 2000000) | split | length }}".to_owned(),
+                "split",
+                &items,
+            ),
+            (
+                "{{ ('a,' * 2000000) | split(',') | length }}".to_owned(),
+                "split",
+                &items,
+            ),
+            (
+                "{{ ('a' * 2000000) | split('') | length }}".to_owned(),
+                "split",
+                &items,
+            ),
+            (
+                "{{ ('a,' * 2000000).split(',') | length }}".to_owned(),
+                "str.split",
+                &items,
+            ),
+            (
+                "{{ ('a\n' * 2000000) | lines | length }}".to_owned(),
+                "lines",
+                &items,
+            ),
+            (
+                "{{ ('a\n' * 2000000).splitlines() | length }}".to_owned(),
+                "str.splitlines",
+                &items,
+            ),
         ] {
             match render(&src, none.clone()) {
                 Err(LlmError::Template(e)) => {
@@ -1512,6 +1543,9 @@ mod tests {
             "{{ ([1, 2, 3, 4, 5] | batch(2, 0) | list) ~ '' }} {{ ([1, 2, 3] | slice(2)) ~ '' }}",
             "{{ ('abc' | list) ~ '' }} {{ ([1] | chain([2, 3])) ~ '' }} {{ ({'a': 1} | chain({'b': 2})) ~ '' }}",
             "{{ 'abcb'.count('b') }} {{ 'ab ab'.upper() }} {{ 'ab'.title() }} {{ 'AB'.lower() }} {{ 'aB'.capitalize() }}",
+            "{{ ' a  b ' | split | join('|') }} {{ 'a,b,,c' | split(',') | join('|') }} {{ 'a,b,c' | split(',', 1) | join('|') }} {{ 'ab' | split('') | join('|') }} {{ 'a b c' | split(none, 1) | join('|') }}",
+            "{{ 'a\nb\r\n\nc' | lines | join('|') }} {{ 'a,b'.split(',') | join('|') }} {{ ' a b '.split() | join('|') }} {{ 'a b c'.split(' ', 1) | join('|') }} {{ 'a\nb\n'.splitlines() | join('|') }} {{ 'a\nb'.splitlines(true) | join('|') }}",
+            "{{ (('a,' * 999999) | split(',') | length) }} {{ (('a ' * 999999).split() | length) }} {{ (('a,' * 3000000) | split(',', 5) | length) }}",
         ] {
             let ours = render(src, none.clone()).map_err(|e| e.to_string());
             assert_eq!(

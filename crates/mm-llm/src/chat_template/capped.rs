@@ -13,9 +13,13 @@
 //! not a string is printed (through the capped [`Built`]) before a string filter takes
 //! it, since a list that holds one string many times prints as many copies of it.
 //! `"abc".count("")` looped forever in `pycompat`; here it counts as Python does (4).
+//! `split`, `lines` and `pycompat`'s `str.split` and `str.splitlines` are bounded by their
+//! input, but a 16 MiB string can split into 8 million strings (about 25 times its size):
+//! they count their pieces first and refuse more than [`MAX_ITEMS`].
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use minijinja::value::{Rest, StringInput, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, FormatStyle, State, filters};
@@ -71,7 +75,52 @@ pub(super) fn register(env: &mut Environment<'_>) {
             Ok::<_, Error>(v.as_str().ends_with(suffix.as_str()))
         },
     );
+    env.add_filter(
+        "split",
+        |value: &Value, sep: Option<Arc<str>>, maxsplits: Option<i64>| {
+            if let Some(s) = value.as_str() {
+                split_pieces("split", s, sep.as_deref(), maxsplits)?;
+            }
+            filters::split(value, sep, maxsplits)
+        },
+    );
+    env.add_filter("lines", |value: &Value| {
+        if let Some(s) = value.as_str() {
+            line_pieces("lines", s)?;
+        }
+        filters::lines(value)
+    });
     env.set_unknown_method_callback(method);
+}
+
+/// Refuses `s.split(sep, maxsplits)` (`what`) when it would make more than [`MAX_ITEMS`]
+/// strings: counted before any is made (a 16 MiB string of `"a "` splits into 8 million
+/// strings, about 25 times its size).
+fn split_pieces(
+    what: &str,
+    s: &str,
+    sep: Option<&str>,
+    maxsplits: Option<i64>,
+) -> Result<(), Error> {
+    let found = match sep {
+        Some(sep) => occurrences(s, sep).saturating_add(1),
+        None => s.split_whitespace().take(MAX_ITEMS + 1).count(),
+    };
+    let most = maxsplits
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(usize::MAX, |n| n.saturating_add(1));
+    if found.min(most) > MAX_ITEMS {
+        return Err(too_many(what));
+    }
+    Ok(())
+}
+
+/// Refuses `s`'s lines (`what`) when there are more than [`MAX_ITEMS`] of them.
+fn line_pieces(what: &str, s: &str) -> Result<(), Error> {
+    if s.lines().take(MAX_ITEMS + 1).count() > MAX_ITEMS {
+        return Err(too_many(what));
+    }
+    Ok(())
 }
 
 /// Counts the bytes written to it, failing once they pass [`MAX_BUILT_LEN`].
@@ -384,6 +433,15 @@ fn method(
         }
         "upper" | "lower" | "title" | "capitalize" => {
             checked(name, contrib(state, value, name, args)?)
+        }
+        "split" => {
+            let (sep, maxsplits): (Option<&str>, Option<i64>) = minijinja::value::from_args(args)?;
+            split_pieces("str.split", s, sep, maxsplits)?;
+            contrib(state, value, name, args)
+        }
+        "splitlines" => {
+            line_pieces("str.splitlines", s)?;
+            contrib(state, value, name, args)
         }
         _ => contrib(state, value, name, args),
     }
