@@ -35,7 +35,10 @@
 //! hold itself, a value may be nested at most 256 levels deep, and walking one may visit at
 //! most 2,097,152 values, its shared parts counted each time (a cycle or a list nested
 //! 200,000 deep overflowed the stack when printed or dropped, which aborts the process;
-//! `{% set l = [l, l] %}` in a loop made comparisons exponential).
+//! `{% set l = [l, l] %}` in a loop made comparisons exponential). Comparisons, sorts and
+//! deduplications charge the work their operands could take to a per-render budget before
+//! minijinja does it (a list holding one 100 kB string a million times made one `sort` take
+//! minutes).
 //! Which real templates render exactly as `jinja2` does, and which do not and why, is in
 //! `crates/mm-llm/tests/chat_templates.rs` and `crates/mm-llm/docs/chat-templates.md`.
 
@@ -1713,6 +1716,56 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// Comparisons, sorts and deduplications charge their work to the render's budget (a
+    /// value reached, or 64 bytes of a string): a list that holds one 100 kB string a
+    /// million times is small to keep, but `unique` over it took 10 s and `sort` minutes.
+    /// Under the budget each gives what plain minijinja gives.
+    #[test]
+    fn comparisons_are_charged_to_the_render_budget() {
+        let none = serde_json::json!([]);
+        // 300,000 references to a 100 kB string each: 30 GB to compare.
+        let keep = "{% set a = ['x' * 100000] * 300000 %}{% set b = ['x' * 100000] * 300000 %}";
+        for (src, what) in [
+            ("{{ a | unique | length }}", "unique"),
+            ("{{ a | sort | length }}", "sort"),
+            ("{{ a | dictsort | length }}", "dictsort"),
+            ("{{ a | max }}", "max"),
+            ("{{ a == b }}", "=="),
+            ("{{ a != b }}", "!="),
+            ("{{ a < b }}", "<"),
+            ("{{ 0 < a < b }}", "<"),
+            ("{{ b[0] in a }}", "in"),
+            ("{{ b[0] not in a }}", "not in"),
+            ("{{ a is eq(b) }}", "eq"),
+            ("{{ a is equalto(b) }}", "equalto"),
+            ("{{ b[0] is in(a) }}", "in"),
+            ("{{ a.count(b[0]) }}", "count"),
+            ("{{ a.index(b[0]) }}", "index"),
+        ] {
+            let src = format!("{keep}{src}");
+            match render(&src, none.clone()) {
+                Err(LlmError::Template(e)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(what) && e.contains("would pass the render's budget"),
+                        "{src}: {e}"
+                    );
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        for src in [
+            "{{ [3, 1, 2] | sort | join }} {{ ['b', 'A', 'a'] | sort(case_sensitive=true) | join }} {{ [1, 1, 2] | unique | join }}",
+            "{{ {'b': 1, 'a': 2} | dictsort | join }} {{ [3, 1] | min }} {{ [3, 1] | max }} {{ [{'k': 1}, {'k': 1}] | groupby('k') | length }}",
+            "{% set x = [1, 2] %}{% set y = [1, 2] %}{{ x == y }} {{ x != y }} {{ x < [1, 3] }} {{ x in [x] }} {{ 3 not in x }} {{ 0 < x[0] < 2 }}",
+            "{{ [1, 2] is eq([1, 2]) }} {{ 2 is in([1, 2]) }} {{ [[1], [2]] | selectattr('0', 'equalto', 1) | list | length }}",
+        ] {
+            let ours = render(src, none.clone()).map_err(|e| e.to_string());
+            assert!(ours.is_ok(), "{src}: {ours:?}");
+            assert_eq!(ours.as_deref().ok(), plain(src).as_deref().ok(), "{src}");
+        }
     }
 
     /// Raw text inside captured bodies is printed through `{{ }}` after the rewrite, with

@@ -21,11 +21,11 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use minijinja::value::{Rest, StringInput, Value, ValueKind};
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, FormatStyle, State, filters};
+use minijinja::value::{Kwargs, Rest, StringInput, Value, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, FormatStyle, State, filters, tests};
 
 use super::ops::{MAX_ITEMS, items, too_many};
-use super::{Built, MAX_BUILT_LEN, too_long};
+use super::{Built, MAX_BUILT_LEN, too_long, values};
 
 /// Registers the capped builtins in `env`, over minijinja's and `pycompat`'s.
 pub(super) fn register(env: &mut Environment<'_>) {
@@ -90,7 +90,69 @@ pub(super) fn register(env: &mut Environment<'_>) {
         }
         filters::lines(value)
     });
+    // Comparing filters and tests: their comparisons charged to the render's budget.
+    env.add_filter("sort", |state: &State<'_, '_>, v: Value, kwargs: Kwargs| {
+        sorting("sort", &v)?;
+        filters::sort(state, v, kwargs)
+    });
+    env.add_filter(
+        "unique",
+        |state: &State<'_, '_>, v: Value, kwargs: Kwargs| {
+            sorting("unique", &v)?;
+            filters::unique(state, v, kwargs)
+        },
+    );
+    env.add_filter("dictsort", |v: &Value, kwargs: Kwargs| {
+        sorting("dictsort", v)?;
+        filters::dictsort(v, kwargs)
+    });
+    env.add_filter(
+        "groupby",
+        |v: Value, attribute: Option<&str>, kwargs: Kwargs| {
+            sorting("groupby", &v)?;
+            filters::groupby(v, attribute, kwargs)
+        },
+    );
+    env.add_filter("min", |state: &State<'_, '_>, v: Value| {
+        values::charge("min", &[&v], 1)?;
+        filters::min(state, v)
+    });
+    env.add_filter("max", |state: &State<'_, '_>, v: Value| {
+        values::charge("max", &[&v], 1)?;
+        filters::max(state, v)
+    });
+    for (names, f) in [
+        (
+            &["eq", "equalto", "=="][..],
+            tests::is_eq as fn(&Value, &Value) -> bool,
+        ),
+        (&["ne", "!="], tests::is_ne),
+        (&["lt", "lessthan", "<"], tests::is_lt),
+        (&["le", "<="], tests::is_le),
+        (&["gt", "greaterthan", ">"], tests::is_gt),
+        (&["ge", ">="], tests::is_ge),
+    ] {
+        for &name in names {
+            env.add_test(name, move |a: &Value, b: &Value| {
+                values::charge_pair(name, a, b)?;
+                Ok::<_, Error>(f(a, b))
+            });
+        }
+    }
+    env.add_test("in", |state: &State<'_, '_>, a: &Value, b: &Value| {
+        values::charge_pair("in", a, b)?;
+        if let Some(n) = items(b) {
+            values::charge("in", &[a], n)?;
+        }
+        tests::is_in(state, a, b)
+    });
     env.set_unknown_method_callback(method);
+}
+
+/// Charges a sort of `v` (`what`): each item compared about `log2(n) + 1` times.
+fn sorting(what: &str, v: &Value) -> Result<(), Error> {
+    let n = items(v).or_else(|| v.len()).unwrap_or(1);
+    values::charge(what, &[v], (usize::BITS - n.leading_zeros()) as usize + 1)
 }
 
 /// Refuses `s.split(sep, maxsplits)` (`what`) when it would make more than [`MAX_ITEMS`]
@@ -408,6 +470,13 @@ fn method(
 ) -> Result<Value, Error> {
     let contrib = minijinja_contrib::pycompat::unknown_method_callback;
     let Some(s) = value.as_str().filter(|_| value.kind() == ValueKind::String) else {
+        // A list's `count(x)` and `index(x)` compare `x` with every item.
+        if matches!(name, "count" | "index")
+            && let (Some(n), Some(x)) = (items(value), args.first())
+        {
+            values::charge(name, &[value], 1)?;
+            values::charge(name, &[x], n)?;
+        }
         return contrib(state, value, name, args);
     };
     match name {

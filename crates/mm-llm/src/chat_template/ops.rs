@@ -34,12 +34,14 @@ pub(super) const MAX_ITEMS: usize = 1 << 20;
 const CONCAT: &str = "__mm_concat";
 const ADD: &str = "__mm_add";
 const MUL: &str = "__mm_mul";
+const COMPARE: &str = "__mm_compare";
 
 /// Registers the checked operators in `env`.
 pub(super) fn register(env: &mut Environment<'_>) {
     env.add_function(CONCAT, concat);
     env.add_function(ADD, add);
     env.add_function(MUL, mul);
+    env.add_function(COMPARE, compare);
 }
 
 /// The template's syntax tree, as minijinja parses it in the renderer's environment.
@@ -221,6 +223,8 @@ struct Op {
     end: usize,
     func: &'static str,
     args: Vec<(usize, usize)>,
+    /// A comparison's operators, comma-separated (`<,==`).
+    lead: String,
     /// Text written after the arguments, inside the call: a checked store's namespaces.
     extra: String,
     /// A checked value around one expression (`values.rs`): its one argument is the
@@ -383,9 +387,34 @@ fn emit(source: &str, from: usize, to: usize, ops: &[Op], out: &mut String) -> u
         // The chains inside this one follow it in the order.
         let inner_end = i + 1 + ops[i + 1..].iter().take_while(|o| o.start < op.end).count();
         let inner = &ops[i + 1..inner_end];
+        emitted += 1;
+        if op.func == COMPARE {
+            // One checked call per pair, joined by `and` (a chain's middle operands are
+            // plain names, so writing them twice computes nothing twice).
+            out.push('(');
+            for (k, name) in op.lead.split(',').enumerate() {
+                let (Some(&(a, b)), Some(&(c, d))) = (op.args.get(k), op.args.get(k + 1)) else {
+                    break;
+                };
+                if k > 0 {
+                    out.push_str(" and ");
+                }
+                out.push_str(COMPARE);
+                out.push_str("('");
+                out.push_str(name);
+                out.push_str("', ");
+                emitted += emit(source, a, b, inner, out);
+                out.push_str(", ");
+                emitted += emit(source, c, d, inner, out);
+                out.push(')');
+            }
+            out.push(')');
+            pos = op.end;
+            i = inner_end;
+            continue;
+        }
         out.push_str(op.func);
         out.push('(');
-        emitted += 1;
         for (k, &(a, b)) in op.args.iter().enumerate() {
             if k > 0 {
                 out.push_str(", ");
@@ -405,6 +434,111 @@ fn emit(source: &str, from: usize, to: usize, ops: &[Op], out: &mut String) -> u
     }
     out.push_str(&source[pos..to]);
     emitted
+}
+
+/// When `v` is a comparison, pushes its checked call, collects its operands and returns
+/// true. Out of line, so that `collect`, which recurses once per level of the syntax tree
+/// (256 nested `elif`s are a few thousand levels), keeps a small frame.
+#[inline(never)]
+fn compared(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) -> bool {
+    let Some((op, operands)) = comparison(src, v) else {
+        return false;
+    };
+    // A comparison with a literal costs at most the literal's length (or, for `in`, one
+    // pass over the other side), so one in which every pair has a literal is left as
+    // minijinja's: most of them (`message.role == 'user'`).
+    let literal = |e: &serde_json::Value| e.get("expr").and_then(|k| k.as_str()) == Some("Const");
+    if operands
+        .windows(2)
+        .all(|pair| literal(pair[0]) || literal(pair[1]))
+    {
+        return false;
+    }
+    // A chain's middle operands are written twice: only plain names and literals, which
+    // compute nothing twice; other chains are left as minijinja's.
+    if operands.len() > 2
+        && !operands[1..operands.len() - 1]
+            .iter()
+            .all(|e| plain_name(e))
+    {
+        return false;
+    }
+    let args: Option<Vec<_>> = operands.iter().map(|e| extent(src, e)).collect();
+    if let Some(args) = args
+        && let (Some(&(start, _)), Some(&(_, end))) = (args.first(), args.last())
+    {
+        ops.push(Op {
+            start,
+            end,
+            func: COMPARE,
+            args,
+            lead: op,
+            extra: String::new(),
+            wrap: false,
+        });
+    }
+    for e in operands {
+        collect(src, e, ops);
+    }
+    true
+}
+
+/// Whether `e` is a literal or a dotted name (`x`, `ns.a`).
+fn plain_name(e: &serde_json::Value) -> bool {
+    match e.get("expr").and_then(|k| k.as_str()) {
+        Some("Const") => true,
+        Some("Var" | "GetAttr") => dotted(e).is_some(),
+        _ => false,
+    }
+}
+
+/// A comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, or a chain of them,
+/// `a < b == c`) at `v`: its operators, comma-separated, and its operands.
+fn comparison<'a>(
+    src: &str,
+    v: &'a serde_json::Value,
+) -> Option<(String, Vec<&'a serde_json::Value>)> {
+    let (node, _) = node_and_span(v)?;
+    let name = |k: &str| -> Option<&'static str> {
+        Some(match k {
+            "Eq" => "==",
+            "Ne" => "!=",
+            "Lt" => "<",
+            "Lte" => "<=",
+            "Gt" => ">",
+            "Gte" => ">=",
+            "In" => "in",
+            "NotIn" => "not in",
+            _ => return None,
+        })
+    };
+    match v.get("expr")?.as_str()? {
+        "BinOp" => {
+            let mut op = name(node.get("op")?.as_str()?)?;
+            let (left, right) = (node.get("left")?, node.get("right")?);
+            // `a not in b` is `not (a in b)` with the `in`'s own text: told by the text
+            // between the operands.
+            if op == "in" {
+                let (_, a) = extent(src, left)?;
+                let (b, _) = extent(src, right)?;
+                let between = src.get(a..b)?;
+                if between.split_whitespace().next() == Some("not") {
+                    op = "not in";
+                }
+            }
+            Some((op.to_owned(), vec![left, right]))
+        }
+        "Compare" => {
+            let mut operands = vec![node.get("expr")?];
+            let mut names = Vec::new();
+            for step in node.get("ops")?.as_array()? {
+                names.push(name(step.get("op")?.as_str()?)?);
+                operands.push(step.get("expr")?);
+            }
+            Some((names.join(","), operands))
+        }
+        _ => None,
+    }
 }
 
 /// The function of a checked operator (minijinja's serialised `BinOpKind`).
@@ -481,6 +615,9 @@ fn collect(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
     match v {
         serde_json::Value::Object(m) => {
             kept_values(src, v, ops);
+            if compared(src, v, ops) {
+                return;
+            }
             if is_binop(v)
                 && let Some((node, _)) = node_and_span(v)
                 && let Some(func) = node.get("op").and_then(function)
@@ -506,6 +643,7 @@ fn collect(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
 /// The checked values of the node `v` (not of its children): a `set`'s value (through
 /// `store` with the namespaces when it sets attributes), each `with` value, a `for` loop's
 /// list and each argument of a call.
+#[inline(never)]
 fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
     let Some((node, _)) = node_and_span(v) else {
         return;
@@ -520,6 +658,7 @@ fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
                 end: b,
                 func,
                 args: vec![(a, b)],
+                lead: String::new(),
                 extra,
                 wrap: true,
             });
@@ -687,6 +826,7 @@ fn chain(src: &str, v: &serde_json::Value, func: &'static str, ops: &mut Vec<Op>
         end,
         func,
         args,
+        lead: String::new(),
         extra: String::new(),
         wrap: false,
     })
@@ -712,6 +852,48 @@ fn plain(
         )
     })?;
     expr.eval(minijinja::context! { a => a, b => b })
+}
+
+/// The `in` expressions, compiled once, that compute one once its work is charged
+/// (`values::charge`); minijinja's containment test is not public.
+static PLAIN_COMPARE: LazyLock<Vec<(&'static str, Option<Expression<'static, 'static>>)>> =
+    LazyLock::new(|| {
+        [("in", "a in b"), ("not in", "a not in b")]
+            .into_iter()
+            .map(|(op, src)| (op, PLAIN.compile_expression(src).ok()))
+            .collect()
+    });
+
+/// `a op b` for one comparison operator, its work charged to the render's budget first
+/// (comparing walks both values, `in` walks the list once per item), unless both are
+/// numbers, bools or strings of at most 4 KiB, whose comparison costs next to nothing. A
+/// chain `a < b == c` is rewritten into one call per pair, joined by `and`, which stops at
+/// the first that fails as minijinja's chain does.
+fn compare(op: &str, a: Value, b: Value) -> Result<Value, Error> {
+    values::charge_pair(op, &a, &b)?;
+    // As minijinja's VM computes them (with undefined values allowed, as in the renderer).
+    let result = match op {
+        "==" => a == b,
+        "!=" => a != b,
+        "<" => a < b,
+        "<=" => a <= b,
+        ">" => a > b,
+        ">=" => a >= b,
+        _ => {
+            if let Some(n) = items(&b) {
+                values::charge(op, &[&a], n)?;
+            }
+            let expr = PLAIN_COMPARE
+                .iter()
+                .find(|(o, _)| *o == op)
+                .and_then(|(_, e)| e.as_ref())
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidOperation, "a comparison did not compile")
+                })?;
+            return expr.eval(minijinja::context! { a => a, b => b });
+        }
+    };
+    Ok(Value::from(result))
 }
 
 /// The number of items of a list, counted up to `MAX_ITEMS + 1` when it has no length.

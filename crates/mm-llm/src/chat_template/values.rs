@@ -27,6 +27,11 @@
 //! work any later walk of it does. The render's walks together are bounded too
 //! ([`WALK_FACTOR`] times [`MAX_VISITS`]), so a template that keeps re-checking a large
 //! value stops with an error instead of running for hours within its fuel.
+//!
+//! The same budget pays for comparing ([`charge`], [`charge_pair`]): the checked comparison
+//! operators (`ops.rs`) and the comparing tests and filters (`capped.rs`) charge the work
+//! their operands could take, a value reached or 64 bytes of a string, before minijinja
+//! compares them.
 
 use std::cell::{Cell, RefCell};
 
@@ -179,4 +184,78 @@ pub(super) fn check(v: &Value, targets: &[Value]) -> Result<(), Error> {
 
 fn refused(what: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, what)
+}
+
+/// Bytes of string that count as one unit of comparing work (a value visited is one).
+const BYTES_PER_UNIT: usize = 64;
+
+/// The work units of walking or comparing `v`: one per value reached (shared parts each
+/// time), plus one per [`BYTES_PER_UNIT`] bytes of each string reached; `None` once past
+/// `limit`, where counting stops.
+fn work(v: &Value, limit: usize) -> Option<usize> {
+    let mut units = 0usize;
+    let mut stack = vec![v.clone()];
+    while let Some(v) = stack.pop() {
+        units = units.saturating_add(1 + v.as_str().map_or(0, |s| s.len() / BYTES_PER_UNIT));
+        if units > limit {
+            return None;
+        }
+        let Some(obj) = v.as_object() else { continue };
+        match v.kind() {
+            ValueKind::Map => {
+                if let Some(pairs) = obj.try_iter_pairs() {
+                    for (k, item) in pairs {
+                        stack.push(k);
+                        stack.push(item);
+                    }
+                }
+            }
+            ValueKind::Seq | ValueKind::Iterable => {
+                if let Some(items) = obj.try_iter() {
+                    stack.extend(items);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(units)
+}
+
+/// Charges `what`'s work to the render's budget: the work of `values`, each counted
+/// `times` times (a sort compares each item about `log2(n)` times). Refuses it, charging
+/// nothing, when the budget cannot cover it: minijinja's comparisons, sorts and
+/// deduplications are not counted by fuel, and a list holding one 100 kB string a million
+/// times made one `unique` take 10 s and one `sort` minutes.
+pub(super) fn charge(what: &str, values: &[&Value], times: usize) -> Result<(), Error> {
+    let left = WALK_BUDGET.get();
+    let times = times.max(1);
+    let mut total = 0usize;
+    for v in values {
+        let units = work(v, left / times)
+            .and_then(|u| u.checked_mul(times))
+            .and_then(|u| total.checked_add(u))
+            .filter(|&t| t <= left);
+        match units {
+            Some(t) => total = t,
+            None => {
+                return Err(refused(format!(
+                    "{what}: comparing these values would pass the render's budget of \
+                     {WALK_FACTOR} times {MAX_VISITS} units (a value reached, or \
+                     {BYTES_PER_UNIT} bytes of a string)"
+                )));
+            }
+        }
+    }
+    WALK_BUDGET.set(left - total);
+    Ok(())
+}
+
+/// Charges one comparison of `a` and `b` (`what`), unless both are numbers, bools or
+/// strings of at most 4 KiB, whose comparison costs next to nothing.
+pub(super) fn charge_pair(what: &str, a: &Value, b: &Value) -> Result<(), Error> {
+    let small = |v: &Value| v.as_object().is_none() && v.as_str().is_none_or(|s| s.len() <= 4096);
+    if small(a) && small(b) {
+        return Ok(());
+    }
+    charge(what, &[a, b], 1)
 }
