@@ -1743,6 +1743,12 @@ mod tests {
             ("{{ b[0] is in(a) }}", "in"),
             ("{{ a.count(b[0]) }}", "count"),
             ("{{ a.index(b[0]) }}", "index"),
+            ("{{ {a: 1} | length }}", "a key"),
+            ("{% set d = {} %}{{ d[a] }}", "a key"),
+            (
+                "{% for i in range(2) %}{{ loop.changed(a) }}{% endfor %}",
+                "a key",
+            ),
         ] {
             let src = format!("{keep}{src}");
             match render(&src, none.clone()) {
@@ -1761,6 +1767,7 @@ mod tests {
             "{{ {'b': 1, 'a': 2} | dictsort | join }} {{ [3, 1] | min }} {{ [3, 1] | max }} {{ [{'k': 1}, {'k': 1}] | groupby('k') | length }}",
             "{% set x = [1, 2] %}{% set y = [1, 2] %}{{ x == y }} {{ x != y }} {{ x < [1, 3] }} {{ x in [x] }} {{ 3 not in x }} {{ 0 < x[0] < 2 }}",
             "{{ [1, 2] is eq([1, 2]) }} {{ 2 is in([1, 2]) }} {{ [[1], [2]] | selectattr('0', 'equalto', 1) | list | length }}",
+            "{% set k = 'k' %}{% set d = {k: 1, 'j': [k]} %}{{ d[k] }} {{ d['j'][0] }} {{ [5, 6][d[k]] }}{% for i in [1, 1, 2] %}{{ loop.changed(i) }}{% endfor %}",
         ] {
             let ours = render(src, none.clone()).map_err(|e| e.to_string());
             assert!(ours.is_ok(), "{src}: {ours:?}");

@@ -649,7 +649,7 @@ fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
         return;
     };
     let mut wrap = |e: Option<&serde_json::Value>, func: &'static str, extra: String| {
-        if func == values::VALUE && e.is_some_and(scalar) {
+        if func != values::STORE && e.is_some_and(scalar) {
             return;
         }
         if let Some((a, b)) = e.and_then(|e| extent(src, e)) {
@@ -688,6 +688,39 @@ fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
             }
         }
         Some("ForLoop") => wrap(node.get("iter"), values::VALUE, String::new()),
+        _ => {}
+    }
+    // Keys minijinja hashes or compares: a subscript, a dict literal's keys, and what
+    // `loop.changed` compares with the value before (literals need no charge).
+    let not_literal =
+        |e: &&serde_json::Value| e.get("expr").and_then(|k| k.as_str()) != Some("Const");
+    match v.get("expr").and_then(|e| e.as_str()) {
+        Some("GetItem") => {
+            if let Some(e) = node.get("subscript_expr").filter(not_literal) {
+                wrap(Some(e), values::KEY, String::new());
+            }
+        }
+        Some("Map") => {
+            for e in node
+                .get("keys")
+                .and_then(|k| k.as_array())
+                .into_iter()
+                .flatten()
+                .filter(not_literal)
+            {
+                wrap(Some(e), values::KEY, String::new());
+            }
+        }
+        Some("Call") if node.get("expr").and_then(dotted).as_deref() == Some("loop.changed") => {
+            for arg in node
+                .get("args")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                wrap(arg.get("Pos"), values::KEY, String::new());
+            }
+        }
         _ => {}
     }
     if v.get("expr").and_then(|e| e.as_str()) == Some("Call") {

@@ -50,11 +50,13 @@ pub(super) const WALK_FACTOR: usize = 8;
 
 pub(super) const VALUE: &str = "__mm_value";
 pub(super) const STORE: &str = "__mm_store";
+pub(super) const KEY: &str = "__mm_key";
 
 /// Registers the checks in `env`.
 pub(super) fn register(env: &mut Environment<'_>) {
     env.add_function(VALUE, value);
     env.add_function(STORE, store);
+    env.add_function(KEY, key);
 }
 
 thread_local! {
@@ -94,6 +96,13 @@ impl Drop for WalkBudget {
         WALK_BUDGET.set(self.left);
         CHECKED.set(std::mem::take(&mut self.checked));
     }
+}
+
+/// `v`, a key about to be hashed or compared by minijinja (a dict literal's key, a
+/// subscript, `loop.changed`'s argument), once its work is charged ([`charge_pair`]).
+fn key(v: Value) -> Result<Value, Error> {
+    charge_pair("a key", &v, &Value::from(()))?;
+    Ok(v)
 }
 
 /// `v`, once [`check`] has passed it.
