@@ -137,8 +137,8 @@ pub(super) fn check(v: &Value, targets: &[Value]) -> Result<(), Error> {
         if visits > limit {
             return Err(if limit == left {
                 refused(format!(
-                    "the render's checks of the values it keeps visited more than \
-                     {WALK_FACTOR} times {MAX_VISITS} values"
+                    "the render's checks of the values it keeps and its comparisons used \
+                     up its budget of {WALK_FACTOR} times {MAX_VISITS} units"
                 ))
             } else {
                 refused(format!(
