@@ -678,12 +678,7 @@ fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
             }
         }
         Some("WithBlock") => {
-            for pair in node
-                .get("assignments")
-                .and_then(|a| a.as_array())
-                .into_iter()
-                .flatten()
-            {
+            for pair in list_field(node, "assignments") {
                 wrap(pair.get(1), values::VALUE, String::new());
             }
         }
@@ -701,35 +696,19 @@ fn kept_values(src: &str, v: &serde_json::Value, ops: &mut Vec<Op>) {
             }
         }
         Some("Map") => {
-            for e in node
-                .get("keys")
-                .and_then(|k| k.as_array())
-                .into_iter()
-                .flatten()
-                .filter(not_literal)
-            {
+            for e in list_field(node, "keys").filter(not_literal) {
                 wrap(Some(e), values::KEY, String::new());
             }
         }
         Some("Call") if node.get("expr").and_then(dotted).as_deref() == Some("loop.changed") => {
-            for arg in node
-                .get("args")
-                .and_then(|a| a.as_array())
-                .into_iter()
-                .flatten()
-            {
+            for arg in list_field(node, "args") {
                 wrap(arg.get("Pos"), values::KEY, String::new());
             }
         }
         _ => {}
     }
     if v.get("expr").and_then(|e| e.as_str()) == Some("Call") {
-        for arg in node
-            .get("args")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-        {
+        for arg in list_field(node, "args") {
             let e = arg
                 .get("Pos")
                 .or_else(|| arg.get("PosSplat"))
@@ -785,6 +764,17 @@ fn scalar(e: &serde_json::Value) -> bool {
     }
 }
 
+/// The items of the list field `key` of a syntax-tree node (none when it has no such list).
+fn list_field<'a>(
+    node: &'a serde_json::Value,
+    key: &str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    node.get(key)
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+}
+
 /// The text of the namespace expressions an assignment target sets attributes of
 /// (`ns.a` gives `ns`, `a, ns.inner.b` gives `ns.inner`): dotted names only, which hold no
 /// operator, so their text is copied as it is.
@@ -799,12 +789,7 @@ fn namespaces(target: &serde_json::Value, out: &mut Vec<String>) {
             }
         }
         Some("List") => {
-            for item in node
-                .get("items")
-                .and_then(|i| i.as_array())
-                .into_iter()
-                .flatten()
-            {
+            for item in list_field(node, "items") {
                 namespaces(item, out);
             }
         }
